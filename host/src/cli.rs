@@ -1,0 +1,88 @@
+//! Command-line types (clap derive) only; `main.rs` dispatches them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "energy-star",
+    version,
+    about = "Measures the energy AI models use for inference, with sandboxed WebAssembly plugins",
+    after_help = "Without a subcommand, arguments are those of `run`, as the AI Energy Score container takes them:\n  energy-star --config-name text_generation backend.model=ORG/NAME"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub plugins: PluginOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommand names; anything else as the first argument means `run`.
+pub const SUBCOMMANDS: &[&str] = &["run", "summarize", "plugins", "help"];
+
+/// Global options that take a value, and global flags: they may come before the subcommand.
+pub const GLOBAL_OPTIONS_WITH_VALUE: &[&str] = &["--plugin-dir", "--plugin-memory-mib", "--plugin-time-limit-s"];
+pub const GLOBAL_FLAGS: &[&str] = &["--no-compile-cache"];
+
+#[derive(Debug, Args)]
+pub struct PluginOptions {
+    /// Folder of drop-in plugins (*.wasm); repeatable, earlier folders win. Also
+    /// ENERGY_STAR_PLUGIN_PATH (colon-separated) and /opt/energy-star/plugins.
+    #[arg(long = "plugin-dir", global = true, value_name = "DIR")]
+    pub plugin_dirs: Vec<PathBuf>,
+
+    /// Memory limit of each plugin instance, in MiB.
+    #[arg(long, global = true, env = "ENERGY_STAR_PLUGIN_MEMORY_MIB", default_value_t = 1024, value_name = "MIB")]
+    pub plugin_memory_mib: u64,
+
+    /// Longest a plugin may compute without calling the host, in seconds.
+    #[arg(long, global = true, env = "ENERGY_STAR_PLUGIN_TIME_LIMIT_S", default_value_t = 60.0, value_name = "S")]
+    pub plugin_time_limit_s: f64,
+
+    /// Compile plugins afresh instead of using the on-disk compile cache.
+    #[arg(long, global = true)]
+    pub no_compile_cache: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a benchmark: the backend named by BENCHMARK_BACKEND (default optimum) on a config.
+    Run(RunArgs),
+    /// Summarize a report's GPU energy into GPU_ENERGY_WH.txt and GPU_ENERGY_SUMMARY.json.
+    Summarize(SummarizeArgs),
+    /// List the plugins in effect.
+    Plugins(PluginsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Folder of YAML configs; built-in configs fill in what it lacks.
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+
+    /// Config to run, e.g. text_generation.
+    #[arg(long, value_name = "NAME")]
+    pub config_name: String,
+
+    /// Results folder (else an explicit hydra.run.dir= override, else RESULTS_DIR, else ./results).
+    #[arg(long, value_name = "DIR")]
+    pub results_dir: Option<PathBuf>,
+
+    /// Hydra-style overrides: key=value, +key=value, ++key=value, ~key.
+    #[arg(value_name = "OVERRIDE", allow_hyphen_values = true)]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SummarizeArgs {
+    /// Results folder or report file (default: RESULTS_DIR, else ./results).
+    pub target: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PluginsArgs {
+    /// Print one JSON object per plugin instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,25 @@
+//! energy-star: measures the energy AI models use for inference.
+//!
+//! The host owns the machine and exposes it to sandboxed WebAssembly plugins through the WIT
+//! package in `wit/`. Rooms:
+//! - [`plugins`]: discovery, sandbox, compile cache, typed calls; the host side of the WIT imports.
+//! - [`config`]: YAML configs composed through `defaults:` lists, Hydra-style overrides.
+//! - [`run`]: `energy-star run`, backend selection and the run's life cycle.
+//! - [`summary`]: `energy-star summarize`, report → `GPU_ENERGY_WH.txt` + `GPU_ENERGY_SUMMARY.json`.
+//! - [`results`]: the results folder, atomic writes.
+//! - [`cli`]: the command-line types.
+//!
+//! ```no_run
+//! use energy_star::plugins::{PluginRuntime, PluginSet, RuntimeOptions};
+//! let rt = PluginRuntime::new(RuntimeOptions::default()).unwrap();
+//! let plugins = PluginSet::discover(&rt, &[]).unwrap();
+//! let done = energy_star::summary::summarize(&rt, &plugins, "results".as_ref()).unwrap();
+//! println!("{:.2} Wh", done.total_wh_rounded);
+//! ```
+
+pub mod cli;
+pub mod config;
+pub mod plugins;
+pub mod results;
+pub mod run;
+pub mod summary;

@@ -1,0 +1,139 @@
+//! The `energy-star` binary: parse, dispatch, print errors, set the exit code. The only place
+//! where errors become text on stderr.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use energy_star::cli::{Cli, Command, GLOBAL_FLAGS, GLOBAL_OPTIONS_WITH_VALUE, PluginOptions, SUBCOMMANDS};
+use energy_star::plugins::{self, PluginKind, PluginRuntime, PluginSet, RuntimeOptions, SandboxLimits};
+use energy_star::run::{self, RunPlan};
+use energy_star::summary;
+
+fn main() -> ExitCode {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `run` may be implied, as the container's entrypoint passes the arguments of `run`:
+    // find the first argument that is not a global option, and insert `run` before it unless
+    // it names a subcommand.
+    let mut i = 1;
+    while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
+        if GLOBAL_OPTIONS_WITH_VALUE.contains(&arg) {
+            i += 2;
+        } else if GLOBAL_FLAGS.contains(&arg) || GLOBAL_OPTIONS_WITH_VALUE.iter().any(|o| arg.starts_with(&format!("{o}="))) {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    if let Some(first) = args.get(i).and_then(|a| a.to_str()) {
+        let is_known = SUBCOMMANDS.contains(&first) || matches!(first, "-h" | "--help" | "-V" | "--version");
+        if !is_known {
+            args.insert(i, "run".into());
+        }
+    }
+    let cli = Cli::parse_from(args);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime(opts: &PluginOptions) -> anyhow::Result<PluginRuntime> {
+    if !(opts.plugin_time_limit_s.is_finite() && opts.plugin_time_limit_s > 0.0) {
+        anyhow::bail!("--plugin-time-limit-s must be a positive number of seconds, got {}", opts.plugin_time_limit_s);
+    }
+    if opts.plugin_memory_mib == 0 {
+        anyhow::bail!("--plugin-memory-mib must be at least 1");
+    }
+    let options = RuntimeOptions {
+        limits: SandboxLimits {
+            memory_bytes: opts.plugin_memory_mib.saturating_mul(1 << 20),
+            time_limit: Duration::from_secs_f64(opts.plugin_time_limit_s),
+        },
+        cache_dir: if opts.no_compile_cache { None } else { plugins::runtime::default_cache_dir() },
+    };
+    Ok(PluginRuntime::new(options)?)
+}
+
+fn discover(rt: &PluginRuntime, opts: &PluginOptions) -> anyhow::Result<PluginSet> {
+    let env_path = std::env::var("ENERGY_STAR_PLUGIN_PATH").ok();
+    let default = PathBuf::from(plugins::DEFAULT_PLUGIN_DIR);
+    let dirs = plugins::plugin_dirs(&opts.plugin_dirs, env_path.as_deref(), Some(&default));
+    Ok(PluginSet::discover(rt, &dirs)?)
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let rt = runtime(&cli.plugins)?;
+    let set = discover(&rt, &cli.plugins)?;
+    match cli.command {
+        Command::Plugins(args) => {
+            print_plugins(&set, args.json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Summarize(args) => {
+            let target = args.target.or_else(|| env_path("RESULTS_DIR")).unwrap_or_else(|| PathBuf::from("results"));
+            let done = summary::summarize(&rt, &set, &target)?;
+            print!("{}", summary::banner(&done));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => {
+            let plan = RunPlan {
+                config_dir: args.config_dir,
+                config_name: args.config_name,
+                overrides: args.overrides,
+                results_dir: args.results_dir,
+                results_dir_env: env_path("RESULTS_DIR"),
+                backend: std::env::var("BENCHMARK_BACKEND").ok(),
+            };
+            let done = run::run(&rt, &set, &plan, |k| std::env::var(k).ok())?;
+            print!("{}", summary::banner(&done.summary));
+            println!("results: {}", done.results_dir.display());
+            if !done.complete {
+                eprintln!("warning: the run is incomplete; see {}", done.results_dir.join("run_status.json").display());
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_plugins(set: &PluginSet, json: bool) {
+    if json {
+        for p in &set.plugins {
+            let m = &p.meta;
+            let line = serde_json::json!({
+                "name": m.name,
+                "kind": m.kind.as_str(),
+                "version": m.version,
+                "api_version": m.api_version,
+                "origin": m.origin.to_string(),
+                "replaces": m.replaces.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
+                "formats": m.formats,
+                "required_settings": m.required_settings.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+                "description": m.description,
+            });
+            println!("{line}");
+        }
+        return;
+    }
+    println!("{:<24} {:<11} {:<9} {:<5} ORIGIN", "NAME", "KIND", "VERSION", "API");
+    for kind in [PluginKind::Backend, PluginKind::Summarizer] {
+        for p in set.of_kind(kind) {
+            let m = &p.meta;
+            let mut origin = m.origin.to_string();
+            if !m.replaces.is_empty() {
+                origin.push_str(&format!(" (replaces {})", m.replaces.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(", ")));
+            }
+            println!("{:<24} {:<11} {:<9} {:<5} {origin}", m.name, m.kind.as_str(), m.version, m.api_version);
+        }
+    }
+    println!("\nAPI versions accepted: {}", plugins::bindings::ACCEPTED_API_VERSIONS.join(", "));
+}

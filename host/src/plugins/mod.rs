@@ -1,0 +1,424 @@
+//! Plugins: discovery, the sandbox they run in, and typed calls into them.
+//!
+//! A plugin is a WebAssembly component that exports one interface of the `energy-star:plugin`
+//! WIT package: `summarizer` (report → unified summary) or `backend` (runs a benchmark through
+//! the host's capabilities). The host reads which, and the API version, from the export's
+//! versioned name, and refuses versions it does not accept.
+//!
+//! Rooms: [`runtime`] (engine, limits, compile cache), [`bindings`] (the one `bindgen!`),
+//! [`state`] (per-store state), [`host`] (the backend world's imports), [`error`] (trap vs guest
+//! error vs limits). This module finds plugins and calls them; commands never touch wasmtime.
+
+pub mod bindings;
+pub mod error;
+mod host;
+pub mod runtime;
+mod state;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use error::PluginError;
+pub use host::HostServices;
+pub use runtime::{CompileSource, PluginRuntime, RuntimeOptions, SandboxLimits};
+
+use bindings::backend::exports::energy_star::plugin::backend as wit_backend;
+use bindings::summarizer::exports::energy_star::plugin::summarizer as wit_summarizer;
+use runtime::{Prepared, start_budget};
+
+include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+
+/// The default drop-in folder (the container's).
+pub const DEFAULT_PLUGIN_DIR: &str = "/opt/energy-star/plugins";
+
+/// Which world a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PluginKind {
+    Backend,
+    Summarizer,
+}
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Backend => "backend",
+            PluginKind::Summarizer => "summarizer",
+        }
+    }
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a plugin came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Embedded in the binary; the package name.
+    Builtin(&'static str),
+    /// A `.wasm` file in a plugin folder.
+    File(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Builtin(_) => f.write_str("built-in"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// What a plugin says about itself, checked by the host.
+#[derive(Debug, Clone)]
+pub struct PluginMeta {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub kind: PluginKind,
+    pub api_version: String,
+    pub origin: Origin,
+    /// Plugins this one replaced (same kind and name, lower precedence).
+    pub replaces: Vec<Origin>,
+    /// Summarizers: formats read. Backends: the report format written.
+    pub formats: Vec<String>,
+    /// Backends: settings required from the environment.
+    pub required_settings: Vec<RequiredSetting>,
+}
+
+impl PluginMeta {
+    /// `name version (origin)`, used in every error about this plugin.
+    pub fn label(&self) -> String {
+        format!("{} {} {} ({})", self.kind, self.name, self.version, self.origin)
+    }
+}
+
+/// A setting a backend needs from the environment.
+#[derive(Debug, Clone)]
+pub struct RequiredSetting {
+    pub name: String,
+    pub description: String,
+    pub missing_message: String,
+}
+
+/// A loaded, linked plugin with its metadata.
+#[derive(Clone)]
+pub struct Plugin {
+    pub meta: PluginMeta,
+    pub compiled_from: CompileSource,
+    prepared: Prepared,
+}
+
+/// The unified summary a summarizer returns, checked for sanity by the host.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub format: String,
+    pub total_wh: f64,
+    pub phases: Vec<PhaseEnergy>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PhaseEnergy {
+    pub name: String,
+    pub energy_wh: f64,
+    pub counted: bool,
+}
+
+/// What a backend's run produced.
+#[derive(Debug)]
+pub struct BackendOutcome {
+    /// The plugin's answer: the report and whether it says it is complete, or its error.
+    pub result: Result<RunOutput, PluginError>,
+    /// Reasons the plugin gave through `results.mark-incomplete`.
+    pub incomplete: Vec<String>,
+    /// Files the plugin wrote through `results.write-file`.
+    pub written: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct RunOutput {
+    pub report_json: String,
+    pub complete: bool,
+}
+
+impl Plugin {
+    fn name_for_errors(&self) -> String {
+        self.meta.label()
+    }
+
+    /// Asks a summarizer how sure it is that `report` is its format (0..=1).
+    pub fn detect(&self, rt: &PluginRuntime, report: &str) -> Result<f32, PluginError> {
+        let Prepared::Summarizer(pre) = &self.prepared else { return Ok(0.0) };
+        let mut store = rt.store(None);
+        let label = self.name_for_errors();
+        let inst = pre.instantiate(&mut store).map_err(|e| rt.failure(&store, e, &label, "instantiate"))?;
+        start_budget(&mut store);
+        let confidence = inst
+            .energy_star_plugin_summarizer()
+            .call_detect(&mut store, report)
+            .map_err(|e| rt.failure(&store, e, &label, "detect"))?;
+        if !(0.0..=1.0).contains(&confidence) {
+            return Err(PluginError::Malformed {
+                plugin: label,
+                call: "detect",
+                problem: format!("confidence {confidence} is outside 0..=1"),
+            });
+        }
+        Ok(confidence)
+    }
+
+    /// Summarizes `report` with this summarizer; the result is checked before it is trusted.
+    pub fn summarize(&self, rt: &PluginRuntime, report: &str) -> Result<Summary, PluginError> {
+        let label = self.name_for_errors();
+        let Prepared::Summarizer(pre) = &self.prepared else {
+            return Err(PluginError::Guest { plugin: label, message: "not a summarizer".into() });
+        };
+        let mut store = rt.store(None);
+        let inst = pre.instantiate(&mut store).map_err(|e| rt.failure(&store, e, &label, "instantiate"))?;
+        start_budget(&mut store);
+        let answer = inst
+            .energy_star_plugin_summarizer()
+            .call_summarize(&mut store, report)
+            .map_err(|e| rt.failure(&store, e, &label, "summarize"))?;
+        let s = answer.map_err(|message| PluginError::Guest { plugin: label.clone(), message })?;
+        let malformed = |problem: String| PluginError::Malformed { plugin: label.clone(), call: "summarize", problem };
+        if !s.total_wh.is_finite() {
+            return Err(malformed(format!("total {} Wh is not a finite number", s.total_wh)));
+        }
+        if !self.meta.formats.contains(&s.format) {
+            return Err(malformed(format!("format {:?} is not one it declared ({})", s.format, self.meta.formats.join(", "))));
+        }
+        let mut sum = 0.0;
+        for p in &s.phases {
+            if p.name.trim().is_empty() {
+                return Err(malformed("a phase has an empty name".into()));
+            }
+            if !p.energy_wh.is_finite() {
+                return Err(malformed(format!("phase {:?} energy {} Wh is not a finite number", p.name, p.energy_wh)));
+            }
+            if p.counted {
+                sum += p.energy_wh;
+            }
+        }
+        if (sum - s.total_wh).abs() > 1e-9 * sum.abs().max(1.0) {
+            return Err(malformed(format!("total {} Wh is not the sum of its counted phases ({sum} Wh)", s.total_wh)));
+        }
+        Ok(Summary {
+            format: s.format,
+            total_wh: s.total_wh,
+            phases: s.phases.into_iter().map(|p| PhaseEnergy { name: p.name, energy_wh: p.energy_wh, counted: p.counted }).collect(),
+            warnings: s.warnings,
+        })
+    }
+
+    /// Runs a backend with its host services. Runs on the calling thread; never call it from a
+    /// tokio worker.
+    pub fn run_backend(&self, rt: &PluginRuntime, services: HostServices, config_json: &str, settings: Vec<(String, String)>) -> BackendOutcome {
+        let label = self.name_for_errors();
+        let Prepared::Backend(pre) = &self.prepared else {
+            return BackendOutcome {
+                result: Err(PluginError::Guest { plugin: label, message: "not a backend".into() }),
+                incomplete: Vec::new(),
+                written: Vec::new(),
+            };
+        };
+        let mut store = rt.store(Some(services));
+        let result = (|| {
+            let inst = pre.instantiate(&mut store).map_err(|e| rt.failure(&store, e, &label, "instantiate"))?;
+            start_budget(&mut store);
+            let request = wit_backend::RunRequest { config_json: config_json.to_string(), settings };
+            let answer = inst
+                .energy_star_plugin_backend()
+                .call_run(&mut store, &request)
+                .map_err(|e| rt.failure(&store, e, &label, "run"))?;
+            let out = answer.map_err(|message| PluginError::Guest { plugin: label.clone(), message })?;
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(&out.report_json) {
+                return Err(PluginError::Malformed { plugin: label.clone(), call: "run", problem: format!("report is not valid JSON: {e}") });
+            }
+            Ok(RunOutput { report_json: out.report_json, complete: out.complete })
+        })();
+        let services = store.into_data().services.unwrap_or_else(|| HostServices::new("", PathBuf::new()));
+        BackendOutcome { result, incomplete: services.incomplete, written: services.written }
+    }
+}
+
+/// Reads a plugin's metadata by calling its `info` export in a fresh instance.
+fn read_meta(rt: &PluginRuntime, prepared: &Prepared, kind: PluginKind, api_version: String, origin: Origin) -> Result<PluginMeta, PluginError> {
+    let label = format!("{kind} at {origin}");
+    let mut store = rt.store(None);
+    let malformed = |problem: String| PluginError::Malformed { plugin: label.clone(), call: "info", problem };
+    let meta = match prepared {
+        Prepared::Summarizer(pre) => {
+            let inst = pre.instantiate(&mut store).map_err(|e| rt.failure(&store, e, &label, "instantiate"))?;
+            start_budget(&mut store);
+            let info: wit_summarizer::SummarizerInfo =
+                inst.energy_star_plugin_summarizer().call_info(&mut store).map_err(|e| rt.failure(&store, e, &label, "info"))?;
+            if info.formats.is_empty() {
+                return Err(malformed("declares no formats".into()));
+            }
+            PluginMeta {
+                name: info.name,
+                version: info.version,
+                description: info.description,
+                kind,
+                api_version,
+                origin,
+                replaces: Vec::new(),
+                formats: info.formats,
+                required_settings: Vec::new(),
+            }
+        }
+        Prepared::Backend(pre) => {
+            // Instantiating a backend needs its imports' state; `info` never reaches them.
+            let mut bstore = rt.store(Some(HostServices::new("(info)", PathBuf::new())));
+            let inst = pre.instantiate(&mut bstore).map_err(|e| rt.failure(&bstore, e, &label, "instantiate"))?;
+            start_budget(&mut bstore);
+            let info: wit_backend::BackendInfo =
+                inst.energy_star_plugin_backend().call_info(&mut bstore).map_err(|e| rt.failure(&bstore, e, &label, "info"))?;
+            for s in &info.required_settings {
+                if !valid_setting_name(&s.name) {
+                    return Err(malformed(format!("required setting {:?} is not an environment variable name", s.name)));
+                }
+            }
+            PluginMeta {
+                name: info.name,
+                version: info.version,
+                description: info.description,
+                kind,
+                api_version,
+                origin,
+                replaces: Vec::new(),
+                formats: vec![info.report_format],
+                required_settings: info
+                    .required_settings
+                    .into_iter()
+                    .map(|s| RequiredSetting { name: s.name, description: s.description, missing_message: s.missing_message })
+                    .collect(),
+            }
+        }
+    };
+    if !valid_plugin_name(&meta.name) {
+        return Err(malformed(format!("name {:?} must be 1-64 characters of letters, digits, '-', '_' or '.'", meta.name)));
+    }
+    Ok(meta)
+}
+
+fn valid_plugin_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn valid_setting_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Loads one plugin from bytes: component check, compile (or cache), version, link, metadata.
+pub fn load_plugin(rt: &PluginRuntime, bytes: &[u8], origin: Origin) -> Result<Plugin, PluginError> {
+    let origin_text = origin.to_string();
+    let (component, compiled_from) = rt.load_component(bytes, &origin_text)?;
+    let (kind, api_version) = rt.inspect(&component, &origin_text)?;
+    let prepared = rt.prepare(&component, kind, &origin_text)?;
+    let meta = read_meta(rt, &prepared, kind, api_version, origin)?;
+    Ok(Plugin { meta, compiled_from, prepared })
+}
+
+/// The plugins in effect: built-ins, replaced by same-named drop-ins of higher precedence.
+pub struct PluginSet {
+    pub plugins: Vec<Plugin>,
+}
+
+impl PluginSet {
+    /// Loads the built-ins, then every `*.wasm` of `dirs` (lowest precedence first). A plugin
+    /// replaces an earlier one of the same kind and name; two in one folder are an error.
+    pub fn discover(rt: &PluginRuntime, dirs: &[PathBuf]) -> Result<Self, PluginError> {
+        let mut plugins: Vec<Plugin> = Vec::new();
+        for (package, bytes) in BUILTIN_PLUGINS {
+            let p = load_plugin(rt, bytes, Origin::Builtin(package))?;
+            insert(&mut plugins, p);
+        }
+        for dir in dirs {
+            let mut in_folder: Vec<Plugin> = Vec::new();
+            for path in wasm_files(dir)? {
+                let bytes = std::fs::read(&path).map_err(|source| PluginError::Read { path: path.clone(), source })?;
+                let p = load_plugin(rt, &bytes, Origin::File(path.clone()))?;
+                if let Some(first) = in_folder.iter().find(|q| q.meta.kind == p.meta.kind && q.meta.name == p.meta.name) {
+                    let Origin::File(first_path) = &first.meta.origin else { unreachable!("folder plugins come from files") };
+                    return Err(PluginError::DuplicateInFolder {
+                        kind: p.meta.kind.as_str(),
+                        name: p.meta.name.clone(),
+                        first: first_path.clone(),
+                        second: path,
+                    });
+                }
+                in_folder.push(p);
+            }
+            for p in in_folder {
+                insert(&mut plugins, p);
+            }
+        }
+        plugins.sort_by(|a, b| (a.meta.kind, &a.meta.name).cmp(&(b.meta.kind, &b.meta.name)));
+        Ok(Self { plugins })
+    }
+
+    pub fn of_kind(&self, kind: PluginKind) -> impl Iterator<Item = &Plugin> {
+        self.plugins.iter().filter(move |p| p.meta.kind == kind)
+    }
+
+    pub fn find(&self, kind: PluginKind, name: &str) -> Option<&Plugin> {
+        self.of_kind(kind).find(|p| p.meta.name == name)
+    }
+}
+
+fn insert(plugins: &mut Vec<Plugin>, mut p: Plugin) {
+    if let Some(i) = plugins.iter().position(|q| q.meta.kind == p.meta.kind && q.meta.name == p.meta.name) {
+        let old = plugins.remove(i);
+        p.meta.replaces = old.meta.replaces;
+        p.meta.replaces.push(old.meta.origin);
+    }
+    plugins.push(p);
+}
+
+/// `*.wasm` files of a folder in name order; a missing folder has none.
+fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(PluginError::ReadDir { path: dir.to_path_buf(), source }),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| PluginError::ReadDir { path: dir.to_path_buf(), source })?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Plugin folders in precedence order, lowest first: the default folder, then
+/// `ENERGY_STAR_PLUGIN_PATH` (colon-separated, earlier entries win), then `--plugin-dir` (earlier wins).
+pub fn plugin_dirs(cli_dirs: &[PathBuf], env_path: Option<&str>, default_dir: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = default_dir {
+        dirs.push(d.to_path_buf());
+    }
+    if let Some(path) = env_path {
+        let mut env_dirs: Vec<PathBuf> = path.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect();
+        env_dirs.reverse();
+        dirs.extend(env_dirs);
+    }
+    dirs.extend(cli_dirs.iter().rev().cloned());
+    // A folder named twice is scanned once, at its highest precedence.
+    let mut seen = Vec::new();
+    for d in dirs.into_iter().rev() {
+        if !seen.contains(&d) {
+            seen.push(d);
+        }
+    }
+    seen.reverse();
+    seen
+}

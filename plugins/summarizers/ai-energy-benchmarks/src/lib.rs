@@ -1,0 +1,97 @@
+//! Summarizer for ai_energy_benchmarks reports (AI Energy Score's `pytorch` and `vllm` engines).
+//!
+//! That format meters the whole prompt loop as one window, so it has no phases: its GPU energy
+//! is reported as decode, as the original summarizer does. A report written with metrics
+//! disabled has an empty `energy` object; summarizing it is an error, never a zero.
+
+wit_bindgen::generate!({
+    path: "../../../wit/energy-star-plugin@0.1.0",
+    world: "summarizer-plugin",
+});
+
+use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, Summary, SummarizerInfo};
+use serde_json::{Map, Value};
+
+const FORMAT: &str = "ai_energy_benchmarks";
+
+struct AiEnergyBenchmarks;
+
+impl Guest for AiEnergyBenchmarks {
+    fn info() -> SummarizerInfo {
+        SummarizerInfo {
+            name: FORMAT.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "ai_energy_benchmarks reports (energy.gpu_energy_wh), as written by AI Energy Score's pytorch and vllm engines".into(),
+            formats: vec![FORMAT.into()],
+        }
+    }
+
+    fn detect(report: String) -> f32 {
+        let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(&report) else { return 0.0 };
+        match obj.get("energy") {
+            Some(Value::Object(e)) if e.contains_key("gpu_energy_wh") || e.contains_key("gpu_energy_kwh") => 1.0,
+            // Metrics disabled: still this format, so that summarizing says so.
+            Some(Value::Object(e)) if e.is_empty() && obj.contains_key("summary") && obj.contains_key("metrics_metadata") => 0.9,
+            _ => 0.0,
+        }
+    }
+
+    fn summarize(report: String) -> Result<Summary, String> {
+        summarize_json(&report)
+    }
+}
+
+export!(AiEnergyBenchmarks);
+
+fn number(energy: &Map<String, Value>, key: &str) -> Result<Option<f64>, String> {
+    match energy.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| format!("energy.{key} = {n} is not a number")),
+        Some(other) => Err(format!("energy.{key} is not a number: {other}")),
+    }
+}
+
+/// Summarizes an ai_energy_benchmarks report given as JSON text.
+pub fn summarize_json(report: &str) -> Result<Summary, String> {
+    let value: Value = serde_json::from_str(report).map_err(|e| format!("report is not valid JSON: {e}"))?;
+    let obj = value.as_object().ok_or("report is not a JSON object")?;
+    let energy = match obj.get("energy") {
+        Some(Value::Object(e)) => e,
+        _ => return Err("report has no `energy` object".into()),
+    };
+    if energy.is_empty() {
+        return Err("report was written with metrics disabled (`energy` is empty): no energy was measured; rerun with metrics enabled".into());
+    }
+    let mut warnings = Vec::new();
+    let wh = number(energy, "gpu_energy_wh")?;
+    let kwh = number(energy, "gpu_energy_kwh")?;
+    let gpu_wh = match (wh, kwh) {
+        (Some(wh), Some(kwh)) => {
+            if (wh - kwh * 1000.0).abs() > 1e-6 * wh.abs().max(1.0) {
+                warnings.push(format!("energy.gpu_energy_wh ({wh}) and gpu_energy_kwh ({kwh}) disagree; used gpu_energy_wh"));
+            }
+            wh
+        }
+        (Some(wh), None) => wh,
+        (None, Some(kwh)) => kwh * 1000.0,
+        (None, None) => return Err("report has no energy.gpu_energy_wh or energy.gpu_energy_kwh".into()),
+    };
+    if gpu_wh == 0.0 {
+        warnings.push("GPU energy is 0 Wh: likely a failed reading (CodeCarbon reports 0 on GPUs without an energy counter, codecarbon#1316)".into());
+    } else if gpu_wh < 0.0 {
+        warnings.push(format!("GPU energy is negative ({gpu_wh} Wh): not a valid measurement, kept as reported"));
+    }
+    warnings.push("this format meters the whole prompt loop as one window; its energy is reported as decode (prefill included), as the original summarizer does".into());
+    if let Some(Value::Object(summary)) = obj.get("summary") {
+        if let Some(failed) = summary.get("failed_prompts").and_then(Value::as_u64).filter(|f| *f > 0) {
+            let total = summary.get("total_prompts").and_then(Value::as_u64).unwrap_or(0);
+            warnings.push(format!("{failed} of {total} prompts failed; the energy covers the failed ones too"));
+        }
+    }
+    Ok(Summary {
+        format: FORMAT.into(),
+        total_wh: gpu_wh,
+        phases: vec![PhaseEnergy { name: "decode".into(), energy_wh: gpu_wh, counted: true }],
+        warnings,
+    })
+}

@@ -1,0 +1,56 @@
+//! A minimal backend: returns the report given in the required setting `ECHO_REPORT`, after
+//! using the host's log, clock and results interfaces, and asking for the meter.
+
+wit_bindgen::generate!({ path: "../../../wit/energy-star-plugin@0.1.0", world: "backend-plugin" });
+
+use energy_star::plugin::{clock, log, meter, results};
+use exports::energy_star::plugin::backend::{BackendInfo, Guest, RequiredSetting, RunOutput, RunRequest};
+
+struct Echo;
+
+impl Guest for Echo {
+    fn info() -> BackendInfo {
+        BackendInfo {
+            name: "echo".into(),
+            version: "0.0.1".into(),
+            description: "returns ECHO_REPORT as its report".into(),
+            report_format: "any".into(),
+            required_settings: vec![RequiredSetting {
+                name: "ECHO_REPORT".into(),
+                description: "the report to return".into(),
+                missing_message: "ECHO_REPORT must be set for the echo backend".into(),
+            }],
+        }
+    }
+
+    fn run(req: RunRequest) -> Result<RunOutput, String> {
+        let t0 = clock::now_ns();
+        log::log(log::Level::Info, "echo backend running");
+        let report = req.settings.iter().find(|(k, _)| k == "ECHO_REPORT").map(|(_, v)| v.clone()).ok_or("no ECHO_REPORT")?;
+        let meter = match meter::devices() {
+            Ok(d) => format!("{} devices", d.len()),
+            Err(e) => format!("{e:?}"),
+        };
+        let cfg: serde_json::Value = serde_json::from_str(&req.config_json).map_err(|e| e.to_string())?;
+        let note = serde_json::json!({
+            "meter": meter,
+            "config_name": cfg.get("name"),
+            "num_samples": cfg.pointer("/scenario/num_samples"),
+            "clock_advanced": clock::now_ns() >= t0,
+        });
+        results::write_file("echo/notes.json", note.to_string().as_bytes())?;
+        if results::write_file("../escape.txt", b"x").is_ok() {
+            return Err("the host let a plugin write outside the results folder".into());
+        }
+        if report.contains("\"fail_after_write\"") {
+            return Err("asked to fail after writing a file".into());
+        }
+        let complete = !report.contains("\"incomplete\"");
+        if !complete {
+            results::mark_incomplete("asked to be incomplete");
+        }
+        Ok(RunOutput { report_json: report, complete })
+    }
+}
+
+export!(Echo);
