@@ -1,1 +1,9 @@
+//! One integration binary (ripgrep's and wasmtime's layout). Every test runs the real
+//! `energy-star` binary in a temporary folder, or the library where a test needs one process
+//! to survive a plugin's failure.
 
+mod configs; // configs compose, overrides and YAML errors through `run`
+mod plugins; // discovery, drop-ins, replacement, versions, bad files, compile cache
+mod run; // backend selection, required settings, the run's results folder
+mod sandbox; // traps, endless loops, memory, malformed data, no ambient access
+mod summarize; // every shared sample, units, wrappers, bad reports

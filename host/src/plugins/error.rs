@@ -99,6 +99,9 @@ pub fn classify(
                 None => format!("{err:#}"),
             };
             let text = String::from_utf8_lossy(stderr);
+            // The guest's hint about RUST_BACKTRACE cannot be acted on inside the sandbox.
+            let text: Vec<&str> = text.lines().filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE")).collect();
+            let text = text.join("\n");
             let text = text.trim();
             let stderr = if text.is_empty() {
                 String::new()

@@ -1,0 +1,139 @@
+use std::path::Path;
+
+use energy_star_tests::{cache_dir, energy_star, folder_with, guests, read_json, shared};
+use serde_json::Value;
+
+fn listing(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
+    let mut all = vec!["plugins", "--json"];
+    all.extend_from_slice(args);
+    let run = energy_star(cwd, &all, env).success();
+    run.stdout().lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect()
+}
+
+fn find<'a>(list: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    list.iter().find(|p| p["kind"] == kind && p["name"] == name)
+}
+
+#[test]
+fn builtins_are_listed_with_kind_version_api_and_origin() {
+    let cwd = tempfile::tempdir().expect("tmp");
+    let list = listing(cwd.path(), &[], &[]);
+    for (kind, name) in [("backend", "optimum"), ("backend", "pytorch"), ("backend", "vllm"), ("summarizer", "optimum"), ("summarizer", "ai_energy_benchmarks")] {
+        let p = find(&list, kind, name).unwrap_or_else(|| panic!("{kind} {name} missing: {list:?}"));
+        assert_eq!(p["origin"], "built-in");
+        assert_eq!(p["api_version"], "0.1.0");
+        assert!(!p["version"].as_str().expect("version").is_empty());
+    }
+    assert_eq!(find(&list, "backend", "vllm").expect("vllm")["required_settings"], serde_json::json!(["VLLM_ENDPOINT"]));
+    let table = energy_star(cwd.path(), &["plugins"], &[]).success().stdout();
+    assert!(table.contains("NAME") && table.contains("ORIGIN") && table.contains("API versions accepted: 0.1.0"), "{table}");
+}
+
+/// The drop-in check: a summarizer for a format energy-star does not ship (CodeCarbon's
+/// per-task record), built from a crate outside the host's dependency graph, dropped into a
+/// folder, used by the already-built binary.
+#[test]
+fn dropped_in_summarizer_reads_a_new_format() {
+    let g = guests();
+    let plugins = folder_with(&[(&g.codecarbon_summarizer, "codecarbon.wasm")]);
+    let results = folder_with(&[(&shared().join("samples/optimum/benchlab-llama3_8B-prefill_codecarbon.json"), "benchmark_report.json")]);
+    let dirs = plugins.path().to_str().expect("utf-8");
+    // Without the plugin the format is unknown...
+    energy_star(results.path(), &["summarize", "."], &[]).fails_with(1, &["in no format"]);
+    // ...with it, through --plugin-dir or ENERGY_STAR_PLUGIN_PATH, it is summarized.
+    energy_star(results.path(), &["--plugin-dir", dirs, "summarize", "."], &[]).success();
+    let s = read_json(&results.path().join("GPU_ENERGY_SUMMARY.json"));
+    assert_eq!(s["format"], "codecarbon");
+    assert_eq!(s["total"], serde_json::json!(74.68)); // gpu_energy 0.07468 kWh
+    std::fs::remove_file(results.path().join("GPU_ENERGY_SUMMARY.json")).expect("rm");
+    energy_star(results.path(), &["summarize", "."], &[("ENERGY_STAR_PLUGIN_PATH", &format!("/nonexistent:{dirs}"))]).success();
+    assert!(results.path().join("GPU_ENERGY_SUMMARY.json").exists());
+}
+
+#[test]
+fn dropped_in_plugin_with_a_builtin_name_replaces_it_and_the_listing_says_so() {
+    let g = guests();
+    let plugins = folder_with(&[(&g.optimum_override, "my-optimum.wasm")]);
+    let dirs = plugins.path().to_str().expect("utf-8");
+    let list = listing(plugins.path(), &["--plugin-dir", dirs], &[]);
+    let p = find(&list, "summarizer", "optimum").expect("optimum summarizer");
+    assert_eq!(p["version"], "9.9.9");
+    assert_eq!(p["replaces"], serde_json::json!(["built-in"]));
+    assert_eq!(list.iter().filter(|p| p["kind"] == "summarizer" && p["name"] == "optimum").count(), 1);
+    let table = energy_star(plugins.path(), &["--plugin-dir", dirs, "plugins"], &[]).success().stdout();
+    assert!(table.contains("(replaces built-in)"), "{table}");
+    // And it is the one used: it counts prefill only (74.68 Wh on this sample).
+    let results = folder_with(&[(&shared().join("samples/optimum/benchlab-llama3_8B-benchmark_report.json"), "benchmark_report.json")]);
+    energy_star(results.path(), &["--plugin-dir", dirs, "summarize", "."], &[]).success();
+    assert_eq!(std::fs::read_to_string(results.path().join("GPU_ENERGY_WH.txt")).expect("txt"), "74.68\n");
+}
+
+#[test]
+fn plugin_dir_beats_plugin_path_and_the_listing_names_both() {
+    let g = guests();
+    let low = folder_with(&[(&g.codecarbon_summarizer, "cc.wasm")]);
+    let high = folder_with(&[(&g.codecarbon_summarizer, "cc.wasm")]);
+    let list = listing(
+        low.path(),
+        &["--plugin-dir", high.path().to_str().expect("utf-8")],
+        &[("ENERGY_STAR_PLUGIN_PATH", low.path().to_str().expect("utf-8"))],
+    );
+    let p = find(&list, "summarizer", "codecarbon").expect("codecarbon");
+    assert_eq!(p["origin"], high.path().join("cc.wasm").display().to_string());
+    assert_eq!(p["replaces"], serde_json::json!([low.path().join("cc.wasm").display().to_string()]));
+}
+
+#[test]
+fn two_plugins_of_one_name_in_one_folder_is_an_error() {
+    let g = guests();
+    let plugins = folder_with(&[(&g.codecarbon_summarizer, "a.wasm"), (&g.codecarbon_summarizer, "b.wasm")]);
+    energy_star(plugins.path(), &["--plugin-dir", ".", "plugins"], &[])
+        .fails_with(1, &["two summarizer plugins named \"codecarbon\" in one folder", "a.wasm", "b.wasm"]);
+}
+
+#[test]
+fn plugin_for_another_api_version_is_refused_by_name() {
+    let g = guests();
+    let plugins = folder_with(&[(&g.wrong_api_summarizer, "future.wasm")]);
+    energy_star(plugins.path(), &["--plugin-dir", ".", "plugins"], &[])
+        .fails_with(1, &["future.wasm", "was built for energy-star plugin API 0.2.0", "accepts 0.1.0"]);
+}
+
+#[test]
+fn files_that_are_not_components_are_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // A valid empty core module: magic, version 1, layer 0.
+    std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").expect("write");
+    energy_star(dir.path(), &["--plugin-dir", ".", "plugins"], &[]).fails_with(1, &["core.wasm", "core WebAssembly module, not a component"]);
+    std::fs::remove_file(dir.path().join("core.wasm")).expect("rm");
+    std::fs::write(dir.path().join("notes.wasm"), b"hello, I am text").expect("write");
+    energy_star(dir.path(), &["--plugin-dir", ".", "plugins"], &[]).fails_with(1, &["notes.wasm", "not a WebAssembly file"]);
+    std::fs::remove_file(dir.path().join("notes.wasm")).expect("rm");
+    // A component header with garbage after it.
+    std::fs::write(dir.path().join("broken.wasm"), b"\0asm\x0d\0\x01\0\x07garbage").expect("write");
+    energy_star(dir.path(), &["--plugin-dir", ".", "plugins"], &[]).fails_with(1, &["broken.wasm", "not a valid component"]);
+    // Other files in a plugin folder are ignored.
+    std::fs::remove_file(dir.path().join("broken.wasm")).expect("rm");
+    std::fs::write(dir.path().join("README.txt"), b"not a plugin").expect("write");
+    energy_star(dir.path(), &["--plugin-dir", ".", "plugins"], &[]).success();
+}
+
+#[test]
+fn compiled_components_are_cached_and_a_corrupt_cache_is_recompiled() {
+    let cache = tempfile::tempdir().expect("tmp");
+    let cwd = tempfile::tempdir().expect("tmp");
+    let env = [("ENERGY_STAR_CACHE_DIR", cache.path().to_str().expect("utf-8"))];
+    energy_star(cwd.path(), &["plugins"], &env).success();
+    let entries: Vec<_> = std::fs::read_dir(cache.path()).expect("ls").map(|e| e.expect("e").path()).collect();
+    assert_eq!(entries.iter().filter(|p| p.extension().is_some_and(|e| e == "cwasm")).count(), 5, "{entries:?}");
+    for p in &entries {
+        std::fs::write(p, b"corrupted").expect("corrupt");
+    }
+    energy_star(cwd.path(), &["plugins"], &env).success();
+    for p in &entries {
+        assert!(std::fs::metadata(p).expect("meta").len() > 1000, "{} was not rewritten", p.display());
+    }
+    // --no-compile-cache leaves the cache alone and still works.
+    let _ = cache_dir();
+    energy_star(cwd.path(), &["--no-compile-cache", "plugins"], &[]).success();
+}

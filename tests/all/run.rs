@@ -1,0 +1,153 @@
+use std::path::Path;
+
+use energy_star_tests::{energy_star, folder_with, guests, read_json, shared};
+
+fn echo_plugins() -> tempfile::TempDir {
+    folder_with(&[(&guests().echo_backend, "echo.wasm")])
+}
+
+fn sample_text(rel: &str) -> String {
+    std::fs::read_to_string(shared().join("samples").join(rel)).expect("sample")
+}
+
+#[test]
+fn unknown_backend_lists_the_valid_ones_and_exits_1() {
+    let cwd = tempfile::tempdir().expect("tmp");
+    let run = energy_star(cwd.path(), &["--config-name", "text_generation"], &[("BENCHMARK_BACKEND", "tensorrt")])
+        .fails_with(1, &["Error: Unknown BENCHMARK_BACKEND=tensorrt", "Valid options: optimum, pytorch, vllm"]);
+    assert!(!cwd.path().join("results").exists(), "nothing may be written before the backend is known");
+    drop(run);
+    // A dropped-in backend becomes a valid option.
+    let plugins = echo_plugins();
+    energy_star(cwd.path(), &["--plugin-dir", plugins.path().to_str().expect("utf-8"), "--config-name", "text_generation"], &[("BENCHMARK_BACKEND", "nope")])
+        .fails_with(1, &["Valid options: echo, optimum, pytorch, vllm"]);
+}
+
+#[test]
+fn vllm_without_endpoint_is_the_original_error() {
+    let cwd = tempfile::tempdir().expect("tmp");
+    let run = energy_star(cwd.path(), &["--config-name", "text_generation"], &[("BENCHMARK_BACKEND", "vllm")]);
+    run.fails_with(1, &["Error: VLLM_ENDPOINT environment variable must be set for vLLM backend"]);
+    assert!(!cwd.path().join("results").exists());
+}
+
+#[test]
+fn builtin_backends_say_what_this_build_lacks() {
+    let cwd = tempfile::tempdir().expect("tmp");
+    for (backend, env) in [("optimum", vec![]), ("pytorch", vec![]), ("vllm", vec![("VLLM_ENDPOINT", "http://127.0.0.1:9/v1")])] {
+        let mut env = env;
+        env.push(("BENCHMARK_BACKEND", backend));
+        let results = cwd.path().join(backend);
+        let run = energy_star(cwd.path(), &["--config-name", "text_generation", "--results-dir", results.to_str().expect("utf-8")], &env);
+        run.fails_with(1, &["not available in this build of energy-star", "marked incomplete"]);
+        let status = read_json(&results.join("run_status.json"));
+        assert_eq!(status["complete"], false, "{backend}");
+        assert_eq!(status["state"], "failed");
+        assert!(!results.join("benchmark_report.json").exists());
+    }
+}
+
+#[test]
+fn a_dropped_in_backend_runs_and_its_report_is_summarized() {
+    let plugins = echo_plugins();
+    let cwd = tempfile::tempdir().expect("tmp");
+    let report = sample_text("ai_energy_benchmarks/SYNTHETIC_pytorch_benchmark_report.json");
+    let run = energy_star(
+        cwd.path(),
+        &["--plugin-dir", plugins.path().to_str().expect("utf-8"), "--config-name", "text_generation", "scenario.num_samples=3", "backend.model=org/model"],
+        &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", &report)],
+    )
+    .success();
+    assert!(run.stdout().contains("GPU Energy (Wh): 55.12"), "{}", run.stdout());
+    let results = cwd.path().join("results");
+    assert_eq!(std::fs::read_to_string(results.join("GPU_ENERGY_WH.txt")).expect("txt"), "55.12\n");
+    assert_eq!(std::fs::read_to_string(results.join("benchmark_report.json")).expect("report"), report);
+    let status = read_json(&results.join("run_status.json"));
+    assert_eq!(status["complete"], true);
+    assert_eq!(status["files_written_by_backend"], serde_json::json!(["echo/notes.json"]));
+    // The plugin saw the effective config and the meter's honest answer.
+    let notes = read_json(&results.join("echo/notes.json"));
+    assert_eq!(notes["num_samples"], 3);
+    assert_eq!(notes["config_name"], "text_generation");
+    assert!(notes["meter"].as_str().expect("meter").contains("not available in this build"), "{notes}");
+    assert_eq!(notes["clock_advanced"], true);
+    // The effective config is saved.
+    let cfg = std::fs::read_to_string(results.join("effective_config.yaml")).expect("config");
+    assert!(cfg.contains("model: org/model") && cfg.contains("num_samples: 3"), "{cfg}");
+    // The plugin could not write outside the results folder.
+    assert!(!cwd.path().join("escape.txt").exists());
+}
+
+#[test]
+fn a_backend_missing_its_setting_gets_its_own_message() {
+    let plugins = echo_plugins();
+    let cwd = tempfile::tempdir().expect("tmp");
+    energy_star(cwd.path(), &["--plugin-dir", plugins.path().to_str().expect("utf-8"), "--config-name", "text_generation"], &[("BENCHMARK_BACKEND", "echo")])
+        .fails_with(1, &["Error: ECHO_REPORT must be set for the echo backend"]);
+}
+
+#[test]
+fn a_failed_run_keeps_what_it_wrote_and_is_marked_incomplete() {
+    let plugins = echo_plugins();
+    let cwd = tempfile::tempdir().expect("tmp");
+    let dir = plugins.path().to_str().expect("utf-8");
+    energy_star(cwd.path(), &["--plugin-dir", dir, "--config-name", "text_generation"], &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", "{\"fail_after_write\": 1}")])
+        .fails_with(1, &["asked to fail after writing a file", "marked incomplete"]);
+    let results = cwd.path().join("results");
+    assert!(results.join("echo/notes.json").exists(), "files written before the failure must stay");
+    let status = read_json(&results.join("run_status.json"));
+    assert_eq!(status["state"], "failed");
+    assert!(status["error"].as_str().expect("error").contains("asked to fail"));
+
+    // A run the backend itself marks incomplete: report kept, summary written, exit 1.
+    let report = serde_json::json!({"incomplete": true, "energy": {"gpu_energy_wh": 1.0}}).to_string();
+    let run = energy_star(cwd.path(), &["--plugin-dir", dir, "--config-name", "text_generation"], &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", &report)]);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    let status = read_json(&results.join("run_status.json"));
+    assert_eq!(status["state"], "incomplete");
+    assert_eq!(status["incomplete_reasons"], serde_json::json!(["asked to be incomplete"]));
+    assert!(results.join("GPU_ENERGY_WH.txt").exists());
+}
+
+#[test]
+fn malformed_report_from_a_backend_is_refused() {
+    let plugins = echo_plugins();
+    let cwd = tempfile::tempdir().expect("tmp");
+    energy_star(
+        cwd.path(),
+        &["--plugin-dir", plugins.path().to_str().expect("utf-8"), "--config-name", "text_generation"],
+        &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", "{\"truncated\": ")],
+    )
+    .fails_with(1, &["returned malformed data from run", "report is not valid JSON"]);
+    assert!(!cwd.path().join("results/benchmark_report.json").exists());
+}
+
+fn echo_run(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> energy_star_tests::Run {
+    let plugins = echo_plugins();
+    let report = "{\"energy\": {\"gpu_energy_wh\": 2.0}}";
+    let mut all = vec!["--plugin-dir", plugins.path().to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    let mut env = env.to_vec();
+    env.push(("BENCHMARK_BACKEND", "echo"));
+    env.push(("ECHO_REPORT", report));
+    let run = energy_star(cwd, &all, &env);
+    drop(plugins);
+    run
+}
+
+#[test]
+fn results_folder_precedence() {
+    let cwd = tempfile::tempdir().expect("tmp");
+    let p = |s: &str| cwd.path().join(s).to_str().expect("utf-8").to_string();
+    // RESULTS_DIR, then an explicit hydra.run.dir override (the original entrypoint appends it), then --results-dir.
+    echo_run(cwd.path(), &["--config-name", "text_generation"], &[("RESULTS_DIR", &p("env"))]).success();
+    assert!(cwd.path().join("env/GPU_ENERGY_WH.txt").exists());
+    echo_run(cwd.path(), &["--config-name", "text_generation", &format!("hydra.run.dir={}", p("hydra"))], &[("RESULTS_DIR", &p("env2"))]).success();
+    assert!(cwd.path().join("hydra/GPU_ENERGY_WH.txt").exists());
+    echo_run(cwd.path(), &["--config-name", "text_generation", "--results-dir", &p("flag"), &format!("hydra.run.dir={}", p("hydra2"))], &[]).success();
+    assert!(cwd.path().join("flag/GPU_ENERGY_WH.txt").exists());
+    assert!(!cwd.path().join("hydra2").exists() && !cwd.path().join("env2").exists());
+    // `run` spelled out works the same.
+    echo_run(cwd.path(), &["run", "--config-name=text_generation", "--results-dir", &p("explicit")], &[]).success();
+    assert!(cwd.path().join("explicit/GPU_ENERGY_WH.txt").exists());
+}
