@@ -57,7 +57,7 @@ pub fn parse(text: &str) -> Result<Override, ConfigError> {
         return Err(bad(format!("{key:?} is not a key path (letters, digits, '_', '-' separated by '.')")));
     }
     let value = match value {
-        Some(v) => Some(parse_value(v).map_err(|why| bad(why))?),
+        Some(v) => Some(parse_value(v).map_err(bad)?),
         None => None,
     };
     Ok(Override { op, path, value, text: text.to_string() })

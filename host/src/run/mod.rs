@@ -30,9 +30,9 @@ pub enum RunError {
     #[error(transparent)]
     Results(#[from] ResultsError),
     #[error("backend run failed: {source}\nthe run is marked incomplete in {status}; files written before the failure are kept")]
-    Backend { source: PluginError, status: PathBuf },
+    Backend { source: Box<PluginError>, status: PathBuf },
     #[error("the report was written to {report} but could not be summarized: {source}")]
-    Summary { report: PathBuf, source: SummaryError },
+    Summary { report: PathBuf, source: Box<SummaryError> },
 }
 
 /// Picks the backend plugin by name (`BENCHMARK_BACKEND`, default `optimum`).
@@ -140,7 +140,7 @@ pub fn run(rt: &PluginRuntime, plugins: &PluginSet, plan: &RunPlan, env: impl Fn
             status["state"] = json!("failed");
             status["error"] = json!(source.to_string());
             let status = write_status(&dir, &status)?;
-            return Err(RunError::Backend { source, status });
+            return Err(RunError::Backend { source: Box::new(source), status });
         }
     };
     let report_path = dir.join("benchmark_report.json");
@@ -150,6 +150,6 @@ pub fn run(rt: &PluginRuntime, plugins: &PluginSet, plan: &RunPlan, env: impl Fn
     status["state"] = json!(if complete { "complete" } else { "incomplete" });
     write_status(&dir, &status)?;
     let _ = status_path;
-    let summary = summary::summarize(rt, plugins, &dir).map_err(|source| RunError::Summary { report: report_path, source })?;
+    let summary = summary::summarize(rt, plugins, &dir).map_err(|source| RunError::Summary { report: report_path, source: Box::new(source) })?;
     Ok(RunReport { results_dir: dir, complete, summary })
 }

@@ -32,11 +32,23 @@ impl Guest for Echo {
             Err(e) => format!("{e:?}"),
         };
         let cfg: serde_json::Value = serde_json::from_str(&req.config_json).map_err(|e| e.to_string())?;
+        // Benchmark hook: N guest-to-host calls, timed on the host's clock.
+        let bench_calls = serde_json::from_str::<serde_json::Value>(&report)
+            .ok()
+            .and_then(|r| r.get("bench_host_calls").and_then(serde_json::Value::as_u64))
+            .unwrap_or(0);
+        let start = clock::now_ns();
+        for _ in 0..bench_calls {
+            std::hint::black_box(clock::now_ns());
+        }
+        let bench_ns = clock::now_ns() - start;
         let note = serde_json::json!({
             "meter": meter,
             "config_name": cfg.get("name"),
             "num_samples": cfg.pointer("/scenario/num_samples"),
             "clock_advanced": clock::now_ns() >= t0,
+            "bench_host_calls": bench_calls,
+            "bench_host_calls_ns": bench_ns,
         });
         results::write_file("echo/notes.json", note.to_string().as_bytes())?;
         if results::write_file("../escape.txt", b"x").is_ok() {
