@@ -19,7 +19,7 @@ pub struct Cli {
 }
 
 /// Subcommand names; anything else as the first argument means `run`.
-pub const SUBCOMMANDS: &[&str] = &["run", "summarize", "plugins", "help"];
+pub const SUBCOMMANDS: &[&str] = &["run", "summarize", "plugins", "measure", "help"];
 
 /// Global options that take a value, and global flags: they may come before the subcommand.
 pub const GLOBAL_OPTIONS_WITH_VALUE: &[&str] = &["--plugin-dir", "--plugin-memory-mib", "--plugin-time-limit-s"];
@@ -53,6 +53,39 @@ pub enum Command {
     Summarize(SummarizeArgs),
     /// List the plugins in effect.
     Plugins(PluginsArgs),
+    /// Measure the energy of any command per device, like `perf stat` (or idle power with --idle).
+    Measure(MeasureArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MeasureArgs {
+    /// GPUs to meter, as NVML indices (default: every GPU NVML sees).
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    pub gpus: Option<Vec<u32>>,
+
+    /// Sampler period for the power timeline, ms.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub interval_ms: u64,
+
+    /// Measure idle power for this many seconds first (alone: only that).
+    #[arg(long, value_name = "S")]
+    pub idle: Option<f64>,
+
+    /// Folder for measure.json and the timeline.
+    #[arg(long, default_value = "energy-star-measure", value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// Do not read RAPL (CPU and RAM are then estimated).
+    #[arg(long)]
+    pub no_rapl: bool,
+
+    /// Replay a recorded GPU trace (CSV: t_s,gpu,energy_mj,power_w) instead of reading NVML.
+    #[arg(long, value_name = "CSV")]
+    pub replay: Option<PathBuf>,
+
+    /// The command to measure, after `--`.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use energy_star::cli::{Cli, Command, GLOBAL_FLAGS, GLOBAL_OPTIONS_WITH_VALUE, PluginOptions, SUBCOMMANDS};
 use energy_star::plugins::{self, PluginKind, PluginRuntime, PluginSet, RuntimeOptions, SandboxLimits};
+use energy_star::measure::{self, MeasurePlan};
 use energy_star::run::{self, RunPlan};
 use energy_star::summary;
 
@@ -71,6 +72,26 @@ fn env_path(name: &str) -> Option<PathBuf> {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    // `measure` needs no plugins.
+    if let Command::Measure(args) = &cli.command {
+        let plan = MeasurePlan {
+            gpus: args.gpus.clone(),
+            interval: Duration::from_millis(args.interval_ms),
+            idle_s: args.idle,
+            output: args.output.clone(),
+            rapl: !args.no_rapl,
+            replay: args.replay.clone(),
+            command: args.command.clone(),
+        };
+        let done = measure::run(&plan)?;
+        print!("{}", measure::report(&done, &plan.command));
+        return Ok(match &done.command {
+            Some((_, Some(code), false)) => ExitCode::from(u8::try_from(*code).unwrap_or(1)),
+            Some((_, _, true)) => ExitCode::from(130),
+            Some((_, None, false)) => ExitCode::from(1),
+            None => ExitCode::SUCCESS,
+        });
+    }
     let rt = runtime(&cli.plugins)?;
     let set = discover(&rt, &cli.plugins)?;
     match cli.command {
@@ -84,7 +105,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", summary::banner(&done));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Measure(_) => unreachable!("handled above"),
         Command::Run(args) => {
+            // First Ctrl-C: the backend stops at its next host call and the run is written as
+            // incomplete; a second one quits at once.
+            let presses = std::sync::atomic::AtomicU32::new(0);
+            let _ = ctrlc::set_handler(move || {
+                if presses.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    eprintln!("\nenergy-star: stopping at the backend's next host call; Ctrl-C again to quit now");
+                    plugins::interrupt();
+                } else {
+                    std::process::exit(130);
+                }
+            });
             let plan = RunPlan {
                 config_dir: args.config_dir,
                 config_name: args.config_name,

@@ -65,11 +65,29 @@ fn a_dropped_in_backend_runs_and_its_report_is_summarized() {
     let status = read_json(&results.join("run_status.json"));
     assert_eq!(status["complete"], true);
     assert_eq!(status["files_written_by_backend"], serde_json::json!(["echo/notes.json"]));
+    assert!(status["energy_files"].to_string().contains("energy_meter.json"));
     // The plugin saw the effective config and the meter's honest answer.
     let notes = read_json(&results.join("echo/notes.json"));
     assert_eq!(notes["num_samples"], 3);
     assert_eq!(notes["config_name"], "text_generation");
-    assert!(notes["meter"].as_str().expect("meter").contains("not available in this build"), "{notes}");
+    // No GPU here: GPU 0 is reported unavailable (no figure), CPU and RAM are labelled estimates.
+    assert_eq!(notes["meter"], "3 devices", "{notes}");
+    let devices = notes["window"]["devices"].as_array().expect("devices");
+    let gpu = devices.iter().find(|d| d["kind"] == "Gpu").expect("gpu");
+    assert_eq!((gpu["source"].as_str(), gpu["energy_j"].is_null()), (Some("Unavailable"), true), "{notes}");
+    let cpu = devices.iter().find(|d| d["kind"] == "Cpu").expect("cpu");
+    assert_eq!(cpu["source"], "EstimateTdp");
+    assert!(cpu["energy_j"].as_f64().expect("cpu energy") >= 0.0);
+    assert!(notes["window"]["warnings"].to_string().contains("GPU energy unavailable"), "{notes}");
+    // The host kept the meter's record: the window, the timeline, the sampler's cost.
+    let record = read_json(&results.join("energy_meter.json"));
+    assert_eq!(record["windows"][0]["name"], "echo");
+    assert!(record["sampler"]["wall_s"].as_f64().expect("wall") > 0.0);
+    let timeline = std::fs::read_to_string(results.join("energy_timeline.csv")).expect("timeline");
+    assert!(timeline.starts_with("t_s,device,source,power_w,energy_counter_j"), "{timeline}");
+    assert!(timeline.contains(",cpu,estimate-tdp,"), "{timeline}");
+    let windows = std::fs::read_to_string(results.join("energy_windows.csv")).expect("windows");
+    assert!(windows.lines().nth(1).is_some_and(|l| l.contains(",echo,")), "{windows}");
     assert_eq!(notes["clock_advanced"], true);
     // The effective config is saved.
     let cfg = std::fs::read_to_string(results.join("effective_config.yaml")).expect("config");

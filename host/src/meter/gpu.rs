@@ -136,20 +136,23 @@ impl GpuSource for NvmlGpus {
     }
 }
 
+/// One GPU's recorded readings: (t_ns, reading or the error the read gave), in time order.
+pub type Trace = Vec<(u64, Result<GpuReading, String>)>;
+
 /// A recorded series of GPU readings played back against the meter's clock: the reading in
 /// effect at time t is the last one recorded at or before t. Used by tests (counter resets,
 /// stalls, missing devices) and by `energy-star measure --replay` to check a recorded trace.
 pub struct ReplayGpus {
     devices: Vec<GpuDevice>,
     /// Per device: (t_ns, reading), sorted by time; `Err` entries simulate failed reads.
-    traces: Vec<Vec<(u64, Result<GpuReading, String>)>>,
+    traces: Vec<Trace>,
     clock: std::sync::Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
 impl ReplayGpus {
     pub fn new(
         devices: Vec<GpuDevice>,
-        traces: Vec<Vec<(u64, Result<GpuReading, String>)>>,
+        traces: Vec<Trace>,
         clock: std::sync::Arc<dyn Fn() -> u64 + Send + Sync>,
     ) -> Self {
         Self { devices, traces, clock }
@@ -157,8 +160,8 @@ impl ReplayGpus {
 
     /// Parses a trace CSV: `t_s,gpu,energy_mj,power_w` (empty cells for missing values;
     /// `error` in energy_mj for a failed read).
-    pub fn parse_csv(text: &str) -> Result<(Vec<GpuDevice>, Vec<Vec<(u64, Result<GpuReading, String>)>>), String> {
-        let mut per_gpu: std::collections::BTreeMap<u32, Vec<(u64, Result<GpuReading, String>)>> = Default::default();
+    pub fn parse_csv(text: &str) -> Result<(Vec<GpuDevice>, Vec<Trace>), String> {
+        let mut per_gpu: std::collections::BTreeMap<u32, Trace> = Default::default();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') || (n == 0 && line.starts_with("t_s")) {

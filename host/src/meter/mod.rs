@@ -24,7 +24,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use sampler::{Meter, MeterOptions};
+pub use sampler::{Meter, MeterOptions, Sampler};
 
 /// Where a figure comes from. Every energy figure carries one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,6 +139,8 @@ pub struct DeviceEnergy {
     pub idle_power_w: Option<f64>,
     /// `energy_j` minus idle power × duration; reported beside the gross figure, never instead.
     pub energy_above_idle_j: Option<f64>,
+    /// GPUs read from the counter: the energy from integrated power samples, as a cross-check.
+    pub power_integrated_j: Option<f64>,
 }
 
 /// The reading of one window.
@@ -186,6 +188,7 @@ impl WindowReading {
                 "flags": d.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
                 "idle_power_w": d.idle_power_w,
                 "energy_above_idle_j": d.energy_above_idle_j,
+                "power_integrated_j": d.power_integrated_j,
             })).collect::<Vec<_>>(),
             "warnings": self.warnings,
         })

@@ -333,6 +333,7 @@ impl Meter {
                     source: EnergySource::Unavailable,
                     flags: Vec::new(),
                     notes: Vec::new(),
+                    cross_check_j: None,
                 },
                 (DeviceKind::Gpu, _) => {
                     let g = self.gpu_devices.iter().find(|g| g.index == dev.index);
@@ -366,6 +367,7 @@ impl Meter {
                 flags: we.flags,
                 idle_power_w,
                 energy_above_idle_j: we.energy_j.zip(idle_power_w).map(|(e, p)| e - p * dur_s),
+                power_integrated_j: we.cross_check_j,
             });
         }
         WindowReading { name: name.to_string(), start_ns, end_ns, devices, warnings }

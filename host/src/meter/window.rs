@@ -27,6 +27,10 @@ pub struct WindowEnergy {
     pub source: EnergySource,
     pub flags: Vec<Flag>,
     pub notes: Vec<String>,
+    /// For counter readings: the same window's energy from integrated power samples, as a
+    /// cross-check of the counter (they differ by the power sensor's sampling; see
+    /// docs/metering.md).
+    pub cross_check_j: Option<f64>,
 }
 
 /// How to read a GPU window.
@@ -69,6 +73,7 @@ fn finish(energy_j: Option<f64>, points: &[&Point], start_ns: u64, end_ns: u64, 
         source,
         flags,
         notes,
+        cross_check_j: None,
     }
 }
 
@@ -125,7 +130,9 @@ pub fn gpu_window(points: &[Point], start_ns: u64, end_ns: u64, spec: GpuWindowS
                 notes.push("window shorter than the energy counter's update period; a 0 J reading here means unmeasured, reported as unknown".into());
                 return finish(None, &pts, start_ns, end_ns, EnergySource::NvmlEnergyCounter, flags, notes);
             }
-            return finish(Some(energy), &pts, start_ns, end_ns, EnergySource::NvmlEnergyCounter, flags, notes);
+            let mut out = finish(Some(energy), &pts, start_ns, end_ns, EnergySource::NvmlEnergyCounter, flags, notes);
+            out.cross_check_j = integrate(&pts);
+            return out;
         }
         notes.push("energy counter readings missing at the window's edges; falling back to integrated power".into());
         flags.push(Flag::GapInSamples);
@@ -204,6 +211,7 @@ mod tests {
         assert!((w.mean_power_w.expect("mean") - 300.0).abs() < 1e-6);
         assert_eq!(w.peak_power_w, Some(300.0));
         assert!(w.flags.is_empty(), "{:?}", w.flags);
+        assert!((w.cross_check_j.expect("cross-check") - 3000.0).abs() < 1e-6);
         // A window inside the trace: only its own readings count.
         let w = gpu_window(&pts, 2 * S, 5 * S, SPEC);
         assert!((w.energy_j.expect("energy") - 900.0).abs() < 1e-6);

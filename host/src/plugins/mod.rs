@@ -19,7 +19,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use error::PluginError;
-pub use host::HostServices;
+pub use host::{HostServices, interrupt, interrupted};
 pub use runtime::{CompileSource, PluginRuntime, RuntimeOptions, SandboxLimits};
 
 use bindings::backend::exports::energy_star::plugin::backend as wit_backend;
@@ -136,6 +136,8 @@ pub struct BackendOutcome {
     pub incomplete: Vec<String>,
     /// Files the plugin wrote through `results.write-file`.
     pub written: Vec<String>,
+    /// Every measurement window the plugin closed.
+    pub windows: Vec<crate::meter::WindowReading>,
 }
 
 #[derive(Debug)]
@@ -223,6 +225,7 @@ impl Plugin {
                 result: Err(PluginError::Guest { plugin: label, message: "not a backend".into() }),
                 incomplete: Vec::new(),
                 written: Vec::new(),
+                windows: Vec::new(),
             };
         };
         let mut store = rt.store(Some(services));
@@ -241,7 +244,7 @@ impl Plugin {
             Ok(RunOutput { report_json: out.report_json, complete: out.complete })
         })();
         let services = store.into_data().services.unwrap_or_else(|| HostServices::new("", PathBuf::new()));
-        BackendOutcome { result, incomplete: services.incomplete, written: services.written }
+        BackendOutcome { result, incomplete: services.incomplete, written: services.written, windows: services.windows }
     }
 }
 

@@ -10,7 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use thiserror::Error;
 
-use crate::config::{self, ConfigError, ConfigSource};
+use crate::config::{self, Config, ConfigError, ConfigSource};
+use crate::meter::{self, Meter, MeterOptions, Sampler, SharedMeter};
 use crate::plugins::{HostServices, Plugin, PluginError, PluginKind, PluginRuntime, PluginSet};
 use crate::results::{self, ResultsError, write_atomic};
 use crate::summary::{self, SummaryError};
@@ -31,6 +32,8 @@ pub enum RunError {
     Results(#[from] ResultsError),
     #[error("backend run failed: {source}\nthe run is marked incomplete in {status}; files written before the failure are kept")]
     Backend { source: Box<PluginError>, status: PathBuf },
+    #[error("metering: {0}")]
+    Metering(String),
     #[error("the report was written to {report} but could not be summarized: {source}")]
     Summary { report: PathBuf, source: Box<SummaryError> },
 }
@@ -101,6 +104,96 @@ fn write_status(dir: &Path, status: &serde_json::Value) -> Result<PathBuf, Resul
     Ok(path)
 }
 
+/// The file with every window's figures, the devices and the sampler's cost.
+pub const ENERGY_RECORD: &str = "energy_meter.json";
+
+/// Meter settings from the config: GPUs from `backend.device`/`backend.device_ids` through
+/// `CUDA_VISIBLE_DEVICES`, and `metering.*`.
+pub fn meter_options(cfg: &Config, env: &impl Fn(&str) -> Option<String>) -> Result<MeterOptions, RunError> {
+    use serde_json::Value;
+    let mut o = MeterOptions::default();
+    let num = |k: &str| -> Result<Option<f64>, RunError> {
+        match cfg.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n.as_f64().filter(|v| v.is_finite() && *v >= 0.0).map(Some).ok_or_else(|| RunError::Metering(format!("{k} = {n} must be a non-negative number"))),
+            Some(v) => Err(RunError::Metering(format!("{k} = {v} must be a number"))),
+        }
+    };
+    if let Some(ms) = num("metering.interval_ms")? {
+        if !(1.0..=60_000.0).contains(&ms) {
+            return Err(RunError::Metering(format!("metering.interval_ms = {ms} must be between 1 and 60000")));
+        }
+        o.interval = std::time::Duration::from_secs_f64(ms / 1000.0);
+    }
+    if let Some(w) = num("metering.cpu_tdp_w")? {
+        o.estimates.cpu_tdp_w = w;
+    }
+    if let Some(w) = num("metering.ram_watts_per_dimm")? {
+        o.estimates.watts_per_dimm = w;
+    }
+    o.estimates.ram_power_w = num("metering.ram_power_w")?;
+    if cfg.get("metering.rapl") == Some(&Value::Bool(false)) {
+        o.rapl_root = None;
+    }
+    let device = cfg.get("backend.device").and_then(Value::as_str).unwrap_or("cuda");
+    if device.starts_with("cuda") {
+        let ids = meter::parse_device_ids(cfg.get("backend.device_ids")).map_err(RunError::Metering)?;
+        let visible = env("CUDA_VISIBLE_DEVICES");
+        let indices = meter::nvml_indices(&ids, visible.as_deref(), meter::gpu::NvmlGpus::index_of_uuid).map_err(RunError::Metering)?;
+        o.gpu_indices = Some(indices);
+    } else {
+        o.gpu_indices = Some(Vec::new());
+    }
+    Ok(o)
+}
+
+/// Opens the meter; a CPU-only run meters no GPU and says so.
+fn open_meter(options: MeterOptions) -> SharedMeter {
+    let m = if options.gpu_indices.as_ref().is_some_and(Vec::is_empty) {
+        let clock = meter::sampler::monotonic_clock();
+        Meter::with_sources(options, Err("backend.device is not cuda: no GPU is metered".into()), clock)
+    } else {
+        Meter::open(options)
+    };
+    std::sync::Arc::new(std::sync::Mutex::new(m))
+}
+
+/// Measures the idle baseline: a window over `seconds` with nothing running.
+fn measure_idle(shared: &SharedMeter, seconds: f64) -> Result<(), RunError> {
+    let lock_err = || RunError::Metering("the meter's lock is poisoned".into());
+    eprintln!("energy-star: measuring idle power for {seconds} s");
+    let id = shared.lock().map_err(|_| lock_err())?.begin_window("idle").map_err(|e| RunError::Metering(e.to_string()))?;
+    std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+    let mut m = shared.lock().map_err(|_| lock_err())?;
+    let r = m.end_window(id).map_err(|e| RunError::Metering(e.to_string()))?;
+    m.set_idle_baseline(&r);
+    Ok(())
+}
+
+/// Writes the timeline, the window boundaries and `energy_meter.json`.
+pub fn write_meter_record(shared: &SharedMeter, windows: &[meter::WindowReading], dir: &Path) -> Result<(), RunError> {
+    let m = shared.lock().map_err(|_| RunError::Metering("the meter's lock is poisoned".into()))?;
+    meter::timeline::write(&m, dir)?;
+    let hours = m.sampler_wall_s / 3600.0;
+    let record = json!({
+        "devices": m.devices().iter().map(|d| json!({"device": d.label(), "name": d.name, "source": d.source.as_str(), "measured": d.source.is_measurement()})).collect::<Vec<_>>(),
+        "notices": m.notices(),
+        "sampler": {
+            "interval_ms": m.interval().as_secs_f64() * 1000.0,
+            "cpu_s": m.sampler_cpu_s,
+            "wall_s": m.sampler_wall_s,
+            "cpu_s_per_hour": if hours > 0.0 { Some(m.sampler_cpu_s / hours) } else { None },
+        },
+        "idle_baseline": m.idle_baseline().map(|b| json!({"duration_s": b.duration.as_secs_f64(), "power_w": b.power_w})),
+        "windows": windows.iter().map(meter::WindowReading::to_json).collect::<Vec<_>>(),
+        "open_windows": m.open_windows().iter().map(|(_, n)| n.clone()).collect::<Vec<_>>(),
+    });
+    let mut text = serde_json::to_string_pretty(&record).unwrap_or_default();
+    text.push('\n');
+    write_atomic(&dir.join(ENERGY_RECORD), text.as_bytes())?;
+    Ok(())
+}
+
 /// What a finished run produced.
 pub struct RunReport {
     pub results_dir: PathBuf,
@@ -128,10 +221,28 @@ pub fn run(rt: &PluginRuntime, plugins: &PluginSet, plan: &RunPlan, env: impl Fn
     });
     let status_path = write_status(&dir, &status)?;
 
-    let services = HostServices::new(&backend.meta.name, dir.clone());
+    let options = meter_options(&cfg, &env)?;
+    let idle_s = cfg.get("metering.idle_seconds").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+    let shared = open_meter(options);
+    if let Ok(m) = shared.lock() {
+        for n in m.notices() {
+            eprintln!("energy-star: {n}");
+        }
+    }
+    let sampler = Sampler::start(shared.clone());
+    if idle_s > 0.0 {
+        measure_idle(&shared, idle_s)?;
+    }
+
+    let mut services = HostServices::new(&backend.meta.name, dir.clone());
+    services.meter = Some(shared.clone());
     let config_json = serde_json::to_string(&cfg.tree).unwrap_or_default();
     let outcome = backend.run_backend(rt, services, &config_json, settings);
+    sampler.stop();
+    // The meter's record is written whatever the backend did: what was measured is kept.
+    write_meter_record(&shared, &outcome.windows, &dir)?;
     status["finished_unix_s"] = json!(now_s());
+    status["energy_files"] = json!([meter::timeline::TIMELINE_CSV, meter::timeline::WINDOWS_CSV, ENERGY_RECORD]);
     status["files_written_by_backend"] = json!(outcome.written);
     status["incomplete_reasons"] = json!(outcome.incomplete);
     let output = match outcome.result {

@@ -1,8 +1,8 @@
 //! The host side of the backend world's imports, one file per WIT interface. Each method ends
 //! with `host_returned()`, which restarts the guest's compute budget.
 //!
-//! Metering, local and remote inference, and datasets are not built into this version: their
-//! calls answer `unavailable` with a message saying so, and nothing pretends otherwise.
+//! Local and remote inference and datasets are not built into this version: their calls answer
+//! `unavailable` with a message saying so, and nothing pretends otherwise. The meter is real.
 
 mod clock;
 mod datasets;
@@ -12,7 +12,10 @@ mod meter;
 mod results;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+use crate::meter::{SharedMeter, WindowReading};
 
 use super::state::PluginState;
 
@@ -30,6 +33,24 @@ pub struct HostServices {
     pub clock_origin: Instant,
     /// Whether progress lines go to a terminal.
     pub progress_to_terminal: bool,
+    /// The run's meter; None answers `unavailable`.
+    pub meter: Option<SharedMeter>,
+    /// Every window the plugin closed, for the results folder.
+    pub windows: Vec<WindowReading>,
+}
+
+/// Set by the Ctrl-C handler: host calls then fail with "interrupted", so a backend stops at
+/// its next call and the run is written as incomplete.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Asks every running backend to stop at its next host call.
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Whether the user asked to stop.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
 }
 
 impl HostServices {
@@ -42,6 +63,8 @@ impl HostServices {
             written: Vec::new(),
             clock_origin: Instant::now(),
             progress_to_terminal: std::io::stderr().is_terminal(),
+            meter: None,
+            windows: Vec::new(),
         }
     }
 }

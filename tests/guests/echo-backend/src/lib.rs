@@ -31,6 +31,7 @@ impl Guest for Echo {
             Ok(d) => format!("{} devices", d.len()),
             Err(e) => format!("{e:?}"),
         };
+        let window = meter::begin_window("echo").map_err(|e| format!("{e:?}"))?;
         let cfg: serde_json::Value = serde_json::from_str(&req.config_json).map_err(|e| e.to_string())?;
         // Benchmark hook: N guest-to-host calls, timed on the host's clock.
         let bench_calls = serde_json::from_str::<serde_json::Value>(&report)
@@ -50,6 +51,17 @@ impl Guest for Echo {
             "bench_host_calls": bench_calls,
             "bench_host_calls_ns": bench_ns,
         });
+        let reading = meter::end_window(window).map_err(|e| format!("{e:?}"))?;
+        let devices: Vec<serde_json::Value> = reading
+            .devices
+            .iter()
+            .map(|d| serde_json::json!({"kind": short(format!("{:?}", d.device.kind)), "source": short(format!("{:?}", d.source)), "energy_j": d.energy_j}))
+            .collect();
+        let mut note = note;
+        note["window"] = serde_json::json!({"name": reading.name, "devices": devices, "warnings": reading.warnings});
+        if meter::end_window(window).is_ok() {
+            return Err("a window could be closed twice".into());
+        }
         results::write_file("echo/notes.json", note.to_string().as_bytes())?;
         if results::write_file("../escape.txt", b"x").is_ok() {
             return Err("the host let a plugin write outside the results folder".into());
@@ -63,6 +75,11 @@ impl Guest for Echo {
         }
         Ok(RunOutput { report_json: report, complete })
     }
+}
+
+/// `DeviceKind::Gpu` → `Gpu`.
+fn short(debug: String) -> String {
+    debug.rsplit("::").next().unwrap_or_default().to_string()
 }
 
 export!(Echo);
