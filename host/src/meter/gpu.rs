@@ -213,3 +213,35 @@ impl GpuSource for ReplayGpus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_driver_opening_nvml_says_so() {
+        // On machines with a GPU this opens it instead; both are fine, a panic is not.
+        match NvmlGpus::open(None) {
+            Ok(g) => assert!(!g.devices().is_empty()),
+            Err(e) => assert!(e.contains("NVML") || e.contains("driver"), "{e}"),
+        }
+    }
+
+    #[test]
+    #[ignore = "needs an NVIDIA GPU and driver (run by scripts/gpu-check.sh)"]
+    fn nvml_reads_a_real_gpu() {
+        let mut g = NvmlGpus::open(None).expect("NVML");
+        let devices = g.devices().to_vec();
+        for d in &devices {
+            let r1 = g.read(d.index).expect("read");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let r2 = g.read(d.index).expect("read");
+            println!("gpu {} {}: counter {:?} -> {:?} mJ, power {:?} mW, {:?} C, util {:?} %, SM {:?} MHz, mem {:?} MiB, MIG {}",
+                d.index, d.name, r1.energy_mj, r2.energy_mj, r2.power_mw, r2.temperature_c, r2.utilization_pct, r2.sm_clock_mhz, r2.memory_used_mib, d.mig_enabled);
+            assert!(r2.power_mw.is_some(), "no power reading");
+            if d.has_energy_counter {
+                assert!(r2.energy_mj >= r1.energy_mj, "counter went backwards");
+            }
+        }
+    }
+}

@@ -183,6 +183,8 @@ pub fn write_meter_record(shared: &SharedMeter, windows: &[meter::WindowReading]
             "cpu_s": m.sampler_cpu_s,
             "wall_s": m.sampler_wall_s,
             "cpu_s_per_hour": if hours > 0.0 { Some(m.sampler_cpu_s / hours) } else { None },
+            "busy_s": m.sampler_busy_s,
+            "busy_s_per_hour": if hours > 0.0 { Some(m.sampler_busy_s / hours) } else { None },
         },
         "idle_baseline": m.idle_baseline().map(|b| json!({"duration_s": b.duration.as_secs_f64(), "power_w": b.power_w})),
         "windows": windows.iter().map(meter::WindowReading::to_json).collect::<Vec<_>>(),
