@@ -1,0 +1,251 @@
+//! The decoder: one implementation for the Llama family, Qwen2 and Qwen3, with per-sequence
+//! attention masks and positions, so that left-padded prompts in a batch give exactly the
+//! tokens they give alone, and a KV cache.
+//!
+//! Written on candle's tensor ops rather than candle-transformers' models because those take no
+//! attention mask: a padded batch would attend to its padding.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, Linear, VarBuilder};
+
+use super::config::{Family, ModelConfig};
+
+/// RMSNorm with its weight.
+#[derive(Debug, Clone)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn load(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
+        Ok(Self { weight: vb.get(size, "weight")?, eps })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::rms_norm(x, &self.weight, self.eps as f32)
+    }
+}
+
+fn linear(vb: VarBuilder, inp: usize, out: usize, bias: bool) -> candle_core::Result<Linear> {
+    let w = vb.get((out, inp), "weight")?;
+    let b = if bias { Some(vb.get(out, "bias")?) } else { None };
+    Ok(Linear::new(w, b))
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    attn: Attention,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    input_norm: RmsNorm,
+    post_norm: RmsNorm,
+}
+
+/// A loaded decoder.
+pub struct Decoder {
+    pub config: ModelConfig,
+    embed: Embedding,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    /// cos and sin of every position × frequency: (max_positions, head_dim / 2).
+    cos: Tensor,
+    sin: Tensor,
+    pub device: Device,
+    pub dtype: DType,
+}
+
+/// Per-layer keys and values of the sequences generated so far: (batch, kv_heads, len, head_dim).
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    pub fn new(layers: usize) -> Self {
+        Self { layers: vec![None; layers] }
+    }
+}
+
+impl Decoder {
+    /// Builds the decoder from `vb` (weights named as transformers names them).
+    pub fn load(config: ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let c = &config;
+        let device = vb.device().clone();
+        let dtype = vb.dtype();
+        let m = vb.pp("model");
+        let embed_w = m.pp("embed_tokens").get((c.vocab_size, c.hidden_size), "weight")?;
+        let embed = Embedding::new(embed_w.clone(), c.hidden_size);
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let l = m.pp(format!("layers.{i}"));
+            let a = l.pp("self_attn");
+            let (q_norm, k_norm) = if c.family == Family::Qwen3 {
+                (Some(RmsNorm::load(a.pp("q_norm"), c.head_dim, c.rms_norm_eps)?), Some(RmsNorm::load(a.pp("k_norm"), c.head_dim, c.rms_norm_eps)?))
+            } else {
+                (None, None)
+            };
+            let attn = Attention {
+                q: linear(a.pp("q_proj"), c.hidden_size, c.num_heads * c.head_dim, c.attention_bias)?,
+                k: linear(a.pp("k_proj"), c.hidden_size, c.num_kv_heads * c.head_dim, c.attention_bias)?,
+                v: linear(a.pp("v_proj"), c.hidden_size, c.num_kv_heads * c.head_dim, c.attention_bias)?,
+                // Qwen2's output projection has no bias even though q, k and v do.
+                o: linear(a.pp("o_proj"), c.num_heads * c.head_dim, c.hidden_size, c.attention_bias && c.family != Family::Qwen2)?,
+                q_norm,
+                k_norm,
+                heads: c.num_heads,
+                kv_heads: c.num_kv_heads,
+                head_dim: c.head_dim,
+            };
+            let mlp = l.pp("mlp");
+            layers.push(Layer {
+                attn,
+                gate: linear(mlp.pp("gate_proj"), c.hidden_size, c.intermediate_size, c.mlp_bias)?,
+                up: linear(mlp.pp("up_proj"), c.hidden_size, c.intermediate_size, c.mlp_bias)?,
+                down: linear(mlp.pp("down_proj"), c.intermediate_size, c.hidden_size, c.mlp_bias)?,
+                input_norm: RmsNorm::load(l.pp("input_layernorm"), c.hidden_size, c.rms_norm_eps)?,
+                post_norm: RmsNorm::load(l.pp("post_attention_layernorm"), c.hidden_size, c.rms_norm_eps)?,
+            });
+        }
+        let norm = RmsNorm::load(m.pp("norm"), c.hidden_size, c.rms_norm_eps)?;
+        let lm_head = if vb.contains_tensor("lm_head.weight") {
+            linear(vb.pp("lm_head"), c.hidden_size, c.vocab_size, false)?
+        } else if c.tie_word_embeddings {
+            Linear::new(embed_w, None)
+        } else {
+            candle_core::bail!("lm_head.weight is missing and tie_word_embeddings is false")
+        };
+        let inv: Vec<f32> = c.inv_freq().into_iter().map(|f| f as f32).collect();
+        let positions = c.max_position_embeddings.max(1);
+        let inv = Tensor::from_vec(inv, (1, c.head_dim / 2), &device)?;
+        let t = Tensor::arange(0u32, positions as u32, &device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;
+        let freqs = t.matmul(&inv)?;
+        Ok(Self {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+            config,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            device,
+            dtype,
+        })
+    }
+
+    /// Runs `ids` (batch, new_len) through the model, appending to `cache`.
+    ///
+    /// `positions` (batch, new_len) are each token's position in its own sequence; `mask`
+    /// (batch, total_len) marks real tokens (1) and padding (0) over the cache and the new
+    /// tokens. Returns the logits of the last new position of each sequence: (batch, vocab).
+    pub fn forward(&self, ids: &Tensor, positions: &Tensor, mask: &[Vec<u8>], cache: &mut KvCache) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let total = mask.first().map(Vec::len).unwrap_or(0);
+        let past = total - t;
+        let bias = self.attention_bias(mask, b, t, past)?;
+        let flat_pos = positions.flatten_all()?;
+        let cos = self.cos.index_select(&flat_pos, 0)?.reshape((b, t, self.config.head_dim / 2))?;
+        let sin = self.sin.index_select(&flat_pos, 0)?.reshape((b, t, self.config.head_dim / 2))?;
+        let mut x = self.embed.forward(ids)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer.input_norm.forward(&x)?;
+            let a = self.attend(&layer.attn, &h, &cos, &sin, &bias, &mut cache.layers[i])?;
+            x = (x + a)?;
+            let h = layer.post_norm.forward(&x)?;
+            let m = layer.down.forward(&(candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?)?;
+            x = (x + m)?;
+        }
+        let last = x.narrow(1, t - 1, 1)?.squeeze(1)?.contiguous()?;
+        let logits = self.lm_head.forward(&self.norm.forward(&last)?)?;
+        logits.to_dtype(DType::F32)
+    }
+
+    /// Additive attention bias (batch, 1, new_len, total_len): 0 where a query may look,
+    /// -inf elsewhere (future tokens, padding, beyond a sliding window). A padding query may
+    /// look at itself, so that its row is never empty (an empty row's NaN would reach real
+    /// tokens through 0 × NaN in the value product).
+    fn attention_bias(&self, mask: &[Vec<u8>], b: usize, t: usize, past: usize) -> candle_core::Result<Tensor> {
+        let total = past + t;
+        let mut data = vec![0f32; b * t * total];
+        for (bi, row) in mask.iter().enumerate() {
+            // real[i] = real tokens before slot i, for the sliding window's distance.
+            let mut real = vec![0usize; total + 1];
+            for i in 0..total {
+                real[i + 1] = real[i] + row[i] as usize;
+            }
+            for qi in 0..t {
+                let qpos = past + qi;
+                for kj in 0..total {
+                    let mut allowed = kj <= qpos && row[kj] == 1;
+                    if let Some(w) = self.config.sliding_window
+                        && allowed
+                    {
+                        // Distance in real tokens, not slots: padding does not count.
+                        allowed = real[qpos] - real[kj] < w;
+                    }
+                    if row[qpos] == 0 {
+                        allowed = kj == qpos;
+                    }
+                    data[(bi * t + qi) * total + kj] = if allowed { 0.0 } else { f32::NEG_INFINITY };
+                }
+            }
+        }
+        Tensor::from_vec(data, (b, 1, t, total), &self.device)?.to_dtype(self.dtype)
+    }
+
+    fn attend(&self, a: &Attention, h: &Tensor, cos: &Tensor, sin: &Tensor, bias: &Tensor, cache: &mut Option<(Tensor, Tensor)>) -> candle_core::Result<Tensor> {
+        let (b, t, _) = h.dims3()?;
+        let q = a.q.forward(h)?.reshape((b, t, a.heads, a.head_dim))?;
+        let k = a.k.forward(h)?.reshape((b, t, a.kv_heads, a.head_dim))?;
+        let v = a.v.forward(h)?.reshape((b, t, a.kv_heads, a.head_dim))?;
+        let (q, k) = match (&a.q_norm, &a.k_norm) {
+            (Some(qn), Some(kn)) => (qn.forward(&q)?, kn.forward(&k)?),
+            _ => (q, k),
+        };
+        let q = q.transpose(1, 2)?.contiguous()?;
+        let k = k.transpose(1, 2)?.contiguous()?;
+        let v = v.transpose(1, 2)?.contiguous()?;
+        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
+        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        let (k, v) = match cache.take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            None => (k, v),
+        };
+        *cache = Some((k.clone(), v.clone()));
+        let rep = a.heads / a.kv_heads;
+        let (k, v) = if rep > 1 {
+            let total = k.dim(2)?;
+            let expand = |x: &Tensor| -> candle_core::Result<Tensor> {
+                x.unsqueeze(2)?.expand((b, a.kv_heads, rep, total, a.head_dim))?.reshape((b, a.heads, total, a.head_dim))
+            };
+            (expand(&k)?, expand(&v)?)
+        } else {
+            (k, v)
+        };
+        let scale = 1.0 / (a.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(bias)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs.matmul(&v.contiguous()?)?;
+        let out = out.transpose(1, 2)?.reshape((b, t, a.heads * a.head_dim))?;
+        a.o.forward(&out)
+    }
+}
+
+/// Logits as rows of f32, for sampling.
+pub fn rows(logits: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
+    logits.to_vec2()
+}
