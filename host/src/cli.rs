@@ -19,7 +19,7 @@ pub struct Cli {
 }
 
 /// Subcommand names; anything else as the first argument means `run`.
-pub const SUBCOMMANDS: &[&str] = &["run", "summarize", "plugins", "measure", "help"];
+pub const SUBCOMMANDS: &[&str] = &["run", "summarize", "plugins", "measure", "generate", "help"];
 
 /// Global options that take a value, and global flags: they may come before the subcommand.
 pub const GLOBAL_OPTIONS_WITH_VALUE: &[&str] = &["--plugin-dir", "--plugin-memory-mib", "--plugin-time-limit-s"];
@@ -55,6 +55,49 @@ pub enum Command {
     Plugins(PluginsArgs),
     /// Measure the energy of any command per device, like `perf stat` (or idle power with --idle).
     Measure(MeasureArgs),
+    /// Generate with a model, to check it before a long run.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["prompt", "prompts_file"])))]
+pub struct GenerateArgs {
+    /// Model folder or Hugging Face id (from the local cache).
+    #[arg(long)]
+    pub model: String,
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
+    pub device: String,
+    /// float32, bfloat16, float16 or auto.
+    #[arg(long, default_value = "auto", value_name = "D")]
+    pub dtype: String,
+    /// Prompts per batch (left-padded together).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub batch_size: usize,
+    #[arg(long, value_name = "N")]
+    pub max_new_tokens: u32,
+    /// Generate exactly --max-new-tokens tokens, EOS or not.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Sample instead of greedy decoding.
+    #[arg(long, requires = "seed")]
+    pub sample: bool,
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Cut prompts that do not fit the context (keeping their beginning).
+    #[arg(long)]
+    pub truncate: bool,
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// JSONL with a `prompt` field per line.
+    #[arg(long, value_name = "FILE")]
+    pub prompts_file: Option<PathBuf>,
+    /// One JSON line per prompt, in input order: prompt, input_ids, output_ids, text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

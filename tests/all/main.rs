@@ -3,6 +3,7 @@
 //! to survive a plugin's failure.
 
 mod configs; // configs compose, overrides and YAML errors through `run`
+mod generate; // `energy-star generate`: the fixture token for token, sampling, bad input
 mod measure; // `energy-star measure`: replayed GPU, exit codes, idle, Ctrl-C
 mod plugins; // discovery, drop-ins, replacement, versions, bad files, compile cache
 mod run; // backend selection, required settings, the run's results folder
