@@ -19,6 +19,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod datasets;
 pub mod inference;
 pub mod measure;
 pub mod meter;
