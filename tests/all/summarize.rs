@@ -132,7 +132,7 @@ fn metrics_disabled_report_is_an_error_that_says_so() {
 fn report_without_energy_is_an_error_not_a_zero() {
     // optimum-benchmark's inference scenario with energy tracking off.
     let (dir, run) = summarize(&sample("optimum/optbench-83c4c9f5-benchmark.json"));
-    run.fails_with(1, &["no GPU energy", "load, forward"]);
+    run.fails_with(1, &["has no energy for preprocess", "load, forward"]);
     assert!(!dir.path().join("GPU_ENERGY_WH.txt").exists());
 }
 

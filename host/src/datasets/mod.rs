@@ -106,6 +106,9 @@ pub fn locate(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Resu
 
 /// Loads the rows of `spec`'s columns.
 pub fn load(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Result<DatasetRows, DatasetError> {
+    if spec.name == crate::inference::local::toy::TOY_PROMPTS {
+        return builtin_prompts(spec);
+    }
     let files = locate(spec, env)?;
     let mut rows = Vec::new();
     let want = spec.num_samples;
@@ -136,6 +139,28 @@ pub fn load(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Result
         return Err(DatasetError::TooFew { name: spec.name.clone(), rows: rows.len(), wanted: n });
     }
     Ok(DatasetRows { source: files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "), columns: spec.columns.clone(), rows })
+}
+
+/// The project's own prompt set, built into the binary.
+fn builtin_prompts(spec: &DatasetSpec) -> Result<DatasetRows, DatasetError> {
+    let records: Vec<Record> = crate::inference::local::toy::PROMPTS_JSONL
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?.as_object().cloned())
+        .collect();
+    for c in &spec.columns {
+        if c != "text" {
+            return Err(DatasetError::NoColumn { name: spec.name.clone(), column: c.clone(), available: "text".into() });
+        }
+    }
+    let n = spec.num_samples.unwrap_or(records.len());
+    if n > records.len() {
+        return Err(DatasetError::TooFew { name: spec.name.clone(), rows: records.len(), wanted: n });
+    }
+    Ok(DatasetRows {
+        source: "built-in prompt set (host/assets/prompts.jsonl)".into(),
+        columns: spec.columns.clone(),
+        rows: records.iter().take(n).map(|r| spec.columns.iter().map(|c| value_text(r.get(c))).collect()).collect(),
+    })
 }
 
 fn value_text(v: Option<&Value>) -> String {

@@ -115,7 +115,11 @@ pub struct Plugin {
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub format: String,
-    pub total_wh: f64,
+    /// GPU energy of the counted phases; None only with `gpu_absent_reason`.
+    pub total_wh: Option<f64>,
+    pub gpu_absent_reason: Option<String>,
+    pub cpu_wh: Option<f64>,
+    pub ram_wh: Option<f64>,
     pub phases: Vec<PhaseEnergy>,
     pub warnings: Vec<String>,
 }
@@ -123,7 +127,9 @@ pub struct Summary {
 #[derive(Debug, Clone)]
 pub struct PhaseEnergy {
     pub name: String,
-    pub energy_wh: f64,
+    pub gpu_wh: Option<f64>,
+    pub cpu_wh: Option<f64>,
+    pub ram_wh: Option<f64>,
     pub counted: bool,
 }
 
@@ -187,31 +193,43 @@ impl Plugin {
             .map_err(|e| rt.failure(&store, e, &label, "summarize"))?;
         let s = answer.map_err(|message| PluginError::Guest { plugin: label.clone(), message })?;
         let malformed = |problem: String| PluginError::Malformed { plugin: label.clone(), call: "summarize", problem };
-        if !s.total_wh.is_finite() {
-            return Err(malformed(format!("total {} Wh is not a finite number", s.total_wh)));
+        let finite = |v: Option<f64>| v.is_none_or(f64::is_finite);
+        match (s.total_wh, &s.gpu_absent_reason) {
+            (Some(t), _) if !t.is_finite() => return Err(malformed(format!("total {t} Wh is not a finite number"))),
+            (None, None) => return Err(malformed("no GPU total and no reason why".into())),
+            _ => {}
         }
-        if !self.meta.formats.contains(&s.format) {
-            return Err(malformed(format!("format {:?} is not one it declared ({})", s.format, self.meta.formats.join(", "))));
+        if !finite(s.cpu_wh) || !finite(s.ram_wh) {
+            return Err(malformed("CPU or RAM total is not a finite number".into()));
         }
         let mut sum = 0.0;
         for p in &s.phases {
             if p.name.trim().is_empty() {
                 return Err(malformed("a phase has an empty name".into()));
             }
-            if !p.energy_wh.is_finite() {
-                return Err(malformed(format!("phase {:?} energy {} Wh is not a finite number", p.name, p.energy_wh)));
+            if !finite(p.gpu_wh) || !finite(p.cpu_wh) || !finite(p.ram_wh) {
+                return Err(malformed(format!("phase {:?} has an energy that is not a finite number", p.name)));
             }
             if p.counted {
-                sum += p.energy_wh;
+                sum += p.gpu_wh.unwrap_or(0.0);
             }
         }
-        if (sum - s.total_wh).abs() > 1e-9 * sum.abs().max(1.0) {
-            return Err(malformed(format!("total {} Wh is not the sum of its counted phases ({sum} Wh)", s.total_wh)));
+        if let Some(total) = s.total_wh
+            && (sum - total).abs() > 1e-9 * sum.abs().max(1.0)
+        {
+            return Err(malformed(format!("total {total} Wh is not the sum of its counted phases ({sum} Wh)")));
         }
         Ok(Summary {
             format: s.format,
             total_wh: s.total_wh,
-            phases: s.phases.into_iter().map(|p| PhaseEnergy { name: p.name, energy_wh: p.energy_wh, counted: p.counted }).collect(),
+            gpu_absent_reason: s.gpu_absent_reason,
+            cpu_wh: s.cpu_wh,
+            ram_wh: s.ram_wh,
+            phases: s
+                .phases
+                .into_iter()
+                .map(|p| PhaseEnergy { name: p.name, gpu_wh: p.gpu_wh, cpu_wh: p.cpu_wh, ram_wh: p.ram_wh, counted: p.counted })
+                .collect(),
             warnings: s.warnings,
         })
     }

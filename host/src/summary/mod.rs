@@ -85,8 +85,8 @@ pub struct Summarized {
     pub report: PathBuf,
     pub summarizer: String,
     pub summary: Summary,
-    /// The rounded total as written to `GPU_ENERGY_WH.txt`.
-    pub total_wh_rounded: f64,
+    /// The rounded total as written to `GPU_ENERGY_WH.txt`; None for a run without a GPU.
+    pub total_wh_rounded: Option<f64>,
     pub summary_json: Value,
 }
 
@@ -118,7 +118,13 @@ pub fn summarize(rt: &PluginRuntime, plugins: &PluginSet, target: &Path) -> Resu
     let summary = plugin.summarize(rt, &text).map_err(|source| SummaryError::Plugin { path: report.clone(), source })?;
     let (total_wh_rounded, summary_json) = render(&summary, &plugin.meta.label(), &report);
     let dir = report.parent().unwrap_or(Path::new("."));
-    write_atomic(&dir.join("GPU_ENERGY_WH.txt"), format!("{total_wh_rounded:.2}\n").as_bytes())?;
+    // A run without a GPU has no GPU figure: "n/a" makes a reader that expects a number fail
+    // loudly instead of averaging in a zero.
+    let txt = match total_wh_rounded {
+        Some(t) => format!("{t:.2}\n"),
+        None => "n/a\n".to_string(),
+    };
+    write_atomic(&dir.join("GPU_ENERGY_WH.txt"), txt.as_bytes())?;
     let mut body = serde_json::to_string_pretty(&summary_json).unwrap_or_default();
     body.push('\n');
     write_atomic(&dir.join("GPU_ENERGY_SUMMARY.json"), body.as_bytes())?;
@@ -134,27 +140,37 @@ pub fn round2(x: f64) -> f64 {
 /// The summary JSON: the original summarizer's keys first (`units`, `total`, `format`,
 /// `preprocess_wh`, `prefill_wh`, `decode_wh`), then every phase found, then what energy-star
 /// adds (which phases were counted, warnings, provenance).
-pub fn render(summary: &Summary, summarizer: &str, report: &Path) -> (f64, Value) {
-    let total = round2(summary.total_wh);
+pub fn render(summary: &Summary, summarizer: &str, report: &Path) -> (Option<f64>, Value) {
+    let total = summary.total_wh.map(round2);
+    let r2 = |v: Option<f64>| v.map(round2);
     let mut m = Map::new();
     m.insert("units".into(), json!("Wh"));
     m.insert("total".into(), json!(total));
     m.insert("format".into(), json!(summary.format));
-    let phase_sum = |names: &[&str]| -> f64 {
-        summary.phases.iter().filter(|p| names.contains(&p.name.as_str())).map(|p| p.energy_wh).sum()
+    let phase_sum = |names: &[&str]| -> Option<f64> {
+        let found: Vec<&crate::plugins::PhaseEnergy> = summary.phases.iter().filter(|p| names.contains(&p.name.as_str())).collect();
+        if summary.total_wh.is_none() {
+            return None;
+        }
+        // The original writes the three keys always, 0.0 for a phase the format lacks.
+        Some(found.iter().filter_map(|p| p.gpu_wh).sum())
     };
-    // The leaderboard's three phases: on `main` reports preprocess is `preprocess_dataset`, and
-    // a non-generation task's measured phase (`forward`, `call`) stands where prefill+decode do.
-    m.insert("preprocess_wh".into(), json!(round2(phase_sum(&["preprocess", "preprocess_dataset"]))));
-    m.insert("prefill_wh".into(), json!(round2(phase_sum(&["prefill"]))));
-    m.insert("decode_wh".into(), json!(round2(phase_sum(&["decode"]))));
+    // The leaderboard's three phases: on `main` reports preprocess is `preprocess_dataset`.
+    m.insert("preprocess_wh".into(), json!(r2(phase_sum(&["preprocess", "preprocess_dataset"]))));
+    m.insert("prefill_wh".into(), json!(r2(phase_sum(&["prefill"]))));
+    m.insert("decode_wh".into(), json!(r2(phase_sum(&["decode"]))));
     for p in &summary.phases {
         let key = format!("{}_wh", p.name);
         if !m.contains_key(&key) {
-            m.insert(key, json!(round2(p.energy_wh)));
+            m.insert(key, json!(r2(p.gpu_wh)));
         }
     }
     m.insert("total_unrounded_wh".into(), json!(summary.total_wh));
+    if let Some(reason) = &summary.gpu_absent_reason {
+        m.insert("gpu_absent_reason".into(), json!(reason));
+    }
+    m.insert("cpu_wh".into(), json!(summary.cpu_wh));
+    m.insert("ram_wh".into(), json!(summary.ram_wh));
     m.insert(
         "counted_phases".into(),
         json!(summary.phases.iter().filter(|p| p.counted).map(|p| p.name.clone()).collect::<Vec<_>>()),
@@ -165,14 +181,14 @@ pub fn render(summary: &Summary, summarizer: &str, report: &Path) -> (f64, Value
             summary
                 .phases
                 .iter()
-                .map(|p| json!({"name": p.name, "energy_wh": p.energy_wh, "counted": p.counted}))
+                .map(|p| json!({"name": p.name, "gpu_wh": p.gpu_wh, "cpu_wh": p.cpu_wh, "ram_wh": p.ram_wh, "counted": p.counted}))
                 .collect(),
         ),
     );
     m.insert("warnings".into(), json!(summary.warnings));
     m.insert(
         "source".into(),
-        json!("GPU energy as the report states it; energy-star converted units and summed phases but measured nothing here"),
+        json!("energy as the report states it; the summary converts units and sums phases, and measures nothing itself"),
     );
     m.insert("report".into(), json!(report.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
     m.insert("summarizer".into(), json!(summarizer));
@@ -181,12 +197,19 @@ pub fn render(summary: &Summary, summarizer: &str, report: &Path) -> (f64, Value
 
 /// The banner the original summarizer prints.
 pub fn banner(s: &Summarized) -> String {
-    let phases: Vec<String> = s.summary.phases.iter().filter(|p| p.counted).map(|p| format!("{}={:.2} Wh", p.name, p.energy_wh)).collect();
+    let fmt = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "n/a".into());
+    let phases: Vec<String> = s.summary.phases.iter().filter(|p| p.counted).map(|p| format!("{}={} Wh", p.name, fmt(p.gpu_wh))).collect();
     let mut out = format!(
-        "\n===============================\nGPU Energy (Wh): {:.2}\n({})\n===============================\n",
-        s.total_wh_rounded,
+        "\n===============================\nGPU Energy (Wh): {}\n({})\n===============================\n",
+        fmt(s.total_wh_rounded),
         phases.join(", ")
     );
+    if let Some(reason) = &s.summary.gpu_absent_reason {
+        out.push_str(&format!("no GPU energy: {reason}\n"));
+    }
+    if s.summary.cpu_wh.is_some() || s.summary.ram_wh.is_some() {
+        out.push_str(&format!("CPU energy (Wh): {}, RAM energy (Wh): {} (sources in warnings)\n", fmt(s.summary.cpu_wh), fmt(s.summary.ram_wh)));
+    }
     out.push_str(&format!("format: {} (read by {})\nreport: {}\n", s.summary.format, s.summarizer, s.report.display()));
     for w in &s.summary.warnings {
         out.push_str(&format!("warning: {w}\n"));

@@ -8,6 +8,7 @@ pub mod config;
 pub mod model;
 pub mod resolve;
 pub mod sampling;
+pub mod toy;
 
 use std::time::Instant;
 

@@ -48,7 +48,9 @@ pub fn cached_snapshot(cache: &Path, kind: &str, id: &str) -> Option<PathBuf> {
 /// Resolves `model` (a folder, or a hub id) to its files.
 pub fn resolve(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<ModelFiles, String> {
     let path = Path::new(model);
-    let dir = if path.is_dir() {
+    let dir = if model == super::toy::TOY_MODEL {
+        super::toy::ensure(env)?
+    } else if path.is_dir() {
         path.to_path_buf()
     } else if path.exists() {
         return Err(format!("{model} is a file; give the model's folder (config.json, tokenizer.json, *.safetensors)"));

@@ -1,8 +1,8 @@
 //! The host side of the backend world's imports, one file per WIT interface. Each method ends
 //! with `host_returned()`, which restarts the guest's compute budget.
 //!
-//! Local and remote inference and datasets are not built into this version: their calls answer
-//! `unavailable` with a message saying so, and nothing pretends otherwise. The meter is real.
+//! The meter, the local engine (candle) and datasets are real. The OpenAI-compatible remote
+//! engine is not built into this version: opening one answers `unavailable`, saying so.
 
 mod clock;
 mod datasets;
@@ -37,6 +37,12 @@ pub struct HostServices {
     pub meter: Option<SharedMeter>,
     /// Every window the plugin closed, for the results folder.
     pub windows: Vec<WindowReading>,
+    /// Engines the plugin opened, by id.
+    pub engines: std::collections::BTreeMap<u64, crate::inference::local::CandleEngine>,
+    pub next_engine: u64,
+    /// The environment the host's capabilities read (HF_HOME, HF_HUB_OFFLINE, ...); plugins
+    /// never see it.
+    pub env: std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
 }
 
 /// Set by the Ctrl-C handler: host calls then fail with "interrupted", so a backend stops at
@@ -65,6 +71,20 @@ impl HostServices {
             progress_to_terminal: std::io::stderr().is_terminal(),
             meter: None,
             windows: Vec::new(),
+            engines: Default::default(),
+            next_engine: 1,
+            env: std::sync::Arc::new(|k: &str| std::env::var(k).ok()),
+        }
+    }
+}
+
+impl HostServices {
+    /// The host clock plugins see: the meter's when there is one, so that request times and
+    /// window edges share one time base.
+    pub fn now_ns(&self) -> u64 {
+        match self.meter.as_ref().and_then(|m| m.lock().ok().map(|m| m.now_ns())) {
+            Some(t) => t,
+            None => crate::meter::since(self.clock_origin, Instant::now()),
         }
     }
 }

@@ -90,8 +90,17 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
     }
     Ok(Summary {
         format: FORMAT.into(),
-        total_wh: gpu_wh,
-        phases: vec![PhaseEnergy { name: "decode".into(), energy_wh: gpu_wh, counted: true }],
+        total_wh: Some(gpu_wh),
+        gpu_absent_reason: None,
+        cpu_wh: number(energy, "cpu_energy_wh")?,
+        ram_wh: number(energy, "ram_energy_wh")?,
+        phases: vec![PhaseEnergy {
+            name: "decode".into(),
+            gpu_wh: Some(gpu_wh),
+            cpu_wh: number(energy, "cpu_energy_wh")?,
+            ram_wh: number(energy, "ram_energy_wh")?,
+            counted: true,
+        }],
         warnings,
     })
 }

@@ -94,23 +94,36 @@ fn wh_from(value: f64, unit: &str) -> Result<f64, String> {
     })
 }
 
-/// GPU energy of one `Energy` object in Wh, or why there is none.
-fn gpu_wh(energy: &Map<String, Value>, warnings: &mut Vec<String>, what: &str) -> Result<Option<f64>, String> {
-    let unit = match energy.get("unit") {
-        Some(Value::String(u)) => u.as_str(),
-        None | Some(Value::Null) => {
-            warnings.push(format!("{what}: no energy unit given; assumed kWh (optimum-benchmark's unit)"));
-            "kWh"
-        }
-        Some(other) => return Err(format!("{what}: energy unit is not a string: {other}")),
-    };
-    match energy.get("gpu") {
+/// One device's energy of an `Energy` object in Wh, or None when the report has no figure.
+fn device_wh(energy: &Map<String, Value>, key: &str, unit: &str, what: &str) -> Result<Option<f64>, String> {
+    match energy.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => {
-            let v = n.as_f64().ok_or_else(|| format!("{what}: GPU energy {n} is not a number"))?;
+            let v = n.as_f64().ok_or_else(|| format!("{what}: {key} energy {n} is not a number"))?;
             wh_from(v, unit).map(Some).map_err(|e| format!("{what}: {e}"))
         }
-        Some(other) => Err(format!("{what}: GPU energy is not a number: {other}")),
+        Some(other) => Err(format!("{what}: {key} energy is not a number: {other}")),
+    }
+}
+
+fn unit_of<'a>(energy: &'a Map<String, Value>, warnings: &mut Vec<String>, what: &str) -> Result<&'a str, String> {
+    match energy.get("unit") {
+        Some(Value::String(u)) => Ok(u.as_str()),
+        None | Some(Value::Null) => {
+            warnings.push(format!("{what}: no energy unit given; assumed kWh (optimum-benchmark's unit)"));
+            Ok("kWh")
+        }
+        Some(other) => Err(format!("{what}: energy unit is not a string: {other}")),
+    }
+}
+
+/// Why the report has no GPU figures, when energy-star wrote it for a run without a GPU.
+fn gpu_absent_reason(report: &Map<String, Value>) -> Option<String> {
+    let es = report.get("energy_star")?.as_object()?;
+    if es.get("gpu_used") == Some(&Value::Bool(false)) {
+        Some(es.get("gpu_absent_reason").and_then(Value::as_str).unwrap_or("the run used no GPU").to_string())
+    } else {
+        None
     }
 }
 
@@ -119,8 +132,8 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
     let value: Value = serde_json::from_str(report).map_err(|e| format!("report is not valid JSON: {e}"))?;
     let phases_obj = report_object(&value).ok_or("report is not a JSON object")?;
     let mut warnings = Vec::new();
-    let mut phases = Vec::new();
-    let mut skipped = Vec::new();
+    let mut phases: Vec<PhaseEnergy> = Vec::new();
+    let mut no_energy = Vec::new();
     for (name, phase) in phases_obj {
         let Some(obj) = phase.as_object() else { continue };
         if !obj.keys().any(|k| PHASE_KEYS.contains(&k.as_str())) {
@@ -130,30 +143,31 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
         let energy = match obj.get("energy") {
             Some(Value::Object(e)) => e,
             None | Some(Value::Null) => {
-                skipped.push(name.clone());
+                no_energy.push(name.clone());
                 continue;
             }
             Some(other) => return Err(format!("phase {name:?}: energy is not an object: {other}")),
         };
-        let Some(wh) = gpu_wh(energy, &mut warnings, &format!("phase {name:?}"))? else {
-            skipped.push(name.clone());
-            continue;
-        };
-        if wh == 0.0 {
-            warnings.push(format!(
+        let what = format!("phase {name:?}");
+        let unit = unit_of(energy, &mut warnings, &what)?;
+        let gpu = device_wh(energy, "gpu", unit, &what)?;
+        let cpu = device_wh(energy, "cpu", unit, &what)?;
+        let ram = device_wh(energy, "ram", unit, &what)?;
+        match gpu {
+            Some(wh) if wh == 0.0 => warnings.push(format!(
                 "phase {name:?}: GPU energy is 0 Wh; CodeCarbon sometimes reports 0 for a task (codecarbon#851), so this is likely a failed reading, kept as reported"
-            ));
-        } else if wh < 0.0 {
-            warnings.push(format!(
+            )),
+            Some(wh) if wh < 0.0 => warnings.push(format!(
                 "phase {name:?}: GPU energy is negative ({wh:.4} Wh); decode is generate minus prefill and goes negative when a reading failed; kept as reported"
-            ));
+            )),
+            _ => {}
         }
         if let Some(Value::Array(measures)) = obj.get("measures") {
             let count = measures.len();
             for (i, m) in measures.iter().enumerate() {
                 let Some(m) = m.as_object() else { continue };
-                let mut ignored = Vec::new();
-                if let Ok(Some(v)) = gpu_wh(m, &mut ignored, name) {
+                let mu = m.get("unit").and_then(Value::as_str).unwrap_or(unit);
+                if let Ok(Some(v)) = device_wh(m, "gpu", mu, name) {
                     if v == 0.0 {
                         warnings.push(format!("phase {name:?}: measure {} of {count} has 0 Wh GPU energy; the phase figure (their mean) includes it", i + 1));
                     } else if v < 0.0 {
@@ -162,21 +176,57 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
                 }
             }
         }
-        phases.push(PhaseEnergy { name: name.clone(), energy_wh: wh, counted });
+        // energy-star's own reports say where each figure came from.
+        if let Some(Value::Object(es)) = obj.get("energy_star") {
+            for dev in ["gpu", "cpu", "ram"] {
+                if let Some(src) = es.get(&format!("{dev}_source")).and_then(Value::as_str)
+                    && src.starts_with("estimate")
+                {
+                    warnings.push(format!("phase {name:?}: {dev} energy is an estimate ({src}), not a measurement"));
+                }
+            }
+            if let Some(Value::Array(flags)) = es.get("flags") {
+                let flags: Vec<&str> = flags.iter().filter_map(Value::as_str).collect();
+                if !flags.is_empty() {
+                    warnings.push(format!("phase {name:?}: flagged {}", flags.join(", ")));
+                }
+            }
+        }
+        phases.push(PhaseEnergy { name: name.clone(), gpu_wh: gpu, cpu_wh: cpu, ram_wh: ram, counted });
     }
-    if !skipped.is_empty() {
-        warnings.push(format!("phases without GPU energy (not measured): {}", skipped.join(", ")));
+    if !no_energy.is_empty() {
+        warnings.push(format!("phases without energy figures (not measured): {}", no_energy.join(", ")));
     }
-    if !phases.iter().any(|p| p.counted) {
-        return Err(if phases.is_empty() && skipped.is_empty() {
+    let counted: Vec<&PhaseEnergy> = phases.iter().filter(|p| p.counted).collect();
+    if counted.is_empty() {
+        return Err(if phases.is_empty() && no_energy.is_empty() {
             "no optimum-benchmark phases found (expected keys such as prefill, decode, preprocess_dataset)".to_string()
         } else {
             format!(
-                "report has no GPU energy for preprocess, prefill, decode, forward or call (energy tracking was off?); phases present: {}",
-                phases.iter().map(|p| p.name.as_str()).chain(skipped.iter().map(String::as_str)).collect::<Vec<_>>().join(", ")
+                "report has no energy for preprocess, prefill, decode, forward or call (energy tracking was off?); phases present: {}",
+                phases.iter().map(|p| p.name.as_str()).chain(no_energy.iter().map(String::as_str)).collect::<Vec<_>>().join(", ")
             )
         });
     }
+    let sum = |f: fn(&PhaseEnergy) -> Option<f64>| -> Option<f64> { counted.iter().map(|p| f(p)).sum() };
+    let with_gpu: Vec<&str> = counted.iter().filter(|p| p.gpu_wh.is_some()).map(|p| p.name.as_str()).collect();
+    let (total_wh, gpu_absent) = if with_gpu.is_empty() {
+        match gpu_absent_reason(phases_obj) {
+            Some(reason) => (None, Some(reason)),
+            None => {
+                return Err(format!(
+                    "report has no GPU energy for preprocess, prefill, decode, forward or call (energy tracking was off?); phases present: {}",
+                    phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+    } else {
+        let missing: Vec<&str> = counted.iter().filter(|p| p.gpu_wh.is_none()).map(|p| p.name.as_str()).collect();
+        if !missing.is_empty() {
+            warnings.push(format!("no GPU energy for {}: the total covers {} only", missing.join(", "), with_gpu.join(", ")));
+        }
+        (Some(counted.iter().filter_map(|p| p.gpu_wh).sum()), None)
+    };
     let uncounted: Vec<&str> = phases.iter().filter(|p| !p.counted).map(|p| p.name.as_str()).collect();
     if !uncounted.is_empty() {
         warnings.push(format!(
@@ -184,6 +234,7 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
             uncounted.join(", ")
         ));
     }
-    let total_wh = phases.iter().filter(|p| p.counted).map(|p| p.energy_wh).sum();
-    Ok(Summary { format: FORMAT.into(), total_wh, phases, warnings })
+    let cpu_wh = sum(|p| p.cpu_wh);
+    let ram_wh = sum(|p| p.ram_wh);
+    Ok(Summary { format: FORMAT.into(), total_wh, gpu_absent_reason: gpu_absent, cpu_wh, ram_wh, phases, warnings })
 }

@@ -32,8 +32,11 @@ impl Guest for CodeCarbon {
         let phase = v.get("task_name").and_then(Value::as_str).unwrap_or("run").to_string();
         Ok(Summary {
             format: "codecarbon".into(),
-            total_wh: wh,
-            phases: vec![PhaseEnergy { name: phase, energy_wh: wh, counted: true }],
+            total_wh: Some(wh),
+            gpu_absent_reason: None,
+            cpu_wh: None,
+            ram_wh: None,
+            phases: vec![PhaseEnergy { name: phase, gpu_wh: Some(wh), cpu_wh: None, ram_wh: None, counted: true }],
             warnings: vec!["CodeCarbon figures: GPU from NVML, CPU and RAM possibly estimated".into()],
         })
     }

@@ -16,8 +16,11 @@ fn mode(report: &str) -> Option<String> {
 fn summary(total: f64, phase: f64) -> Summary {
     Summary {
         format: "hostile".into(),
-        total_wh: total,
-        phases: vec![PhaseEnergy { name: "decode".into(), energy_wh: phase, counted: true }],
+        total_wh: Some(total),
+            gpu_absent_reason: None,
+            cpu_wh: None,
+            ram_wh: None,
+        phases: vec![PhaseEnergy { name: "decode".into(), gpu_wh: Some(phase), cpu_wh: None, ram_wh: None, counted: true }],
         warnings: vec![],
     }
 }

@@ -26,8 +26,11 @@ impl Guest for Override {
         let wh = kwh * 1000.0;
         Ok(Summary {
             format: "optimum".into(),
-            total_wh: wh,
-            phases: vec![PhaseEnergy { name: "prefill".into(), energy_wh: wh, counted: true }],
+            total_wh: Some(wh),
+            gpu_absent_reason: None,
+            cpu_wh: None,
+            ram_wh: None,
+            phases: vec![PhaseEnergy { name: "prefill".into(), gpu_wh: Some(wh), cpu_wh: None, ram_wh: None, counted: true }],
             warnings: vec!["summarized by the drop-in override".into()],
         })
     }
