@@ -28,6 +28,7 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("t5_text_generation", include_str!("../../../configs/t5_text_generation.yaml")),
     ("text_classification", include_str!("../../../configs/text_classification.yaml")),
     ("text_to_image", include_str!("../../../configs/text_to_image.yaml")),
+    ("text_generation_offline", include_str!("../../../configs/text_generation_offline.yaml")),
 ];
 
 /// Names of the task configs built into the binary.

@@ -208,7 +208,8 @@ pub fn banner(s: &Summarized) -> String {
         out.push_str(&format!("no GPU energy: {reason}\n"));
     }
     if s.summary.cpu_wh.is_some() || s.summary.ram_wh.is_some() {
-        out.push_str(&format!("CPU energy (Wh): {}, RAM energy (Wh): {} (sources in warnings)\n", fmt(s.summary.cpu_wh), fmt(s.summary.ram_wh)));
+        let fmt4 = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into());
+        out.push_str(&format!("CPU energy (Wh): {}, RAM energy (Wh): {} (sources in warnings)\n", fmt4(s.summary.cpu_wh), fmt4(s.summary.ram_wh)));
     }
     out.push_str(&format!("format: {} (read by {})\nreport: {}\n", s.summary.format, s.summarizer, s.report.display()));
     for w in &s.summary.warnings {

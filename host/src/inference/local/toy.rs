@@ -13,22 +13,23 @@ use rand::{Rng, SeedableRng};
 /// The model id that selects the toy model.
 pub const TOY_MODEL: &str = "energy-star/toy-llama";
 /// Bumped whenever the shapes or the generator change, so an old cached copy is not reused.
-const VERSION: &str = "v1";
+const VERSION: &str = "v2";
 const SEED: u64 = 2026_11_28;
 
 const TOKENIZER: &str = include_str!("../../../assets/toy-tokenizer.json");
 
-/// Shapes: ~3.2 M parameters (13 MB in float32), vocab 512 from the shipped tokenizer.
+/// Shapes: ~9.8 M parameters (39 MB in float32), vocab 512 from the shipped tokenizer; large
+/// enough that the benchmark's phases last seconds on a CPU.
 pub fn config_json() -> String {
     serde_json::json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
-        "hidden_size": 256,
-        "intermediate_size": 688,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 8,
-        "num_key_value_heads": 4,
-        "head_dim": 32,
+        "hidden_size": 384,
+        "intermediate_size": 1024,
+        "num_hidden_layers": 6,
+        "num_attention_heads": 6,
+        "num_key_value_heads": 2,
+        "head_dim": 64,
         "vocab_size": 512,
         "max_position_embeddings": 1024,
         "rms_norm_eps": 1e-5,
@@ -59,7 +60,7 @@ fn normal(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
 
 /// Writes the toy model into `dir` (config, tokenizer, weights).
 pub fn write(dir: &Path) -> Result<(), String> {
-    let (h, i, l, heads, kv, hd, v) = (256usize, 688usize, 4usize, 8usize, 4usize, 32usize, 512usize);
+    let (h, i, l, heads, kv, hd, v) = (384usize, 1024usize, 6usize, 6usize, 2usize, 64usize, 512usize);
     let mut rng = StdRng::seed_from_u64(SEED);
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let mut add = |name: String, shape: &[usize], std: f32, rng: &mut StdRng| -> Result<(), String> {

@@ -134,6 +134,8 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
     let mut warnings = Vec::new();
     let mut phases: Vec<PhaseEnergy> = Vec::new();
     let mut no_energy = Vec::new();
+    // (device, source) -> phases, so each estimate is named once.
+    let mut estimated: Vec<((String, String), Vec<String>)> = Vec::new();
     for (name, phase) in phases_obj {
         let Some(obj) = phase.as_object() else { continue };
         if !obj.keys().any(|k| PHASE_KEYS.contains(&k.as_str())) {
@@ -182,7 +184,11 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
                 if let Some(src) = es.get(&format!("{dev}_source")).and_then(Value::as_str)
                     && src.starts_with("estimate")
                 {
-                    warnings.push(format!("phase {name:?}: {dev} energy is an estimate ({src}), not a measurement"));
+                    let key = (dev.to_string(), src.to_string());
+                    match estimated.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, phases)) => phases.push(name.clone()),
+                        None => estimated.push((key, vec![name.clone()])),
+                    }
                 }
             }
             if let Some(Value::Array(flags)) = es.get("flags") {
@@ -193,6 +199,9 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
             }
         }
         phases.push(PhaseEnergy { name: name.clone(), gpu_wh: gpu, cpu_wh: cpu, ram_wh: ram, counted });
+    }
+    for ((dev, src), phases) in &estimated {
+        warnings.push(format!("{dev} energy is an estimate ({src}), not a measurement: {}", phases.join(", ")));
     }
     if !no_energy.is_empty() {
         warnings.push(format!("phases without energy figures (not measured): {}", no_energy.join(", ")));

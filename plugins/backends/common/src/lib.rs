@@ -1,0 +1,330 @@
+//! Policy shared by the built-in backends, in plain Rust (each backend converts its generated
+//! WIT types into these): what the config asks for, energy arithmetic in kWh with the source
+//! of every figure, and the pieces of the reports.
+
+use serde_json::{Map, Value, json};
+
+/// One device's figure over one window, as the meter gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// `gpu0`, `cpu`, `ram`.
+    pub device: String,
+    pub kind: Kind,
+    pub energy_j: Option<f64>,
+    pub source: String,
+    pub flags: Vec<String>,
+    pub power_integrated_j: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Gpu,
+    Cpu,
+    Ram,
+}
+
+/// A window's reading, reduced to what reports need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub name: String,
+    pub duration_s: f64,
+    pub figures: Vec<Figure>,
+    pub warnings: Vec<String>,
+}
+
+const J_PER_KWH: f64 = 3.6e6;
+
+/// Energy by device class in kWh (optimum-benchmark's `Energy`); None where not measured.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Energy {
+    pub gpu_kwh: Option<f64>,
+    pub cpu_kwh: Option<f64>,
+    pub ram_kwh: Option<f64>,
+}
+
+fn sum_kind(w: &Window, kind: Kind) -> Option<f64> {
+    let figs: Vec<&Figure> = w.figures.iter().filter(|f| f.kind == kind && f.source != "unavailable").collect();
+    if figs.is_empty() {
+        return None;
+    }
+    figs.iter().map(|f| f.energy_j).sum::<Option<f64>>().map(|j| j / J_PER_KWH)
+}
+
+impl Energy {
+    pub fn of(w: &Window) -> Self {
+        Self { gpu_kwh: sum_kind(w, Kind::Gpu), cpu_kwh: sum_kind(w, Kind::Cpu), ram_kwh: sum_kind(w, Kind::Ram) }
+    }
+
+    /// cpu + ram + gpu of what was measured (optimum's `total`).
+    pub fn total_kwh(&self) -> Option<f64> {
+        let parts: Vec<f64> = [self.gpu_kwh, self.cpu_kwh, self.ram_kwh].into_iter().flatten().collect();
+        (!parts.is_empty()).then(|| parts.iter().sum())
+    }
+
+    /// Component-wise difference (optimum's `Energy.__sub__`); None where either is None.
+    pub fn minus(&self, o: &Energy) -> Energy {
+        let d = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
+        Energy { gpu_kwh: d(self.gpu_kwh, o.gpu_kwh), cpu_kwh: d(self.cpu_kwh, o.cpu_kwh), ram_kwh: d(self.ram_kwh, o.ram_kwh) }
+    }
+
+    /// Mean of several (iterations).
+    pub fn mean(all: &[Energy]) -> Energy {
+        let m = |f: fn(&Energy) -> Option<f64>| -> Option<f64> {
+            let v: Option<Vec<f64>> = all.iter().map(f).collect();
+            v.filter(|v| !v.is_empty()).map(|v| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        Energy { gpu_kwh: m(|e| e.gpu_kwh), cpu_kwh: m(|e| e.cpu_kwh), ram_kwh: m(|e| e.ram_kwh) }
+    }
+
+    /// optimum-benchmark's energy object.
+    pub fn to_json(&self) -> Value {
+        json!({"unit": "kWh", "cpu": self.cpu_kwh, "ram": self.ram_kwh, "gpu": self.gpu_kwh, "total": self.total_kwh()})
+    }
+}
+
+/// Where a window's figures came from, for the `energy_star` block beside each phase.
+pub fn provenance(windows: &[&Window]) -> Value {
+    let mut sources = Map::new();
+    let mut flags: Vec<String> = Vec::new();
+    let mut devices = Vec::new();
+    for w in windows {
+        for f in &w.figures {
+            let key = match f.kind {
+                Kind::Gpu => "gpu_source",
+                Kind::Cpu => "cpu_source",
+                Kind::Ram => "ram_source",
+            };
+            sources.entry(key.to_string()).or_insert_with(|| json!(f.source));
+            for fl in &f.flags {
+                let tagged = format!("{}:{fl}", f.device);
+                if !flags.contains(&tagged) {
+                    flags.push(tagged);
+                }
+            }
+            devices.push(json!({"window": w.name, "device": f.device, "energy_j": f.energy_j, "source": f.source, "flags": f.flags, "power_integrated_j": f.power_integrated_j}));
+        }
+    }
+    let mut out = sources;
+    out.insert("flags".into(), json!(flags));
+    out.insert("windows".into(), json!(windows.iter().map(|w| json!({"name": w.name, "duration_s": w.duration_s})).collect::<Vec<_>>()));
+    out.insert("devices".into(), json!(devices));
+    Value::Object(out)
+}
+
+/// Reads a dotted key.
+pub fn get<'a>(cfg: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(cfg, |v, k| v.get(k))
+}
+
+fn str_at(cfg: &Value, path: &str) -> Option<String> {
+    get(cfg, path).and_then(Value::as_str).map(str::to_string)
+}
+
+fn int_at(cfg: &Value, path: &str) -> Result<Option<i64>, String> {
+    match get(cfg, path) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| format!("{path} = {n} must be an integer")),
+        Some(v) => Err(format!("{path} = {v} must be an integer")),
+    }
+}
+
+fn bool_at(cfg: &Value, path: &str) -> Option<bool> {
+    get(cfg, path).and_then(Value::as_bool)
+}
+
+/// What a text-generation run asks for, read from an optimum-benchmark-style config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub name: String,
+    pub model: String,
+    pub processor: Option<String>,
+    pub device: String,
+    pub device_ids: Vec<u32>,
+    pub dtype: String,
+    pub dataset: String,
+    pub dataset_config: String,
+    pub split: String,
+    pub column: String,
+    /// None: every row.
+    pub num_samples: Option<u32>,
+    pub truncation: bool,
+    pub batch_size: u32,
+    pub max_new_tokens: u32,
+    pub min_new_tokens: u32,
+    pub do_sample: bool,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub seed: u64,
+    pub warmup_runs: u32,
+    pub iterations: u32,
+    pub prefix: String,
+    /// Notes on defaults taken, for the report.
+    pub notes: Vec<String>,
+}
+
+impl Settings {
+    /// `default_tokens` is the backend's default for max/min new tokens when the config sets
+    /// neither (optimum-benchmark: 100; ai_energy_benchmarks' path: 10).
+    pub fn read(cfg: &Value, default_tokens: u32) -> Result<Self, String> {
+        let mut notes = Vec::new();
+        let model = str_at(cfg, "backend.model").filter(|m| !m.is_empty()).ok_or("backend.model is not set; pass backend.model=ORG/NAME or a folder")?;
+        let task = str_at(cfg, "backend.task");
+        if let Some(t) = task.as_deref()
+            && !matches!(t, "text-generation" | "text2text-generation")
+        {
+            return Err(format!("backend.task={t} is not supported by the local engine yet (text-generation is)"));
+        }
+        if bool_at(cfg, "scenario.reasoning") == Some(true) {
+            return Err("scenario.reasoning=true needs the model's chat template, which the local engine does not apply yet; set scenario.reasoning=false".into());
+        }
+        let kw = "scenario.generate_kwargs";
+        let max = int_at(cfg, &format!("{kw}.max_new_tokens"))?;
+        let min = int_at(cfg, &format!("{kw}.min_new_tokens"))?;
+        let (max, min) = match (max, min) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(format!(
+                    "{kw}: min_new_tokens ({b}) and max_new_tokens ({a}) differ; optimum-benchmark refuses that (\"non-deterministic behavior\") because it makes energy per token depend on when the model stops"
+                ));
+            }
+            (Some(a), _) | (None, Some(a)) => (a, a),
+            (None, None) => {
+                notes.push(format!("no generate_kwargs: {default_tokens} new tokens per prompt (the backend's default)"));
+                (i64::from(default_tokens), i64::from(default_tokens))
+            }
+        };
+        if max < 1 {
+            return Err(format!("{kw}.max_new_tokens = {max} must be at least 1"));
+        }
+        if let Some(b) = int_at(cfg, &format!("{kw}.num_beams"))?
+            && b != 1
+        {
+            return Err(format!("{kw}.num_beams = {b}: beam search is not supported (greedy or sampling)"));
+        }
+        let batch_size = int_at(cfg, "scenario.input_shapes.batch_size")?.unwrap_or(1);
+        if batch_size < 1 {
+            return Err(format!("scenario.input_shapes.batch_size = {batch_size} must be at least 1"));
+        }
+        let num_samples = match int_at(cfg, "scenario.num_samples")? {
+            None | Some(-1) => {
+                notes.push("scenario.num_samples is -1: every row of the dataset".into());
+                None
+            }
+            Some(n) if n > 0 => Some(n as u32),
+            Some(n) => return Err(format!("scenario.num_samples = {n} must be positive, or -1 for every row")),
+        };
+        let device_ids = match get(cfg, "backend.device_ids") {
+            None | Some(Value::Null) => vec![0],
+            Some(Value::Number(n)) => vec![n.as_u64().ok_or("backend.device_ids must be GPU indices")? as u32],
+            Some(Value::String(s)) => s.split(',').map(|p| p.trim().parse::<u32>().map_err(|_| format!("backend.device_ids = {s:?} must be GPU indices"))).collect::<Result<_, _>>()?,
+            Some(Value::Array(a)) => a.iter().map(|v| v.as_u64().map(|x| x as u32).ok_or("backend.device_ids must be GPU indices")).collect::<Result<_, _>>()?,
+            Some(v) => return Err(format!("backend.device_ids = {v} must be GPU indices")),
+        };
+        let f32_at = |p: &str, d: f32| get(cfg, p).and_then(Value::as_f64).map(|x| x as f32).unwrap_or(d);
+        Ok(Self {
+            name: str_at(cfg, "name").unwrap_or_else(|| "energy_star".into()),
+            model,
+            processor: str_at(cfg, "backend.processor"),
+            device: str_at(cfg, "backend.device").unwrap_or_else(|| "cuda".into()),
+            device_ids,
+            dtype: str_at(cfg, "backend.torch_dtype").unwrap_or_else(|| "auto".into()),
+            dataset: str_at(cfg, "scenario.dataset_name").filter(|d| !d.is_empty()).ok_or("scenario.dataset_name is not set")?,
+            dataset_config: str_at(cfg, "scenario.dataset_config").unwrap_or_default(),
+            split: str_at(cfg, "scenario.dataset_split").unwrap_or_else(|| "train".into()),
+            column: str_at(cfg, "scenario.text_column_name").unwrap_or_else(|| "text".into()),
+            num_samples,
+            truncation: bool_at(cfg, "scenario.truncation").unwrap_or(true),
+            batch_size: batch_size as u32,
+            max_new_tokens: max as u32,
+            min_new_tokens: min as u32,
+            do_sample: bool_at(cfg, &format!("{kw}.do_sample")).unwrap_or(false),
+            temperature: f32_at(&format!("{kw}.temperature"), 1.0),
+            top_p: f32_at(&format!("{kw}.top_p"), 1.0),
+            seed: int_at(cfg, "backend.seed")?.unwrap_or(42) as u64,
+            warmup_runs: int_at(cfg, "scenario.warmup_runs")?.unwrap_or(10).max(0) as u32,
+            iterations: int_at(cfg, "scenario.iterations")?.unwrap_or(1).max(1) as u32,
+            prefix: str_at(cfg, "scenario.dataset_prefix1").unwrap_or_default(),
+            notes,
+        })
+    }
+}
+
+/// optimum-benchmark's efficiency: volume per kWh of *total* energy (0 when no energy).
+pub fn efficiency(volume: f64, unit: &str, e: &Energy) -> Value {
+    let total = e.total_kwh().unwrap_or(0.0);
+    json!({"unit": unit, "value": if total > 0.0 { volume / total } else { 0.0 }})
+}
+
+/// A phase object in optimum-benchmark's shape, with energy-star's provenance beside it.
+pub fn phase(energy: Option<&Energy>, efficiency: Option<Value>, measures: Option<Vec<Energy>>, provenance: Option<Value>) -> Value {
+    let mut m = Map::new();
+    m.insert("memory".into(), Value::Null);
+    m.insert("latency".into(), Value::Null);
+    m.insert("throughput".into(), Value::Null);
+    m.insert("energy".into(), energy.map(Energy::to_json).unwrap_or(Value::Null));
+    m.insert("efficiency".into(), efficiency.unwrap_or(Value::Null));
+    if let Some(ms) = measures {
+        m.insert("measures".into(), Value::Array(ms.iter().map(Energy::to_json).collect()));
+    }
+    if let Some(p) = provenance {
+        m.insert("energy_star".into(), p);
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(name: &str, gpu: Option<f64>, cpu: f64) -> Window {
+        Window {
+            name: name.into(),
+            duration_s: 10.0,
+            figures: vec![
+                Figure { device: "gpu0".into(), kind: Kind::Gpu, energy_j: gpu, source: if gpu.is_some() { "nvml-energy-counter".into() } else { "unavailable".into() }, flags: vec![], power_integrated_j: None },
+                Figure { device: "cpu".into(), kind: Kind::Cpu, energy_j: Some(cpu), source: "estimate-tdp".into(), flags: vec!["too-short".into()], power_integrated_j: None },
+            ],
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn energy_arithmetic_as_optimum_does_it() {
+        let g = Energy::of(&w("generate", Some(3.6e6), 3.6e5));
+        let p = Energy::of(&w("prefill", Some(1.8e6), 1.8e5));
+        assert_eq!(g.gpu_kwh, Some(1.0));
+        assert_eq!(g.total_kwh(), Some(1.1));
+        let d = g.minus(&p);
+        assert_eq!((d.gpu_kwh, d.cpu_kwh), (Some(0.5), Some(0.05)));
+        assert_eq!(Energy::mean(&[g, p]).gpu_kwh, Some(0.75));
+        // No GPU: null, never 0, and the total covers what was measured.
+        let c = Energy::of(&w("cpu-run", None, 3.6e5));
+        assert_eq!((c.gpu_kwh, c.total_kwh()), (None, Some(0.1)));
+        assert_eq!(c.minus(&p).gpu_kwh, None);
+        let e = efficiency(1000.0, "samples/kWh", &g);
+        assert!((e["value"].as_f64().unwrap_or(0.0) - 1000.0 / 1.1).abs() < 1e-9);
+        let prov = provenance(&[&w("prefill", Some(1.0), 1.0)]);
+        assert_eq!(prov["gpu_source"], "nvml-energy-counter");
+        assert_eq!(prov["flags"], json!(["cpu:too-short"]));
+    }
+
+    #[test]
+    fn settings_follow_optimum_benchmark_rules() {
+        let cfg = json!({"name": "t", "backend": {"model": "m", "device": "cpu", "device_ids": "0, 1"},
+            "scenario": {"dataset_name": "d", "num_samples": 8, "input_shapes": {"batch_size": 4}, "generate_kwargs": {"max_new_tokens": 12}}});
+        let s = Settings::read(&cfg, 100).expect("settings");
+        assert_eq!((s.max_new_tokens, s.min_new_tokens, s.batch_size, s.num_samples), (12, 12, 4, Some(8)));
+        assert_eq!(s.device_ids, vec![0, 1]);
+        let mut bad = cfg.clone();
+        bad["scenario"]["generate_kwargs"]["min_new_tokens"] = json!(5);
+        assert!(Settings::read(&bad, 100).unwrap_err().contains("differ"));
+        let mut bad = cfg.clone();
+        bad["scenario"]["input_shapes"]["batch_size"] = json!(0);
+        assert!(Settings::read(&bad, 100).unwrap_err().contains("batch_size = 0"));
+        let mut bad = cfg.clone();
+        bad["backend"]["model"] = Value::Null;
+        assert!(Settings::read(&bad, 100).unwrap_err().contains("backend.model"));
+        let mut none = cfg;
+        none["scenario"]["generate_kwargs"] = json!({});
+        assert_eq!(Settings::read(&none, 100).expect("default").max_new_tokens, 100);
+    }
+}
