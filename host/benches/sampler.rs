@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use energy_star::meter::gpu::{GpuDevice, GpuReading, GpuSource, ReplayGpus};
 use energy_star::meter::sampler::{Meter, Sample, monotonic_clock};
-use energy_star::meter::{MeterOptions, Sampler};
+use energy_star::meter::{Clock, MeterOptions, Sampler};
 
 const SECONDS: u64 = 30;
 
-fn run(label: &str, gpus: Result<Box<dyn GpuSource>, String>, clock: Arc<dyn Fn() -> u64 + Send + Sync>) {
+fn run(label: &str, gpus: Result<Box<dyn GpuSource>, String>, clock: Clock) {
     let options = MeterOptions { interval: Duration::from_millis(100), ..Default::default() };
     let meter = Arc::new(Mutex::new(Meter::with_sources(options, gpus, clock)));
     let t = Instant::now();
@@ -44,11 +44,11 @@ fn run(label: &str, gpus: Result<Box<dyn GpuSource>, String>, clock: Arc<dyn Fn(
     );
 }
 
-fn replay(n: u32) -> (Result<Box<dyn GpuSource>, String>, Arc<dyn Fn() -> u64 + Send + Sync>) {
+fn replay(n: u32) -> (Result<Box<dyn GpuSource>, String>, Clock) {
     let t = Arc::new(AtomicU64::new(0));
     let origin = Instant::now();
     let c = t.clone();
-    let clock: Arc<dyn Fn() -> u64 + Send + Sync> = Arc::new(move || {
+    let clock: Clock = Arc::new(move || {
         let ns = origin.elapsed().as_nanos() as u64;
         c.store(ns, Ordering::Relaxed);
         ns

@@ -7,6 +7,10 @@
 //! - [`run`]: `energy-star run`, backend selection and the run's life cycle.
 //! - [`summary`]: `energy-star summarize`, report → `GPU_ENERGY_WH.txt` + `GPU_ENERGY_SUMMARY.json`.
 //! - [`results`]: the results folder, atomic writes.
+//! - [`meter`]: energy metering (NVML, RAPL, estimates), windows, the timeline.
+//! - [`measure`]: `energy-star measure`, the energy of any command.
+//! - [`inference`]: the local engine (candle): model folders, the decoder, generation.
+//! - [`datasets`]: prompts from local files and the hub cache.
 //! - [`cli`]: the command-line types.
 //!
 //! ```no_run
@@ -14,7 +18,10 @@
 //! let rt = PluginRuntime::new(RuntimeOptions::default()).unwrap();
 //! let plugins = PluginSet::discover(&rt, &[]).unwrap();
 //! let done = energy_star::summary::summarize(&rt, &plugins, "results".as_ref()).unwrap();
-//! println!("{:.2} Wh", done.total_wh_rounded);
+//! match done.total_wh_rounded {
+//!     Some(wh) => println!("{wh:.2} Wh"),
+//!     None => println!("no GPU energy: {:?}", done.summary.gpu_absent_reason),
+//! }
 //! ```
 
 pub mod cli;

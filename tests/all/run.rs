@@ -32,19 +32,110 @@ fn vllm_without_endpoint_is_the_original_error() {
 }
 
 #[test]
-fn builtin_backends_say_what_this_build_lacks() {
+fn a_run_that_cannot_start_keeps_its_record_and_says_why() {
     let cwd = tempfile::tempdir().expect("tmp");
-    for (backend, env) in [("optimum", vec![]), ("pytorch", vec![]), ("vllm", vec![("VLLM_ENDPOINT", "http://127.0.0.1:9/v1")])] {
-        let mut env = env;
-        env.push(("BENCHMARK_BACKEND", backend));
-        let results = cwd.path().join(backend);
-        let run = energy_star(cwd.path(), &["--config-name", "text_generation", "--results-dir", results.to_str().expect("utf-8")], &env);
-        run.fails_with(1, &["not available in this build of energy-star", "marked incomplete"]);
-        let status = read_json(&results.join("run_status.json"));
-        assert_eq!(status["complete"], false, "{backend}");
-        assert_eq!(status["state"], "failed");
-        assert!(!results.join("benchmark_report.json").exists());
+    // The real task config names a Hugging Face dataset that is not in the (empty) cache.
+    let results = cwd.path().join("optimum");
+    let home = cwd.path().to_str().expect("utf-8");
+    let run = energy_star(cwd.path(), &["--config-name", "text_generation", "--results-dir", results.to_str().expect("utf-8")], &[("HF_HOME", home)]);
+    run.fails_with(1, &["EnergyStarAI/text_generation", "does not download datasets", "marked incomplete"]);
+    let status = read_json(&results.join("run_status.json"));
+    assert_eq!((status["complete"].as_bool(), status["state"].as_str()), (Some(false), Some("failed")));
+    assert!(results.join("energy_meter.json").exists(), "what was metered is kept");
+    assert!(!results.join("benchmark_report.json").exists());
+    // vLLM: the remote engine is not in this build, and the backend says so.
+    let results = cwd.path().join("vllm");
+    let run = energy_star(
+        cwd.path(),
+        &["--config-name", "text_generation", "--results-dir", results.to_str().expect("utf-8"), "scenario.dataset_name=energy-star/prompts", "scenario.num_samples=2"],
+        &[("BENCHMARK_BACKEND", "vllm"), ("VLLM_ENDPOINT", "http://127.0.0.1:9/v1")],
+    );
+    run.fails_with(1, &["OpenAI-compatible remote engine is not available in this build"]);
+}
+
+fn offline(backend: &str, extra: &[&str]) -> (tempfile::TempDir, energy_star_tests::Run) {
+    let cwd = tempfile::tempdir().expect("tmp");
+    let mut args = vec!["--config-name", "text_generation_offline", "scenario.num_samples=8", "scenario.generate_kwargs.max_new_tokens=4", "scenario.generate_kwargs.min_new_tokens=4", "scenario.input_shapes.batch_size=4", "scenario.warmup_runs=1"];
+    args.extend_from_slice(extra);
+    let run = energy_star(cwd.path(), &args, &[("BENCHMARK_BACKEND", backend)]);
+    (cwd, run)
+}
+
+#[test]
+fn the_offline_default_runs_the_optimum_scenario_end_to_end() {
+    let (cwd, run) = offline("optimum", &["scenario.iterations=2"]);
+    let run = run.success();
+    assert!(run.stdout().contains("no GPU energy: backend.device=cpu"), "{}", run.stdout());
+    let r = cwd.path().join("results");
+    for f in ["benchmark_report.json", "benchmark_config.json", "benchmark.json", "GPU_ENERGY_WH.txt", "GPU_ENERGY_SUMMARY.json", "energy_meter.json", "energy_timeline.csv", "energy_windows.csv", "effective_config.yaml", "run_status.json"] {
+        assert!(r.join(f).exists(), "{f} missing");
     }
+    let report = read_json(&r.join("benchmark_report.json"));
+    let keys: Vec<&str> = report.as_object().expect("object").keys().map(String::as_str).collect();
+    assert_eq!(keys, ["load_dataset", "preprocess_dataset", "load_model", "prefill", "decode", "energy_star"]);
+    // No GPU in the run: GPU figures are null, never 0; CPU and RAM are labelled estimates.
+    for phase in ["prefill", "decode"] {
+        let e = &report[phase]["energy"];
+        assert!(e["gpu"].is_null() && e["unit"] == "kWh", "{phase}: {e}");
+        // decode = generate − prefill can be negative on a tiny workload; it must be a number.
+        let cpu = e["cpu"].as_f64().expect("cpu");
+        assert!(phase == "decode" || cpu > 0.0, "{phase}: {e}");
+        assert_eq!(report[phase]["energy_star"]["cpu_source"], "estimate-tdp");
+        assert_eq!(report[phase]["measures"].as_array().map(Vec::len), Some(2), "two iterations");
+    }
+    // optimum's volumes: decode = samples × (new tokens − 1), per kWh of total energy.
+    let total = report["decode"]["energy"]["total"].as_f64().expect("total");
+    let eff = report["decode"]["efficiency"]["value"].as_f64().expect("eff");
+    assert!((eff * total - 8.0 * 3.0).abs() < 1e-6, "{eff} × {total}");
+    assert_eq!(report["decode"]["efficiency"]["unit"], "tokens/kWh");
+    assert_eq!(report["energy_star"]["input_tokens"].as_u64().map(|t| t > 8), Some(true));
+    let summary = read_json(&r.join("GPU_ENERGY_SUMMARY.json"));
+    assert!(summary["total"].is_null());
+    assert_eq!(summary["gpu_absent_reason"], "backend.device=cpu: the run used no GPU");
+    assert!(summary["cpu_wh"].as_f64().expect("cpu") > 0.0);
+    assert_eq!(std::fs::read_to_string(r.join("GPU_ENERGY_WH.txt")).expect("txt"), "n/a\n");
+    assert_eq!(read_json(&r.join("run_status.json"))["state"], "complete");
+    let windows = std::fs::read_to_string(r.join("energy_windows.csv")).expect("windows");
+    for w in ["load_dataset", "preprocess_dataset", "load_model", "prefill_0", "generate_0", "prefill_1", "generate_1"] {
+        assert!(windows.contains(&format!(",{w},")), "{w} missing from {windows}");
+    }
+    let wrapper = read_json(&r.join("benchmark.json"));
+    assert_eq!(wrapper["report"]["decode"], report["decode"]);
+}
+
+#[test]
+fn the_offline_default_runs_the_ai_energy_benchmarks_workload() {
+    let (cwd, run) = offline("pytorch", &[]);
+    run.success();
+    let report = read_json(&cwd.path().join("results/benchmark_report.json"));
+    // The keys AI Energy Score's tools read, in the sample's order.
+    let sample = read_json(&energy_star_tests::shared().join("samples/ai_energy_benchmarks/SYNTHETIC_pytorch_benchmark_report.json"));
+    for (section, fields) in sample.as_object().expect("sample") {
+        if section == "gpu_stats" {
+            continue;
+        }
+        for key in fields.as_object().expect("section").keys() {
+            assert!(report[section].get(key).is_some(), "{section}.{key} missing");
+        }
+    }
+    assert_eq!(report["summary"]["successful_prompts"], 8);
+    assert_eq!(report["summary"]["total_completion_tokens"], 32);
+    assert!(report["energy"]["gpu_energy_wh"].is_null());
+    assert!(report["energy"]["cpu_energy_wh"].as_f64().expect("cpu") > 0.0);
+    assert!(report["energy"]["emissions_g_co2eq"].is_null(), "no invented carbon figure");
+    assert_eq!(report["energy_star"]["phases"]["method"], "attributed by engine time within the one metered window, not metered apart");
+}
+
+#[test]
+fn bad_scenario_settings_are_clear_errors() {
+    let (_cwd, run) = offline("optimum", &["scenario.generate_kwargs.min_new_tokens=2"]);
+    run.fails_with(1, &["min_new_tokens (2) and max_new_tokens (4) differ"]);
+    let (_cwd, run) = offline("optimum", &["scenario.input_shapes.batch_size=0"]);
+    run.fails_with(1, &["batch_size = 0"]);
+    let (_cwd, run) = offline("optimum", &["scenario.text_column_name=prompt"]);
+    run.fails_with(1, &["no column \"prompt\""]);
+    let (_cwd, run) = offline("optimum", &["scenario.num_samples=500"]);
+    run.fails_with(1, &["500"]);
 }
 
 #[test]

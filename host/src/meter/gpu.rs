@@ -5,7 +5,9 @@
 //! build compiles and runs without a driver; opening fails with a message instead.
 
 use nvml_wrapper::Nvml;
-use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
+
+use super::Clock;
+use nvml_wrapper::enum_wrappers::device::{Clock as NvmlClock, TemperatureSensor};
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::struct_wrappers::device::FieldValueSample;
 use nvml_wrapper::structs::device::FieldId;
@@ -130,7 +132,7 @@ impl GpuSource for NvmlGpus {
             power_mw,
             temperature_c: d.temperature(TemperatureSensor::Gpu).ok(),
             utilization_pct: d.utilization_rates().ok().map(|u| u.gpu),
-            sm_clock_mhz: d.clock_info(Clock::SM).ok(),
+            sm_clock_mhz: d.clock_info(NvmlClock::SM).ok(),
             memory_used_mib: d.memory_info().ok().map(|m| m.used >> 20),
         })
     }
@@ -146,14 +148,14 @@ pub struct ReplayGpus {
     devices: Vec<GpuDevice>,
     /// Per device: (t_ns, reading), sorted by time; `Err` entries simulate failed reads.
     traces: Vec<Trace>,
-    clock: std::sync::Arc<dyn Fn() -> u64 + Send + Sync>,
+    clock: Clock,
 }
 
 impl ReplayGpus {
     pub fn new(
         devices: Vec<GpuDevice>,
         traces: Vec<Trace>,
-        clock: std::sync::Arc<dyn Fn() -> u64 + Send + Sync>,
+        clock: Clock,
     ) -> Self {
         Self { devices, traces, clock }
     }

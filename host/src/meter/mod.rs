@@ -206,6 +206,9 @@ pub enum MeterError {
     Failed(String),
 }
 
+/// A monotonic clock in nanoseconds (the meter's own, or a test's).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// The meter shared between the host's services and the sampler thread.
 pub type SharedMeter = Arc<Mutex<Meter>>;
 

@@ -15,7 +15,7 @@ use super::estimate::{self, EstimateConstants};
 use super::gpu::{GpuDevice, GpuSource, NvmlGpus};
 use super::rapl::{RaplDomain, RaplReader};
 use super::window::{self, GpuWindowSpec, Point};
-use super::{DeviceEnergy, DeviceInfo, DeviceKind, EnergySource, IdleBaseline, MeterError, WindowReading};
+use super::{Clock, DeviceEnergy, DeviceInfo, DeviceKind, EnergySource, IdleBaseline, MeterError, WindowReading};
 
 /// Settings of a meter.
 #[derive(Debug, Clone)]
@@ -119,7 +119,7 @@ pub struct Meter {
     gpu_devices: Vec<GpuDevice>,
     cpu: Option<HostPower>,
     ram: Option<HostPower>,
-    clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    clock: Clock,
     options: MeterOptions,
     timeline: Vec<Sample>,
     open: BTreeMap<u64, OpenWindow>,
@@ -138,7 +138,7 @@ pub struct Meter {
 }
 
 /// The default clock: nanoseconds since the meter was made.
-pub fn monotonic_clock() -> Arc<dyn Fn() -> u64 + Send + Sync> {
+pub fn monotonic_clock() -> Clock {
     let origin = Instant::now();
     Arc::new(move || super::since(origin, Instant::now()))
 }
@@ -151,7 +151,7 @@ impl Meter {
     }
 
     /// A meter over given GPU sources and clock (tests replay traces through this).
-    pub fn with_sources(options: MeterOptions, gpus: Result<Box<dyn GpuSource>, String>, clock: Arc<dyn Fn() -> u64 + Send + Sync>) -> Self {
+    pub fn with_sources(options: MeterOptions, gpus: Result<Box<dyn GpuSource>, String>, clock: Clock) -> Self {
         let mut notices = Vec::new();
         let mut devices = Vec::new();
         let (gpus, gpu_devices) = match gpus {
@@ -498,7 +498,7 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
-    fn clock() -> (Arc<AtomicU64>, Arc<dyn Fn() -> u64 + Send + Sync>) {
+    fn clock() -> (Arc<AtomicU64>, Clock) {
         let t = Arc::new(AtomicU64::new(0));
         let c = t.clone();
         (t, Arc::new(move || c.load(Ordering::SeqCst)))

@@ -149,9 +149,7 @@ pub fn render(summary: &Summary, summarizer: &str, report: &Path) -> (Option<f64
     m.insert("format".into(), json!(summary.format));
     let phase_sum = |names: &[&str]| -> Option<f64> {
         let found: Vec<&crate::plugins::PhaseEnergy> = summary.phases.iter().filter(|p| names.contains(&p.name.as_str())).collect();
-        if summary.total_wh.is_none() {
-            return None;
-        }
+        summary.total_wh?;
         // The original writes the three keys always, 0.0 for a phase the format lacks.
         Some(found.iter().filter_map(|p| p.gpu_wh).sum())
     };

@@ -42,8 +42,11 @@ pub struct HostServices {
     pub next_engine: u64,
     /// The environment the host's capabilities read (HF_HOME, HF_HUB_OFFLINE, ...); plugins
     /// never see it.
-    pub env: std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub env: Env,
 }
+
+/// How the host's capabilities read the environment.
+pub type Env = std::sync::Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Set by the Ctrl-C handler: host calls then fail with "interrupted", so a backend stops at
 /// its next call and the run is written as incomplete.

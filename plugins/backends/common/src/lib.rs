@@ -4,6 +4,89 @@
 
 use serde_json::{Map, Value, json};
 
+/// Conversions from a backend's generated WIT types (`meter`, `inference`) to this crate's
+/// plain ones. The WIT types are generated inside each backend crate, so this expands there:
+/// call `es_backend_common::wit_conversions!();` after `wit_bindgen::generate!`.
+#[macro_export]
+macro_rules! wit_conversions {
+    () => {
+        fn meter_err(e: energy_star::plugin::meter::MeterError) -> String {
+            use energy_star::plugin::meter::MeterError;
+            match e {
+                MeterError::Unavailable(m) | MeterError::Failed(m) => format!("energy meter: {m}"),
+                MeterError::UnknownWindow(id) => format!("energy meter: no window {id}"),
+            }
+        }
+
+        fn inf_err(e: energy_star::plugin::inference::InferenceError) -> String {
+            use energy_star::plugin::inference::InferenceError;
+            match e {
+                InferenceError::Unavailable(m) | InferenceError::Failed(m) => m,
+                InferenceError::Invalid(m) => format!("invalid: {m}"),
+                InferenceError::UnknownEngine(id) => format!("unknown engine {id}"),
+            }
+        }
+
+        fn window(r: energy_star::plugin::meter::WindowReading) -> $crate::Window {
+            use energy_star::plugin::meter::{DeviceKind, EnergySource, ValidityFlag};
+            $crate::Window {
+                name: r.name.clone(),
+                duration_s: r.end_ns.saturating_sub(r.start_ns) as f64 / 1e9,
+                figures: r
+                    .devices
+                    .iter()
+                    .map(|d| $crate::Figure {
+                        device: match d.device.kind {
+                            DeviceKind::Gpu => format!("gpu{}", d.device.index),
+                            DeviceKind::Cpu => "cpu".into(),
+                            DeviceKind::Ram => "ram".into(),
+                        },
+                        kind: match d.device.kind {
+                            DeviceKind::Gpu => $crate::Kind::Gpu,
+                            DeviceKind::Cpu => $crate::Kind::Cpu,
+                            DeviceKind::Ram => $crate::Kind::Ram,
+                        },
+                        energy_j: d.energy_j,
+                        source: match d.source {
+                            EnergySource::NvmlEnergyCounter => "nvml-energy-counter",
+                            EnergySource::NvmlPowerIntegration => "nvml-power-integration",
+                            EnergySource::Rapl => "rapl",
+                            EnergySource::EstimateTdp => "estimate-tdp",
+                            EnergySource::EstimateDimm => "estimate-dimm",
+                            EnergySource::Unavailable => "unavailable",
+                        }
+                        .into(),
+                        flags: d
+                            .validity
+                            .iter()
+                            .map(|f| {
+                                match f {
+                                    ValidityFlag::TooShort => "too-short",
+                                    ValidityFlag::ZeroReading => "zero-reading",
+                                    ValidityFlag::CounterReset => "counter-reset",
+                                    ValidityFlag::MigWholeGpu => "mig-whole-gpu",
+                                    ValidityFlag::GapInSamples => "gap-in-samples",
+                                }
+                                .to_string()
+                            })
+                            .collect(),
+                        power_integrated_j: None,
+                    })
+                    .collect(),
+                warnings: r.warnings,
+            }
+        }
+
+        /// Runs `f` inside a metered window named `name`.
+        fn metered<T>(name: &str, f: impl FnOnce() -> Result<T, String>) -> Result<(T, $crate::Window), String> {
+            let id = energy_star::plugin::meter::begin_window(name).map_err(meter_err)?;
+            let out = f();
+            let reading = energy_star::plugin::meter::end_window(id).map_err(meter_err)?;
+            Ok((out?, window(reading)))
+        }
+    };
+}
+
 /// One device's figure over one window, as the meter gave it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figure {

@@ -18,78 +18,13 @@ wit_bindgen::generate!({
 });
 
 use energy_star::plugin::{datasets, inference, log, meter, results};
-use es_backend_common::{Energy, Figure, Kind, Settings, Window, efficiency, phase, provenance};
+use es_backend_common::{Energy, Settings, Window, efficiency, phase, provenance};
 use exports::energy_star::plugin::backend::{BackendInfo, Guest, RunOutput, RunRequest};
 use serde_json::{Value, json};
 
 struct Optimum;
 
-fn meter_err(e: meter::MeterError) -> String {
-    match e {
-        meter::MeterError::Unavailable(m) | meter::MeterError::Failed(m) => format!("energy meter: {m}"),
-        meter::MeterError::UnknownWindow(id) => format!("energy meter: no window {id}"),
-    }
-}
-
-fn inf_err(e: inference::InferenceError) -> String {
-    match e {
-        inference::InferenceError::Unavailable(m) | inference::InferenceError::Failed(m) => m,
-        inference::InferenceError::Invalid(m) => format!("invalid: {m}"),
-        inference::InferenceError::UnknownEngine(id) => format!("unknown engine {id}"),
-    }
-}
-
-fn window(r: meter::WindowReading) -> Window {
-    let label = |d: &meter::DeviceInfo| match d.kind {
-        meter::DeviceKind::Gpu => format!("gpu{}", d.index),
-        meter::DeviceKind::Cpu => "cpu".into(),
-        meter::DeviceKind::Ram => "ram".into(),
-    };
-    let source = |s: meter::EnergySource| match s {
-        meter::EnergySource::NvmlEnergyCounter => "nvml-energy-counter",
-        meter::EnergySource::NvmlPowerIntegration => "nvml-power-integration",
-        meter::EnergySource::Rapl => "rapl",
-        meter::EnergySource::EstimateTdp => "estimate-tdp",
-        meter::EnergySource::EstimateDimm => "estimate-dimm",
-        meter::EnergySource::Unavailable => "unavailable",
-    };
-    let flag = |f: &meter::ValidityFlag| match f {
-        meter::ValidityFlag::TooShort => "too-short",
-        meter::ValidityFlag::ZeroReading => "zero-reading",
-        meter::ValidityFlag::CounterReset => "counter-reset",
-        meter::ValidityFlag::MigWholeGpu => "mig-whole-gpu",
-        meter::ValidityFlag::GapInSamples => "gap-in-samples",
-    };
-    Window {
-        name: r.name.clone(),
-        duration_s: r.end_ns.saturating_sub(r.start_ns) as f64 / 1e9,
-        figures: r
-            .devices
-            .iter()
-            .map(|d| Figure {
-                device: label(&d.device),
-                kind: match d.device.kind {
-                    meter::DeviceKind::Gpu => Kind::Gpu,
-                    meter::DeviceKind::Cpu => Kind::Cpu,
-                    meter::DeviceKind::Ram => Kind::Ram,
-                },
-                energy_j: d.energy_j,
-                source: source(d.source).into(),
-                flags: d.validity.iter().map(|f| flag(f).to_string()).collect(),
-                power_integrated_j: None,
-            })
-            .collect(),
-        warnings: r.warnings,
-    }
-}
-
-/// Runs `f` inside a metered window.
-fn metered<T>(name: &str, f: impl FnOnce() -> Result<T, String>) -> Result<(T, Window), String> {
-    let id = meter::begin_window(name).map_err(meter_err)?;
-    let out = f();
-    let reading = meter::end_window(id).map_err(meter_err)?;
-    Ok((out?, window(reading)))
-}
+es_backend_common::wit_conversions!();
 
 fn params(max: u32, min: u32, s: &Settings) -> inference::GenerationParams {
     inference::GenerationParams {

@@ -30,6 +30,7 @@ impl Guest for AiEnergyBenchmarks {
         let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(&report) else { return 0.0 };
         match obj.get("energy") {
             Some(Value::Object(e)) if e.contains_key("gpu_energy_wh") || e.contains_key("gpu_energy_kwh") => 1.0,
+            Some(Value::Object(e)) if e.contains_key("total_energy_wh") && obj.contains_key("summary") => 0.9,
             // Metrics disabled: still this format, so that summarizing says so.
             Some(Value::Object(e)) if e.is_empty() && obj.contains_key("summary") && obj.contains_key("metrics_metadata") => 0.9,
             _ => 0.0,
@@ -65,6 +66,23 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
     let mut warnings = Vec::new();
     let wh = number(energy, "gpu_energy_wh")?;
     let kwh = number(energy, "gpu_energy_kwh")?;
+    let absent = obj
+        .get("energy_star")
+        .filter(|es| es.get("gpu_used") == Some(&Value::Bool(false)))
+        .map(|es| es.get("gpu_absent_reason").and_then(Value::as_str).unwrap_or("the run used no GPU").to_string());
+    if let (None, None, Some(reason)) = (wh, kwh, &absent) {
+        let cpu = number(energy, "cpu_energy_wh")?;
+        let ram = number(energy, "ram_energy_wh")?;
+        return Ok(Summary {
+            format: FORMAT.into(),
+            total_wh: None,
+            gpu_absent_reason: Some(reason.clone()),
+            cpu_wh: cpu,
+            ram_wh: ram,
+            phases: vec![PhaseEnergy { name: "decode".into(), gpu_wh: None, cpu_wh: cpu, ram_wh: ram, counted: true }],
+            warnings: vec!["this format meters the whole prompt loop as one window; reported as decode".into()],
+        });
+    }
     let gpu_wh = match (wh, kwh) {
         (Some(wh), Some(kwh)) => {
             if (wh - kwh * 1000.0).abs() > 1e-6 * wh.abs().max(1.0) {
