@@ -377,6 +377,21 @@ impl Meter {
         WindowReading { name: name.to_string(), start_ns, end_ns, devices, warnings }
     }
 
+    /// Energy per device since the meter opened, from the first and last counter readings:
+    /// for progress lines only (resets are not handled here; windows handle them).
+    pub fn energy_so_far_j(&self) -> Vec<(String, EnergySource, Option<f64>)> {
+        self.devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mut pts = self.timeline.iter().filter(|s| s.device == i).filter_map(|s| s.counter_j);
+                let first = pts.next();
+                let last = pts.last();
+                (d.label(), d.source, first.zip(last).map(|(a, b)| (b - a).max(0.0)))
+            })
+            .collect()
+    }
+
     /// Records an idle baseline from a window measured while nothing ran.
     pub fn set_idle_baseline(&mut self, idle: &WindowReading) {
         let power_w = idle

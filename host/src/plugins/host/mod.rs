@@ -33,6 +33,8 @@ pub struct HostServices {
     pub clock_origin: Instant,
     /// Whether progress lines go to a terminal.
     pub progress_to_terminal: bool,
+    /// When each progress phase started, for rates.
+    pub progress_started: std::collections::HashMap<String, Instant>,
     /// The run's meter; None answers `unavailable`.
     pub meter: Option<SharedMeter>,
     /// Every window the plugin closed, for the results folder.
@@ -72,6 +74,7 @@ impl HostServices {
             written: Vec::new(),
             clock_origin: Instant::now(),
             progress_to_terminal: std::io::stderr().is_terminal(),
+            progress_started: Default::default(),
             meter: None,
             windows: Vec::new(),
             engines: Default::default(),

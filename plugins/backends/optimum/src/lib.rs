@@ -43,6 +43,7 @@ fn params(max: u32, min: u32, s: &Settings) -> inference::GenerationParams {
 fn pass(engine: u64, batches: &[Vec<String>], p: &inference::GenerationParams, label: &str, total: u64) -> Result<(u64, u64, f64), String> {
     let (mut input, mut output, mut ns) = (0u64, 0u64, 0u64);
     let mut done = 0u64;
+    log::progress(label, 0, total, "samples");
     for b in batches {
         let out = inference::generate_batch(engine, b, *p).map_err(inf_err)?;
         ns += out.prefill_ns.unwrap_or(0) + out.decode_step_ns.iter().sum::<u64>();

@@ -91,6 +91,7 @@ impl Guest for Pytorch {
         let (tally, w) = metered("inference", || {
             let mut t = Tally::default();
             let mut consecutive = 0;
+            log::progress("inference", 0, total, "prompts");
             for batch in prompts.chunks(s.batch_size as usize) {
                 match inference::generate_batch(engine, batch, params) {
                     Ok(out) => {
