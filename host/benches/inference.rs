@@ -50,7 +50,7 @@ fn smollm2_shapes(dir: &Path) {
     let dev = Device::Cpu;
     let mut t = std::collections::HashMap::new();
     let mut add = |name: String, shape: &[usize]| {
-        let x = if shape.len() == 1 { Tensor::ones(shape, DType::F32, &dev) } else { (Tensor::randn(0f32, 0.05, shape, &dev)) }.expect("tensor");
+        let x = if shape.len() == 1 { Tensor::ones(shape, DType::F32, &dev) } else { Tensor::randn(0f32, 0.05, shape, &dev) }.expect("tensor");
         t.insert(name, x);
     };
     add("model.embed_tokens.weight".into(), &[v, h]);

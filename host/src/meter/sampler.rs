@@ -386,7 +386,7 @@ impl Meter {
             .map(|(i, d)| {
                 let mut pts = self.timeline.iter().filter(|s| s.device == i).filter_map(|s| s.counter_j);
                 let first = pts.next();
-                let last = pts.last();
+                let last = pts.next_back();
                 (d.label(), d.source, first.zip(last).map(|(a, b)| (b - a).max(0.0)))
             })
             .collect()

@@ -181,6 +181,50 @@ impl ModelConfig {
         })
     }
 
+    /// Reads a GGUF file's metadata (llama.cpp's `llama.*` keys). Only the llama architecture
+    /// is supported from GGUF.
+    pub fn from_gguf(md: &std::collections::HashMap<String, candle_core::quantized::gguf_file::Value>, vocab_size: usize) -> Result<Self, String> {
+        let arch = md.get("general.architecture").and_then(|v| v.to_string().ok().cloned()).unwrap_or_default();
+        if arch != "llama" {
+            return Err(format!("GGUF architecture {arch:?} is not supported (llama is)"));
+        }
+        let u = |k: &str| -> Result<usize, String> {
+            md.get(&format!("llama.{k}")).and_then(|v| v.to_u32().ok().map(|x| x as usize).or_else(|| v.to_u64().ok().map(|x| x as usize))).ok_or_else(|| format!("GGUF metadata llama.{k} is missing"))
+        };
+        let f = |k: &str| md.get(&format!("llama.{k}")).and_then(|v| v.to_f32().ok()).map(f64::from);
+        let hidden_size = u("embedding_length")?;
+        let num_heads = u("attention.head_count")?;
+        let num_kv_heads = u("attention.head_count_kv").unwrap_or(num_heads);
+        if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
+            return Err(format!("GGUF head counts {num_heads}/{num_kv_heads} are inconsistent"));
+        }
+        let head_dim = u("rope.dimension_count").unwrap_or(hidden_size / num_heads);
+        let id = |k: &str| md.get(k).and_then(|v| v.to_u32().ok());
+        Ok(Self {
+            architecture: "llama (GGUF)".into(),
+            family: Family::Llama,
+            vocab_size,
+            hidden_size,
+            intermediate_size: u("feed_forward_length")?,
+            num_layers: u("block_count")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rms_norm_eps: f("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+            rope_theta: f("rope.freq_base").unwrap_or(10_000.0),
+            rope_scaling: RopeScaling::None,
+            max_position_embeddings: u("context_length").unwrap_or(2048),
+            tie_word_embeddings: false,
+            attention_bias: false,
+            mlp_bias: false,
+            sliding_window: None,
+            bos_token_id: id("tokenizer.ggml.bos_token_id"),
+            eos_token_ids: id("tokenizer.ggml.eos_token_id").into_iter().collect(),
+            pad_token_id: id("tokenizer.ggml.padding_token_id"),
+            dtype: None,
+        })
+    }
+
     /// Inverse frequencies of the rotary embedding, with scaling applied.
     pub fn inv_freq(&self) -> Vec<f64> {
         let d = self.head_dim as f64;

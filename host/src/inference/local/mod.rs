@@ -91,6 +91,9 @@ pub fn pick_dtype(requested: &str, device: &Device, config: &ModelConfig) -> Res
 impl CandleEngine {
     /// Loads a model: files, config, tokenizer, weights.
     pub fn open(spec: &LocalSpec, env: &impl Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
+        if spec.model.ends_with(".gguf") {
+            return Self::open_gguf(spec, env);
+        }
         let t0 = Instant::now();
         let merr = |why: String| InferenceError::Model { model: spec.model.clone(), why };
         let files = resolve::resolve(&spec.model, env).map_err(merr)?;
@@ -114,6 +117,37 @@ impl CandleEngine {
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, &device) }
             .map_err(|e| merr(format!("weights in {} do not load (corrupt or truncated safetensors?): {e}", files.dir.display())))?;
         let decoder = Decoder::load(config, vb).map_err(|e| merr(format!("weights do not match config.json: {e}")))?;
+        Ok(Self { model_name: spec.model.clone(), decoder, tokenizer, load_s: t0.elapsed().as_secs_f64() })
+    }
+
+    /// A quantized GGUF file (llama architecture). Its tokenizer comes from `processor` (a
+    /// folder or id with tokenizer.json) or a tokenizer.json beside the file: energy-star does
+    /// not rebuild tokenizers from GGUF metadata.
+    fn open_gguf(spec: &LocalSpec, env: &impl Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
+        let t0 = Instant::now();
+        let merr = |why: String| InferenceError::Model { model: spec.model.clone(), why };
+        let path = std::path::Path::new(&spec.model);
+        let mut file = std::fs::File::open(path).map_err(|e| merr(format!("cannot open: {e}")))?;
+        let content = candle_core::quantized::gguf_file::Content::read(&mut file).map_err(|e| merr(format!("not a readable GGUF file: {e}")))?;
+        let vocab = content.tensor_infos.get("token_embd.weight").map(|t| t.shape.dims()[0]).ok_or_else(|| merr("has no token_embd.weight".into()))?;
+        let config = ModelConfig::from_gguf(&content.metadata, vocab).map_err(merr)?;
+        let tokenizer_path = match &spec.processor {
+            Some(p) => resolve::resolve(p, env).map_err(merr)?.tokenizer,
+            None => {
+                let beside = path.parent().unwrap_or(std::path::Path::new(".")).join("tokenizer.json");
+                if !beside.is_file() {
+                    return Err(merr(format!("a GGUF model needs a tokenizer: put tokenizer.json beside it ({}) or set backend.processor to the original model", beside.display())));
+                }
+                beside
+            }
+        };
+        let tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| InferenceError::Tokenizer { model: spec.model.clone(), why: format!("{} does not load: {e}", tokenizer_path.display()) })?;
+        let device = open_device(&spec.device)?;
+        if !matches!(spec.dtype.as_str(), "auto" | "" | "float32" | "fp32" | "f32") {
+            return Err(InferenceError::Invalid(format!("torch_dtype {} does not apply to a GGUF model: its weights stay in their quantized types (use auto)", spec.dtype)));
+        }
+        let decoder = model::Decoder::load_gguf(config, &content, &mut file, &device).map_err(|e| merr(format!("GGUF tensors do not match its metadata: {e}")))?;
         Ok(Self { model_name: spec.model.clone(), decoder, tokenizer, load_s: t0.elapsed().as_secs_f64() })
     }
 
@@ -426,6 +460,82 @@ mod tests {
         assert!(err.contains("do not match config.json"), "{err}");
         let spec = LocalSpec { model: fixture().display().to_string(), device: "tpu".into(), dtype: "auto".into(), processor: None };
         assert!(CandleEngine::open(&spec, &|_: &str| None).err().map(|e| e.to_string()).unwrap_or_default().contains("unknown device"));
+    }
+
+    /// Writes the fixture as a GGUF file the way llama.cpp's converter does (q and k rows
+    /// permuted for interleaved rotary pairs), in `dtype`.
+    fn fixture_as_gguf(dir: &std::path::Path, dtype: candle_core::quantized::GgmlDType) -> std::path::PathBuf {
+        use candle_core::quantized::{QTensor, gguf_file::Value};
+        let weights = candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).expect("weights");
+        let permute = |t: &Tensor, heads: usize| -> Tensor {
+            let (rows, cols) = t.dims2().expect("2d");
+            t.reshape((heads, 2, rows / heads / 2, cols)).expect("r").transpose(1, 2).expect("t").contiguous().expect("c").reshape((rows, cols)).expect("r")
+        };
+        let mut named: Vec<(String, QTensor)> = Vec::new();
+        let q = |t: &Tensor| QTensor::quantize(t, if t.rank() == 1 { candle_core::quantized::GgmlDType::F32 } else { dtype }).expect("quantize");
+        named.push(("token_embd.weight".into(), q(&weights["model.embed_tokens.weight"])));
+        named.push(("output_norm.weight".into(), q(&weights["model.norm.weight"])));
+        named.push(("output.weight".into(), q(&weights["lm_head.weight"])));
+        for i in 0..2 {
+            let w = |n: &str| &weights[&format!("model.layers.{i}.{n}.weight")];
+            named.push((format!("blk.{i}.attn_q.weight"), q(&permute(w("self_attn.q_proj"), 4))));
+            named.push((format!("blk.{i}.attn_k.weight"), q(&permute(w("self_attn.k_proj"), 2))));
+            named.push((format!("blk.{i}.attn_v.weight"), q(w("self_attn.v_proj"))));
+            named.push((format!("blk.{i}.attn_output.weight"), q(w("self_attn.o_proj"))));
+            named.push((format!("blk.{i}.ffn_gate.weight"), q(w("mlp.gate_proj"))));
+            named.push((format!("blk.{i}.ffn_up.weight"), q(w("mlp.up_proj"))));
+            named.push((format!("blk.{i}.ffn_down.weight"), q(w("mlp.down_proj"))));
+            named.push((format!("blk.{i}.attn_norm.weight"), q(w("input_layernorm"))));
+            named.push((format!("blk.{i}.ffn_norm.weight"), q(w("post_attention_layernorm"))));
+        }
+        let md: Vec<(&str, Value)> = vec![
+            ("general.architecture", Value::String("llama".into())),
+            ("llama.embedding_length", Value::U32(64)),
+            ("llama.block_count", Value::U32(2)),
+            ("llama.attention.head_count", Value::U32(4)),
+            ("llama.attention.head_count_kv", Value::U32(2)),
+            ("llama.feed_forward_length", Value::U32(128)),
+            ("llama.context_length", Value::U32(256)),
+            ("llama.rope.dimension_count", Value::U32(16)),
+            ("llama.rope.freq_base", Value::F32(10000.0)),
+            ("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5)),
+            ("tokenizer.ggml.bos_token_id", Value::U32(0)),
+            ("tokenizer.ggml.eos_token_id", Value::U32(1)),
+        ];
+        let path = dir.join("tiny.gguf");
+        let mut f = std::fs::File::create(&path).expect("create");
+        let mdr: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (*k, v)).collect();
+        let tr: Vec<(&str, &QTensor)> = named.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        candle_core::quantized::gguf_file::write(&mut f, &mdr, &tr).expect("write gguf");
+        std::fs::copy(fixture().join("tokenizer.json"), dir.join("tokenizer.json")).expect("tokenizer");
+        path
+    }
+
+    #[test]
+    fn gguf_llama_reproduces_the_reference_and_q8_stays_close() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = fixture_as_gguf(dir.path(), candle_core::quantized::GgmlDType::F32);
+        let spec = LocalSpec { model: path.display().to_string(), device: "cpu".into(), dtype: "auto".into(), processor: None };
+        let e = CandleEngine::open(&spec, &|_: &str| None).expect("gguf loads");
+        let cases = cases();
+        let prompts: Vec<String> = cases.iter().map(|c| c.prompt.clone()).collect();
+        let out = e.generate(&prompts, &fixed(32)).expect("generate");
+        for (c, r) in cases.iter().zip(&out.requests) {
+            assert_eq!(r.output_ids, c.output_ids, "GGUF f32, batched: {:?}", c.prompt);
+        }
+        // Quantized to Q8_0 (blocks of 32; the fixture's rows are 64 or 128 wide): the first
+        // tokens still agree with float32 on every case.
+        let q8 = tempfile::tempdir().expect("tmp");
+        let path = fixture_as_gguf(q8.path(), candle_core::quantized::GgmlDType::Q8_0);
+        let spec = LocalSpec { model: path.display().to_string(), ..spec };
+        let e = CandleEngine::open(&spec, &|_: &str| None).expect("q8 loads");
+        let out = e.generate(&prompts, &fixed(4)).expect("generate");
+        let agree = cases.iter().zip(&out.requests).filter(|(c, r)| r.output_ids[0] == c.output_ids[0]).count();
+        assert!(agree >= 5, "only {agree} of 6 first tokens agree after Q8_0");
+        // Without a tokenizer beside it, the error says where to put one.
+        std::fs::remove_file(q8.path().join("tokenizer.json")).expect("rm");
+        let err = CandleEngine::open(&spec, &|_: &str| None).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("needs a tokenizer"), "{err}");
     }
 
     #[cfg(not(feature = "cuda"))]

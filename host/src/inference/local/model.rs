@@ -5,6 +5,7 @@
 //! Written on candle's tensor ops rather than candle-transformers' models because those take no
 //! attention mask: a padded batch would attend to its padding.
 
+use candle_core::quantized::{QMatMul, QTensor, gguf_file};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
@@ -27,18 +28,34 @@ impl RmsNorm {
     }
 }
 
-fn linear(vb: VarBuilder, inp: usize, out: usize, bias: bool) -> candle_core::Result<Linear> {
+/// A projection: dense (safetensors) or quantized (GGUF, kept quantized in memory).
+#[derive(Debug, Clone)]
+enum Proj {
+    Dense(Linear),
+    Quant(QMatMul),
+}
+
+impl Proj {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Proj::Dense(l) => l.forward(x),
+            Proj::Quant(q) => q.forward(x),
+        }
+    }
+}
+
+fn linear(vb: VarBuilder, inp: usize, out: usize, bias: bool) -> candle_core::Result<Proj> {
     let w = vb.get((out, inp), "weight")?;
     let b = if bias { Some(vb.get(out, "bias")?) } else { None };
-    Ok(Linear::new(w, b))
+    Ok(Proj::Dense(Linear::new(w, b)))
 }
 
 #[derive(Debug, Clone)]
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
     heads: usize,
@@ -49,9 +66,9 @@ struct Attention {
 #[derive(Debug, Clone)]
 struct Layer {
     attn: Attention,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
     input_norm: RmsNorm,
     post_norm: RmsNorm,
 }
@@ -62,7 +79,10 @@ pub struct Decoder {
     embed: Embedding,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    lm_head: Linear,
+    lm_head: Proj,
+    /// GGUF files store q and k rows permuted for interleaved rotary pairs (llama.cpp's
+    /// convention); Hugging Face weights rotate halves.
+    rope_interleaved: bool,
     /// cos and sin of every position × frequency: (max_positions, head_dim / 2).
     cos: Tensor,
     sin: Tensor,
@@ -125,26 +145,48 @@ impl Decoder {
         let lm_head = if vb.contains_tensor("lm_head.weight") {
             linear(vb.pp("lm_head"), c.hidden_size, c.vocab_size, false)?
         } else if c.tie_word_embeddings {
-            Linear::new(embed_w, None)
+            Proj::Dense(Linear::new(embed_w, None))
         } else {
             candle_core::bail!("lm_head.weight is missing and tie_word_embeddings is false")
         };
-        let inv: Vec<f32> = c.inv_freq().into_iter().map(|f| f as f32).collect();
-        let positions = c.max_position_embeddings.max(1);
-        let inv = Tensor::from_vec(inv, (1, c.head_dim / 2), &device)?;
-        let t = Tensor::arange(0u32, positions as u32, &device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;
-        let freqs = t.matmul(&inv)?;
-        Ok(Self {
-            cos: freqs.cos()?.to_dtype(dtype)?,
-            sin: freqs.sin()?.to_dtype(dtype)?,
-            config,
-            embed,
-            layers,
-            norm,
-            lm_head,
-            device,
-            dtype,
-        })
+        let (cos, sin) = rope_tables(&config, &device, dtype)?;
+        Ok(Self { cos, sin, config, embed, layers, norm, lm_head, rope_interleaved: false, device, dtype })
+    }
+
+    /// Builds the decoder from a GGUF file's tensors (llama.cpp names); projections stay
+    /// quantized, norms and the embedding are dequantized to float32.
+    pub fn load_gguf<R: std::io::Read + std::io::Seek>(config: ModelConfig, content: &gguf_file::Content, r: &mut R, device: &Device) -> candle_core::Result<Self> {
+        let c = &config;
+        let mut get = |name: &str| -> candle_core::Result<QTensor> { content.tensor(r, name, device) };
+        let dense = |q: QTensor| q.dequantize(device);
+        let embed_w = dense(get("token_embd.weight")?)?;
+        let embed = Embedding::new(embed_w.clone(), c.hidden_size);
+        let mut layers = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let mut q = |n: &str| -> candle_core::Result<Proj> { Ok(Proj::Quant(QMatMul::from_qtensor(get(&format!("blk.{i}.{n}.weight"))?)?)) };
+            let attn = Attention {
+                q: q("attn_q")?,
+                k: q("attn_k")?,
+                v: q("attn_v")?,
+                o: q("attn_output")?,
+                q_norm: None,
+                k_norm: None,
+                heads: c.num_heads,
+                kv_heads: c.num_kv_heads,
+                head_dim: c.head_dim,
+            };
+            let (gate, up, down) = (q("ffn_gate")?, q("ffn_up")?, q("ffn_down")?);
+            let mut norm = |n: &str| -> candle_core::Result<RmsNorm> { Ok(RmsNorm { weight: dense(get(&format!("blk.{i}.{n}.weight"))?)?, eps: c.rms_norm_eps }) };
+            layers.push(Layer { attn, gate, up, down, input_norm: norm("attn_norm")?, post_norm: norm("ffn_norm")? });
+        }
+        let norm = RmsNorm { weight: dense(get("output_norm.weight")?)?, eps: c.rms_norm_eps };
+        let lm_head = if content.tensor_infos.contains_key("output.weight") {
+            Proj::Quant(QMatMul::from_qtensor(get("output.weight")?)?)
+        } else {
+            Proj::Dense(Linear::new(embed_w, None))
+        };
+        let (cos, sin) = rope_tables(&config, device, DType::F32)?;
+        Ok(Self { cos, sin, config, embed, layers, norm, lm_head, rope_interleaved: true, device: device.clone(), dtype: DType::F32 })
     }
 
     /// Runs `ids` (batch, new_len) through the model, appending to `cache`.
@@ -219,8 +261,11 @@ impl Decoder {
         let q = q.transpose(1, 2)?.contiguous()?;
         let k = k.transpose(1, 2)?.contiguous()?;
         let v = v.transpose(1, 2)?.contiguous()?;
-        let q = candle_nn::rotary_emb::rope(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope(&k, cos, sin)?;
+        let (q, k) = if self.rope_interleaved {
+            (candle_nn::rotary_emb::rope_i(&q, cos, sin)?, candle_nn::rotary_emb::rope_i(&k, cos, sin)?)
+        } else {
+            (candle_nn::rotary_emb::rope(&q, cos, sin)?, candle_nn::rotary_emb::rope(&k, cos, sin)?)
+        };
         let (k, v) = match cache.take() {
             Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
             None => (k, v),
@@ -243,6 +288,16 @@ impl Decoder {
         let out = out.transpose(1, 2)?.reshape((b, t, a.heads * a.head_dim))?;
         a.o.forward(&out)
     }
+}
+
+/// cos and sin of every position × frequency: (max_positions, head_dim / 2).
+fn rope_tables(c: &ModelConfig, device: &Device, dtype: DType) -> candle_core::Result<(Tensor, Tensor)> {
+    let inv: Vec<f32> = c.inv_freq().into_iter().map(|f| f as f32).collect();
+    let positions = c.max_position_embeddings.max(1);
+    let inv = Tensor::from_vec(inv, (1, c.head_dim / 2), device)?;
+    let t = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;
+    let freqs = t.matmul(&inv)?;
+    Ok((freqs.cos()?.to_dtype(dtype)?, freqs.sin()?.to_dtype(dtype)?))
 }
 
 /// Logits as rows of f32, for sampling.
