@@ -44,8 +44,8 @@ fn main() -> ExitCode {
 }
 
 fn runtime(opts: &PluginOptions) -> anyhow::Result<PluginRuntime> {
-    if !(opts.plugin_time_limit_s.is_finite() && opts.plugin_time_limit_s > 0.0) {
-        anyhow::bail!("--plugin-time-limit-s must be a positive number of seconds, got {}", opts.plugin_time_limit_s);
+    if !(opts.plugin_time_limit_s > 0.0 && opts.plugin_time_limit_s <= 86_400.0) {
+        anyhow::bail!("--plugin-time-limit-s must be between 0 and 86400 seconds, got {}", opts.plugin_time_limit_s);
     }
     if opts.plugin_memory_mib == 0 {
         anyhow::bail!("--plugin-memory-mib must be at least 1");

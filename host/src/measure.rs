@@ -22,7 +22,7 @@ use crate::results::{ResultsError, write_atomic};
 pub enum MeasureError {
     #[error("nothing to measure: give a command after `--`, or --idle SECONDS")]
     Nothing,
-    #[error("--idle must be a positive number of seconds, got {0}")]
+    #[error("--idle must be a positive number of seconds, at most a day, got {0}")]
     BadIdle(f64),
     #[error("--interval-ms must be between 1 and 60000, got {0}")]
     BadInterval(u64),
@@ -64,7 +64,7 @@ pub fn run(plan: &MeasurePlan) -> Result<Measured, MeasureError> {
         return Err(MeasureError::Nothing);
     }
     if let Some(s) = plan.idle_s
-        && !(s.is_finite() && s > 0.0)
+        && !(s > 0.0 && s <= crate::run::MAX_IDLE_S)
     {
         return Err(MeasureError::BadIdle(s));
     }

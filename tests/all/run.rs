@@ -38,7 +38,7 @@ fn a_run_that_cannot_start_keeps_its_record_and_says_why() {
     let results = cwd.path().join("optimum");
     let home = cwd.path().to_str().expect("utf-8");
     let run = energy_star(cwd.path(), &["--config-name", "text_generation", "--results-dir", results.to_str().expect("utf-8")], &[("HF_HOME", home)]);
-    run.fails_with(1, &["EnergyStarAI/text_generation", "does not download datasets", "marked incomplete"]);
+    run.fails_with(1, &["EnergyStarAI/text_generation", "does not download datasets", "marked failed"]);
     let status = read_json(&results.join("run_status.json"));
     assert_eq!((status["complete"].as_bool(), status["state"].as_str()), (Some(false), Some("failed")));
     assert!(results.join("energy_meter.json").exists(), "what was metered is kept");
@@ -180,6 +180,7 @@ fn a_dropped_in_backend_runs_and_its_report_is_summarized() {
     let windows = std::fs::read_to_string(results.join("energy_windows.csv")).expect("windows");
     assert!(windows.lines().nth(1).is_some_and(|l| l.contains(",echo,")), "{windows}");
     assert_eq!(notes["clock_advanced"], true);
+    assert!(notes["dataset_probe"].as_str().expect("probe").contains("not named in the run's config"), "{notes}");
     // The effective config is saved.
     let cfg = std::fs::read_to_string(results.join("effective_config.yaml")).expect("config");
     assert!(cfg.contains("model: org/model") && cfg.contains("num_samples: 3"), "{cfg}");
@@ -201,9 +202,10 @@ fn a_failed_run_keeps_what_it_wrote_and_is_marked_incomplete() {
     let cwd = tempfile::tempdir().expect("tmp");
     let dir = plugins.path().to_str().expect("utf-8");
     energy_star(cwd.path(), &["--plugin-dir", dir, "--config-name", "text_generation"], &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", "{\"fail_after_write\": 1}")])
-        .fails_with(1, &["asked to fail after writing a file", "marked incomplete"]);
+        .fails_with(1, &["asked to fail after writing a file", "marked failed"]);
     let results = cwd.path().join("results");
     assert!(results.join("echo/notes.json").exists(), "files written before the failure must stay");
+    assert!(!results.join("benchmark_report.json").exists());
     let status = read_json(&results.join("run_status.json"));
     assert_eq!(status["state"], "failed");
     assert!(status["error"].as_str().expect("error").contains("asked to fail"));
@@ -216,6 +218,13 @@ fn a_failed_run_keeps_what_it_wrote_and_is_marked_incomplete() {
     assert_eq!(status["state"], "incomplete");
     assert_eq!(status["incomplete_reasons"], serde_json::json!(["asked to be incomplete"]));
     assert!(results.join("GPU_ENERGY_WH.txt").exists());
+
+    // A failed rerun in the same folder sets the earlier figures aside instead of leaving them
+    // beside its own failed status (or deleting them).
+    energy_star(cwd.path(), &["--plugin-dir", dir, "--config-name", "text_generation"], &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", "{\"fail_after_write\": 1}")])
+        .fails_with(1, &["marked failed"]);
+    assert!(!results.join("GPU_ENERGY_WH.txt").exists() && !results.join("benchmark_report.json").exists());
+    assert!(results.join("previous-run/GPU_ENERGY_WH.txt").exists() && results.join("previous-run/benchmark_report.json").exists());
 }
 
 #[test]

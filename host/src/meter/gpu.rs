@@ -67,10 +67,13 @@ impl NvmlGpus {
         if count == 0 {
             return Err("NVML found no GPU".into());
         }
-        let wanted: Vec<u32> = match indices {
+        let mut wanted: Vec<u32> = match indices {
             Some(list) => list.to_vec(),
             None => (0..count).collect(),
         };
+        // A GPU named twice is metered once, never counted twice.
+        let mut seen = Vec::new();
+        wanted.retain(|i| if seen.contains(i) { false } else { seen.push(*i); true });
         let mut devices = Vec::new();
         let mut instant_power = Vec::new();
         for index in wanted {

@@ -224,10 +224,13 @@ pub fn since(origin: Instant, t: Instant) -> u64 {
 /// need CUDA_DEVICE_ORDER=PCI_BUS_ID for the two to agree).
 pub fn nvml_indices(device_ids: &[u32], visible: Option<&str>, uuid_to_index: impl Fn(&str) -> Option<u32>) -> Result<Vec<u32>, String> {
     let Some(visible) = visible.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Ok(device_ids.to_vec());
+        let mut ids = device_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        return Ok(ids);
     };
     let entries: Vec<&str> = visible.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    device_ids
+    let mut out: Vec<u32> = device_ids
         .iter()
         .map(|&id| {
             let entry = entries.get(id as usize).ok_or_else(|| {
@@ -238,7 +241,9 @@ pub fn nvml_indices(device_ids: &[u32], visible: Option<&str>, uuid_to_index: im
                 Err(_) => uuid_to_index(entry).ok_or_else(|| format!("CUDA_VISIBLE_DEVICES entry {entry:?} names no GPU NVML knows")),
             }
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    out.dedup();
+    Ok(out)
 }
 
 /// Parses `backend.device_ids` as configs write it: `0`, `"0, 1, 2"`, `[0, 1]`, or null.

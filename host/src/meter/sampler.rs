@@ -43,7 +43,7 @@ impl Default for MeterOptions {
 /// The CPU or RAM side: RAPL counters, or an estimate accumulated between readings.
 enum HostPower {
     Rapl(RaplReader),
-    CpuEstimate { tdp_w: f64, last_ticks: Option<(u64, u64)>, last_t_ns: u64, total_j: f64 },
+    CpuEstimate { tdp_w: f64, last_ticks: Option<(u64, u64)>, last_t_ns: u64, total_j: f64, last_load: f64 },
     RamEstimate { power_w: f64, last_t_ns: u64, total_j: f64 },
 }
 
@@ -60,14 +60,21 @@ impl HostPower {
     fn read(&mut self, t_ns: u64) -> Result<f64, String> {
         match self {
             HostPower::Rapl(r) => r.read_total_j(),
-            HostPower::CpuEstimate { tdp_w, last_ticks, last_t_ns, total_j } => {
+            HostPower::CpuEstimate { tdp_w, last_ticks, last_t_ns, total_j, last_load } => {
                 let ticks = estimate::cpu_ticks()?;
                 if let Some((busy0, total0)) = *last_ticks {
                     let dt = t_ns.saturating_sub(*last_t_ns) as f64 / 1e9;
                     let dtotal = ticks.1.saturating_sub(total0);
                     // With no new ticks (two reads within one 10 ms tick), keep the last load.
-                    let load = if dtotal > 0 { ticks.0.saturating_sub(busy0) as f64 / dtotal as f64 } else { 0.0 };
-                    *total_j += estimate::cpu_power_w(*tdp_w, load) * dt;
+                    if dtotal > 0 {
+                        *last_load = ticks.0.saturating_sub(busy0) as f64 / dtotal as f64;
+                    }
+                    *total_j += estimate::cpu_power_w(*tdp_w, *last_load) * dt;
+                    if dtotal == 0 {
+                        // Keep the old tick counts so the next read spans a whole tick.
+                        *last_t_ns = t_ns;
+                        return Ok(*total_j);
+                    }
                 }
                 *last_ticks = Some(ticks);
                 *last_t_ns = t_ns;
@@ -416,7 +423,7 @@ fn host_power(options: &MeterOptions, t0: u64, notices: &mut Vec<String>) -> (Ho
                 "CPU energy is an estimate (CodeCarbon's TDP × load curve, TDP {} W; set metering.cpu_tdp_w), not a measurement: {why}",
                 options.estimates.cpu_tdp_w
             ));
-            HostPower::CpuEstimate { tdp_w: options.estimates.cpu_tdp_w, last_ticks: None, last_t_ns: t0, total_j: 0.0 }
+            HostPower::CpuEstimate { tdp_w: options.estimates.cpu_tdp_w, last_ticks: None, last_t_ns: t0, total_j: 0.0, last_load: 0.0 }
         }
     };
     let rapl_ram = options.rapl_root.as_deref().map(|root| RaplReader::open(root, RaplDomain::Dram));

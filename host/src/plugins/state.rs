@@ -21,6 +21,8 @@ pub struct PluginState {
     table: ResourceTable,
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) memory_limit_bytes: u64,
+    /// All linear memories of the instance together: the limit is per instance, not per memory.
+    memory_total_bytes: u64,
     pub(crate) stop: StopReason,
     /// When the guest last got control back from the host (call start or a host import's
     /// return). The epoch callback measures the guest's uninterrupted compute from here.
@@ -47,6 +49,7 @@ impl PluginState {
             table: ResourceTable::new(),
             stderr,
             memory_limit_bytes,
+            memory_total_bytes: 0,
             stop: StopReason::None,
             last_host_return: Instant::now(),
             time_limit,
@@ -69,15 +72,30 @@ impl WasiView for PluginState {
 /// Bounds memories and tables; a refused growth traps at once (never a silent allocation
 /// failure inside the guest) and is remembered so the error can say so.
 impl ResourceLimiter for PluginState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired as u64 > self.memory_limit_bytes {
-            self.stop = StopReason::Memory { requested_bytes: desired as u64 };
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.memory_total_bytes.saturating_add((desired.saturating_sub(current)) as u64);
+        if total > self.memory_limit_bytes {
+            self.stop = StopReason::Memory { requested_bytes: total };
             return Err(wasmtime::Error::msg(format!(
-                "memory limit: growing to {desired} bytes exceeds {} bytes",
+                "memory limit: growing to {total} bytes in all exceeds {} bytes",
                 self.memory_limit_bytes
             )));
         }
+        self.memory_total_bytes = total;
         Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        // A component holds a few core instances (its module, the WASI adapter, shims).
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+
+    fn tables(&self) -> usize {
+        64
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {

@@ -31,7 +31,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // The rename itself is durable only once the folder is synced.
+        std::fs::File::open(dir)?.sync_all()
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
@@ -62,9 +64,10 @@ pub fn resolve_inside(root: &Path, name: &str) -> Result<PathBuf, ResultsError> 
     if out == root {
         return Err(bad("names the results folder itself"));
     }
-    if let Some(file) = out.file_name().and_then(|f| f.to_str())
-        && HOST_OWNED.contains(&file)
-        && out.parent() == Some(root)
+    // Host-owned names are reserved as the first component too: a plugin making a folder
+    // called `GPU_ENERGY_WH.txt` would block the host's own write.
+    if let Some(first) = out.strip_prefix(root).ok().and_then(|r| r.components().next()).and_then(|c| c.as_os_str().to_str())
+        && HOST_OWNED.contains(&first)
     {
         return Err(bad("is written by the host itself"));
     }
@@ -86,6 +89,10 @@ pub const HOST_OWNED: &[&str] = &[
     "GPU_ENERGY_SUMMARY.json",
     "run_status.json",
     "effective_config.yaml",
+    "energy_meter.json",
+    "energy_timeline.csv",
+    "energy_windows.csv",
+    "previous-run",
 ];
 
 /// Creates the results folder (and parents).
@@ -106,6 +113,7 @@ mod tests {
         assert_eq!(resolve_inside(root, "timeline/gpu0.csv").ok(), Some(PathBuf::from("/r/timeline/gpu0.csv")));
         // Host-owned names are only reserved at the top level.
         assert!(resolve_inside(root, "extra/benchmark_report.json").is_ok());
+        assert!(resolve_inside(root, "GPU_ENERGY_WH.txt/x").is_err(), "a folder in place of a host file");
     }
 
     #[test]

@@ -30,8 +30,8 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Results(#[from] ResultsError),
-    #[error("backend run failed: {source}\nthe run is marked incomplete in {status}; files written before the failure are kept")]
-    Backend { source: Box<PluginError>, status: PathBuf },
+    #[error("backend run stopped: {source}\nthe run is marked {state} in {status}; files written before that are kept")]
+    Backend { source: Box<PluginError>, status: PathBuf, state: &'static str },
     #[error("metering: {0}")]
     Metering(String),
     #[error("the report was written to {report} but could not be summarized: {source}")]
@@ -158,12 +158,13 @@ fn open_meter(options: MeterOptions) -> SharedMeter {
     std::sync::Arc::new(std::sync::Mutex::new(m))
 }
 
-/// Measures the idle baseline: a window over `seconds` with nothing running.
+/// Measures the idle baseline: a window over `seconds` (bounded by [`MAX_IDLE_S`]) with
+/// nothing running.
 fn measure_idle(shared: &SharedMeter, seconds: f64) -> Result<(), RunError> {
     let lock_err = || RunError::Metering("the meter's lock is poisoned".into());
     eprintln!("energy-star: measuring idle power for {seconds} s");
     let id = shared.lock().map_err(|_| lock_err())?.begin_window("idle").map_err(|e| RunError::Metering(e.to_string()))?;
-    std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+    std::thread::sleep(std::time::Duration::from_secs_f64(seconds.clamp(0.0, MAX_IDLE_S)));
     let mut m = shared.lock().map_err(|_| lock_err())?;
     let r = m.end_window(id).map_err(|e| RunError::Metering(e.to_string()))?;
     m.set_idle_baseline(&r);
@@ -209,8 +210,15 @@ pub fn run(rt: &PluginRuntime, plugins: &PluginSet, plan: &RunPlan, env: impl Fn
     let settings = required_settings(backend, &env)?;
     let source = ConfigSource { dir: plan.config_dir.clone() };
     let cfg = config::compose(&source, &plan.config_name, &plan.overrides)?;
+    // Everything that can be refused is checked before anything is written.
+    let options = meter_options(&cfg, &env)?;
+    let idle_s = cfg.get("metering.idle_seconds").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+    if !(0.0..=MAX_IDLE_S).contains(&idle_s) {
+        return Err(RunError::Metering(format!("metering.idle_seconds = {idle_s} must be between 0 and {MAX_IDLE_S}")));
+    }
     let dir = results_dir(plan);
     results::ensure_dir(&dir)?;
+    set_aside_previous_outputs(&dir)?;
     write_atomic(&dir.join("effective_config.yaml"), cfg.to_yaml().as_bytes())?;
     let started = now_s();
     let mut status = json!({
@@ -221,10 +229,8 @@ pub fn run(rt: &PluginRuntime, plugins: &PluginSet, plan: &RunPlan, env: impl Fn
         "config_source": cfg.source,
         "started_unix_s": started,
     });
-    let status_path = write_status(&dir, &status)?;
+    write_status(&dir, &status)?;
 
-    let options = meter_options(&cfg, &env)?;
-    let idle_s = cfg.get("metering.idle_seconds").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
     let shared = open_meter(options);
     if let Ok(m) = shared.lock() {
         for n in m.notices() {
@@ -232,37 +238,88 @@ pub fn run(rt: &PluginRuntime, plugins: &PluginSet, plan: &RunPlan, env: impl Fn
         }
     }
     let sampler = Sampler::start(shared.clone());
-    if idle_s > 0.0 {
-        measure_idle(&shared, idle_s)?;
-    }
+    let idle = if idle_s > 0.0 { measure_idle(&shared, idle_s) } else { Ok(()) };
 
-    let mut services = HostServices::new(&backend.meta.name, dir.clone());
-    services.meter = Some(shared.clone());
-    let config_json = serde_json::to_string(&cfg.tree).unwrap_or_default();
-    let outcome = backend.run_backend(rt, services, &config_json, settings);
+    let outcome = match idle {
+        Ok(()) => {
+            let mut services = HostServices::new(&backend.meta.name, dir.clone());
+            services.meter = Some(shared.clone());
+            services.allowed = Some(allowed_names(&cfg));
+            let config_json = serde_json::to_string(&cfg.tree).unwrap_or_default();
+            backend.run_backend(rt, services, &config_json, settings)
+        }
+        Err(e) => crate::plugins::BackendOutcome {
+            result: Err(PluginError::Guest { plugin: "host".into(), message: e.to_string() }),
+            incomplete: Vec::new(),
+            written: Vec::new(),
+            windows: Vec::new(),
+        },
+    };
     sampler.stop();
-    // The meter's record is written whatever the backend did: what was measured is kept.
-    write_meter_record(&shared, &outcome.windows, &dir)?;
+    // From here on nothing returns early: the meter's record, the report and the status are
+    // each written whatever happened to the others, and failures are recorded in the status.
+    let mut problems: Vec<String> = Vec::new();
+    if let Err(e) = write_meter_record(&shared, &outcome.windows, &dir) {
+        problems.push(format!("energy record: {e}"));
+    }
     status["finished_unix_s"] = json!(now_s());
     status["energy_files"] = json!([meter::timeline::TIMELINE_CSV, meter::timeline::WINDOWS_CSV, ENERGY_RECORD]);
     status["files_written_by_backend"] = json!(outcome.written);
     status["incomplete_reasons"] = json!(outcome.incomplete);
+    let interrupted = crate::plugins::interrupted();
     let output = match outcome.result {
         Ok(o) => o,
         Err(source) => {
-            status["state"] = json!("failed");
+            // Stopped by Ctrl-C: incomplete, not failed; the backend's error says where it was.
+            status["state"] = json!(if interrupted { "incomplete" } else { "failed" });
+            if interrupted {
+                status["incomplete_reasons"] = json!(["interrupted by the user (Ctrl-C)"]);
+            }
             status["error"] = json!(source.to_string());
+            status["problems"] = json!(problems);
             let status = write_status(&dir, &status)?;
-            return Err(RunError::Backend { source: Box::new(source), status });
+            return Err(RunError::Backend { source: Box::new(source), status, state: if interrupted { "incomplete" } else { "failed" } });
         }
     };
     let report_path = dir.join("benchmark_report.json");
-    write_atomic(&report_path, output.report_json.as_bytes())?;
-    let complete = output.complete && outcome.incomplete.is_empty();
+    let report_written = write_atomic(&report_path, output.report_json.as_bytes());
+    if let Err(e) = &report_written {
+        problems.push(format!("report: {e}"));
+    }
+    let complete = output.complete && outcome.incomplete.is_empty() && problems.is_empty();
     status["complete"] = json!(complete);
     status["state"] = json!(if complete { "complete" } else { "incomplete" });
+    status["problems"] = json!(problems);
     write_status(&dir, &status)?;
-    let _ = status_path;
+    report_written?;
     let summary = summary::summarize(rt, plugins, &dir).map_err(|source| RunError::Summary { report: report_path, source: Box::new(source) })?;
     Ok(RunReport { results_dir: dir, complete, summary })
+}
+
+/// Longest idle baseline accepted, s.
+pub const MAX_IDLE_S: f64 = 86_400.0;
+
+/// The model, processor and dataset the config names: the only ones a backend may open.
+fn allowed_names(cfg: &Config) -> Vec<String> {
+    ["backend.model", "backend.processor", "scenario.dataset_name"]
+        .iter()
+        .filter_map(|k| cfg.get(k).and_then(serde_json::Value::as_str).map(str::to_string))
+        .collect()
+}
+
+/// Moves a previous run's outputs into `previous-run/`, so that a failed rerun never leaves
+/// old figures beside a new status, and nothing measured before is deleted.
+fn set_aside_previous_outputs(dir: &Path) -> Result<(), ResultsError> {
+    let names = ["benchmark_report.json", "GPU_ENERGY_WH.txt", "GPU_ENERGY_SUMMARY.json", "run_status.json", ENERGY_RECORD, meter::timeline::TIMELINE_CSV, meter::timeline::WINDOWS_CSV];
+    let found: Vec<&str> = names.iter().copied().filter(|n| dir.join(n).is_file()).collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    let prev = dir.join("previous-run");
+    let _ = std::fs::remove_dir_all(&prev);
+    results::ensure_dir(&prev)?;
+    for n in found {
+        std::fs::rename(dir.join(n), prev.join(n)).map_err(|source| ResultsError::Write { path: prev.join(n), source })?;
+    }
+    Ok(())
 }

@@ -94,7 +94,14 @@ pub struct Summarized {
 pub fn choose<'a>(rt: &PluginRuntime, plugins: &'a PluginSet, text: &str, path: &Path) -> Result<&'a Plugin, SummaryError> {
     let mut best: Option<(f32, &Plugin)> = None;
     for p in plugins.of_kind(PluginKind::Summarizer) {
-        let c = p.detect(rt, text).map_err(|source| SummaryError::Plugin { path: path.to_path_buf(), source })?;
+        // One broken summarizer must not stop every other format from being read.
+        let c = match p.detect(rt, text) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("warning: skipping a summarizer: {e}");
+                continue;
+            }
+        };
         if c >= MIN_CONFIDENCE && best.is_none_or(|(bc, _)| c > bc) {
             best = Some((c, p));
         }
@@ -150,8 +157,9 @@ pub fn render(summary: &Summary, summarizer: &str, report: &Path) -> (Option<f64
     let phase_sum = |names: &[&str]| -> Option<f64> {
         let found: Vec<&crate::plugins::PhaseEnergy> = summary.phases.iter().filter(|p| names.contains(&p.name.as_str())).collect();
         summary.total_wh?;
-        // The original writes the three keys always, 0.0 for a phase the format lacks.
-        Some(found.iter().filter_map(|p| p.gpu_wh).sum())
+        // A phase that exists without a GPU figure is unknown, not 0; the original writes 0.0
+        // only for a phase the format lacks, and so does this.
+        found.iter().map(|p| p.gpu_wh).sum::<Option<f64>>()
     };
     // The leaderboard's three phases: on `main` reports preprocess is `preprocess_dataset`.
     m.insert("preprocess_wh".into(), json!(r2(phase_sum(&["preprocess", "preprocess_dataset"]))));

@@ -129,7 +129,12 @@ impl CandleEngine {
         let path = std::path::Path::new(&spec.model);
         let mut file = std::fs::File::open(path).map_err(|e| merr(format!("cannot open: {e}")))?;
         let content = candle_core::quantized::gguf_file::Content::read(&mut file).map_err(|e| merr(format!("not a readable GGUF file: {e}")))?;
-        let vocab = content.tensor_infos.get("token_embd.weight").map(|t| t.shape.dims()[0]).ok_or_else(|| merr("has no token_embd.weight".into()))?;
+        let vocab = content
+            .tensor_infos
+            .get("token_embd.weight")
+            .and_then(|t| t.shape.dims().first().copied())
+            .filter(|v| *v > 0)
+            .ok_or_else(|| merr("has no usable token_embd.weight".into()))?;
         let config = ModelConfig::from_gguf(&content.metadata, vocab).map_err(merr)?;
         let tokenizer_path = match &spec.processor {
             Some(p) => resolve::resolve(p, env).map_err(merr)?.tokenizer,
@@ -179,7 +184,7 @@ impl CandleEngine {
             return Err(InferenceError::Invalid("a batch needs at least one prompt".into()));
         }
         let c = self.config();
-        let ctx = c.max_position_embeddings;
+        let ctx = c.max_position_embeddings.min(model::MAX_POSITIONS);
         let new = params.max_new_tokens as usize;
         if new == 0 {
             return Err(InferenceError::Invalid("max_new_tokens must be at least 1".into()));

@@ -290,10 +290,15 @@ impl Decoder {
     }
 }
 
+/// Longest context the rotary tables cover.
+pub const MAX_POSITIONS: usize = 131_072;
+
 /// cos and sin of every position × frequency: (max_positions, head_dim / 2).
 fn rope_tables(c: &ModelConfig, device: &Device, dtype: DType) -> candle_core::Result<(Tensor, Tensor)> {
     let inv: Vec<f32> = c.inv_freq().into_iter().map(|f| f as f32).collect();
-    let positions = c.max_position_embeddings.max(1);
+    // Capped so that a config claiming an absurd context cannot allocate gigabytes; prompts
+    // longer than the table are refused by the engine, which checks against the same cap.
+    let positions = c.max_position_embeddings.clamp(1, MAX_POSITIONS);
     let inv = Tensor::from_vec(inv, (1, c.head_dim / 2), device)?;
     let t = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;
     let freqs = t.matmul(&inv)?;

@@ -32,6 +32,10 @@ pub fn hub_cache(env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
 /// `ORG/NAME[@REV]` → the snapshot folder in the cache, if it is there.
 pub fn cached_snapshot(cache: &Path, kind: &str, id: &str) -> Option<PathBuf> {
     let (name, rev) = id.split_once('@').unwrap_or((id, "main"));
+    // A revision is one path component: never `..` or a path that leaves the cache.
+    if rev.is_empty() || rev.contains('/') || rev.contains('\\') || rev.contains("..") || name.contains("..") {
+        return None;
+    }
     let repo = cache.join(format!("{kind}--{}", name.replace('/', "--")));
     let snapshots = repo.join("snapshots");
     // A revision is a branch (refs/NAME holds the commit) or a commit itself.

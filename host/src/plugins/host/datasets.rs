@@ -7,8 +7,11 @@ use super::interrupted;
 impl Host for PluginState {
     fn load(&mut self, spec: DatasetSpec) -> Result<DatasetRows, String> {
         let env = self.services().env.clone();
+        let allowed = self.services().check_allowed("dataset", &spec.name);
         let out = if interrupted() {
             Err("interrupted by the user (Ctrl-C)".to_string())
+        } else if let Err(e) = allowed {
+            Err(e)
         } else {
             let spec = datasets::DatasetSpec {
                 name: spec.name,

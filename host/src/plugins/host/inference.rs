@@ -26,8 +26,19 @@ impl Host for PluginState {
             EngineSpec::Local(l) => {
                 let s = self.services();
                 let env = s.env.clone();
-                let spec = LocalSpec { model: l.model, device: l.device, dtype: l.dtype, processor: l.processor };
-                CandleEngine::open(&spec, &|k: &str| env(k)).map_err(to_wit).map(|engine| {
+                // The engine runs on the first listed GPU (CUDA numbering, as the config
+                // gives it); every listed GPU is metered, as optimum-benchmark meters its
+                // device_ids.
+                let device = match (l.device.as_str(), l.device_ids.first()) {
+                    ("cuda", Some(id)) => format!("cuda:{id}"),
+                    _ => l.device.clone(),
+                };
+                let spec = LocalSpec { model: l.model, device, dtype: l.dtype, processor: l.processor };
+                let allowed = s.check_allowed("model", &spec.model).and_then(|()| match &spec.processor {
+                    Some(p) => s.check_allowed("processor", p),
+                    None => Ok(()),
+                });
+                allowed.map_err(InferenceError::Invalid).and_then(|()| CandleEngine::open(&spec, &|k: &str| env(k)).map_err(to_wit)).map(|engine| {
                     let id = s.next_engine;
                     s.next_engine += 1;
                     s.engines.insert(id, engine);

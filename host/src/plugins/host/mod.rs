@@ -39,6 +39,9 @@ pub struct HostServices {
     pub meter: Option<SharedMeter>,
     /// Every window the plugin closed, for the results folder.
     pub windows: Vec<WindowReading>,
+    /// Models and datasets the plugin may open (those the run's config names); None allows
+    /// any (only for direct library use, never for `run`).
+    pub allowed: Option<Vec<String>>,
     /// Engines the plugin opened, by id.
     pub engines: std::collections::BTreeMap<u64, crate::inference::local::CandleEngine>,
     pub next_engine: u64,
@@ -77,6 +80,7 @@ impl HostServices {
             progress_started: Default::default(),
             meter: None,
             windows: Vec::new(),
+            allowed: None,
             engines: Default::default(),
             next_engine: 1,
             env: std::sync::Arc::new(|k: &str| std::env::var(k).ok()),
@@ -91,6 +95,20 @@ impl HostServices {
         match self.meter.as_ref().and_then(|m| m.lock().ok().map(|m| m.now_ns())) {
             Some(t) => t,
             None => crate::meter::since(self.clock_origin, Instant::now()),
+        }
+    }
+}
+
+impl HostServices {
+    /// Refuses a model or dataset the run's config does not name: a plugin reads only what
+    /// the user asked for, never an arbitrary file.
+    pub fn check_allowed(&self, what: &str, name: &str) -> Result<(), String> {
+        match &self.allowed {
+            Some(list) if !list.iter().any(|a| a == name) => Err(format!(
+                "{what} {name:?} is not named in the run's config ({}); a plugin may open only the model and dataset the config names",
+                list.join(", ")
+            )),
+            _ => Ok(()),
         }
     }
 }

@@ -123,6 +123,9 @@ pub struct Energy {
     pub gpu_kwh: Option<f64>,
     pub cpu_kwh: Option<f64>,
     pub ram_kwh: Option<f64>,
+    /// Whether the run used a GPU: then a missing GPU figure makes the total unknown rather
+    /// than CPU + RAM alone.
+    pub gpu_used: bool,
 }
 
 fn sum_kind(w: &Window, kind: Kind) -> Option<f64> {
@@ -134,12 +137,15 @@ fn sum_kind(w: &Window, kind: Kind) -> Option<f64> {
 }
 
 impl Energy {
-    pub fn of(w: &Window) -> Self {
-        Self { gpu_kwh: sum_kind(w, Kind::Gpu), cpu_kwh: sum_kind(w, Kind::Cpu), ram_kwh: sum_kind(w, Kind::Ram) }
+    pub fn of(w: &Window, gpu_used: bool) -> Self {
+        Self { gpu_kwh: sum_kind(w, Kind::Gpu), cpu_kwh: sum_kind(w, Kind::Cpu), ram_kwh: sum_kind(w, Kind::Ram), gpu_used }
     }
 
-    /// cpu + ram + gpu of what was measured (optimum's `total`).
+    /// cpu + ram + gpu (optimum's `total`); unknown when a device the run used is unknown.
     pub fn total_kwh(&self) -> Option<f64> {
+        if self.gpu_used && self.gpu_kwh.is_none() {
+            return None;
+        }
         let parts: Vec<f64> = [self.gpu_kwh, self.cpu_kwh, self.ram_kwh].into_iter().flatten().collect();
         (!parts.is_empty()).then(|| parts.iter().sum())
     }
@@ -147,7 +153,7 @@ impl Energy {
     /// Component-wise difference (optimum's `Energy.__sub__`); None where either is None.
     pub fn minus(&self, o: &Energy) -> Energy {
         let d = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
-        Energy { gpu_kwh: d(self.gpu_kwh, o.gpu_kwh), cpu_kwh: d(self.cpu_kwh, o.cpu_kwh), ram_kwh: d(self.ram_kwh, o.ram_kwh) }
+        Energy { gpu_kwh: d(self.gpu_kwh, o.gpu_kwh), cpu_kwh: d(self.cpu_kwh, o.cpu_kwh), ram_kwh: d(self.ram_kwh, o.ram_kwh), gpu_used: self.gpu_used }
     }
 
     /// Mean of several (iterations).
@@ -156,7 +162,7 @@ impl Energy {
             let v: Option<Vec<f64>> = all.iter().map(f).collect();
             v.filter(|v| !v.is_empty()).map(|v| v.iter().sum::<f64>() / v.len() as f64)
         };
-        Energy { gpu_kwh: m(|e| e.gpu_kwh), cpu_kwh: m(|e| e.cpu_kwh), ram_kwh: m(|e| e.ram_kwh) }
+        Energy { gpu_kwh: m(|e| e.gpu_kwh), cpu_kwh: m(|e| e.cpu_kwh), ram_kwh: m(|e| e.ram_kwh), gpu_used: all.iter().any(|e| e.gpu_used) }
     }
 
     /// optimum-benchmark's energy object.
@@ -275,8 +281,8 @@ impl Settings {
                 (i64::from(default_tokens), i64::from(default_tokens))
             }
         };
-        if max < 1 {
-            return Err(format!("{kw}.max_new_tokens = {max} must be at least 1"));
+        if !(1..=i64::from(u32::MAX)).contains(&max) {
+            return Err(format!("{kw}.max_new_tokens = {max} must be between 1 and {}", u32::MAX));
         }
         if let Some(b) = int_at(cfg, &format!("{kw}.num_beams"))?
             && b != 1
@@ -284,22 +290,22 @@ impl Settings {
             return Err(format!("{kw}.num_beams = {b}: beam search is not supported (greedy or sampling)"));
         }
         let batch_size = int_at(cfg, "scenario.input_shapes.batch_size")?.unwrap_or(1);
-        if batch_size < 1 {
-            return Err(format!("scenario.input_shapes.batch_size = {batch_size} must be at least 1"));
+        if !(1..=65_536).contains(&batch_size) {
+            return Err(format!("scenario.input_shapes.batch_size = {batch_size} must be between 1 and 65536"));
         }
         let num_samples = match int_at(cfg, "scenario.num_samples")? {
             None | Some(-1) => {
                 notes.push("scenario.num_samples is -1: every row of the dataset".into());
                 None
             }
-            Some(n) if n > 0 => Some(n as u32),
+            Some(n) if n > 0 => Some(u32::try_from(n).map_err(|_| format!("scenario.num_samples = {n} is too large"))?),
             Some(n) => return Err(format!("scenario.num_samples = {n} must be positive, or -1 for every row")),
         };
         let device_ids = match get(cfg, "backend.device_ids") {
             None | Some(Value::Null) => vec![0],
-            Some(Value::Number(n)) => vec![n.as_u64().ok_or("backend.device_ids must be GPU indices")? as u32],
+            Some(Value::Number(n)) => vec![n.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or("backend.device_ids must be GPU indices")?],
             Some(Value::String(s)) => s.split(',').map(|p| p.trim().parse::<u32>().map_err(|_| format!("backend.device_ids = {s:?} must be GPU indices"))).collect::<Result<_, _>>()?,
-            Some(Value::Array(a)) => a.iter().map(|v| v.as_u64().map(|x| x as u32).ok_or("backend.device_ids must be GPU indices")).collect::<Result<_, _>>()?,
+            Some(Value::Array(a)) => a.iter().map(|v| v.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or("backend.device_ids must be GPU indices")).collect::<Result<_, _>>()?,
             Some(v) => return Err(format!("backend.device_ids = {v} must be GPU indices")),
         };
         let f32_at = |p: &str, d: f32| get(cfg, p).and_then(Value::as_f64).map(|x| x as f32).unwrap_or(d);
@@ -323,18 +329,23 @@ impl Settings {
             temperature: f32_at(&format!("{kw}.temperature"), 1.0),
             top_p: f32_at(&format!("{kw}.top_p"), 1.0),
             seed: int_at(cfg, "backend.seed")?.unwrap_or(42) as u64,
-            warmup_runs: int_at(cfg, "scenario.warmup_runs")?.unwrap_or(10).max(0) as u32,
-            iterations: int_at(cfg, "scenario.iterations")?.unwrap_or(1).max(1) as u32,
+            warmup_runs: int_at(cfg, "scenario.warmup_runs")?.unwrap_or(10).clamp(0, 1000) as u32,
+            iterations: int_at(cfg, "scenario.iterations")?.unwrap_or(1).clamp(1, 1000) as u32,
             prefix: str_at(cfg, "scenario.dataset_prefix1").unwrap_or_default(),
             notes,
         })
     }
 }
 
-/// optimum-benchmark's efficiency: volume per kWh of *total* energy (0 when no energy).
+/// optimum-benchmark's efficiency: volume per kWh of *total* energy; 0 for a measured total
+/// of 0 or less (as optimum does), null when the total is unknown.
 pub fn efficiency(volume: f64, unit: &str, e: &Energy) -> Value {
-    let total = e.total_kwh().unwrap_or(0.0);
-    json!({"unit": unit, "value": if total > 0.0 { volume / total } else { 0.0 }})
+    let value = match e.total_kwh() {
+        Some(t) if t > 0.0 => json!(volume / t),
+        Some(_) => json!(0.0),
+        None => Value::Null,
+    };
+    json!({"unit": unit, "value": value})
 }
 
 /// A phase object in optimum-benchmark's shape, with energy-star's provenance beside it.
@@ -372,17 +383,21 @@ mod tests {
 
     #[test]
     fn energy_arithmetic_as_optimum_does_it() {
-        let g = Energy::of(&w("generate", Some(3.6e6), 3.6e5));
-        let p = Energy::of(&w("prefill", Some(1.8e6), 1.8e5));
+        let g = Energy::of(&w("generate", Some(3.6e6), 3.6e5), true);
+        let p = Energy::of(&w("prefill", Some(1.8e6), 1.8e5), true);
         assert_eq!(g.gpu_kwh, Some(1.0));
         assert_eq!(g.total_kwh(), Some(1.1));
         let d = g.minus(&p);
         assert_eq!((d.gpu_kwh, d.cpu_kwh), (Some(0.5), Some(0.05)));
         assert_eq!(Energy::mean(&[g, p]).gpu_kwh, Some(0.75));
         // No GPU: null, never 0, and the total covers what was measured.
-        let c = Energy::of(&w("cpu-run", None, 3.6e5));
+        let c = Energy::of(&w("cpu-run", None, 3.6e5), false);
         assert_eq!((c.gpu_kwh, c.total_kwh()), (None, Some(0.1)));
         assert_eq!(c.minus(&p).gpu_kwh, None);
+        // A GPU run whose GPU figure is missing has no total and no efficiency.
+        let lost = Energy::of(&w("gpu-run", None, 3.6e5), true);
+        assert_eq!(lost.total_kwh(), None);
+        assert!(efficiency(10.0, "tokens/kWh", &lost)["value"].is_null());
         let e = efficiency(1000.0, "samples/kWh", &g);
         assert!((e["value"].as_f64().unwrap_or(0.0) - 1000.0 / 1.1).abs() < 1e-9);
         let prov = provenance(&[&w("prefill", Some(1.0), 1.0)]);
@@ -403,6 +418,8 @@ mod tests {
         let mut bad = cfg.clone();
         bad["scenario"]["input_shapes"]["batch_size"] = json!(0);
         assert!(Settings::read(&bad, 100).unwrap_err().contains("batch_size = 0"));
+        bad["scenario"]["input_shapes"]["batch_size"] = json!(4_294_967_296u64);
+        assert!(Settings::read(&bad, 100).is_err(), "no silent truncation to 0");
         let mut bad = cfg.clone();
         bad["backend"]["model"] = Value::Null;
         assert!(Settings::read(&bad, 100).unwrap_err().contains("backend.model"));

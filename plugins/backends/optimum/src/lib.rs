@@ -148,8 +148,8 @@ impl Guest for Optimum {
         }
         inference::close_engine(engine);
 
-        let e_prefill: Vec<Energy> = prefills.iter().map(Energy::of).collect();
-        let e_generate: Vec<Energy> = generates.iter().map(Energy::of).collect();
+        let e_prefill: Vec<Energy> = prefills.iter().map(|w| Energy::of(w, gpu_used)).collect();
+        let e_generate: Vec<Energy> = generates.iter().map(|w| Energy::of(w, gpu_used)).collect();
         let e_decode: Vec<Energy> = e_generate.iter().zip(&e_prefill).map(|(g, p)| g.minus(p)).collect();
         let prefill = Energy::mean(&e_prefill);
         let decode = Energy::mean(&e_decode);
@@ -161,9 +161,9 @@ impl Guest for Optimum {
                 }
             }
         }
-        let e_load_dataset = Energy::of(&w_load_dataset);
-        let e_preprocess = Energy::of(&w_preprocess);
-        let e_load_model = Energy::of(&w_load_model);
+        let e_load_dataset = Energy::of(&w_load_dataset, gpu_used);
+        let e_preprocess = Energy::of(&w_preprocess, gpu_used);
+        let e_load_model = Energy::of(&w_load_model, gpu_used);
         let measures = |v: &[Energy]| if s.iterations > 1 { Some(v.to_vec()) } else { None };
         let decode_volume = (n * u64::from(s.max_new_tokens.saturating_sub(1))) as f64;
         let all: Vec<&Window> = prefills.iter().chain(generates.iter()).collect();

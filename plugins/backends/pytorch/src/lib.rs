@@ -126,10 +126,10 @@ impl Guest for Pytorch {
         })?;
         inference::close_engine(engine);
 
-        let e = Energy::of(&w);
+        let gpu_used = s.device.starts_with("cuda");
+        let e = Energy::of(&w, gpu_used);
         let kwh = |v: Option<f64>| json!(v);
         let wh = |v: Option<f64>| json!(v.map(|x| x * 1000.0));
-        let gpu_used = s.device.starts_with("cuda");
         let mean = |v: &[f64]| if v.is_empty() { Value::Null } else { json!(v.iter().sum::<f64>() / v.len() as f64) };
         let total_tokens = tally.prompt_tokens + tally.completion_tokens;
         let mut gpu_stats = serde_json::Map::new();

@@ -44,6 +44,13 @@ impl Guest for Vllm {
         let endpoint = setting(&req, "VLLM_ENDPOINT").ok_or("VLLM_ENDPOINT was not passed by the host")?;
         let model = config_str(&cfg, "backend.model").map(str::to_string);
         log::log(log::Level::Info, &format!("vLLM endpoint {endpoint}, model {}", model.as_deref().unwrap_or("(from /v1/models)")));
+        let engine = inference::open_engine(&inference::EngineSpec::Remote(inference::RemoteEngineSpec {
+            endpoint: endpoint.into(),
+            model,
+            api: inference::RemoteApi::Completions,
+            request_timeout_ms: 600_000,
+        }))
+        .map_err(describe)?;
         let dataset = config_str(&cfg, "scenario.dataset_name").unwrap_or("EnergyStarAI/text_generation");
         let column = config_str(&cfg, "scenario.text_column_name").unwrap_or("text");
         let num_samples = path_u64(&cfg, "scenario.num_samples").map(|n| n as u32);
@@ -54,13 +61,6 @@ impl Guest for Vllm {
             columns: vec![column.into()],
             num_samples,
         })?;
-        let engine = inference::open_engine(&inference::EngineSpec::Remote(inference::RemoteEngineSpec {
-            endpoint: endpoint.into(),
-            model,
-            api: inference::RemoteApi::Completions,
-            request_timeout_ms: 600_000,
-        }))
-        .map_err(describe)?;
         let window = meter::begin_window("inference").map_err(|e| format!("{e:?}"))?;
         let _ = (rows, engine, window);
         Err("the vllm backend's load loop needs the host's remote engine and meter".into())

@@ -3,7 +3,7 @@
 
 wit_bindgen::generate!({ path: "../../../wit/energy-star-plugin@0.1.0", world: "backend-plugin" });
 
-use energy_star::plugin::{clock, log, meter, results};
+use energy_star::plugin::{clock, datasets, log, meter, results};
 use exports::energy_star::plugin::backend::{BackendInfo, Guest, RequiredSetting, RunOutput, RunRequest};
 
 struct Echo;
@@ -58,6 +58,18 @@ impl Guest for Echo {
             .map(|d| serde_json::json!({"kind": short(format!("{:?}", d.device.kind)), "source": short(format!("{:?}", d.source)), "energy_j": d.energy_j}))
             .collect();
         let mut note = note;
+        // A plugin may read only the dataset its config names, not any file it likes.
+        let probe = datasets::load(&datasets::DatasetSpec {
+            name: "/etc/hostname".into(),
+            config: String::new(),
+            split: "train".into(),
+            columns: vec!["text".into()],
+            num_samples: None,
+        });
+        note["dataset_probe"] = serde_json::json!(match probe {
+            Ok(_) => "read".to_string(),
+            Err(e) => e,
+        });
         note["window"] = serde_json::json!({"name": reading.name, "devices": devices, "warnings": reading.warnings});
         if meter::end_window(window).is_ok() {
             return Err("a window could be closed twice".into());
