@@ -30,6 +30,13 @@ fn an_endless_loop_is_stopped_at_the_time_limit() {
 }
 
 #[test]
+fn a_plugin_cannot_escape_the_time_limit_by_sleeping() {
+    let started = std::time::Instant::now();
+    run_hostile("sleep", &["--plugin-time-limit-s", "1"]).fails_with(1, &["hostile", "may not sleep or wait on timers"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "the sleep was not refused");
+}
+
+#[test]
 fn memory_beyond_the_limit_traps_and_says_so() {
     run_hostile("hog", &["--plugin-memory-mib", "64"]).fails_with(1, &["hostile", "exceeded its memory limit of 64 MiB", "--plugin-memory-mib"]);
 }

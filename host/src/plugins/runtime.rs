@@ -85,10 +85,12 @@ impl PluginRuntime {
 
         let mut backend_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut backend_linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        forbid_timers(&mut backend_linker)?;
         bindings::backend::BackendPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut backend_linker, |s| s)
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let mut summarizer_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut summarizer_linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        forbid_timers(&mut summarizer_linker)?;
 
         // The ticker holds only a weak handle, so it ends soon after the runtime is dropped.
         let alive = Arc::new(());
@@ -241,6 +243,28 @@ impl PluginRuntime {
             &state.stderr.contents(),
         )
     }
+}
+
+/// WASI version whose clock interface the host provides (wasmtime-wasi 48); guests built for
+/// any 0.2.x reach it through the linker's semver matching.
+const WASI_CLOCKS: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// Replaces WASI's timer subscriptions with traps. A plugin blocked in a sleep would wait
+/// inside the host, where epoch interruption cannot stop it; a plugin has nothing to wait for,
+/// so waiting is refused outright. Reading the clocks stays allowed.
+fn forbid_timers(linker: &mut Linker<PluginState>) -> Result<(), PluginError> {
+    let engine_err = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
+    linker.allow_shadowing(true);
+    let mut clocks = linker.instance(WASI_CLOCKS).map_err(engine_err)?;
+    for name in ["subscribe-duration", "subscribe-instant"] {
+        clocks
+            .func_new(name, move |_store, _ty, _params, _results| {
+                Err(wasmtime::Error::msg(format!("plugins may not sleep or wait on timers (wasi:clocks {name}); nothing in energy-star's API needs it")))
+            })
+            .map_err(engine_err)?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// A linked component, ready to instantiate once per call.

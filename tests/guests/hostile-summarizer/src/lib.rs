@@ -55,6 +55,11 @@ impl Guest for Hostile {
                     std::hint::black_box(&chunks);
                 }
             }
+            Some("sleep") => {
+                // Blocking in the host would escape the compute limit; the host refuses it.
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Err("slept for an hour".into())
+            }
             Some("nan") => Ok(summary(f64::NAN, f64::NAN)),
             Some("lie") => Ok(summary(100.0, 1.0)),
             Some("probe") => {
