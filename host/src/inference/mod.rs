@@ -1,10 +1,12 @@
 //! Inference engines the host runs for backends. Shared types here; engines by source:
-//! [`local`] (candle on this machine). The OpenAI-compatible remote engine is not built yet.
+//! [`local`] (candle on this machine) and [`remote`] (OpenAI-compatible servers; only its
+//! stream parser is built so far).
 //!
 //! Timings are the host's: a backend never times inference itself, so plugin overhead cannot
 //! leak into latency figures.
 
 pub mod local;
+pub mod remote;
 
 use thiserror::Error;
 
