@@ -254,6 +254,14 @@ fn echo_run(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> energy_star_test
 }
 
 #[test]
+fn the_results_folder_may_not_overlap_the_compile_cache() {
+    let cwd = tempfile::tempdir().expect("tmp");
+    let cache = energy_star_tests::cache_dir().join("inside");
+    let run = echo_run(cwd.path(), &["--config-name", "text_generation", "--results-dir", cache.to_str().expect("utf-8")], &[]);
+    run.fails_with(1, &["overlaps the plugin compile cache"]);
+}
+
+#[test]
 fn results_folder_precedence() {
     let cwd = tempfile::tempdir().expect("tmp");
     let p = |s: &str| cwd.path().join(s).to_str().expect("utf-8").to_string();

@@ -114,6 +114,11 @@ impl PluginRuntime {
         &self.limits
     }
 
+    /// The compile cache folder, if caching is on.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
     /// Compiles `bytes` (or loads the compiled form from the cache) after checking that it is a
     /// component at all.
     pub fn load_component(&self, bytes: &[u8], origin: &str) -> Result<(Component, CompileSource), PluginError> {

@@ -32,7 +32,7 @@ pub enum RunError {
     Results(#[from] ResultsError),
     #[error("backend run stopped: {source}\nthe run is marked {state} in {status}; files written before that are kept")]
     Backend { source: Box<PluginError>, status: PathBuf, state: &'static str },
-    #[error("metering: {0}")]
+    #[error("{0}")]
     Metering(String),
     #[error("the report was written to {report} but could not be summarized: {source}")]
     Summary { report: PathBuf, source: Box<SummaryError> },
@@ -218,6 +218,18 @@ pub fn run(rt: &PluginRuntime, plugins: &PluginSet, plan: &RunPlan, env: impl Fn
     }
     let dir = results_dir(plan);
     results::ensure_dir(&dir)?;
+    // Compiled plugins are loaded from the cache as machine code; a backend writes into the
+    // results folder, so the two must never overlap.
+    if let (Some(cache), Ok(results)) = (rt.cache_dir(), dir.canonicalize())
+        && let Ok(cache) = cache.canonicalize()
+        && (results.starts_with(&cache) || cache.starts_with(&results))
+    {
+        return Err(RunError::Metering(format!(
+            "the results folder {} overlaps the plugin compile cache {}; choose another --results-dir or ENERGY_STAR_CACHE_DIR",
+            results.display(),
+            cache.display()
+        )));
+    }
     set_aside_previous_outputs(&dir)?;
     write_atomic(&dir.join("effective_config.yaml"), cfg.to_yaml().as_bytes())?;
     let started = now_s();
