@@ -260,11 +260,14 @@ impl Meter {
     /// Reads every device now and appends the readings to the timeline.
     pub fn sample(&mut self) {
         let t_ns = (self.clock)();
-        for (i, dev) in self.devices.clone().iter().enumerate() {
-            let row = match dev.kind {
+        // Called every sampler tick: read each device's kind and index in place rather than
+        // cloning the device list.
+        for i in 0..self.devices.len() {
+            let (kind, index) = (self.devices[i].kind, self.devices[i].index);
+            let row = match kind {
                 DeviceKind::Gpu => {
                     let Some(gpus) = self.gpus.as_mut() else { continue };
-                    match gpus.read(dev.index) {
+                    match gpus.read(index) {
                         Ok(r) => Sample {
                             t_ns,
                             device: i,
@@ -276,18 +279,18 @@ impl Meter {
                             memory_used_mib: r.memory_used_mib,
                         },
                         Err(e) => {
-                            self.read_errors.entry(dev.label()).or_insert(e);
+                            self.read_errors.entry(self.devices[i].label()).or_insert(e);
                             continue;
                         }
                     }
                 }
                 DeviceKind::Cpu | DeviceKind::Ram => {
-                    let src = if dev.kind == DeviceKind::Cpu { self.cpu.as_mut() } else { self.ram.as_mut() };
+                    let src = if kind == DeviceKind::Cpu { self.cpu.as_mut() } else { self.ram.as_mut() };
                     let Some(src) = src else { continue };
                     match src.read(t_ns) {
                         Ok(j) => Sample { t_ns, device: i, counter_j: Some(j), ..Default::default() },
                         Err(e) => {
-                            self.read_errors.entry(dev.label()).or_insert(e);
+                            self.read_errors.entry(self.devices[i].label()).or_insert(e);
                             continue;
                         }
                     }

@@ -160,10 +160,8 @@ impl Plugin {
     /// Asks a summarizer how sure it is that `report` is its format (0..=1).
     pub fn detect(&self, rt: &PluginRuntime, report: &str) -> Result<f32, PluginError> {
         let Prepared::Summarizer(pre) = &self.prepared else { return Ok(0.0) };
-        let mut store = rt.store(None);
         let label = self.name_for_errors();
-        let inst = pre.instantiate(&mut store).map_err(|e| rt.failure(&store, e, &label, "instantiate"))?;
-        start_budget(&mut store);
+        let (mut store, inst) = summarizer_instance(rt, pre, &label)?;
         let confidence = inst
             .energy_star_plugin_summarizer()
             .call_detect(&mut store, report)
@@ -184,9 +182,7 @@ impl Plugin {
         let Prepared::Summarizer(pre) = &self.prepared else {
             return Err(PluginError::Guest { plugin: label, message: "not a summarizer".into() });
         };
-        let mut store = rt.store(None);
-        let inst = pre.instantiate(&mut store).map_err(|e| rt.failure(&store, e, &label, "instantiate"))?;
-        start_budget(&mut store);
+        let (mut store, inst) = summarizer_instance(rt, pre, &label)?;
         let answer = inst
             .energy_star_plugin_summarizer()
             .call_summarize(&mut store, report)
@@ -266,15 +262,25 @@ impl Plugin {
     }
 }
 
+/// A fresh summarizer instance for one call, its compute budget started.
+fn summarizer_instance(
+    rt: &PluginRuntime,
+    pre: &bindings::summarizer::SummarizerPluginPre<state::PluginState>,
+    label: &str,
+) -> Result<(wasmtime::Store<state::PluginState>, bindings::summarizer::SummarizerPlugin), PluginError> {
+    let mut store = rt.store(None);
+    let inst = pre.instantiate(&mut store).map_err(|e| rt.failure(&store, e, label, "instantiate"))?;
+    start_budget(&mut store);
+    Ok((store, inst))
+}
+
 /// Reads a plugin's metadata by calling its `info` export in a fresh instance.
 fn read_meta(rt: &PluginRuntime, prepared: &Prepared, kind: PluginKind, api_version: String, origin: Origin) -> Result<PluginMeta, PluginError> {
     let label = format!("{kind} at {origin}");
-    let mut store = rt.store(None);
     let malformed = |problem: String| PluginError::Malformed { plugin: label.clone(), call: "info", problem };
     let meta = match prepared {
         Prepared::Summarizer(pre) => {
-            let inst = pre.instantiate(&mut store).map_err(|e| rt.failure(&store, e, &label, "instantiate"))?;
-            start_budget(&mut store);
+            let (mut store, inst) = summarizer_instance(rt, pre, &label)?;
             let info: wit_summarizer::SummarizerInfo =
                 inst.energy_star_plugin_summarizer().call_info(&mut store).map_err(|e| rt.failure(&store, e, &label, "info"))?;
             if info.formats.is_empty() {
