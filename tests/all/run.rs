@@ -43,14 +43,16 @@ fn a_run_that_cannot_start_keeps_its_record_and_says_why() {
     assert_eq!((status["complete"].as_bool(), status["state"].as_str()), (Some(false), Some("failed")));
     assert!(results.join("energy_meter.json").exists(), "what was metered is kept");
     assert!(!results.join("benchmark_report.json").exists());
-    // vLLM: the remote engine is not in this build, and the backend says so.
+    // vLLM: nothing listens on the endpoint; the error says so before anything is metered.
     let results = cwd.path().join("vllm");
     let run = energy_star(
         cwd.path(),
         &["--config-name", "text_generation", "--results-dir", results.to_str().expect("utf-8"), "scenario.dataset_name=energy-star/prompts", "scenario.num_samples=2"],
         &[("BENCHMARK_BACKEND", "vllm"), ("VLLM_ENDPOINT", "http://127.0.0.1:9/v1")],
     );
-    run.fails_with(1, &["OpenAI-compatible remote engine is not available in this build"]);
+    run.fails_with(1, &["cannot reach the server at http://127.0.0.1:9/v1"]);
+    let windows = std::fs::read_to_string(results.join("energy_windows.csv")).unwrap_or_default();
+    assert!(!windows.contains(",inference,"), "no request window was opened: {windows}");
 }
 
 fn offline(backend: &str, extra: &[&str]) -> (tempfile::TempDir, energy_star_tests::Run) {

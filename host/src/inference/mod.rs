@@ -1,6 +1,5 @@
 //! Inference engines the host runs for backends. Shared types here; engines by source:
-//! [`local`] (candle on this machine) and [`remote`] (OpenAI-compatible servers; only its
-//! stream parser is built so far).
+//! [`local`] (candle on this machine) and [`remote`] (OpenAI-compatible servers).
 //!
 //! Timings are the host's: a backend never times inference itself, so plugin overhead cannot
 //! leak into latency figures.
@@ -74,6 +73,9 @@ pub enum InferenceError {
     Invalid(String),
     #[error("inference failed: {0}")]
     Compute(String),
+    /// A remote server could not be reached or does not serve the model.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 impl From<candle_core::Error> for InferenceError {

@@ -322,6 +322,30 @@ impl Meter {
         Ok(self.reading(&w.name, w.start_ns, end_ns))
     }
 
+    /// A window over a past interval, cut from the timeline: for edges known only afterwards
+    /// (a steady state found from request times). Kept with the closed windows.
+    pub fn reading_between(&mut self, name: &str, start_ns: u64, end_ns: u64) -> Result<WindowReading, MeterError> {
+        if name.trim().is_empty() {
+            return Err(MeterError::EmptyName);
+        }
+        if start_ns >= end_ns {
+            return Err(MeterError::Failed(format!("window {name}: start {start_ns} ns is not before end {end_ns} ns")));
+        }
+        self.sample();
+        let now = self.timeline.last().map(|s| s.t_ns).unwrap_or_else(|| (self.clock)());
+        if end_ns > now {
+            return Err(MeterError::Failed(format!("window {name}: its end ({end_ns} ns) is in the future (now {now} ns)")));
+        }
+        let first = self.timeline.first().map(|s| s.t_ns).unwrap_or(now);
+        if start_ns < first {
+            return Err(MeterError::Failed(format!("window {name}: its start ({start_ns} ns) is before the meter's first reading ({first} ns)")));
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.closed.push(ClosedWindow { id, name: name.to_string(), start_ns, end_ns });
+        Ok(self.reading(name, start_ns, end_ns))
+    }
+
     /// Names of windows still open (a run that stops early reports them).
     pub fn open_windows(&self) -> Vec<(u64, String)> {
         self.open.iter().map(|(id, w)| (*id, w.name.clone())).collect()

@@ -257,6 +257,9 @@ pub fn run(rt: &PluginRuntime, plugins: &PluginSet, plan: &RunPlan, env: impl Fn
             let mut services = HostServices::new(&backend.meta.name, dir.clone());
             services.meter = Some(shared.clone());
             services.allowed = Some(allowed_names(&cfg));
+            // A remote engine may reach only an endpoint the user set (VLLM_ENDPOINT and the
+            // like): the values of the backend's required settings.
+            services.endpoints = settings.iter().map(|(_, v)| v.clone()).collect();
             let config_json = serde_json::to_string(&cfg.tree).unwrap_or_default();
             backend.run_backend(rt, services, &config_json, settings)
         }

@@ -3,6 +3,9 @@
 //! keep-alive comments, multi-line `data`, a last event without its blank line, then each
 //! event's data read as a completion chunk: text, a usage-only chunk, `[DONE]`, or an error.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::Value;
 
 /// One dispatched event.
@@ -118,12 +121,56 @@ pub struct Usage {
     pub completion_tokens: u64,
 }
 
-fn usage(v: &Value) -> Option<Usage> {
-    let u = v.get("usage").filter(|u| u.is_object())?;
-    Some(Usage {
-        prompt_tokens: u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
-        completion_tokens: u.get("completion_tokens").and_then(Value::as_u64)?,
-    })
+// Typed and borrowing: the client parses one of these per token at thousands of requests per
+// second, so no `Value` trees on the hot path. Unknown fields are ignored, as servers add them.
+#[derive(Deserialize)]
+struct RawChunk<'a> {
+    #[serde(borrow, default)]
+    choices: Option<Vec<RawChoice<'a>>>,
+    #[serde(default)]
+    usage: Option<RawUsage>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(borrow, default)]
+    object: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    message: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RawChoice<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    delta: Option<RawDelta<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+/// Chat deltas: reasoning models (gpt-oss on vLLM) stream `reasoning_content` (or
+/// `reasoning`) before `content`; those are generated tokens too.
+#[derive(Deserialize)]
+struct RawDelta<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RawUsage {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+}
+
+impl RawUsage {
+    fn usage(&self) -> Option<Usage> {
+        Some(Usage { prompt_tokens: self.prompt_tokens.unwrap_or(0), completion_tokens: self.completion_tokens? })
+    }
 }
 
 /// Reads one event's data as an OpenAI completion or chat-completion chunk.
@@ -132,31 +179,31 @@ pub fn interpret(data: &str) -> Chunk {
     if data == "[DONE]" {
         return Chunk::Done;
     }
-    let v: Value = match serde_json::from_str(data) {
-        Ok(v) => v,
-        Err(e) => return Chunk::Malformed(format!("not JSON ({e}): {}", data.chars().take(120).collect::<String>())),
+    let c: RawChunk = match serde_json::from_str(data) {
+        Ok(c) => c,
+        Err(e) => return Chunk::Malformed(format!("not a JSON chunk ({e}): {}", data.chars().take(120).collect::<String>())),
     };
-    if let Some(err) = v.get("error") {
+    if let Some(err) = c.error.filter(|e| !e.is_null()) {
         let msg = err.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| err.to_string());
         return Chunk::Error(msg);
     }
-    if v.get("object").and_then(Value::as_str) == Some("error") {
-        return Chunk::Error(v.get("message").and_then(Value::as_str).unwrap_or("error").to_string());
+    if c.object.as_deref() == Some("error") {
+        return Chunk::Error(c.message.map(Cow::into_owned).unwrap_or_else(|| "error".into()));
     }
-    match v.get("choices").and_then(Value::as_array) {
-        Some(choices) if choices.is_empty() => match usage(&v) {
+    let usage = c.usage.as_ref().and_then(RawUsage::usage);
+    match c.choices {
+        Some(choices) if choices.is_empty() => match usage {
             Some(u) => Chunk::UsageOnly(u),
             None => Chunk::Malformed("a chunk with no choices and no usage".into()),
         },
-        Some(choices) => {
-            let c = &choices[0];
-            let text = c
-                .get("text")
-                .and_then(Value::as_str)
-                .or_else(|| c.get("delta").and_then(|d| d.get("content")).and_then(Value::as_str))
-                .unwrap_or("")
-                .to_string();
-            Chunk::Text { text, finish_reason: c.get("finish_reason").and_then(Value::as_str).map(str::to_string), usage: usage(&v) }
+        Some(mut choices) => {
+            let first = choices.swap_remove(0);
+            let text = first
+                .text
+                .or_else(|| first.delta.and_then(|d| d.content.filter(|c| !c.is_empty()).or(d.reasoning_content).or(d.reasoning)))
+                .map(Cow::into_owned)
+                .unwrap_or_default();
+            Chunk::Text { text, finish_reason: first.finish_reason.map(Cow::into_owned), usage }
         }
         None => Chunk::Malformed("a chunk without `choices`".into()),
     }
@@ -225,5 +272,15 @@ mod tests {
         assert!(matches!(interpret("{\"choices\": [{\"text\": \"cut"), Chunk::Malformed(_)));
         assert!(matches!(interpret(r#"{"foo": 1}"#), Chunk::Malformed(_)));
         assert_eq!(interpret(" [DONE] "), Chunk::Done);
+        // Reasoning deltas are generated text; an `error: null` is no error.
+        assert_eq!(
+            interpret(r#"{"choices":[{"delta":{"content":null,"reasoning_content":"think"}}],"error":null}"#),
+            Chunk::Text { text: "think".into(), finish_reason: None, usage: None }
+        );
+        // Escapes are decoded.
+        assert_eq!(
+            interpret(r#"{"choices":[{"text":"a\"b\u00e9"}]}"#),
+            Chunk::Text { text: "a\"bé".into(), finish_reason: None, usage: None }
+        );
     }
 }

@@ -119,4 +119,22 @@ impl Host for PluginState {
         self.host_returned();
         out
     }
+
+    fn reading_between(&mut self, name: String, start_ns: u64, end_ns: u64) -> Result<WindowReading, MeterError> {
+        let s = self.services();
+        let out = match &s.meter {
+            Some(m) => match m.lock() {
+                Ok(mut m) => m.reading_between(&name, start_ns, end_ns).map_err(failed),
+                Err(_) => Err(MeterError::Failed("the meter's lock is poisoned".into())),
+            },
+            None => Err(unavailable()),
+        };
+        let out = out.map(|r| {
+            let w = reading(&r);
+            s.windows.push(r);
+            w
+        });
+        self.host_returned();
+        out
+    }
 }

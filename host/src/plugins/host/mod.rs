@@ -1,8 +1,6 @@
 //! The host side of the backend world's imports, one file per WIT interface. Each method ends
 //! with `host_returned()`, which restarts the guest's compute budget.
 //!
-//! The meter, the local engine (candle) and datasets are real. The OpenAI-compatible remote
-//! engine is not built into this version: opening one answers `unavailable`, saying so.
 
 mod clock;
 mod datasets;
@@ -43,11 +41,20 @@ pub struct HostServices {
     /// any (only for direct library use, never for `run`).
     pub allowed: Option<Vec<String>>,
     /// Engines the plugin opened, by id.
-    pub engines: std::collections::BTreeMap<u64, crate::inference::local::CandleEngine>,
+    pub engines: std::collections::BTreeMap<u64, Engine>,
+    /// Endpoints a remote engine may connect to: values the user set for the backend's
+    /// required settings. A plugin cannot reach any other address.
+    pub endpoints: Vec<String>,
     pub next_engine: u64,
     /// The environment the host's capabilities read (HF_HOME, HF_HUB_OFFLINE, ...); plugins
     /// never see it.
     pub env: Env,
+}
+
+/// An engine a plugin opened.
+pub enum Engine {
+    Local(crate::inference::local::CandleEngine),
+    Remote(crate::inference::remote::RemoteEngine),
 }
 
 /// How the host's capabilities read the environment.
@@ -82,6 +89,7 @@ impl HostServices {
             windows: Vec::new(),
             allowed: None,
             engines: Default::default(),
+            endpoints: Vec::new(),
             next_engine: 1,
             env: std::sync::Arc::new(|k: &str| std::env::var(k).ok()),
         }
@@ -91,6 +99,13 @@ impl HostServices {
 impl HostServices {
     /// The host clock plugins see: the meter's when there is one, so that request times and
     /// window edges share one time base.
+    /// The instant the host clock counts from, for code that times with `Instant`.
+    pub fn clock_instant(&self) -> Instant {
+        let ns = self.now_ns();
+        let now = Instant::now();
+        now.checked_sub(std::time::Duration::from_nanos(ns)).unwrap_or(now)
+    }
+
     pub fn now_ns(&self) -> u64 {
         match self.meter.as_ref().and_then(|m| m.lock().ok().map(|m| m.now_ns())) {
             Some(t) => t,
@@ -117,12 +132,4 @@ impl PluginState {
     fn services(&mut self) -> &mut HostServices {
         self.services.as_mut().expect("backend stores are created with host services")
     }
-}
-
-/// Text of every `unavailable` answer, naming the capability.
-fn not_in_this_build(capability: &str) -> String {
-    format!(
-        "{capability} is not available in this build of energy-star {}",
-        env!("CARGO_PKG_VERSION")
-    )
 }

@@ -2,6 +2,8 @@
 //! WIT types into these): what the config asks for, energy arithmetic in kWh with the source
 //! of every figure, and the pieces of the reports.
 
+pub mod serving;
+
 use serde_json::{Map, Value, json};
 
 /// Conversions from a backend's generated WIT types (`meter`, `inference`) to this crate's
@@ -205,11 +207,11 @@ pub fn get<'a>(cfg: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(cfg, |v, k| v.get(k))
 }
 
-fn str_at(cfg: &Value, path: &str) -> Option<String> {
+pub fn str_at(cfg: &Value, path: &str) -> Option<String> {
     get(cfg, path).and_then(Value::as_str).map(str::to_string)
 }
 
-fn int_at(cfg: &Value, path: &str) -> Result<Option<i64>, String> {
+pub fn int_at(cfg: &Value, path: &str) -> Result<Option<i64>, String> {
     match get(cfg, path) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| format!("{path} = {n} must be an integer")),
@@ -217,7 +219,7 @@ fn int_at(cfg: &Value, path: &str) -> Result<Option<i64>, String> {
     }
 }
 
-fn bool_at(cfg: &Value, path: &str) -> Option<bool> {
+pub fn bool_at(cfg: &Value, path: &str) -> Option<bool> {
     get(cfg, path).and_then(Value::as_bool)
 }
 
