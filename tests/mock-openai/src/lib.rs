@@ -162,7 +162,7 @@ impl MockServer {
     }
 
     pub fn start_on(bind: &str, config: MockConfig) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(config.threads.max(1)).enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(config.threads.max(1)).thread_name("mock-openai-w").enable_all().build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind(bind))?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared { config, counters: Counters::default(), timing: Mutex::new(Vec::new()), last_body: Mutex::new(None) });
@@ -332,6 +332,7 @@ async fn completion(req: Request<Incoming>, shared: Arc<Shared>, chat: bool, req
         tx,
         chat,
         model: model.to_string(),
+        model_json: serde_json::to_string(model).unwrap_or_else(|_| "\"\"".into()),
         tokens,
         finish,
         prompt_tokens,
@@ -351,6 +352,8 @@ struct Stream {
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     chat: bool,
     model: String,
+    /// The model name as a JSON string.
+    model_json: String,
     tokens: u32,
     finish: &'static str,
     prompt_tokens: u32,
@@ -361,17 +364,26 @@ struct Stream {
 }
 
 impl Stream {
+    /// One chunk, formatted directly: building `Value` trees per token would make the mock,
+    /// not the client under test, the bottleneck of the throughput benchmark.
     fn chunk(&self, text: &str, finish: Option<&str>, sent: u32) -> String {
-        let choice = if self.chat {
-            json!({"index": 0, "delta": {"content": text}, "logprobs": null, "finish_reason": finish})
-        } else {
-            json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
+        let finish = match finish {
+            Some(f) => format!("\"{f}\""),
+            None => "null".into(),
         };
-        let mut c = json!({"id": "cmpl-mock", "object": if self.chat {"chat.completion.chunk"} else {"text_completion"}, "created": 0, "model": self.model, "choices": [choice]});
-        if self.continuous {
-            c["usage"] = json!({"prompt_tokens": self.prompt_tokens, "completion_tokens": sent, "total_tokens": self.prompt_tokens + sent});
-        }
-        format!("data: {c}\n\n")
+        let text = serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into());
+        let choice = if self.chat {
+            format!(r#"{{"index":0,"delta":{{"content":{text}}},"logprobs":null,"finish_reason":{finish}}}"#)
+        } else {
+            format!(r#"{{"index":0,"text":{text},"logprobs":null,"finish_reason":{finish}}}"#)
+        };
+        let object = if self.chat { "chat.completion.chunk" } else { "text_completion" };
+        let usage = if self.continuous {
+            format!(r#","usage":{{"prompt_tokens":{},"completion_tokens":{sent},"total_tokens":{}}}"#, self.prompt_tokens, self.prompt_tokens + sent)
+        } else {
+            String::new()
+        };
+        format!("data: {{\"id\":\"cmpl-mock\",\"object\":\"{object}\",\"created\":0,\"model\":{},\"choices\":[{choice}]{usage}}}\n\n", self.model_json)
     }
 
     /// Sends one event (split into pieces when configured); false when the client went away.
@@ -490,6 +502,33 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_are_valid_openai_json() {
+        let (tx, _rx) = mpsc::channel(1);
+        let shared = Arc::new(Shared { config: MockConfig::default(), counters: Counters::default(), timing: Mutex::new(Vec::new()), last_body: Mutex::new(None) });
+        for chat in [false, true] {
+            let s = Stream {
+                shared: shared.clone(),
+                tx: tx.clone(),
+                chat,
+                model: "m/x".into(),
+                model_json: "\"m/x\"".into(),
+                tokens: 2,
+                finish: "length",
+                prompt_tokens: 3,
+                include_usage: true,
+                continuous: true,
+                directives: Directives::default(),
+                request_id: String::new(),
+            };
+            let event = s.chunk(" a\"b", Some("length"), 2);
+            let v: Value = serde_json::from_str(event.strip_prefix("data: ").and_then(|e| e.strip_suffix("\n\n")).expect("framed")).expect("json");
+            let text = if chat { &v["choices"][0]["delta"]["content"] } else { &v["choices"][0]["text"] };
+            assert_eq!(text, " a\"b");
+            assert_eq!((v["choices"][0]["finish_reason"].as_str(), v["usage"]["completion_tokens"].as_u64(), v["model"].as_str()), (Some("length"), Some(2), Some("m/x")));
+        }
+    }
 
     #[test]
     fn directives_are_read_from_the_prompt() {

@@ -108,10 +108,7 @@ impl RemoteEngine {
         if spec.request_timeout.is_zero() {
             return Err(InferenceError::Invalid("the request timeout must be above zero".into()));
         }
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 8);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("energy-star-client")
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| InferenceError::Compute(format!("cannot start the HTTP client's runtime: {e}")))?;

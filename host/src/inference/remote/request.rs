@@ -252,6 +252,8 @@ async fn send(engine: &Sender, url: &str, index: u32, body: Bytes, origin: Insta
                 break 'read;
             }
         };
+        // Stamped as the bytes arrive, before any parsing.
+        let now = since(origin);
         let (events, finished) = match next {
             Err(_) => {
                 ended = Some((FailureKind::Timeout, timeout_msg()));
@@ -265,7 +267,6 @@ async fn send(engine: &Sender, url: &str, index: u32, body: Bytes, origin: Insta
             Ok(Some(Ok(bytes))) => (parser.feed(&bytes), false),
         };
         // All events of one read arrived together: one timestamp for them.
-        let now = since(origin);
         for ev in events {
             match sse::interpret(&ev.data) {
                 Chunk::Done => {
@@ -288,8 +289,8 @@ async fn send(engine: &Sender, url: &str, index: u32, body: Bytes, origin: Insta
                     }
                     last_token_ns = Some(now);
                     rec.text.push_str(&text);
-                    if finish_reason.is_some() {
-                        rec.finish_reason = finish_reason;
+                    if let Some(f) = finish_reason {
+                        rec.finish_reason = Some(f.into_owned());
                     }
                 }
                 Chunk::UsageOnly(u) => usage = Some(u),

@@ -98,14 +98,14 @@ impl Parser {
     }
 }
 
-/// What one event's data says.
+/// What one event's data says; text borrows from the event's data when it can.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Chunk {
+pub enum Chunk<'a> {
     /// `[DONE]`: the stream is over.
     Done,
     /// Generated text (completions `text` or chat `delta.content`; may be empty, e.g. a role
     /// chunk), with the finish reason when the choice ended, and usage when attached.
-    Text { text: String, finish_reason: Option<String>, usage: Option<Usage> },
+    Text { text: Cow<'a, str>, finish_reason: Option<Cow<'a, str>>, usage: Option<Usage> },
     /// A chunk with usage and no choices (`stream_options.include_usage`).
     UsageOnly(Usage),
     /// The server reported an error inside the stream.
@@ -174,7 +174,7 @@ impl RawUsage {
 }
 
 /// Reads one event's data as an OpenAI completion or chat-completion chunk.
-pub fn interpret(data: &str) -> Chunk {
+pub fn interpret(data: &str) -> Chunk<'_> {
     let data = data.trim();
     if data == "[DONE]" {
         return Chunk::Done;
@@ -198,12 +198,8 @@ pub fn interpret(data: &str) -> Chunk {
         },
         Some(mut choices) => {
             let first = choices.swap_remove(0);
-            let text = first
-                .text
-                .or_else(|| first.delta.and_then(|d| d.content.filter(|c| !c.is_empty()).or(d.reasoning_content).or(d.reasoning)))
-                .map(Cow::into_owned)
-                .unwrap_or_default();
-            Chunk::Text { text, finish_reason: first.finish_reason.map(Cow::into_owned), usage }
+            let text = first.text.or_else(|| first.delta.and_then(|d| d.content.filter(|c| !c.is_empty()).or(d.reasoning_content).or(d.reasoning))).unwrap_or_default();
+            Chunk::Text { text, finish_reason: first.finish_reason, usage }
         }
         None => Chunk::Malformed("a chunk without `choices`".into()),
     }
@@ -261,7 +257,7 @@ mod tests {
         );
         assert_eq!(
             interpret(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#),
-            Chunk::Text { text: String::new(), finish_reason: None, usage: None }
+            Chunk::Text { text: "".into(), finish_reason: None, usage: None }
         );
         assert_eq!(
             interpret(r#"{"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":64,"total_tokens":76}}"#),

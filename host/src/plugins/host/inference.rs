@@ -79,7 +79,7 @@ impl Host for PluginState {
                     Some(p) => s.check_allowed("processor", p),
                     None => Ok(()),
                 });
-                allowed.map_err(InferenceError::Invalid).and_then(|()| CandleEngine::open(&spec, &|k: &str| env(k)).map_err(to_wit)).map(Engine::Local)
+                allowed.map_err(InferenceError::Invalid).and_then(|()| CandleEngine::open(&spec, &|k: &str| env(k)).map_err(to_wit)).map(|e| Engine::Local(Box::new(e)))
             }
             EngineSpec::Remote(r) => {
                 // The endpoint must be one the user set (a required setting's value) and the
@@ -104,7 +104,7 @@ impl Host for PluginState {
                             api_key: env("VLLM_API_KEY").or_else(|| env("OPENAI_API_KEY")).filter(|k| !k.is_empty()),
                         };
                         let env2 = env.clone();
-                        RemoteEngine::open(&spec, &move |m: &str| local_tokenizer(m, &env2)).map_err(to_wit).map(Engine::Remote)
+                        RemoteEngine::open(&spec, &move |m: &str| local_tokenizer(m, &env2)).map_err(to_wit).map(|e| Engine::Remote(Box::new(e)))
                     }
                 }
             }

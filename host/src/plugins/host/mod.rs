@@ -53,8 +53,8 @@ pub struct HostServices {
 
 /// An engine a plugin opened.
 pub enum Engine {
-    Local(crate::inference::local::CandleEngine),
-    Remote(crate::inference::remote::RemoteEngine),
+    Local(Box<crate::inference::local::CandleEngine>),
+    Remote(Box<crate::inference::remote::RemoteEngine>),
 }
 
 /// How the host's capabilities read the environment.

@@ -387,7 +387,7 @@ mod tests {
     fn a_chunk_of_k_tokens_counts_k_tokens_in_windows() {
         // Final usage says 6 tokens but only 3 chunks arrived: each chunk stands for 2.
         let r = Req { output_tokens: 6, ..req(0, 0, 100, &[100, 100], 6) };
-        assert_eq!(tokens_between(&[r.clone()], 0, 150_000_000), 2.0);
+        assert_eq!(tokens_between(std::slice::from_ref(&r), 0, 150_000_000), 2.0);
         assert_eq!(tokens_between(&[r], 0, u64::MAX), 6.0);
     }
 
