@@ -144,6 +144,13 @@ fn an_unreachable_server_or_an_unserved_model_stops_before_metering() {
     // Bad load settings are refused by name.
     let run = vllm(cwd.path(), &server.url(), &["backend.model=served/one", "serving.profile=burst"]);
     run.fails_with(1, &["serving.profile = \"burst\" must be sequential, concurrency or rate"]);
+    // No model given: the first one the server lists.
+    let results = cwd.path().join("auto");
+    let dir_arg = format!("hydra.run.dir={}", results.display());
+    vllm(cwd.path(), &server.url(), &["backend.model=null", "scenario.num_samples=2", &dir_arg]).success();
+    let report = read_json(&results.join("benchmark_report.json"));
+    assert_eq!(report["config"]["model"], "served/one");
+    assert!(report["energy_star"]["notes"].as_array().expect("notes").iter().any(|n| n.as_str().is_some_and(|n| n.contains("taken from"))));
 }
 
 #[test]

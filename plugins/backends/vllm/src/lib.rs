@@ -77,6 +77,13 @@ impl Guest for Vllm {
         if let Some(s) = local_view.get_mut("scenario").and_then(Value::as_object_mut) {
             s.remove("reasoning");
         }
+        // No model given: the server's first listed model (`backend.model=null`).
+        let model_given = es_backend_common::str_at(&cfg, "backend.model").filter(|m| !m.is_empty());
+        if model_given.is_none()
+            && let Some(b) = local_view.get_mut("backend").and_then(Value::as_object_mut)
+        {
+            b.insert("model".into(), Value::String("(from /v1/models)".into()));
+        }
         let s = Settings::read(&local_view, 10)?;
         let sc = ServingConfig::read(&cfg)?;
         let api = if reasoning || sc.api == "chat" { inference::RemoteApi::ChatCompletions } else { inference::RemoteApi::Completions };
@@ -111,7 +118,7 @@ impl Guest for Vllm {
         log::log(log::Level::Info, &format!("vLLM endpoint {endpoint}, model {}", s.model));
         let engine = inference::open_engine(&inference::EngineSpec::Remote(inference::RemoteEngineSpec {
             endpoint: endpoint.clone(),
-            model: Some(s.model.clone()),
+            model: model_given.clone(),
             api,
             request_timeout_ms: (sc.request_timeout_s * 1000.0) as u64,
         }))
