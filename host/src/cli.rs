@@ -19,7 +19,7 @@ pub struct Cli {
 }
 
 /// Subcommand names; anything else as the first argument means `run`.
-pub const SUBCOMMANDS: &[&str] = &["run", "summarize", "plugins", "measure", "generate", "help"];
+pub const SUBCOMMANDS: &[&str] = &["run", "summarize", "plugins", "measure", "generate", "report", "rate", "batch", "help"];
 
 /// Global options that take a value, and global flags: they may come before the subcommand.
 pub const GLOBAL_OPTIONS_WITH_VALUE: &[&str] = &["--plugin-dir", "--plugin-memory-mib", "--plugin-time-limit-s"];
@@ -57,6 +57,87 @@ pub enum Command {
     Measure(MeasureArgs),
     /// Generate with a model, to check it before a long run.
     Generate(GenerateArgs),
+    /// Write report.html (and figures/*.svg) about a results folder.
+    Report(ReportArgs),
+    /// AI Energy Score's 1-5 stars from a results table (CSV).
+    Rate(RateArgs),
+    /// Run a model list into one master_results.csv, or emit it as Kubernetes Jobs or a Slurm array.
+    Batch(BatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Results folder (default: RESULTS_DIR, else ./results).
+    pub target: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RateArgs {
+    /// CSV with a model column, an energy column, and optional task and class columns (e.g. a
+    /// batch's master_results.csv).
+    pub table: PathBuf,
+    /// The energy column (default: wh_per_1000_queries, else gpu_wh_per_1000_queries, else gpu_energy_wh, else total).
+    #[arg(long, value_name = "COLUMN")]
+    pub metric: Option<String>,
+    /// Write the rated table here instead of stdout.
+    #[arg(long, value_name = "CSV")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    K8s,
+    Slurm,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Model list: AI Energy Score's CSV (`Models to Add`, `Class`, `Reasoning State`, ...) or one with a `model` column.
+    pub models: PathBuf,
+    #[arg(long, default_value = "batch_results", value_name = "DIR")]
+    pub output_dir: PathBuf,
+    #[arg(long, default_value = "text_generation", value_name = "NAME")]
+    pub config_name: String,
+    #[arg(long, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+    /// BENCHMARK_BACKEND for every run (default: the environment's, else optimum).
+    #[arg(long, env = "BENCHMARK_BACKEND", value_name = "NAME")]
+    pub backend: Option<String>,
+    /// scenario.num_samples for every run.
+    #[arg(long, value_name = "N")]
+    pub num_prompts: Option<u32>,
+    /// Only models whose id contains this.
+    #[arg(long, value_name = "TEXT")]
+    pub model_name: Option<String>,
+    /// Only this class (A, B or C).
+    #[arg(long, value_name = "CLASS")]
+    pub class: Option<String>,
+    /// Build master_results.csv from the run folders already in --output-dir, running nothing.
+    #[arg(long)]
+    pub collect: bool,
+    /// Write cluster jobs instead of running: Kubernetes Job manifests or a Slurm array script.
+    #[arg(long, value_enum)]
+    pub emit: Option<Emit>,
+    /// Container image for --emit.
+    #[arg(long, default_value = "energy_star:latest")]
+    pub image: String,
+    /// GPUs per job for --emit.
+    #[arg(long, default_value_t = 1)]
+    pub gpus: u32,
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// PersistentVolumeClaim mounted at /results (k8s).
+    #[arg(long, default_value = "energy-star-results")]
+    pub results_claim: String,
+    /// PersistentVolumeClaim holding the Hugging Face cache (k8s).
+    #[arg(long)]
+    pub hf_cache_claim: Option<String>,
+    /// Results root as the Slurm nodes see it (default: --output-dir).
+    #[arg(long, value_name = "DIR")]
+    pub results_root: Option<PathBuf>,
+    /// Overrides added to every run, after `--`.
+    #[arg(last = true, value_name = "OVERRIDE")]
+    pub overrides: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -9,8 +9,11 @@
 //! - [`results`]: the results folder, atomic writes.
 //! - [`meter`]: energy metering (NVML, RAPL, estimates), windows, the timeline.
 //! - [`measure`]: `energy-star measure`, the energy of any command.
-//! - [`inference`]: the local engine (candle): model folders, the decoder, generation.
+//! - [`inference`]: the local engine (candle) and the OpenAI-compatible remote engine.
 //! - [`datasets`]: prompts from local files and the hub cache.
+//! - [`report`]: `energy-star report`, an HTML page with SVG figures about a results folder.
+//! - [`rate`]: `energy-star rate`, AI Energy Score's stars from a results table.
+//! - [`batch`]: `energy-star batch`, model lists run locally or emitted for Kubernetes and Slurm.
 //! - [`cli`]: the command-line types.
 //!
 //! ```no_run
@@ -24,6 +27,7 @@
 //! }
 //! ```
 
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod datasets;
@@ -31,6 +35,8 @@ pub mod inference;
 pub mod measure;
 pub mod meter;
 pub mod plugins;
+pub mod rate;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod summary;

@@ -95,6 +95,34 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Generate(args) = &cli.command {
         return generate(args);
     }
+    if let Command::Report(args) = &cli.command {
+        let target = args.target.clone().or_else(|| env_path("RESULTS_DIR")).unwrap_or_else(|| PathBuf::from("results"));
+        let done = energy_star::report::write_report(&target)?;
+        println!("report: {}", done.html.display());
+        for f in &done.figures {
+            println!("figure: {}", f.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Rate(args) = &cli.command {
+        let text = std::fs::read_to_string(&args.table).map_err(|e| anyhow::anyhow!("{}: {e}", args.table.display()))?;
+        let (rows, metric) = energy_star::rate::rate_csv(&text, args.metric.as_deref()).map_err(|e| anyhow::anyhow!("{}: {e}", args.table.display()))?;
+        let out = energy_star::rate::to_csv(&rows, &metric);
+        for r in rows.iter().filter(|r| r.energy.is_none()) {
+            eprintln!("warning: {} has no {metric}: no stars", r.model);
+        }
+        match &args.output {
+            Some(p) => {
+                energy_star::results::write_atomic(p, out.as_bytes())?;
+                println!("rated {} models by {metric}: {}", rows.len(), p.display());
+            }
+            None => print!("{out}"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Batch(args) = &cli.command {
+        return batch(args);
+    }
     let rt = runtime(&cli.plugins)?;
     let set = discover(&rt, &cli.plugins)?;
     match cli.command {
@@ -108,7 +136,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", summary::banner(&done));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Measure(_) | Command::Generate(_) => unreachable!("handled above"),
+        Command::Measure(_) | Command::Generate(_) | Command::Report(_) | Command::Rate(_) | Command::Batch(_) => unreachable!("handled above"),
         Command::Run(args) => {
             // First Ctrl-C: the backend stops at its next host call and the run is written as
             // incomplete; a second one quits at once.
@@ -139,6 +167,76 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn batch(args: &energy_star::cli::BatchArgs) -> anyhow::Result<ExitCode> {
+    use energy_star::batch;
+    use energy_star::cli::Emit;
+    let text = std::fs::read_to_string(&args.models).map_err(|e| anyhow::anyhow!("{}: {e}", args.models.display()))?;
+    let mut rows = batch::parse_models(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.models.display()))?;
+    if let Some(m) = &args.model_name {
+        rows.retain(|r| r.model.contains(m.as_str()));
+    }
+    if let Some(c) = &args.class {
+        rows.retain(|r| r.class.eq_ignore_ascii_case(c));
+    }
+    if rows.is_empty() {
+        anyhow::bail!("no model of {} is left after --model-name/--class", args.models.display());
+    }
+    let opts = batch::BatchOptions {
+        config_name: args.config_name.clone(),
+        config_dir: args.config_dir.clone(),
+        backend: args.backend.clone().filter(|b| !b.is_empty()),
+        num_prompts: args.num_prompts,
+        extra: args.overrides.clone(),
+    };
+    let out = &args.output_dir;
+    if args.collect {
+        let (master, found, missing, failed) = batch::collect_all(&rows, out).map_err(anyhow::Error::msg)?;
+        println!("{}: {found} runs collected ({failed} failed or incomplete), {missing} missing", master.display());
+        return Ok(if missing == 0 && failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    if let Some(kind) = args.emit {
+        if args.gpus == 0 {
+            anyhow::bail!("--gpus must be at least 1");
+        }
+        let cluster = batch::ClusterOptions {
+            image: args.image.clone(),
+            gpus: args.gpus,
+            namespace: args.namespace.clone(),
+            results_claim: args.results_claim.clone(),
+            hf_cache_claim: args.hf_cache_claim.clone(),
+            vllm_endpoint: std::env::var("VLLM_ENDPOINT").ok().filter(|e| !e.is_empty()),
+        };
+        match kind {
+            Emit::K8s => {
+                let dir = out.join("k8s");
+                energy_star::results::ensure_dir(&dir)?;
+                for (name, yaml) in batch::kubernetes_jobs(&rows, &opts, &cluster) {
+                    energy_star::results::write_atomic(&dir.join(&name), yaml.as_bytes())?;
+                }
+                println!("{} Kubernetes Jobs in {}: kubectl apply -f {}", rows.len(), dir.display(), dir.display());
+            }
+            Emit::Slurm => {
+                let dir = out.join("slurm");
+                energy_star::results::ensure_dir(&dir)?;
+                let root = args.results_root.clone().unwrap_or_else(|| out.clone());
+                let (script, lines) = batch::slurm_array(&rows, &opts, &cluster, &root.display().to_string());
+                energy_star::results::write_atomic(&dir.join("energy_star_array.sbatch"), script.as_bytes())?;
+                energy_star::results::write_atomic(&dir.join("energy_star_array.args"), lines.as_bytes())?;
+                println!("Slurm array of {} tasks in {}: cd {} && sbatch energy_star_array.sbatch", rows.len(), dir.display(), dir.display());
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Ctrl-C reaches the running child too (same process group); the batch stops after it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let _ = ctrlc::set_handler(move || s2.store(true, std::sync::atomic::Ordering::SeqCst));
+    let exe = std::env::current_exe()?;
+    let done = batch::run_local(&exe, &rows, &opts, out, &|| stop.load(std::sync::atomic::Ordering::SeqCst)).map_err(anyhow::Error::msg)?;
+    println!("{}: {} run, {} skipped (done before), {} failed{}", done.master.display(), done.ran, done.skipped, done.failed, if done.interrupted { ", interrupted" } else { "" });
+    Ok(if done.failed == 0 && !done.interrupted { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {

@@ -7,6 +7,7 @@ mod generate; // `energy-star generate`: the fixture token for token, sampling, 
 mod measure; // `energy-star measure`: replayed GPU, exit codes, idle, Ctrl-C
 mod plugins; // discovery, drop-ins, replacement, versions, bad files, compile cache
 mod run; // backend selection, required settings, the run's results folder
+mod reports; // report (HTML + SVG, headless Chromium), rate (stars), batch (resume, k8s, Slurm)
 mod serving; // the vllm backend against the mock OpenAI server: metrics, faults, Ctrl-C
 mod sandbox; // traps, endless loops, memory, malformed data, no ambient access
 mod summarize; // every shared sample, units, wrappers, bad reports

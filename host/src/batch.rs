@@ -1,0 +1,504 @@
+//! `energy-star batch`: a list of models run one after another into one
+//! `master_results.csv` (AI Energy Score's batch runner and results aggregator, with their
+//! columns), resuming where a previous batch stopped; or, for many machines, the same list as
+//! Kubernetes Jobs or a Slurm array whose results `--collect` brings back together.
+//!
+//! energy-star does not schedule jobs across machines: the cluster's scheduler does. Every
+//! path (local, Kubernetes, Slurm) runs the same argument list per model
+//! ([`model_overrides`]), so their results are the same kind of folder.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::results::write_atomic;
+
+/// One model to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRow {
+    pub model: String,
+    pub class: String,
+    pub task: String,
+    pub reasoning: bool,
+    /// `reasoning_params` from the list's chat-template column.
+    pub reasoning_params: Vec<(String, String)>,
+}
+
+impl ModelRow {
+    /// `on`/`off`, as the results table's `reasoning_state`.
+    pub fn state(&self) -> &'static str {
+        if self.reasoning { "on" } else { "off" }
+    }
+
+    /// A folder and job name: lowercase letters, digits and dashes.
+    pub fn slug(&self) -> String {
+        let mut s: String = self.model.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        while s.contains("--") {
+            s = s.replace("--", "-");
+        }
+        let s = s.trim_matches('-').to_string();
+        format!("{}-{}", s, self.state())
+    }
+}
+
+/// Reads a model list: AI Energy Score's (`Models to Add`, `Class`, `Task`, `Reasoning
+/// State`, `Chat Template`) or a plain one (`model`, optional `class`, `task`, `reasoning`).
+pub fn parse_models(text: &str) -> Result<Vec<ModelRow>, String> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
+    let headers = rdr.headers().map_err(|e| format!("the model list's header does not read: {e}"))?.clone();
+    let find = |names: &[&str]| headers.iter().position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)));
+    let model_i = find(&["Models to Add", "model", "model_name"]).ok_or_else(|| format!("no model column (`model` or `Models to Add`); the columns are: {}", headers.iter().collect::<Vec<_>>().join(", ")))?;
+    let class_i = find(&["class", "model_class"]);
+    let task_i = find(&["task"]);
+    let state_i = find(&["Reasoning State", "reasoning", "reasoning_state"]);
+    let template_i = find(&["Chat Template"]);
+    let mut rows = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (n, rec) in rdr.records().enumerate() {
+        let line = n + 2;
+        let rec = rec.map_err(|e| format!("model list row {line}: {e}"))?;
+        let cell = |i: Option<usize>| i.and_then(|i| rec.get(i)).map(str::trim).unwrap_or("").to_string();
+        let raw = cell(Some(model_i));
+        if raw.is_empty() {
+            continue;
+        }
+        let model = raw.trim_start_matches("https://huggingface.co/").trim_start_matches("http://huggingface.co/").trim_end_matches('/').to_string();
+        if model.contains(char::is_whitespace) || model.contains(',') {
+            return Err(format!("model list row {line}: {raw:?} is not a model id"));
+        }
+        let state = cell(state_i).to_ascii_lowercase();
+        let reasoning = state.starts_with("on") || state == "true" || state == "yes";
+        let template = cell(template_i);
+        let mut params = Vec::new();
+        let mut in_params = false;
+        for l in template.lines() {
+            let t = l.trim();
+            if t.starts_with("reasoning_params:") {
+                in_params = true;
+            } else if in_params && let Some((k, v)) = t.split_once(':') {
+                params.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let task = cell(task_i);
+        let row = ModelRow { model, class: cell(class_i), task: if task.is_empty() { "text_gen".into() } else { task }, reasoning, reasoning_params: params };
+        if !seen.insert(row.slug()) {
+            return Err(format!("model list row {line}: {} ({}) is listed twice", row.model, row.state()));
+        }
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        return Err("the model list names no models".into());
+    }
+    Ok(rows)
+}
+
+/// What every run of a batch shares.
+#[derive(Debug, Clone, Default)]
+pub struct BatchOptions {
+    pub config_name: String,
+    pub config_dir: Option<PathBuf>,
+    pub backend: Option<String>,
+    pub num_prompts: Option<u32>,
+    /// Overrides added to every run (after the batch's own).
+    pub extra: Vec<String>,
+}
+
+/// The overrides for one model, as AI Energy Score's batch runner passes them: reasoning on
+/// asks for up to 8192 new tokens, off for exactly 10.
+pub fn model_overrides(row: &ModelRow, opts: &BatchOptions) -> Vec<String> {
+    let mut o = vec![format!("backend.model={}", row.model)];
+    if let Some(n) = opts.num_prompts {
+        o.push(format!("scenario.num_samples={n}"));
+    }
+    if row.reasoning {
+        o.push("++scenario.reasoning=True".into());
+        for (k, v) in &row.reasoning_params {
+            o.push(format!("++scenario.reasoning_params.{k}={v}"));
+        }
+        o.push("scenario.generate_kwargs.max_new_tokens=8192".into());
+        o.push("scenario.generate_kwargs.min_new_tokens=1".into());
+    } else {
+        o.push("++scenario.reasoning=False".into());
+        o.push("scenario.generate_kwargs.max_new_tokens=10".into());
+        o.push("scenario.generate_kwargs.min_new_tokens=10".into());
+    }
+    o.extend(opts.extra.iter().cloned());
+    o
+}
+
+/// The full argument list of `energy-star` for one model, results in `results_dir`.
+pub fn run_args(row: &ModelRow, opts: &BatchOptions, results_dir: &str) -> Vec<String> {
+    let mut a = vec!["run".to_string()];
+    if let Some(d) = &opts.config_dir {
+        a.push("--config-dir".into());
+        a.push(d.display().to_string());
+    }
+    a.extend(["--config-name".to_string(), opts.config_name.clone(), "--results-dir".into(), results_dir.to_string()]);
+    a.extend(model_overrides(row, opts));
+    a
+}
+
+/// `master_results.csv`'s columns: AI Energy Score's aggregator's, then where the energy
+/// came from and whether the run was complete.
+pub const COLUMNS: &[&str] = &[
+    "model_name", "model_class", "task", "reasoning_state", "total_prompts", "successful_prompts", "failed_prompts", "total_duration_seconds", "avg_total_time",
+    "avg_time_to_first_token", "total_tokens", "total_prompt_tokens", "total_completion_tokens", "throughput_tokens_per_second", "gpu_energy_wh", "wh_per_1000_queries",
+    "co2_emissions_g", "tokens_per_joule", "avg_energy_per_prompt_wh", "timestamp", "error_message", "gpu_energy_source", "complete", "results_dir",
+];
+
+fn read_json(p: &Path) -> Option<Value> {
+    std::fs::read_to_string(p).ok().and_then(|t| serde_json::from_str(&t).ok())
+}
+
+fn cell(v: Option<f64>) -> String {
+    v.filter(|x| x.is_finite()).map(|x| format!("{x}")).unwrap_or_default()
+}
+
+/// One results row from a run's folder (whatever state it is in).
+pub fn collect_row(row: &ModelRow, dir: &Path, error: Option<String>) -> Vec<String> {
+    let report = read_json(&dir.join("benchmark_report.json"));
+    let summary = read_json(&dir.join("GPU_ENERGY_SUMMARY.json"));
+    let status = read_json(&dir.join("run_status.json"));
+    let r = report.clone().unwrap_or(Value::Null);
+    let s = &r["summary"];
+    let f = |v: &Value| v.as_f64();
+    let gpu_wh = summary.as_ref().and_then(|s| s["total"].as_f64());
+    // ai_energy_benchmarks reports count prompts; optimum reports give num_samples in the config.
+    let total_prompts = f(&s["total_prompts"]).or_else(|| read_json(&dir.join("benchmark_config.json")).and_then(|c| c.pointer("/scenario/num_samples").and_then(Value::as_f64)));
+    let successful = f(&s["successful_prompts"]).or(total_prompts.filter(|_| status.as_ref().is_some_and(|st| st["complete"] == true)));
+    let total_tokens = f(&s["total_tokens"]);
+    let source = report.as_ref().and_then(|r| r.pointer("/energy_star/window/gpu_source").or_else(|| r.pointer("/energy_star/energy/whole_run/window/gpu_source")).or_else(|| r.pointer("/prefill/energy_star/gpu_source")).and_then(Value::as_str).map(str::to_string));
+    let complete = status.as_ref().map(|st| st["complete"] == true);
+    let error = error.or_else(|| {
+        status.as_ref().filter(|st| st["complete"] != true).map(|st| {
+            let reasons: Vec<String> = st["incomplete_reasons"].as_array().into_iter().flatten().chain(st["problems"].as_array().into_iter().flatten()).filter_map(|v| v.as_str().map(str::to_string)).collect();
+            if reasons.is_empty() { "run incomplete".to_string() } else { reasons.join("; ") }
+        })
+    });
+    let per_prompt_wh = gpu_wh.zip(successful.filter(|n| *n > 0.0)).map(|(w, n)| w / n);
+    vec![
+        row.model.clone(),
+        row.class.clone(),
+        row.task.clone(),
+        row.state().to_string(),
+        cell(total_prompts),
+        cell(successful),
+        cell(f(&s["failed_prompts"])),
+        cell(f(&s["total_duration_seconds"])),
+        cell(f(&s["avg_latency_seconds"])),
+        cell(f(&s["avg_time_to_first_token"])),
+        cell(total_tokens),
+        cell(f(&s["total_prompt_tokens"])),
+        cell(f(&s["total_completion_tokens"])),
+        cell(f(&s["throughput_tokens_per_second"])),
+        cell(gpu_wh),
+        cell(per_prompt_wh.map(|w| w * 1000.0)),
+        cell(f(&r["energy"]["emissions_g_co2eq"])),
+        cell(total_tokens.zip(gpu_wh.filter(|w| *w > 0.0)).map(|(t, w)| t / (w * 3600.0))),
+        cell(per_prompt_wh),
+        status.as_ref().and_then(|st| st["finished_unix_s"].as_f64()).map(|t| format!("{t:.0}")).unwrap_or_default(),
+        error.unwrap_or_default(),
+        source.unwrap_or_default(),
+        complete.map(|c| c.to_string()).unwrap_or_default(),
+        dir.display().to_string(),
+    ]
+}
+
+/// Reads an existing `master_results.csv` (for resuming).
+pub fn read_master(path: &Path) -> Result<Vec<Vec<String>>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let headers = rdr.headers().map_err(|e| format!("{}: {e}", path.display()))?.clone();
+    if headers.iter().collect::<Vec<_>>() != COLUMNS {
+        return Err(format!("{} has other columns than a batch writes; move it away or pick another --output-dir", path.display()));
+    }
+    rdr.records().map(|r| r.map(|r| r.iter().map(str::to_string).collect()).map_err(|e| format!("{}: {e}", path.display()))).collect()
+}
+
+pub fn write_master(path: &Path, rows: &[Vec<String>]) -> Result<(), String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(COLUMNS).map_err(|e| e.to_string())?;
+    for r in rows {
+        w.write_record(r).map_err(|e| e.to_string())?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.to_string())?;
+    write_atomic(path, &bytes).map_err(|e| e.to_string())
+}
+
+/// Whether a master row is a finished, complete run (resume skips it).
+pub fn is_done(r: &[String]) -> bool {
+    r.get(20).is_some_and(|e| e.is_empty()) && r.get(22).is_some_and(|c| c == "true")
+}
+
+/// Puts `new` in place of the row for the same model and state, or appends it.
+pub fn upsert(rows: &mut Vec<Vec<String>>, new: Vec<String>) {
+    match rows.iter_mut().find(|r| r.first() == new.first() && r.get(3) == new.get(3)) {
+        Some(r) => *r = new,
+        None => rows.push(new),
+    }
+}
+
+/// Options of the cluster manifests.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub image: String,
+    pub gpus: u32,
+    pub namespace: Option<String>,
+    /// PersistentVolumeClaim mounted at /results.
+    pub results_claim: String,
+    /// PersistentVolumeClaim mounted as the Hugging Face cache, when given.
+    pub hf_cache_claim: Option<String>,
+    pub vllm_endpoint: Option<String>,
+}
+
+fn dns_name(s: &str) -> String {
+    let name = format!("energy-star-{s}");
+    let mut n: String = name.chars().take(63).collect();
+    while n.ends_with('-') {
+        n.pop();
+    }
+    n
+}
+
+/// One Kubernetes Job per model (`batch/v1`), as YAML files named `NN-slug.yaml`.
+pub fn kubernetes_jobs(rows: &[ModelRow], opts: &BatchOptions, c: &ClusterOptions) -> Vec<(String, String)> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let slug = row.slug();
+            let mut args = run_args(row, opts, &format!("/results/individual_runs/{slug}"));
+            args.remove(0); // the image's entrypoint implies `run`
+            let mut env = vec![json!({"name": "HF_HOME", "value": "/home/user/.cache/huggingface"}), json!({"name": "RESULTS_DIR", "value": "/results"})];
+            if let Some(b) = &opts.backend {
+                env.push(json!({"name": "BENCHMARK_BACKEND", "value": b}));
+            }
+            if let Some(e) = &c.vllm_endpoint {
+                env.push(json!({"name": "VLLM_ENDPOINT", "value": e}));
+            }
+            let mut mounts = vec![json!({"name": "results", "mountPath": "/results"})];
+            let mut volumes = vec![json!({"name": "results", "persistentVolumeClaim": {"claimName": c.results_claim}})];
+            if let Some(h) = &c.hf_cache_claim {
+                mounts.push(json!({"name": "hf-cache", "mountPath": "/home/user/.cache/huggingface"}));
+                volumes.push(json!({"name": "hf-cache", "persistentVolumeClaim": {"claimName": h}}));
+            }
+            let gpus = c.gpus.to_string();
+            let mut metadata = json!({"name": dns_name(&slug), "labels": {"app.kubernetes.io/name": "energy-star", "energy-star/model": slug.chars().take(63).collect::<String>().trim_end_matches('-')}});
+            if let Some(ns) = &c.namespace {
+                metadata["namespace"] = json!(ns);
+            }
+            let job = json!({
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": metadata,
+                "spec": {
+                    // A retry would measure the model twice into one folder: failures are
+                    // looked at, not retried.
+                    "backoffLimit": 0,
+                    "template": {
+                        "metadata": {"labels": {"app.kubernetes.io/name": "energy-star"}},
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+                            "containers": [{
+                                "name": "energy-star",
+                                "image": c.image,
+                                "args": args,
+                                "env": env,
+                                "resources": {"limits": {"nvidia.com/gpu": gpus}, "requests": {"nvidia.com/gpu": gpus}},
+                                "volumeMounts": mounts,
+                            }],
+                            "volumes": volumes,
+                        },
+                    },
+                },
+            });
+            let yaml = serde_norway::to_string(&job).unwrap_or_default();
+            (format!("{:03}-{slug}.yaml", i + 1), format!("# energy-star batch: {} ({})\n{yaml}", row.model, row.state()))
+        })
+        .collect()
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:+,@%".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// A Slurm array script and its argument file: task N runs line N+1.
+pub fn slurm_array(rows: &[ModelRow], opts: &BatchOptions, c: &ClusterOptions, results_root: &str) -> (String, String) {
+    let lines: String = rows
+        .iter()
+        .map(|row| {
+            let args = run_args(row, opts, &format!("{results_root}/individual_runs/{}", row.slug()));
+            args.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ") + "\n"
+        })
+        .collect();
+    let backend = opts.backend.as_deref().map(|b| format!("export BENCHMARK_BACKEND={}\n", shell_quote(b))).unwrap_or_default();
+    let endpoint = c.vllm_endpoint.as_deref().map(|e| format!("export VLLM_ENDPOINT={}\n", shell_quote(e))).unwrap_or_default();
+    let script = format!(
+        r#"#!/bin/bash
+# energy-star batch as a Slurm array: one task per model, {n} models.
+# Submit from the folder holding energy_star_array.args:  sbatch energy_star_array.sbatch
+# The runner is `energy-star` on PATH, or the container through Apptainer when SIF is set:
+#   SIF=energy_star.sif sbatch energy_star_array.sbatch   (apptainer build energy_star.sif docker://{image})
+# Results go to {results_root}/individual_runs/<model>; then on any node:
+#   energy-star batch MODELS.csv --collect --output-dir {results_root}
+#SBATCH --job-name=energy-star
+#SBATCH --array=0-{last}%1
+#SBATCH --gres=gpu:{gpus}
+#SBATCH --exclusive
+#SBATCH --output=logs/energy-star-%A_%a.out
+set -euo pipefail
+mkdir -p logs
+{backend}{endpoint}ARGS_LINE=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" energy_star_array.args)
+eval "set -- $ARGS_LINE"
+if [ -n "${{SIF:-}}" ]; then
+  exec apptainer exec --nv "$SIF" energy-star "$@"
+else
+  exec energy-star "$@"
+fi
+"#,
+        n = rows.len(),
+        last = rows.len().saturating_sub(1),
+        gpus = c.gpus,
+        image = c.image,
+    );
+    (script, lines)
+}
+
+/// How a local batch went.
+#[derive(Debug, Default)]
+pub struct LocalDone {
+    pub ran: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub interrupted: bool,
+    pub master: PathBuf,
+}
+
+/// Runs every model not already done, one after another, as child processes of `exe` (a
+/// failing or crashing run cannot take the batch down), each with its own results folder and
+/// log; `master_results.csv` is rewritten atomically after each. `stop` is polled between runs.
+pub fn run_local(exe: &Path, rows: &[ModelRow], opts: &BatchOptions, out: &Path, stop: &dyn Fn() -> bool) -> Result<LocalDone, String> {
+    let master = out.join("master_results.csv");
+    std::fs::create_dir_all(out.join("logs")).map_err(|e| format!("{}: {e}", out.join("logs").display()))?;
+    std::fs::create_dir_all(out.join("individual_runs")).map_err(|e| format!("{}: {e}", out.join("individual_runs").display()))?;
+    let mut table = read_master(&master)?;
+    let mut done = LocalDone { master: master.clone(), ..LocalDone::default() };
+    for row in rows {
+        if table.iter().any(|r| r.first() == Some(&row.model) && r.get(3).map(String::as_str) == Some(row.state()) && is_done(r)) {
+            eprintln!("energy-star batch: {} ({}) is done already; skipped", row.model, row.state());
+            done.skipped += 1;
+            continue;
+        }
+        if stop() {
+            done.interrupted = true;
+            break;
+        }
+        let dir = out.join("individual_runs").join(row.slug());
+        let log_path = out.join("logs").join(format!("{}.log", row.slug()));
+        let log = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let log_err = log.try_clone().map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let args = run_args(row, opts, &dir.display().to_string());
+        eprintln!("energy-star batch: {} ({}) → {}", row.model, row.state(), dir.display());
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(&args).stdout(log).stderr(log_err);
+        match &opts.backend {
+            Some(b) => cmd.env("BENCHMARK_BACKEND", b),
+            None => cmd.env_remove("BENCHMARK_BACKEND"),
+        };
+        let error = match cmd.status() {
+            Ok(st) if st.success() => None,
+            Ok(st) => {
+                let tail: String = std::fs::read_to_string(&log_path).unwrap_or_default().lines().filter(|l| l.starts_with("Error:") || l.starts_with("warning:")).collect::<Vec<_>>().join(" ");
+                Some(if tail.is_empty() { format!("exit {}; see {}", st.code().map(|c| c.to_string()).unwrap_or_else(|| "by signal".into()), log_path.display()) } else { tail })
+            }
+            Err(e) => Some(format!("cannot start {}: {e}", exe.display())),
+        };
+        done.ran += 1;
+        if error.is_some() {
+            done.failed += 1;
+        }
+        upsert(&mut table, collect_row(row, &dir, error));
+        write_master(&master, &table)?;
+    }
+    Ok(done)
+}
+
+/// `--collect`: the table from the run folders already there (after cluster jobs).
+pub fn collect_all(rows: &[ModelRow], out: &Path) -> Result<(PathBuf, usize, usize, usize), String> {
+    let master = out.join("master_results.csv");
+    let mut table = Vec::new();
+    let (mut found, mut missing) = (0, 0);
+    for row in rows {
+        let dir = out.join("individual_runs").join(row.slug());
+        if dir.is_dir() {
+            found += 1;
+            upsert(&mut table, collect_row(row, &dir, None));
+        } else {
+            missing += 1;
+            upsert(&mut table, collect_row(row, &dir, Some(format!("no results folder at {}", dir.display()))));
+        }
+    }
+    write_master(&master, &table)?;
+    let failed = table.iter().filter(|r| !is_done(r)).count() - missing;
+    Ok((master, found, missing, failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AIES: &str = ",Models to Add,Priority (1=hi),Class,Task,Reasoning State,Chat Template\n\
+        0,https://huggingface.co/openai/gpt-oss-20b,1,B,text_gen,On (High),\"  reasoning: True\n  reasoning_params:\n    reasoning_effort: high\"\n\
+        1,https://huggingface.co/HuggingFaceTB/SmolLM2-1.7B-Instruct,2,A,text_gen,N/A,\n";
+
+    #[test]
+    fn ai_energy_score_lists_are_read() {
+        let rows = parse_models(AIES).expect("parse");
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].model.as_str(), rows[0].class.as_str(), rows[0].reasoning), ("openai/gpt-oss-20b", "B", true));
+        assert_eq!(rows[0].reasoning_params, vec![("reasoning_effort".to_string(), "high".to_string())]);
+        assert_eq!(rows[0].slug(), "openai-gpt-oss-20b-on");
+        assert!(!rows[1].reasoning);
+        let o = model_overrides(&rows[0], &BatchOptions { num_prompts: Some(10), ..Default::default() });
+        assert!(o.contains(&"++scenario.reasoning_params.reasoning_effort=high".to_string()) && o.contains(&"scenario.generate_kwargs.max_new_tokens=8192".to_string()));
+        assert!(o.contains(&"scenario.num_samples=10".to_string()));
+    }
+
+    #[test]
+    fn bad_lists_are_refused() {
+        assert!(parse_models("name\nx\n").unwrap_err().contains("no model column"));
+        assert!(parse_models("model\n").unwrap_err().contains("names no models"));
+        assert!(parse_models("model\na/b\na/b\n").unwrap_err().contains("listed twice"));
+        assert!(parse_models("model\n\"a b\"\n").unwrap_err().contains("not a model id"));
+    }
+
+    #[test]
+    fn resume_keeps_finished_rows_and_replaces_failed_ones() {
+        let mut rows = vec![vec!["a".to_string(); COLUMNS.len()]];
+        rows[0][3] = "off".into();
+        rows[0][20] = String::new();
+        rows[0][22] = "true".into();
+        assert!(is_done(&rows[0]));
+        let mut failed = rows[0].clone();
+        failed[20] = "boom".into();
+        upsert(&mut rows, failed);
+        assert_eq!(rows.len(), 1);
+        assert!(!is_done(&rows[0]));
+    }
+
+    #[test]
+    fn slurm_lines_quote_their_arguments() {
+        assert_eq!(shell_quote("backend.model=a/b"), "backend.model=a/b");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(dns_name(&"x".repeat(80)).len(), 63);
+    }
+}
