@@ -17,7 +17,7 @@ pub fn shared() -> PathBuf {
 }
 
 /// `target/` and the profile folder the tests were built into.
-fn target_and_profile() -> (PathBuf, String) {
+pub fn target_and_profile() -> (PathBuf, String) {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/all-<hash>
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");

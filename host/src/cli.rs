@@ -242,4 +242,20 @@ pub struct PluginsArgs {
     /// Print one JSON object per plugin instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(subcommand)]
+    pub action: Option<PluginsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsAction {
+    /// Make a new plugin crate (with the guest SDK and the WIT files) that builds at once.
+    New {
+        /// Plugin name: lowercase letters, digits, - and _.
+        name: String,
+        #[arg(long, value_parser = ["backend", "summarizer"])]
+        kind: String,
+        /// Folder to make it in.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        dir: PathBuf,
+    },
 }

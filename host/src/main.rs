@@ -123,6 +123,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Batch(args) = &cli.command {
         return batch(args);
     }
+    if let Command::Plugins(energy_star::cli::PluginsArgs { action: Some(energy_star::cli::PluginsAction::New { name, kind, dir }), .. }) = &cli.command {
+        let root = plugins::scaffold::scaffold(dir, name, kind).map_err(anyhow::Error::msg)?;
+        println!("made {kind} plugin {name} in {}\nbuild it: cd {} && cargo build --release --target wasm32-wasip2", root.display(), root.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let rt = runtime(&cli.plugins)?;
     let set = discover(&rt, &cli.plugins)?;
     match cli.command {

@@ -137,3 +137,45 @@ fn compiled_components_are_cached_and_a_corrupt_cache_is_recompiled() {
     let _ = cache_dir();
     energy_star(cwd.path(), &["--no-compile-cache", "plugins"], &[]).success();
 }
+
+/// `energy-star plugins new` makes crates that build at once, with nothing of this repository
+/// (their own SDK copy and WIT files), and the unchanged binary uses them: the summarizer reads
+/// its format, the backend runs the offline config and its report is summarized.
+#[test]
+fn scaffolded_plugins_build_and_run() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path().to_str().expect("utf-8");
+    for (name, kind) in [("my_tool", "summarizer"), ("mini", "backend")] {
+        energy_star(work.path(), &["plugins", "new", name, "--kind", kind, "--dir", dir], &[]).success();
+    }
+    energy_star(work.path(), &["plugins", "new", "mini", "--kind", "backend", "--dir", dir], &[]).fails_with(1, &["exists already"]);
+    energy_star(work.path(), &["plugins", "new", "Bad", "--kind", "backend", "--dir", dir], &[]).fails_with(1, &["lowercase"]);
+    // Built as a plugin author builds it (the test guests' target folder, for compiled deps).
+    let (target, _) = energy_star_tests::target_and_profile();
+    let plug = work.path().join("plugins");
+    std::fs::create_dir_all(&plug).expect("mkdir");
+    for (name, krate) in [("my_tool", "energy-star-summarizer-my-tool"), ("mini", "energy-star-backend-mini")] {
+        let build = energy_star_plugin_build::PluginBuild { manifest: &work.path().join(name).join("Cargo.toml"), packages: &[], profile: None, target_dir: &target.join("test-guests") };
+        let wasm = build.run(&[krate]).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(&wasm[0], plug.join(wasm[0].file_name().expect("name"))).expect("copy");
+    }
+    let plug_s = plug.to_str().expect("utf-8");
+    let list = energy_star(work.path(), &["--plugin-dir", plug_s, "plugins"], &[]).success().stdout();
+    assert!(list.contains("my_tool") && list.contains("mini"), "{list}");
+    // The summarizer template reads its own format.
+    let r = work.path().join("r");
+    std::fs::create_dir_all(&r).expect("mkdir");
+    std::fs::write(r.join("benchmark_report.json"), r#"{"tool": "my_tool", "gpu_energy_j": 7200, "phases": {"prefill": 3600, "decode": 3600}}"#).expect("write");
+    energy_star(work.path(), &["--plugin-dir", plug_s, "summarize", r.to_str().expect("utf-8")], &[]).success();
+    assert_eq!(std::fs::read_to_string(r.join("GPU_ENERGY_WH.txt")).expect("txt"), "2.00\n");
+    // The backend template runs the offline config through the host's engine and meter.
+    energy_star(
+        work.path(),
+        &["--plugin-dir", plug_s, "--config-name", "text_generation_offline", "scenario.num_samples=3", "scenario.generate_kwargs.max_new_tokens=4", "scenario.generate_kwargs.min_new_tokens=4"],
+        &[("BENCHMARK_BACKEND", "mini")],
+    )
+    .success();
+    let report = energy_star_tests::read_json(&work.path().join("results/benchmark_report.json"));
+    assert_eq!(report["summary"]["total_completion_tokens"], 12);
+    assert!(report["energy"]["cpu_energy_wh"].as_f64().expect("cpu") > 0.0);
+}

@@ -13,6 +13,7 @@ pub mod bindings;
 pub mod error;
 mod host;
 pub mod runtime;
+pub mod scaffold;
 mod state;
 
 use std::fmt;
