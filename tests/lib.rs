@@ -129,7 +129,7 @@ impl Run {
 pub fn energy_star(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut c = Command::new(bin());
     c.current_dir(cwd).args(args);
-    for var in ["BENCHMARK_BACKEND", "VLLM_ENDPOINT", "RESULTS_DIR", "ENERGY_STAR_PLUGIN_PATH", "ENERGY_STAR_PLUGIN_MEMORY_MIB", "ENERGY_STAR_PLUGIN_TIME_LIMIT_S"] {
+    for var in ["BENCHMARK_BACKEND", "VLLM_ENDPOINT", "VLLM_API_KEY", "OPENAI_API_KEY", "ENERGY_STAR_CONFIG_DIR", "RESULTS_DIR", "ENERGY_STAR_PLUGIN_PATH", "ENERGY_STAR_PLUGIN_MEMORY_MIB", "ENERGY_STAR_PLUGIN_TIME_LIMIT_S"] {
         c.env_remove(var);
     }
     c.env("ENERGY_STAR_CACHE_DIR", cache_dir());

