@@ -73,10 +73,11 @@ pub fn line_chart(id: &str, title: &str, x_label: &str, y_label: &str, series: &
     let _ = write!(s, r#"<text x="{}" y="22" font-size="15" font-family="sans-serif" text-anchor="middle">{}</text>"#, W / 2.0, esc(title));
     for (i, sp) in spans.iter().enumerate() {
         let (a, b) = (px(sp.start), px(sp.end).max(px(sp.start) + 1.0));
-        let fill = if i % 2 == 0 { "#e8eef7" } else { "#f4ece1" };
-        let _ = write!(s, r#"<rect class="phase" x="{a:.1}" y="{T}" width="{:.1}" height="{}" fill="{fill}"><title>{}: {:.3}–{:.3} s</title></rect>"#, b - a, H - T - B, esc(&sp.label), sp.start, sp.end);
-        // Reads downwards from the top edge, inside the plot.
-        let _ = write!(s, r##"<text x="{:.1}" y="{}" font-size="10" font-family="sans-serif" fill="#555" transform="rotate(90 {:.1} {})">{}</text>"##, a + 3.0, T + 4.0, a + 3.0, T + 4.0, esc(&sp.label));
+        let fill = ["#c9d8ee", "#eedcc4", "#d3e8cf", "#e6d3ea"][i % 4];
+        // Translucent, so nested windows (a steady state inside a run) both show; labels on
+        // staggered rows, so windows that start together stay readable.
+        let _ = write!(s, r#"<rect class="phase" x="{a:.1}" y="{T}" width="{:.1}" height="{}" fill="{fill}" fill-opacity="0.55"><title>{}: {:.3}–{:.3} s</title></rect>"#, b - a, H - T - B, esc(&sp.label), sp.start, sp.end);
+        let _ = write!(s, r##"<text x="{:.1}" y="{:.1}" font-size="10" font-family="sans-serif" fill="#444">{}</text>"##, a + 3.0, T + 12.0 + (i % 4) as f64 * 12.0, esc(&sp.label));
     }
     for t in ticks(0.0, y1, 5) {
         let y = py(t);
