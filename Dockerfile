@@ -13,6 +13,9 @@
 # to /results after every run; an incomplete run exits 1. Models and datasets are read from the
 # mounted Hugging Face cache (energy-star does not download). Drop-in plugins: *.wasm in
 # /opt/energy-star/plugins. Configs mounted at /opt/energy-star/configs override the built-ins.
+# The binary links libcuda.so.1, which the toolkit injects under --gpus (with NVML's
+# libnvidia-ml.so.1): without a GPU the binary does not start in this image.
+# Build context: .dockerignore keeps target/ (local builds, many GiB) and .git out of COPY . .
 
 ARG CUDA_VERSION=12.8.1
 ARG UBUNTU=ubuntu22.04
@@ -40,7 +43,9 @@ RUN CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP}" cargo build --release --locked -p ene
  && install -D target/release/energy-star /out/energy-star
 
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-${UBUNTU}
+ARG SOURCE_URL=https://example.invalid/energy-star
 LABEL org.opencontainers.image.title="energy-star" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
       org.opencontainers.image.description="Measures the energy AI models use for inference; AI Energy Score compatible results" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV NVIDIA_VISIBLE_DEVICES=all \
