@@ -256,13 +256,20 @@ pub struct ClusterOptions {
     pub vllm_endpoint: Option<String>,
 }
 
+/// A Job name (63 characters at most); long ones are cut and end in a hash of the whole, so
+/// two models that share a long prefix (or one model with reasoning on and off) never collide.
 fn dns_name(s: &str) -> String {
     let name = format!("energy-star-{s}");
-    let mut n: String = name.chars().take(63).collect();
-    while n.ends_with('-') {
-        n.pop();
+    if name.len() <= 63 {
+        return name;
     }
-    n
+    // FNV-1a: stable across builds and platforms.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let mut head: String = name.chars().take(54).collect();
+    while head.ends_with('-') {
+        head.pop();
+    }
+    format!("{head}-{:08x}", hash as u32)
 }
 
 /// One Kubernetes Job per model (`batch/v1`), as YAML files named `NN-slug.yaml`.
@@ -354,9 +361,8 @@ pub fn slurm_array(rows: &[ModelRow], opts: &BatchOptions, c: &ClusterOptions, r
 #SBATCH --array=0-{last}%1
 #SBATCH --gres=gpu:{gpus}
 #SBATCH --exclusive
-#SBATCH --output=logs/energy-star-%A_%a.out
+#SBATCH --output=energy-star-%A_%a.out
 set -euo pipefail
-mkdir -p logs
 {backend}{endpoint}ARGS_LINE=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" energy_star_array.args)
 eval "set -- $ARGS_LINE"
 if [ -n "${{SIF:-}}" ]; then
@@ -499,6 +505,11 @@ mod tests {
     fn slurm_lines_quote_their_arguments() {
         assert_eq!(shell_quote("backend.model=a/b"), "backend.model=a/b");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(dns_name(&"x".repeat(80)).len(), 63);
+        assert!(dns_name(&"x".repeat(80)).len() <= 63);
+        let long = "redhatai-meta-llama-3-1-8b-instruct-quantized-w4a16";
+        let (on, off) = (dns_name(&format!("{long}-on")), dns_name(&format!("{long}-off")));
+        assert_ne!(on, off);
+        assert!(on.len() <= 63 && off.len() <= 63);
+        assert_eq!(dns_name("short-off"), "energy-star-short-off");
     }
 }

@@ -108,15 +108,15 @@ fn the_seeds_commands_work_unchanged() {
     run.fails_with(1, &["EnergyStarAI/text_generation"]);
     assert_eq!(read_json(&results.join("run_status.json"))["state"], "failed");
     // The same with the offline config: results and the summary land in /results.
-    let tmp = tempfile::tempdir().expect("tmp");
-    let results = tmp.path().join("results");
     let seed = ["--config-name", "text_generation_offline", "scenario.num_samples=3", "scenario.generate_kwargs.max_new_tokens=4", "scenario.generate_kwargs.min_new_tokens=4"];
     for backend in ["optimum", "pytorch"] {
+        let tmp = tempfile::tempdir().expect("tmp");
         as_container(tmp.path(), &seed, &[("BENCHMARK_BACKEND", backend)]).success();
         for f in ["benchmark_report.json", "GPU_ENERGY_WH.txt", "GPU_ENERGY_SUMMARY.json", "run_status.json"] {
-            assert!(results.join(f).exists(), "{backend}: {f} missing from /results");
+            assert!(tmp.path().join("results").join(f).exists(), "{backend}: {f} missing from /results");
         }
     }
+    let tmp = tempfile::tempdir().expect("tmp");
     // The original entrypoint appends hydra.run.dir=/results after the user's arguments.
     let mut with_hydra: Vec<&str> = seed.to_vec();
     let hydra = format!("hydra.run.dir={}", tmp.path().join("hydra").display());

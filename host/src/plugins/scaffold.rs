@@ -79,9 +79,9 @@ impl Guest for Plugin {
         }
         let mut phases = Vec::new();
         if let Some(p) = v.get("phases").and_then(Value::as_object) {
-            for (name, j) in p {
-                let j = j.as_f64().ok_or_else(|| format!("phases.{name} is not a number"))?;
-                phases.push(PhaseEnergy { name: name.clone(), gpu_wh: Some(units::j_to_wh(j)), cpu_wh: None, ram_wh: None, counted: true });
+            for (phase, j) in p {
+                let j = j.as_f64().ok_or_else(|| format!("phases.{phase} is not a number"))?;
+                phases.push(PhaseEnergy { name: phase.clone(), gpu_wh: Some(units::j_to_wh(j)), cpu_wh: None, ram_wh: None, counted: true });
             }
         }
         Ok(Summary {

@@ -421,6 +421,18 @@ impl Stream {
         let mut sent = 0u32;
         let mut chunks = 0u32;
         let mut next_at = tokio::time::Instant::now();
+        // vLLM's chat stream opens with a role-only chunk (no text, no token) when the first
+        // token is ready; clients must not count it as a token.
+        if self.chat {
+            let usage = if self.continuous { format!(r#","usage":{{"prompt_tokens":{},"completion_tokens":0,"total_tokens":{}}}"#, self.prompt_tokens, self.prompt_tokens) } else { String::new() };
+            batch.push_str(&format!(
+                "data: {{\"id\":\"cmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":{},\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\"}},\"logprobs\":null,\"finish_reason\":null}}]{usage}}}\n\n",
+                self.model_json
+            ));
+            if !(cfg.itl.is_zero() && cfg.split_bytes == 0) {
+                self.flush(&mut batch).await;
+            }
+        }
         while sent < self.tokens {
             let n = per_chunk.min(self.tokens - sent);
             for (limit, what) in [(d.drop_after, 0), (d.error_after, 1), (d.malformed_after, 2), (d.truncate_after, 3)] {

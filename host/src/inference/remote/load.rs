@@ -167,16 +167,27 @@ impl RemoteEngine {
             LoadProfile::Rate { requests_per_s, burstiness, seed, .. } => arrival_offsets_s(prompts.len(), *requests_per_s, *burstiness, *seed),
             _ => Vec::new(),
         };
+        // A schedule a run could not finish (a rate of 1e-20 req/s) is refused, not slept on.
+        if let Some(last) = offsets.last()
+            && !(last.is_finite() && *last < 1e9)
+        {
+            return Err(InferenceError::Invalid(format!("the request rate gives a schedule of {last} s for {} requests; raise it", prompts.len())));
+        }
         // Bodies are serialised before the clock starts: none of that cost is in the timings.
         let bodies: Vec<Bytes> = prompts.iter().map(|p| Bytes::from(request::body(self.api, &self.model, p, params).to_string())).collect();
         let url = format!("{}/{}", self.base_url, self.api.path());
         let mut out = self.runtime.block_on(self.drive(&url, bodies, &offsets, profile, limits, origin, stop));
-        // Prompt tokens for servers that sent no usage.
+        // Servers that sent no usage: tokens by the local tokenizer when there is one, counted
+        // now that the clock has stopped.
         for r in &mut out.requests {
             if r.token_source != TokenSource::ServerUsage
-                && let Some(n) = prompts.get(r.index as usize).and_then(|p| self.count_tokens(p, true))
+                && let Some(n) = self.count_tokens(&r.text, false)
             {
-                r.input_tokens = n;
+                r.output_tokens = n;
+                r.token_source = TokenSource::Tokenizer;
+                if let Some(i) = prompts.get(r.index as usize).and_then(|p| self.count_tokens(p, true)) {
+                    r.input_tokens = i;
+                }
             }
         }
         Ok(out)
@@ -252,23 +263,25 @@ impl RemoteEngine {
                 stopped_here = Some(why);
                 break;
             }
-            let scheduled = match offsets.get(i) {
-                Some(o) => start + Duration::from_secs_f64(*o),
-                None => Instant::now(),
-            };
-            if scheduled > Instant::now() {
+            // Open loop (rate): each request has its time, and waiting for a slot after it is
+            // client queue time. Closed loop: a request is due when a slot frees.
+            let due = offsets.get(i).map(|o| start + Duration::from_secs_f64(*o));
+            if let Some(due) = due.filter(|d| *d > Instant::now()) {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(tokio::time::Instant::from_std(scheduled)) => {}
+                    biased;
                     _ = stop_wait.wait_for(|s| *s != Stop::Running) => break,
+                    _ = tokio::time::sleep_until(tokio::time::Instant::from_std(due)) => {}
                 }
             }
             let permit = tokio::select! {
+                biased;
+                _ = stop_wait.wait_for(|s| *s != Stop::Running) => break,
                 p = slots.clone().acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => break,
                 },
-                _ = stop_wait.wait_for(|s| *s != Stop::Running) => break,
             };
+            let scheduled = due.unwrap_or_else(Instant::now);
             if let Some(why) = check(&tally) {
                 stopped_here = Some(why);
                 break;
@@ -299,26 +312,30 @@ impl RemoteEngine {
             Stop::Stopped(why) => Some(why.clone()),
             Stop::Running => None,
         });
-        // Drain: everything sent finishes (each request has its own timeout); on Ctrl-C only
-        // for the drain time, then the rest is cancelled and recorded as such.
-        let interrupted = stop();
+        // Drain: everything sent finishes (each request has its own timeout). A Ctrl-C, before
+        // or during the drain, gives what is in flight the drain time, then cancels it; the
+        // cancelled requests are recorded as such.
         let mut requests = Vec::with_capacity(sent);
-        let drain_deadline = tokio::time::Instant::now() + limits.drain_timeout;
+        let mut drain_deadline = stop().then(|| tokio::time::Instant::now() + limits.drain_timeout);
+        let mut aborted = false;
         loop {
-            let next = if interrupted || stop() {
-                tokio::select! {
+            if drain_deadline.is_none() && stop() {
+                drain_deadline = Some(tokio::time::Instant::now() + limits.drain_timeout);
+            }
+            let next = match drain_deadline {
+                Some(d) if !aborted => tokio::select! {
                     r = tasks.join_next() => r,
-                    _ = tokio::time::sleep_until(drain_deadline) => {
+                    _ = tokio::time::sleep_until(d) => {
                         let _ = abort_tx.send(true);
-                        tasks.join_next().await
+                        aborted = true;
+                        continue;
                     }
-                }
-            } else {
-                tokio::select! {
+                },
+                Some(_) => tasks.join_next().await,
+                None => tokio::select! {
                     r = tasks.join_next() => r,
-                    // A Ctrl-C while draining starts the drain clock.
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
-                }
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => continue,
+                },
             };
             match next {
                 Some(Ok(rec)) => requests.push(rec),
@@ -326,10 +343,15 @@ impl RemoteEngine {
                 None => break,
             }
         }
+        let interrupted = drain_deadline.is_some();
         watcher.abort();
         requests.sort_by_key(|r| r.index);
         let end_ns = crate::meter::since(origin, Instant::now());
-        let stopped = stopped.or_else(|| interrupted.then(|| "interrupted by the user (Ctrl-C)".to_string()));
+        let stopped = match (stopped, interrupted) {
+            (Some(why), true) if !why.contains("Ctrl-C") => Some(format!("{why}; then interrupted by the user (Ctrl-C)")),
+            (None, true) => Some("interrupted by the user (Ctrl-C)".to_string()),
+            (why, _) => why,
+        };
         LoadOutcome { requests, not_sent: (n - sent) as u32, stopped, start_ns, end_ns, peak_concurrency: tally.peak.load(Ordering::SeqCst) }
     }
 }
@@ -425,7 +447,9 @@ mod tests {
         assert!(e.notes.iter().any(|n| n.contains("taken from")));
         let out = e.run_load(&prompts(3), &fixed(5), &LoadProfile::Concurrency(3), &LoadLimits::default(), Instant::now(), never()).expect("load");
         assert_eq!(out.requests.len(), 3);
-        assert!(out.requests.iter().all(|r| r.failure.is_none() && r.output_tokens == 5 && r.input_tokens == 3));
+        // vLLM's role-only first chunk: it sets TTFT (as `vllm bench serve` times it) but is
+        // no token; usage says 5.
+        assert!(out.requests.iter().all(|r| r.failure.is_none() && r.output_tokens == 5 && r.input_tokens == 3 && r.itl_ns.len() == 5), "{:?}", out.requests[0]);
         let body = server.last_body().expect("body");
         assert_eq!(body["max_completion_tokens"], 5);
         assert_eq!(body["messages"][0]["role"], "user");
@@ -442,6 +466,21 @@ mod tests {
     }
 
     #[test]
+    fn usage_first_seen_at_the_end_adds_no_zero_gaps() {
+        // Only the final usage-only chunk has usage (no continuous stats): one gap per chunk.
+        let server = MockServer::start(MockConfig::default()).expect("mock");
+        let e = engine(&server, Api::Completions, Duration::from_secs(10));
+        let prompts = prompts(1);
+        let url = format!("{}/{}", e.base_url, e.api.path());
+        let mut body = request::body(e.api, &e.model, &prompts[0], &fixed(6));
+        body["stream_options"] = serde_json::json!({"include_usage": true});
+        let (_tx, rx) = watch::channel(false);
+        let rec = e.runtime.block_on(e.sender().send(&url, 0, Bytes::from(body.to_string()), Instant::now(), 0, rx));
+        assert!(rec.failure.is_none(), "{rec:?}");
+        assert_eq!((rec.output_tokens, rec.itl_ns.len(), rec.token_source), (6, 5, TokenSource::ServerUsage));
+    }
+
+    #[test]
     fn a_rate_with_a_concurrency_cap_records_client_queue_time() {
         let server = MockServer::start(MockConfig { ttft: Duration::from_millis(30), ..MockConfig::default() }).expect("mock");
         let e = engine(&server, Api::Completions, Duration::from_secs(10));
@@ -452,6 +491,9 @@ mod tests {
         let waits: Vec<u64> = out.requests.iter().map(RequestRecord::queue_ns).collect();
         assert!(waits[..2].iter().all(|w| *w < 20_000_000), "{waits:?}");
         assert!(waits[4..].iter().all(|w| *w >= 55_000_000), "{waits:?}");
+        // A closed loop has no queue: a request is due when its slot frees.
+        let out = e.run_load(&prompts(4), &fixed(2), &LoadProfile::Sequential, &LoadLimits::default(), Instant::now(), never()).expect("load");
+        assert!(out.requests.iter().all(|r| r.queue_ns() < 5_000_000), "{:?}", out.requests.iter().map(RequestRecord::queue_ns).collect::<Vec<_>>());
     }
 
     #[test]

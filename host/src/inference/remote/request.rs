@@ -236,12 +236,24 @@ async fn send(engine: &Sender, url: &str, index: u32, body: Bytes, origin: Insta
         fail(&mut rec, kind, format!("HTTP {status}: {}", excerpt(&text)), Some(status.as_u16()));
         return rec;
     }
+    // A server that ignores `stream: true` answers with one JSON body: not a stream to time.
+    let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    if !content_type.is_empty() && !content_type.contains("event-stream") {
+        let text = tokio::time::timeout_at(deadline, resp.text()).await.ok().and_then(Result::ok).unwrap_or_default();
+        fail(&mut rec, FailureKind::MalformedStream, format!("the server answered {content_type}, not an event stream (does it ignore `stream: true`?): {}", excerpt(&text)), None);
+        return rec;
+    }
     let mut stream = resp.bytes_stream();
     let mut parser = sse::Parser::new();
     let mut last_token_ns: Option<u64> = None;
     let mut usage: Option<sse::Usage> = None;
     let mut counted_tokens: u64 = 0;
     let mut chunks: u64 = 0;
+    // Chunks that carried text (a chat stream's first, role-only chunk carries none).
+    let mut text_chunks: u64 = 0;
+    // Usage on every choice chunk so far (continuous usage): only then does a usage jump mean
+    // a chunk of several tokens.
+    let mut usage_on_every_chunk = true;
     let mut done = false;
     let mut ended: Option<(FailureKind, String)> = None;
     'read: loop {
@@ -261,7 +273,10 @@ async fn send(engine: &Sender, url: &str, index: u32, body: Bytes, origin: Insta
             }
             Ok(None) => (parser.finish().into_iter().collect::<Vec<_>>(), true),
             Ok(Some(Err(e))) => {
-                ended = Some((FailureKind::TruncatedStream, format!("the stream broke off after {chunks} chunks: {}", describe_reqwest(&e))));
+                // After a finish reason the answer is whole; only the closing lines are lost.
+                if rec.finish_reason.is_none() {
+                    ended = Some((FailureKind::TruncatedStream, format!("the stream broke off after {chunks} chunks: {}", describe_reqwest(&e))));
+                }
                 break;
             }
             Ok(Some(Ok(bytes))) => (parser.feed(&bytes), false),
@@ -279,13 +294,23 @@ async fn send(engine: &Sender, url: &str, index: u32, body: Bytes, origin: Insta
                         None => rec.ttft_ns = Some(now.saturating_sub(start_ns)),
                         Some(prev) => rec.itl_ns.push(now.saturating_sub(prev)),
                     }
-                    if let Some(u) = u {
-                        let k = u.completion_tokens.saturating_sub(counted_tokens);
-                        for _ in 1..k.max(1) {
-                            rec.itl_ns.push(0);
+                    match u {
+                        Some(u) => {
+                            if usage_on_every_chunk {
+                                // A chunk of k tokens adds k−1 zero gaps (bounded: a server's
+                                // absurd count must not exhaust memory).
+                                let k = u.completion_tokens.saturating_sub(counted_tokens).min(1 << 16);
+                                for _ in 1..k.max(1) {
+                                    rec.itl_ns.push(0);
+                                }
+                            }
+                            counted_tokens = counted_tokens.max(u.completion_tokens);
+                            usage = Some(u);
                         }
-                        counted_tokens = counted_tokens.max(u.completion_tokens);
-                        usage = Some(u);
+                        None => usage_on_every_chunk = false,
+                    }
+                    if !text.is_empty() {
+                        text_chunks += 1;
                     }
                     last_token_ns = Some(now);
                     rec.text.push_str(&text);
@@ -316,22 +341,18 @@ async fn send(engine: &Sender, url: &str, index: u32, body: Bytes, origin: Insta
             rec.input_tokens = u32::try_from(u.prompt_tokens).unwrap_or(u32::MAX);
             rec.output_tokens = u32::try_from(u.completion_tokens).unwrap_or(u32::MAX);
         }
-        None => match engine.count_tokens(&rec.text, false) {
-            Some(n) => {
-                rec.token_source = TokenSource::Tokenizer;
-                rec.output_tokens = n;
-            }
-            None => {
-                rec.token_source = TokenSource::StreamChunks;
-                rec.output_tokens = u32::try_from(chunks).unwrap_or(u32::MAX);
-            }
-        },
+        // Counted from the text later (a local tokenizer, after the load): encoding here
+        // would hold up every other stream's timestamps on this one thread.
+        None => {
+            rec.token_source = TokenSource::StreamChunks;
+            rec.output_tokens = u32::try_from(text_chunks).unwrap_or(u32::MAX);
+        }
     }
     if let Some((kind, message)) = ended {
         rec.failure = Some(Failure { kind, message, http_status: None });
     } else if !done && rec.finish_reason.is_none() {
         rec.failure = Some(Failure { kind: FailureKind::TruncatedStream, message: format!("the stream ended after {chunks} chunks without [DONE] or a finish reason"), http_status: None });
-    } else if chunks == 0 {
+    } else if text_chunks == 0 && counted_tokens == 0 {
         rec.failure = Some(Failure { kind: FailureKind::EmptyResponse, message: "the stream ended without generating anything".into(), http_status: None });
     }
     rec

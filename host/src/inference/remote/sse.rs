@@ -201,7 +201,11 @@ pub fn interpret(data: &str) -> Chunk<'_> {
             let text = first.text.or_else(|| first.delta.and_then(|d| d.content.filter(|c| !c.is_empty()).or(d.reasoning_content).or(d.reasoning))).unwrap_or_default();
             Chunk::Text { text, finish_reason: first.finish_reason, usage }
         }
-        None => Chunk::Malformed("a chunk without `choices`".into()),
+        None => match usage {
+            // Some servers send the final usage without a `choices` key at all.
+            Some(u) => Chunk::UsageOnly(u),
+            None => Chunk::Malformed("a chunk without `choices`".into()),
+        },
     }
 }
 
@@ -267,6 +271,7 @@ mod tests {
         assert_eq!(interpret(r#"{"object":"error","message":"bad request"}"#), Chunk::Error("bad request".into()));
         assert!(matches!(interpret("{\"choices\": [{\"text\": \"cut"), Chunk::Malformed(_)));
         assert!(matches!(interpret(r#"{"foo": 1}"#), Chunk::Malformed(_)));
+        assert_eq!(interpret(r#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#), Chunk::UsageOnly(Usage { prompt_tokens: 1, completion_tokens: 2 }));
         assert_eq!(interpret(" [DONE] "), Chunk::Done);
         // Reasoning deltas are generated text; an `error: null` is no error.
         assert_eq!(

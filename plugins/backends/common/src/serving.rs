@@ -32,8 +32,8 @@ impl Req {
         self.failure.is_none()
     }
 
-    /// Time of each output token (ns): the first at TTFT, then by ITL. When the server sent
-    /// more tokens than chunks (usage only at the end), each chunk stands for an equal share.
+    /// Time of each chunk (ns): the first at TTFT, then by ITL, each weighted by its share of
+    /// the request's output tokens.
     pub fn token_times(&self) -> Vec<(u64, f64)> {
         let Some(ttft) = self.ttft_ns else { return Vec::new() };
         let mut t = self.start_ns + ttft;
@@ -42,7 +42,9 @@ impl Req {
             t += gap;
             times.push(t);
         }
-        let weight = if self.output_tokens as usize > times.len() { self.output_tokens as f64 / times.len() as f64 } else { 1.0 };
+        // Chunks are not tokens: several tokens in one chunk (usage only at the end), or a
+        // chat stream's role-only first chunk with none. The timestamps share the count.
+        let weight = self.output_tokens as f64 / times.len() as f64;
         times.into_iter().map(|t| (t, weight)).collect()
     }
 
@@ -389,6 +391,13 @@ mod tests {
         let r = Req { output_tokens: 6, ..req(0, 0, 100, &[100, 100], 6) };
         assert_eq!(tokens_between(std::slice::from_ref(&r), 0, 150_000_000), 2.0);
         assert_eq!(tokens_between(&[r], 0, u64::MAX), 6.0);
+    }
+
+    #[test]
+    fn a_role_only_first_chunk_does_not_count_as_a_token() {
+        // A chat stream: role chunk, then 4 token chunks; usage says 4 tokens.
+        let r = req(0, 0, 100, &[10, 10, 10, 10], 4);
+        assert!((tokens_between(std::slice::from_ref(&r), 0, u64::MAX) - 4.0).abs() < 1e-9);
     }
 
     #[test]

@@ -183,7 +183,8 @@ impl Guest for Vllm {
         let gpu_j = e.gpu_kwh.map(|k| k * 3.6e6);
 
         // ML.ENERGY's steady state, cut from the timeline once its edges are known.
-        let k = sc.steady_state_concurrency.or(sc.cap()).unwrap_or(load.peak_concurrency).max(1);
+        // A cap the load never reached is not its concurrency: the smaller of cap and peak.
+        let k = sc.steady_state_concurrency.unwrap_or_else(|| sc.cap().map_or(load.peak_concurrency, |c| c.min(load.peak_concurrency))).max(1);
         let steady = match serving::steady_state(&reqs, k as usize) {
             Ok((start, end)) => match meter::reading_between("steady_state", start, end) {
                 Ok(r) => {
