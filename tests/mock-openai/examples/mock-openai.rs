@@ -1,5 +1,5 @@
 //! `mock-openai`: the mock server on its own, to try energy-star's `vllm` backend by hand:
-//! `cargo run -p energy-star-mock-openai -- --port 8000 --model mock/model --itl-ms 5`, then
+//! `cargo run -p energy-star-mock-openai --example mock-openai -- --port 8000 --model mock/model --itl-ms 5`, then
 //! `VLLM_ENDPOINT=http://127.0.0.1:8000 BENCHMARK_BACKEND=vllm energy-star ... backend.model=mock/model`.
 
 use std::time::Duration;
