@@ -82,6 +82,27 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p / 100.0).round() as usize]
 }
 
+/// Adds one request's errors (client stamp − mock send time, µs): its first chunk to TTFT,
+/// the others to ITL.
+fn add_errors(sent: &[(u64, u32)], stamps: &[u64], ttft_err: &mut Vec<f64>, itl_err: &mut Vec<f64>) {
+    for (i, ((mt, _), ct)) in sent.iter().zip(stamps).enumerate() {
+        let err_us = (*ct as f64 - *mt as f64) / 1e3;
+        if i == 0 { ttft_err.push(err_us) } else { itl_err.push(err_us) }
+    }
+}
+
+fn print_errors(label: &str, mut ttft_err: Vec<f64>, mut itl_err: Vec<f64>) {
+    println!(
+        "| {label} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+        ttft_err.len() + itl_err.len(),
+        pct(&mut ttft_err, 50.0),
+        pct(&mut ttft_err, 99.0),
+        pct(&mut itl_err, 50.0),
+        pct(&mut itl_err, 99.0),
+        pct(&mut itl_err, 100.0),
+    );
+}
+
 fn timing_error(concurrency: u32, requests: usize) {
     let origin = Instant::now();
     let cfg = MockConfig { ttft: Duration::from_millis(10), itl: Duration::from_millis(5), record_timing: true, origin, ..MockConfig::default() };
@@ -101,24 +122,9 @@ fn timing_error(concurrency: u32, requests: usize) {
             client_t += g;
             client_times.push(client_t);
         }
-        for (i, ((mt, _), ct)) in m.chunks.iter().zip(&client_times).enumerate() {
-            let err_us = (*ct as f64 - *mt as f64) / 1e3;
-            if i == 0 {
-                ttft_err.push(err_us);
-            } else {
-                itl_err.push(err_us);
-            }
-        }
+        add_errors(&m.chunks, &client_times, &mut ttft_err, &mut itl_err);
     }
-    println!(
-        "| {concurrency} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
-        ttft_err.len() + itl_err.len(),
-        pct(&mut ttft_err, 50.0),
-        pct(&mut ttft_err, 99.0),
-        pct(&mut itl_err, 50.0),
-        pct(&mut itl_err, 99.0),
-        pct(&mut itl_err, 100.0),
-    );
+    print_errors(&concurrency.to_string(), ttft_err, itl_err);
 }
 
 /// The floor: a blocking socket reader with no HTTP library, stamping each read. What is left
@@ -155,20 +161,9 @@ fn raw_floor(requests: usize) {
         }
         let sent = server.timing();
         let Some(m) = sent.iter().find(|t| t.request_id == id) else { continue };
-        for (k, ((mt, _), ct)) in m.chunks.iter().zip(&stamps).enumerate() {
-            let err_us = (*ct as f64 - *mt as f64) / 1e3;
-            if k == 0 { ttft_err.push(err_us) } else { itl_err.push(err_us) }
-        }
+        add_errors(&m.chunks, &stamps, &mut ttft_err, &mut itl_err);
     }
-    println!(
-        "| raw socket reader (floor), 1 | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
-        ttft_err.len() + itl_err.len(),
-        pct(&mut ttft_err, 50.0),
-        pct(&mut ttft_err, 99.0),
-        pct(&mut itl_err, 50.0),
-        pct(&mut itl_err, 99.0),
-        pct(&mut itl_err, 100.0),
-    );
+    print_errors("raw socket reader (floor), 1", ttft_err, itl_err);
 }
 
 fn main() {

@@ -230,14 +230,25 @@ pub fn write_master(path: &Path, rows: &[Vec<String>]) -> Result<(), String> {
     write_atomic(path, &bytes).map_err(|e| e.to_string())
 }
 
+/// A cell of a master row, by column name.
+fn cell_of<'a>(r: &'a [String], column: &str) -> Option<&'a str> {
+    COLUMNS.iter().position(|c| *c == column).and_then(|i| r.get(i)).map(String::as_str)
+}
+
 /// Whether a master row is a finished, complete run (resume skips it).
 pub fn is_done(r: &[String]) -> bool {
-    r.get(20).is_some_and(|e| e.is_empty()) && r.get(22).is_some_and(|c| c == "true")
+    cell_of(r, "error_message").is_some_and(str::is_empty) && cell_of(r, "complete") == Some("true")
+}
+
+/// Whether a master row is the run of `model` with reasoning `state`.
+fn is_row_of(r: &[String], model: &str, state: &str) -> bool {
+    cell_of(r, "model_name") == Some(model) && cell_of(r, "reasoning_state") == Some(state)
 }
 
 /// Puts `new` in place of the row for the same model and state, or appends it.
 pub fn upsert(rows: &mut Vec<Vec<String>>, new: Vec<String>) {
-    match rows.iter_mut().find(|r| r.first() == new.first() && r.get(3) == new.get(3)) {
+    let (model, state) = (cell_of(&new, "model_name").unwrap_or("").to_string(), cell_of(&new, "reasoning_state").unwrap_or("").to_string());
+    match rows.iter_mut().find(|r| is_row_of(r, &model, &state)) {
         Some(r) => *r = new,
         None => rows.push(new),
     }
@@ -399,7 +410,7 @@ pub fn run_local(exe: &Path, rows: &[ModelRow], opts: &BatchOptions, out: &Path,
     let mut table = read_master(&master)?;
     let mut done = LocalDone { master: master.clone(), ..LocalDone::default() };
     for row in rows {
-        if table.iter().any(|r| r.first() == Some(&row.model) && r.get(3).map(String::as_str) == Some(row.state()) && is_done(r)) {
+        if table.iter().any(|r| is_row_of(r, &row.model, row.state()) && is_done(r)) {
             eprintln!("energy-star batch: {} ({}) is done already; skipped", row.model, row.state());
             done.skipped += 1;
             continue;

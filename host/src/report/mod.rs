@@ -168,7 +168,6 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
         per_unit.push(("requests recorded".into(), recs.len().to_string()));
     }
     if let Some(r) = &report {
-        let es = &r["energy_star"];
         for (label, path) in [
             ("GPU J per output token, whole run", "/energy_star/energy/whole_run/gpu_energy_per_output_token_j"),
             ("GPU J per output token, steady state", "/energy_star/energy/steady_state/gpu_energy_per_output_token_j"),
@@ -185,7 +184,6 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
         if let (Some(v), Some(u)) = (r.pointer("/decode/efficiency/value").and_then(Value::as_f64), r.pointer("/decode/efficiency/unit").and_then(Value::as_str)) {
             per_unit.push(("decode efficiency (optimum-benchmark: tokens per kWh of total energy)".into(), format!("{v:.4e} {u}")));
         }
-        let _ = es;
     }
 
     // The page.

@@ -222,15 +222,7 @@ impl RemoteEngine {
             let deadline = limits.max_duration.map(|d| start + d);
             tokio::spawn(async move {
                 loop {
-                    let why = if stop() {
-                        Some("interrupted by the user (Ctrl-C)".to_string())
-                    } else if deadline.is_some_and(|d| Instant::now() >= d) {
-                        Some("the time bound was reached".to_string())
-                    } else {
-                        max_failures
-                            .filter(|m| tally.consecutive_failures.load(Ordering::SeqCst) >= *m)
-                            .map(|m| format!("{m} requests failed in a row; the server looks unable to serve"))
-                    };
+                    let why = if stop() { Some("interrupted by the user (Ctrl-C)".to_string()) } else { limit_reached(deadline, max_failures, &tally) };
                     if let Some(why) = why {
                         let _ = stop_tx.send(Stop::Stopped(why));
                         return;
@@ -246,15 +238,7 @@ impl RemoteEngine {
         let mut stopped_here: Option<String> = None;
         // Checked before each send as well as by the watcher, so fast failures cannot race
         // past the limit between two of the watcher's polls.
-        let check = |tally: &Tally| -> Option<String> {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Some("the time bound was reached".to_string());
-            }
-            limits
-                .max_consecutive_failures
-                .filter(|m| tally.consecutive_failures.load(Ordering::SeqCst) >= *m)
-                .map(|m| format!("{m} requests failed in a row; the server looks unable to serve"))
-        };
+        let check = |tally: &Tally| limit_reached(deadline, limits.max_consecutive_failures, tally);
         for (i, body) in bodies.into_iter().enumerate() {
             if *stop_rx.borrow() != Stop::Running {
                 break;
@@ -354,6 +338,16 @@ impl RemoteEngine {
         };
         LoadOutcome { requests, not_sent: (n - sent) as u32, stopped, start_ns, end_ns, peak_concurrency: tally.peak.load(Ordering::SeqCst) }
     }
+}
+
+/// Why sending must stop, if a limit is reached: the time bound, or failures in a row.
+fn limit_reached(deadline: Option<Instant>, max_failures: Option<u32>, tally: &Tally) -> Option<String> {
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return Some("the time bound was reached".to_string());
+    }
+    max_failures
+        .filter(|m| tally.consecutive_failures.load(Ordering::SeqCst) >= *m)
+        .map(|m| format!("{m} requests failed in a row; the server looks unable to serve"))
 }
 
 fn log_join_error(e: &tokio::task::JoinError) {

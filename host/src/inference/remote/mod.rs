@@ -171,11 +171,11 @@ impl RemoteEngine {
 
     /// Tokens of `text` by the local tokenizer, when there is one.
     pub fn count_tokens(&self, text: &str, add_special_tokens: bool) -> Option<u32> {
-        self.sender().count_tokens(text, add_special_tokens)
+        request::count_tokens(self.tokenizer.as_deref(), text, add_special_tokens)
     }
 
     pub fn sender(&self) -> request::Sender {
-        request::Sender { client: self.client.clone(), api_key: self.api_key.clone(), request_timeout: self.request_timeout, tokenizer: self.tokenizer.clone() }
+        request::Sender { client: self.client.clone(), api_key: self.api_key.clone(), request_timeout: self.request_timeout }
     }
 }
 

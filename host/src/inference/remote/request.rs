@@ -6,7 +6,6 @@
 //! adds k−1 zeros after it (ML.ENERGY's rule); E2E ends at the last chunk with a choice, so a
 //! trailing usage-only chunk or `[DONE]` does not move it.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -158,22 +157,20 @@ fn since(origin: Instant) -> u64 {
     crate::meter::since(origin, Instant::now())
 }
 
+/// Tokens of `text` by a local tokenizer, when there is one.
+pub fn count_tokens(tokenizer: Option<&tokenizers::Tokenizer>, text: &str, add_special_tokens: bool) -> Option<u32> {
+    tokenizer?.encode(text, add_special_tokens).ok().map(|e| e.get_ids().len() as u32)
+}
+
 /// What a request task needs of the engine, shared between tasks.
 #[derive(Clone)]
 pub struct Sender {
     pub client: reqwest::Client,
     pub api_key: Option<String>,
     pub request_timeout: Duration,
-    pub tokenizer: Option<Arc<tokenizers::Tokenizer>>,
 }
 
 impl Sender {
-    /// Tokens of `text` by the local tokenizer, when there is one.
-    pub fn count_tokens(&self, text: &str, add_special_tokens: bool) -> Option<u32> {
-        let t = self.tokenizer.as_ref()?;
-        t.encode(text, add_special_tokens).ok().map(|e| e.get_ids().len() as u32)
-    }
-
     /// Sends one request and follows its stream. `abort` turning true stops it at once,
     /// recorded as cancelled with what arrived so far.
     pub async fn send(&self, url: &str, index: u32, body: Bytes, origin: Instant, scheduled_ns: u64, abort: watch::Receiver<bool>) -> RequestRecord {

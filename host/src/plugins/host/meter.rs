@@ -103,28 +103,21 @@ impl Host for PluginState {
     }
 
     fn end_window(&mut self, id: u64) -> Result<WindowReading, MeterError> {
-        let s = self.services();
-        let out = match &s.meter {
-            Some(m) => match m.lock() {
-                Ok(mut m) => m.end_window(id).map_err(failed),
-                Err(_) => Err(MeterError::Failed("the meter's lock is poisoned".into())),
-            },
-            None => Err(unavailable()),
-        };
-        let out = out.map(|r| {
-            let w = reading(&r);
-            s.windows.push(r);
-            w
-        });
-        self.host_returned();
-        out
+        self.closed_reading(|m| m.end_window(id))
     }
 
     fn reading_between(&mut self, name: String, start_ns: u64, end_ns: u64) -> Result<WindowReading, MeterError> {
+        self.closed_reading(|m| m.reading_between(&name, start_ns, end_ns))
+    }
+}
+
+impl PluginState {
+    /// A reading from the meter, kept for the results folder and returned to the plugin.
+    fn closed_reading(&mut self, read: impl FnOnce(&mut meter::Meter) -> Result<meter::WindowReading, meter::MeterError>) -> Result<WindowReading, MeterError> {
         let s = self.services();
         let out = match &s.meter {
             Some(m) => match m.lock() {
-                Ok(mut m) => m.reading_between(&name, start_ns, end_ns).map_err(failed),
+                Ok(mut m) => read(&mut m).map_err(failed),
                 Err(_) => Err(MeterError::Failed("the meter's lock is poisoned".into())),
             },
             None => Err(unavailable()),

@@ -173,6 +173,41 @@ impl Energy {
     }
 }
 
+/// The `energy` block of an ai_energy_benchmarks report (its CodeCarbon keys) for a window of
+/// `duration_s`. Carbon figures are null: no grid-intensity data, none invented.
+pub fn ai_energy_benchmarks_energy(e: &Energy, duration_s: f64, project: &str) -> Value {
+    let kwh = |v: Option<f64>| json!(v);
+    let wh = |v: Option<f64>| json!(v.map(|x| x * 1000.0));
+    json!({
+        "emissions_kg_co2eq": Value::Null,
+        "emissions_g_co2eq": Value::Null,
+        "energy_kwh": kwh(e.gpu_kwh),
+        "energy_wh": wh(e.gpu_kwh),
+        "gpu_energy_kwh": kwh(e.gpu_kwh),
+        "gpu_energy_wh": wh(e.gpu_kwh),
+        "cpu_energy_kwh": kwh(e.cpu_kwh),
+        "cpu_energy_wh": wh(e.cpu_kwh),
+        "ram_energy_kwh": kwh(e.ram_kwh),
+        "ram_energy_wh": wh(e.ram_kwh),
+        "total_energy_kwh": kwh(e.total_kwh()),
+        "total_energy_wh": wh(e.total_kwh()),
+        "duration_seconds": duration_s,
+        "carbon_intensity_g_per_kwh": Value::Null,
+        "project_name": project,
+        "country": Value::Null,
+        "region": Value::Null,
+    })
+}
+
+/// The `gpu_stats` block of an ai_energy_benchmarks report: each measured GPU's mean power.
+pub fn ai_energy_benchmarks_gpu_stats(w: &Window) -> Value {
+    let mut stats = Map::new();
+    for f in w.figures.iter().filter(|f| f.kind == Kind::Gpu && f.energy_j.is_some()) {
+        stats.insert(format!("gpu_{}", f.device.trim_start_matches("gpu")), json!({"power_draw_w": f.energy_j.map(|j| j / w.duration_s.max(1e-9))}));
+    }
+    Value::Object(stats)
+}
+
 /// Where a window's figures came from, for the `energy_star` block beside each phase.
 pub fn provenance(windows: &[&Window]) -> Value {
     let mut sources = Map::new();

@@ -18,7 +18,7 @@ wit_bindgen::generate!({
 });
 
 use energy_star::plugin::{datasets, inference, log, meter};
-use es_backend_common::{Energy, Kind, Settings, provenance};
+use es_backend_common::{Energy, Settings, provenance};
 use exports::energy_star::plugin::backend::{BackendInfo, Guest, RunOutput, RunRequest};
 use serde_json::{Value, json};
 
@@ -128,14 +128,8 @@ impl Guest for Pytorch {
 
         let gpu_used = s.device.starts_with("cuda");
         let e = Energy::of(&w, gpu_used);
-        let kwh = |v: Option<f64>| json!(v);
-        let wh = |v: Option<f64>| json!(v.map(|x| x * 1000.0));
         let mean = |v: &[f64]| if v.is_empty() { Value::Null } else { json!(v.iter().sum::<f64>() / v.len() as f64) };
         let total_tokens = tally.prompt_tokens + tally.completion_tokens;
-        let mut gpu_stats = serde_json::Map::new();
-        for f in w.figures.iter().filter(|f| f.kind == Kind::Gpu && f.energy_j.is_some()) {
-            gpu_stats.insert(format!("gpu_{}", f.device.trim_start_matches("gpu")), json!({"power_draw_w": f.energy_j.map(|j| j / w.duration_s.max(1e-9))}));
-        }
         // Prefill and decode shares of the loop's energy, by engine time: an attribution.
         let engine_s = tally.prefill_s + tally.decode_s;
         let share = |part: f64, v: Option<f64>| v.filter(|_| engine_s > 0.0).map(|x| x * part / engine_s * 1000.0);
@@ -160,26 +154,8 @@ impl Guest for Pytorch {
                 "total_completion_tokens": tally.completion_tokens,
                 "throughput_tokens_per_second": if w.duration_s > 0.0 { json!(total_tokens as f64 / w.duration_s) } else { Value::Null },
             },
-            "energy": {
-                "emissions_kg_co2eq": Value::Null,
-                "emissions_g_co2eq": Value::Null,
-                "energy_kwh": kwh(e.gpu_kwh),
-                "energy_wh": wh(e.gpu_kwh),
-                "gpu_energy_kwh": kwh(e.gpu_kwh),
-                "gpu_energy_wh": wh(e.gpu_kwh),
-                "cpu_energy_kwh": kwh(e.cpu_kwh),
-                "cpu_energy_wh": wh(e.cpu_kwh),
-                "ram_energy_kwh": kwh(e.ram_kwh),
-                "ram_energy_wh": wh(e.ram_kwh),
-                "total_energy_kwh": kwh(e.total_kwh()),
-                "total_energy_wh": wh(e.total_kwh()),
-                "duration_seconds": w.duration_s,
-                "carbon_intensity_g_per_kwh": Value::Null,
-                "project_name": s.name,
-                "country": Value::Null,
-                "region": Value::Null,
-            },
-            "gpu_stats": gpu_stats,
+            "energy": es_backend_common::ai_energy_benchmarks_energy(&e, w.duration_s, &s.name),
+            "gpu_stats": es_backend_common::ai_energy_benchmarks_gpu_stats(&w),
             "backend_info": {
                 "backend": "pytorch",
                 "model": s.model,

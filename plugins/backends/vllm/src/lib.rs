@@ -17,9 +17,9 @@ wit_bindgen::generate!({
 use energy_star::plugin::inference::{self, FailureKind, LoadProfile, RateProfile, TokenCountSource};
 use energy_star::plugin::{datasets, log, meter, results};
 use es_backend_common::serving::{self, Req, ServingConfig};
-use es_backend_common::{Energy, Kind, Settings, provenance};
+use es_backend_common::{Energy, Settings, provenance};
 use exports::energy_star::plugin::backend::{BackendInfo, Guest, RequiredSetting, RunOutput, RunRequest};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 es_backend_common::wit_conversions!();
 
@@ -240,20 +240,12 @@ impl Guest for Vllm {
             warnings.push(format!("requests.jsonl was not written: {err}"));
         }
 
-        let mut sources: Map<String, Value> = Map::new();
+        let mut sources: std::collections::BTreeMap<&str, u64> = Default::default();
         for r in &load.requests {
-            let k = source_name(r.token_source).to_string();
-            let n = sources.get(&k).and_then(Value::as_u64).unwrap_or(0);
-            sources.insert(k, json!(n + 1));
+            *sources.entry(source_name(r.token_source)).or_default() += 1;
         }
-        let kwh = |v: Option<f64>| json!(v);
-        let wh = |v: Option<f64>| json!(v.map(|x| x * 1000.0));
         let mean_s = |v: Vec<f64>| if v.is_empty() { Value::Null } else { json!(v.iter().sum::<f64>() / v.len() as f64) };
         let ok_reqs: Vec<&Req> = reqs.iter().filter(|r| r.ok()).collect();
-        let mut gpu_stats = Map::new();
-        for f in w.figures.iter().filter(|f| f.kind == Kind::Gpu && f.energy_j.is_some()) {
-            gpu_stats.insert(format!("gpu_{}", f.device.trim_start_matches("gpu")), json!({"power_draw_w": f.energy_j.map(|j| j / w.duration_s.max(1e-9))}));
-        }
 
         // Completeness: nothing left unsent, failures within the threshold.
         let mut incomplete: Vec<String> = Vec::new();
@@ -293,26 +285,8 @@ impl Guest for Vllm {
                 "total_completion_tokens": completion_tokens,
                 "throughput_tokens_per_second": if w.duration_s > 0.0 { json!((prompt_tokens + completion_tokens) as f64 / w.duration_s) } else { Value::Null },
             },
-            "energy": {
-                "emissions_kg_co2eq": Value::Null,
-                "emissions_g_co2eq": Value::Null,
-                "energy_kwh": kwh(e.gpu_kwh),
-                "energy_wh": wh(e.gpu_kwh),
-                "gpu_energy_kwh": kwh(e.gpu_kwh),
-                "gpu_energy_wh": wh(e.gpu_kwh),
-                "cpu_energy_kwh": kwh(e.cpu_kwh),
-                "cpu_energy_wh": wh(e.cpu_kwh),
-                "ram_energy_kwh": kwh(e.ram_kwh),
-                "ram_energy_wh": wh(e.ram_kwh),
-                "total_energy_kwh": kwh(e.total_kwh()),
-                "total_energy_wh": wh(e.total_kwh()),
-                "duration_seconds": w.duration_s,
-                "carbon_intensity_g_per_kwh": Value::Null,
-                "project_name": s.name,
-                "country": Value::Null,
-                "region": Value::Null,
-            },
-            "gpu_stats": gpu_stats,
+            "energy": es_backend_common::ai_energy_benchmarks_energy(&e, w.duration_s, &s.name),
+            "gpu_stats": es_backend_common::ai_energy_benchmarks_gpu_stats(&w),
             "backend_info": {
                 "backend": "vllm",
                 "endpoint": endpoint,
