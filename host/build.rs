@@ -34,7 +34,9 @@ fn main() {
         Ok(paths) => paths,
         Err(e) => panic!("{e}"),
     };
-    let mut code = String::from("/// Built-in plugins embedded at build time: (package, wasm bytes).\npub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n");
+    let mut code = String::from(
+        "/// Built-in plugins embedded at build time: (package, wasm bytes).\npub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n",
+    );
     for ((package, _kind), path) in BUILTINS.iter().zip(&wasm) {
         code.push_str(&format!("    ({package:?}, include_bytes!({:?})),\n", path.display().to_string()));
     }

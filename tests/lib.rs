@@ -62,7 +62,8 @@ pub fn guests() -> &'static Guests {
     static GUESTS: OnceLock<Guests> = OnceLock::new();
     GUESTS.get_or_init(|| {
         let (target, _) = target_and_profile();
-        let names = ["codecarbon-summarizer", "echo-backend", "hostile-summarizer", "optimum-override", "wrong-api-summarizer"];
+        let names =
+            ["codecarbon-summarizer", "echo-backend", "hostile-summarizer", "optimum-override", "wrong-api-summarizer"];
         let build = energy_star_plugin_build::PluginBuild {
             manifest: &root().join("tests/guests/Cargo.toml"),
             packages: &[],
@@ -105,7 +106,13 @@ impl Run {
         self.output.status.code()
     }
     fn explain(&self) -> String {
-        format!("command: {}\nexit: {:?}\n--- stdout\n{}\n--- stderr\n{}", self.cmd, self.code(), self.stdout(), self.stderr())
+        format!(
+            "command: {}\nexit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.cmd,
+            self.code(),
+            self.stdout(),
+            self.stderr()
+        )
     }
     /// Asserts exit code 0 and returns self.
     pub fn success(self) -> Self {
@@ -120,7 +127,11 @@ impl Run {
             assert!(err.contains(n), "stderr lacks {n:?}\n{}", self.explain());
         }
         // A guest's panic message is quoted in errors; the host's own threads must never panic.
-        assert!(!err.contains("thread 'main'") && !err.contains("thread 'energy-star"), "the host panicked\n{}", self.explain());
+        assert!(
+            !err.contains("thread 'main'") && !err.contains("thread 'energy-star"),
+            "the host panicked\n{}",
+            self.explain()
+        );
         self
     }
 }
@@ -129,7 +140,17 @@ impl Run {
 pub fn energy_star(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut c = Command::new(bin());
     c.current_dir(cwd).args(args);
-    for var in ["BENCHMARK_BACKEND", "VLLM_ENDPOINT", "VLLM_API_KEY", "OPENAI_API_KEY", "ENERGY_STAR_CONFIG_DIR", "RESULTS_DIR", "ENERGY_STAR_PLUGIN_PATH", "ENERGY_STAR_PLUGIN_MEMORY_MIB", "ENERGY_STAR_PLUGIN_TIME_LIMIT_S"] {
+    for var in [
+        "BENCHMARK_BACKEND",
+        "VLLM_ENDPOINT",
+        "VLLM_API_KEY",
+        "OPENAI_API_KEY",
+        "ENERGY_STAR_CONFIG_DIR",
+        "RESULTS_DIR",
+        "ENERGY_STAR_PLUGIN_PATH",
+        "ENERGY_STAR_PLUGIN_MEMORY_MIB",
+        "ENERGY_STAR_PLUGIN_TIME_LIMIT_S",
+    ] {
         c.env_remove(var);
     }
     c.env("ENERGY_STAR_CACHE_DIR", cache_dir());

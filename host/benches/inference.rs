@@ -15,17 +15,22 @@ const PROMPT_TOKENS: usize = 32;
 const NEW_TOKENS: u32 = 32;
 
 fn bench(label: &str, dir: &Path) {
-    let spec = LocalSpec { model: dir.display().to_string(), device: "cpu".into(), dtype: "float32".into(), processor: None };
+    let spec =
+        LocalSpec { model: dir.display().to_string(), device: "cpu".into(), dtype: "float32".into(), processor: None };
     let t = Instant::now();
     let engine = CandleEngine::open(&spec, &|_: &str| None).expect("model loads");
     let load_s = t.elapsed().as_secs_f64();
     let vocab = engine.config().vocab_size.min(512) as u32;
     let params = GenerationParams { max_new_tokens: NEW_TOKENS, ignore_eos: true, ..Default::default() };
     for batch in [1usize, 8] {
-        let ids: Vec<Vec<u32>> = (0..batch).map(|b| (0..PROMPT_TOKENS).map(|i| ((i * 7 + b * 13) as u32 % (vocab - 2)) + 2).collect()).collect();
+        let ids: Vec<Vec<u32>> = (0..batch)
+            .map(|b| (0..PROMPT_TOKENS).map(|i| ((i * 7 + b * 13) as u32 % (vocab - 2)) + 2).collect())
+            .collect();
         let prompts: Vec<String> = (0..batch).map(|b| format!("prompt {b}")).collect();
         // One untimed pass warms caches and the thread pool.
-        engine.generate_ids(&prompts, ids.clone(), &GenerationParams { max_new_tokens: 2, ..params.clone() }).expect("warmup");
+        engine
+            .generate_ids(&prompts, ids.clone(), &GenerationParams { max_new_tokens: 2, ..params.clone() })
+            .expect("warmup");
         let mut prefill = Vec::new();
         let mut decode = Vec::new();
         for _ in 0..3 {
@@ -38,7 +43,11 @@ fn bench(label: &str, dir: &Path) {
             v.sort_by(f64::total_cmp);
             v[v.len() / 2]
         };
-        println!("| {label} | {batch} | {PROMPT_TOKENS} | {NEW_TOKENS} | {:.0} | {:.1} | {load_s:.2} s |", med(prefill), med(decode));
+        println!(
+            "| {label} | {batch} | {PROMPT_TOKENS} | {NEW_TOKENS} | {:.0} | {:.1} | {load_s:.2} s |",
+            med(prefill),
+            med(decode)
+        );
     }
 }
 
@@ -50,7 +59,12 @@ fn smollm2_shapes(dir: &Path) {
     let dev = Device::Cpu;
     let mut t = std::collections::HashMap::new();
     let mut add = |name: String, shape: &[usize]| {
-        let x = if shape.len() == 1 { Tensor::ones(shape, DType::F32, &dev) } else { Tensor::randn(0f32, 0.05, shape, &dev) }.expect("tensor");
+        let x = if shape.len() == 1 {
+            Tensor::ones(shape, DType::F32, &dev)
+        } else {
+            Tensor::randn(0f32, 0.05, shape, &dev)
+        }
+        .expect("tensor");
         t.insert(name, x);
     };
     add("model.embed_tokens.weight".into(), &[v, h]);
@@ -75,13 +89,17 @@ fn smollm2_shapes(dir: &Path) {
         "tie_word_embeddings": true, "bos_token_id": 0, "eos_token_id": 1, "hidden_act": "silu"
     });
     std::fs::write(dir.join("config.json"), cfg.to_string()).expect("config");
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/toy-tokenizer.json"), dir.join("tokenizer.json")).expect("tokenizer");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/toy-tokenizer.json"), dir.join("tokenizer.json"))
+        .expect("tokenizer");
 }
 
 fn main() {
     println!("| model | batch | prompt tokens | new tokens | prefill tokens/s | decode tokens/s | load |");
     println!("|---|---|---|---|---|---|---|");
-    bench("tiny-llama fixture (hidden 64, 2 layers)", &Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-llama"));
+    bench(
+        "tiny-llama fixture (hidden 64, 2 layers)",
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-llama"),
+    );
     let toy = tempfile::tempdir().expect("tmp");
     energy_star::inference::local::toy::write(toy.path()).expect("toy");
     bench("energy-star/toy-llama (offline default, 9.8 M)", toy.path());

@@ -32,7 +32,11 @@ fn cpu_split() -> (f64, f64) {
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
         let name = &stat[open + 1..close];
         let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let (Some(u), Some(s)) = (fields.get(11).and_then(|x| x.parse::<f64>().ok()), fields.get(12).and_then(|x| x.parse::<f64>().ok())) else { continue };
+        let (Some(u), Some(s)) =
+            (fields.get(11).and_then(|x| x.parse::<f64>().ok()), fields.get(12).and_then(|x| x.parse::<f64>().ok()))
+        else {
+            continue;
+        };
         if name.starts_with("mock-openai") {
             mock += (u + s) / tick;
         } else {
@@ -47,7 +51,13 @@ fn params() -> GenerationParams {
 }
 
 fn engine(server: &MockServer) -> RemoteEngine {
-    let spec = RemoteSpec { endpoint: server.url(), model: None, api: Api::Completions, request_timeout: Duration::from_secs(60), api_key: None };
+    let spec = RemoteSpec {
+        endpoint: server.url(),
+        model: None,
+        api: Api::Completions,
+        request_timeout: Duration::from_secs(60),
+        api_key: None,
+    };
     RemoteEngine::open(&spec, &|_: &str| None).expect("open")
 }
 
@@ -61,7 +71,9 @@ fn throughput(concurrency: u32, requests: usize) {
     e.run_load(&warm, &params(), &profile, &LoadLimits::default(), Instant::now(), Arc::new(|| false)).expect("warmup");
     let (c0, m0) = cpu_split();
     let t = Instant::now();
-    let out = e.run_load(&prompts, &params(), &profile, &LoadLimits::default(), Instant::now(), Arc::new(|| false)).expect("load");
+    let out = e
+        .run_load(&prompts, &params(), &profile, &LoadLimits::default(), Instant::now(), Arc::new(|| false))
+        .expect("load");
     let wall = t.elapsed().as_secs_f64();
     let (c1, m1) = cpu_split();
     let failed = out.requests.iter().filter(|r| r.failure.is_some()).count();
@@ -105,11 +117,26 @@ fn print_errors(label: &str, mut ttft_err: Vec<f64>, mut itl_err: Vec<f64>) {
 
 fn timing_error(concurrency: u32, requests: usize) {
     let origin = Instant::now();
-    let cfg = MockConfig { ttft: Duration::from_millis(10), itl: Duration::from_millis(5), record_timing: true, origin, ..MockConfig::default() };
+    let cfg = MockConfig {
+        ttft: Duration::from_millis(10),
+        itl: Duration::from_millis(5),
+        record_timing: true,
+        origin,
+        ..MockConfig::default()
+    };
     let server = MockServer::start(cfg).expect("mock");
     let e = engine(&server);
     let prompts: Vec<String> = (0..requests).map(|i| format!("timing prompt {i}")).collect();
-    let out = e.run_load(&prompts, &params(), &LoadProfile::Concurrency(concurrency), &LoadLimits::default(), origin, Arc::new(|| false)).expect("load");
+    let out = e
+        .run_load(
+            &prompts,
+            &params(),
+            &LoadProfile::Concurrency(concurrency),
+            &LoadLimits::default(),
+            origin,
+            Arc::new(|| false),
+        )
+        .expect("load");
     let sent = server.timing();
     let mut ttft_err = Vec::new();
     let mut itl_err = Vec::new();
@@ -132,16 +159,26 @@ fn timing_error(concurrency: u32, requests: usize) {
 fn raw_floor(requests: usize) {
     use std::io::{Read, Write};
     let origin = Instant::now();
-    let cfg = MockConfig { ttft: Duration::from_millis(10), itl: Duration::from_millis(5), record_timing: true, origin, ..MockConfig::default() };
+    let cfg = MockConfig {
+        ttft: Duration::from_millis(10),
+        itl: Duration::from_millis(5),
+        record_timing: true,
+        origin,
+        ..MockConfig::default()
+    };
     let server = MockServer::start(cfg).expect("mock");
     let mut ttft_err = Vec::new();
     let mut itl_err = Vec::new();
     for i in 0..requests {
         let id = format!("raw-{i}");
-        let body = format!(r#"{{"model":"mock/model","prompt":"p","max_tokens":{TOKENS},"ignore_eos":true,"stream":true}}"#);
+        let body =
+            format!(r#"{{"model":"mock/model","prompt":"p","max_tokens":{TOKENS},"ignore_eos":true,"stream":true}}"#);
         let mut sock = std::net::TcpStream::connect(server.addr).expect("connect");
         sock.set_nodelay(true).expect("nodelay");
-        let req = format!("POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-request-id: {id}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+        let req = format!(
+            "POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-request-id: {id}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
         sock.write_all(req.as_bytes()).expect("write");
         let mut stamps = Vec::new();
         let mut buf = vec![0u8; 65536];
@@ -168,7 +205,9 @@ fn raw_floor(requests: usize) {
 
 fn main() {
     println!("Streamed requests of {TOKENS} tokens, mock answering as fast as it can (1 runtime thread):\n");
-    println!("| concurrency | requests | requests/s | tokens/s | client CPU s / 1,000 requests | mock CPU s / 1,000 requests | failed | peak in flight |");
+    println!(
+        "| concurrency | requests | requests/s | tokens/s | client CPU s / 1,000 requests | mock CPU s / 1,000 requests | failed | peak in flight |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     throughput(1, 2_000);
     throughput(64, 20_000);

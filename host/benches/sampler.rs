@@ -53,11 +53,25 @@ fn replay(n: u32) -> (Result<Box<dyn GpuSource>, String>, Clock) {
         c.store(ns, Ordering::Relaxed);
         ns
     });
-    let devices: Vec<GpuDevice> = (0..n).map(|index| GpuDevice { index, name: "replayed".into(), has_energy_counter: true, mig_enabled: false }).collect();
+    let devices: Vec<GpuDevice> = (0..n)
+        .map(|index| GpuDevice { index, name: "replayed".into(), has_energy_counter: true, mig_enabled: false })
+        .collect();
     let traces = (0..n)
         .map(|_| {
             (0..=SECONDS * 10 + 10)
-                .map(|i| (i * 100_000_000, Ok(GpuReading { energy_mj: Some(i * 30_000), power_mw: Some(300_000), temperature_c: Some(60), utilization_pct: Some(99), sm_clock_mhz: Some(1980), memory_used_mib: Some(70_000) })))
+                .map(|i| {
+                    (
+                        i * 100_000_000,
+                        Ok(GpuReading {
+                            energy_mj: Some(i * 30_000),
+                            power_mw: Some(300_000),
+                            temperature_c: Some(60),
+                            utilization_pct: Some(99),
+                            sm_clock_mhz: Some(1980),
+                            memory_used_mib: Some(70_000),
+                        }),
+                    )
+                })
                 .collect()
         })
         .collect();
@@ -65,7 +79,9 @@ fn replay(n: u32) -> (Result<Box<dyn GpuSource>, String>, Clock) {
 }
 
 fn main() {
-    println!("| sampler at 10 Hz, {SECONDS} s | devices | readings/s (all devices) | time in readings per hour | thread CPU per hour (10 ms ticks) | per reading | timeline rows per hour | timeline memory per hour |");
+    println!(
+        "| sampler at 10 Hz, {SECONDS} s | devices | readings/s (all devices) | time in readings per hour | thread CPU per hour (10 ms ticks) | per reading | timeline rows per hour | timeline memory per hour |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     run("this machine (no NVML, no RAPL: /proc estimates)", Err("no GPU in this benchmark".into()), monotonic_clock());
     let (g, c) = replay(1);

@@ -33,7 +33,8 @@ impl ModelRow {
 
     /// A folder and job name: lowercase letters, digits and dashes.
     pub fn slug(&self) -> String {
-        let mut s: String = self.model.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let mut s: String =
+            self.model.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
         while s.contains("--") {
             s = s.replace("--", "-");
         }
@@ -48,7 +49,12 @@ pub fn parse_models(text: &str) -> Result<Vec<ModelRow>, String> {
     let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
     let headers = rdr.headers().map_err(|e| format!("the model list's header does not read: {e}"))?.clone();
     let find = |names: &[&str]| headers.iter().position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)));
-    let model_i = find(&["Models to Add", "model", "model_name"]).ok_or_else(|| format!("no model column (`model` or `Models to Add`); the columns are: {}", headers.iter().collect::<Vec<_>>().join(", ")))?;
+    let model_i = find(&["Models to Add", "model", "model_name"]).ok_or_else(|| {
+        format!(
+            "no model column (`model` or `Models to Add`); the columns are: {}",
+            headers.iter().collect::<Vec<_>>().join(", ")
+        )
+    })?;
     let class_i = find(&["class", "model_class"]);
     let task_i = find(&["task"]);
     let state_i = find(&["Reasoning State", "reasoning", "reasoning_state"]);
@@ -63,7 +69,11 @@ pub fn parse_models(text: &str) -> Result<Vec<ModelRow>, String> {
         if raw.is_empty() {
             continue;
         }
-        let model = raw.trim_start_matches("https://huggingface.co/").trim_start_matches("http://huggingface.co/").trim_end_matches('/').to_string();
+        let model = raw
+            .trim_start_matches("https://huggingface.co/")
+            .trim_start_matches("http://huggingface.co/")
+            .trim_end_matches('/')
+            .to_string();
         if model.contains(char::is_whitespace) || model.contains(',') {
             return Err(format!("model list row {line}: {raw:?} is not a model id"));
         }
@@ -81,7 +91,13 @@ pub fn parse_models(text: &str) -> Result<Vec<ModelRow>, String> {
             }
         }
         let task = cell(task_i);
-        let row = ModelRow { model, class: cell(class_i), task: if task.is_empty() { "text_gen".into() } else { task }, reasoning, reasoning_params: params };
+        let row = ModelRow {
+            model,
+            class: cell(class_i),
+            task: if task.is_empty() { "text_gen".into() } else { task },
+            reasoning,
+            reasoning_params: params,
+        };
         if !seen.insert(row.slug()) {
             return Err(format!("model list row {line}: {} ({}) is listed twice", row.model, row.state()));
         }
@@ -142,9 +158,30 @@ pub fn run_args(row: &ModelRow, opts: &BatchOptions, results_dir: &str) -> Vec<S
 /// `master_results.csv`'s columns: AI Energy Score's aggregator's, then where the energy
 /// came from and whether the run was complete.
 pub const COLUMNS: &[&str] = &[
-    "model_name", "model_class", "task", "reasoning_state", "total_prompts", "successful_prompts", "failed_prompts", "total_duration_seconds", "avg_total_time",
-    "avg_time_to_first_token", "total_tokens", "total_prompt_tokens", "total_completion_tokens", "throughput_tokens_per_second", "gpu_energy_wh", "wh_per_1000_queries",
-    "co2_emissions_g", "tokens_per_joule", "avg_energy_per_prompt_wh", "timestamp", "error_message", "gpu_energy_source", "complete", "results_dir",
+    "model_name",
+    "model_class",
+    "task",
+    "reasoning_state",
+    "total_prompts",
+    "successful_prompts",
+    "failed_prompts",
+    "total_duration_seconds",
+    "avg_total_time",
+    "avg_time_to_first_token",
+    "total_tokens",
+    "total_prompt_tokens",
+    "total_completion_tokens",
+    "throughput_tokens_per_second",
+    "gpu_energy_wh",
+    "wh_per_1000_queries",
+    "co2_emissions_g",
+    "tokens_per_joule",
+    "avg_energy_per_prompt_wh",
+    "timestamp",
+    "error_message",
+    "gpu_energy_source",
+    "complete",
+    "results_dir",
 ];
 
 fn read_json(p: &Path) -> Option<Value> {
@@ -165,14 +202,30 @@ pub fn collect_row(row: &ModelRow, dir: &Path, error: Option<String>) -> Vec<Str
     let f = |v: &Value| v.as_f64();
     let gpu_wh = summary.as_ref().and_then(|s| s["total"].as_f64());
     // ai_energy_benchmarks reports count prompts; optimum reports give num_samples in the config.
-    let total_prompts = f(&s["total_prompts"]).or_else(|| read_json(&dir.join("benchmark_config.json")).and_then(|c| c.pointer("/scenario/num_samples").and_then(Value::as_f64)));
-    let successful = f(&s["successful_prompts"]).or(total_prompts.filter(|_| status.as_ref().is_some_and(|st| st["complete"] == true)));
+    let total_prompts = f(&s["total_prompts"]).or_else(|| {
+        read_json(&dir.join("benchmark_config.json"))
+            .and_then(|c| c.pointer("/scenario/num_samples").and_then(Value::as_f64))
+    });
+    let successful = f(&s["successful_prompts"])
+        .or(total_prompts.filter(|_| status.as_ref().is_some_and(|st| st["complete"] == true)));
     let total_tokens = f(&s["total_tokens"]);
-    let source = report.as_ref().and_then(|r| r.pointer("/energy_star/window/gpu_source").or_else(|| r.pointer("/energy_star/energy/whole_run/window/gpu_source")).or_else(|| r.pointer("/prefill/energy_star/gpu_source")).and_then(Value::as_str).map(str::to_string));
+    let source = report.as_ref().and_then(|r| {
+        r.pointer("/energy_star/window/gpu_source")
+            .or_else(|| r.pointer("/energy_star/energy/whole_run/window/gpu_source"))
+            .or_else(|| r.pointer("/prefill/energy_star/gpu_source"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
     let complete = status.as_ref().map(|st| st["complete"] == true);
     let error = error.or_else(|| {
         status.as_ref().filter(|st| st["complete"] != true).map(|st| {
-            let reasons: Vec<String> = st["incomplete_reasons"].as_array().into_iter().flatten().chain(st["problems"].as_array().into_iter().flatten()).filter_map(|v| v.as_str().map(str::to_string)).collect();
+            let reasons: Vec<String> = st["incomplete_reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(st["problems"].as_array().into_iter().flatten())
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
             if reasons.is_empty() { "run incomplete".to_string() } else { reasons.join("; ") }
         })
     });
@@ -215,9 +268,14 @@ pub fn read_master(path: &Path) -> Result<Vec<Vec<String>>, String> {
     let mut rdr = csv::Reader::from_reader(text.as_bytes());
     let headers = rdr.headers().map_err(|e| format!("{}: {e}", path.display()))?.clone();
     if headers.iter().collect::<Vec<_>>() != COLUMNS {
-        return Err(format!("{} has other columns than a batch writes; move it away or pick another --output-dir", path.display()));
+        return Err(format!(
+            "{} has other columns than a batch writes; move it away or pick another --output-dir",
+            path.display()
+        ));
     }
-    rdr.records().map(|r| r.map(|r| r.iter().map(str::to_string).collect()).map_err(|e| format!("{}: {e}", path.display()))).collect()
+    rdr.records()
+        .map(|r| r.map(|r| r.iter().map(str::to_string).collect()).map_err(|e| format!("{}: {e}", path.display())))
+        .collect()
 }
 
 pub fn write_master(path: &Path, rows: &[Vec<String>]) -> Result<(), String> {
@@ -247,7 +305,10 @@ fn is_row_of(r: &[String], model: &str, state: &str) -> bool {
 
 /// Puts `new` in place of the row for the same model and state, or appends it.
 pub fn upsert(rows: &mut Vec<Vec<String>>, new: Vec<String>) {
-    let (model, state) = (cell_of(&new, "model_name").unwrap_or("").to_string(), cell_of(&new, "reasoning_state").unwrap_or("").to_string());
+    let (model, state) = (
+        cell_of(&new, "model_name").unwrap_or("").to_string(),
+        cell_of(&new, "reasoning_state").unwrap_or("").to_string(),
+    );
     match rows.iter_mut().find(|r| is_row_of(r, &model, &state)) {
         Some(r) => *r = new,
         None => rows.push(new),
@@ -358,8 +419,10 @@ pub fn slurm_array(rows: &[ModelRow], opts: &BatchOptions, c: &ClusterOptions, r
             args.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ") + "\n"
         })
         .collect();
-    let backend = opts.backend.as_deref().map(|b| format!("export BENCHMARK_BACKEND={}\n", shell_quote(b))).unwrap_or_default();
-    let endpoint = c.vllm_endpoint.as_deref().map(|e| format!("export VLLM_ENDPOINT={}\n", shell_quote(e))).unwrap_or_default();
+    let backend =
+        opts.backend.as_deref().map(|b| format!("export BENCHMARK_BACKEND={}\n", shell_quote(b))).unwrap_or_default();
+    let endpoint =
+        c.vllm_endpoint.as_deref().map(|e| format!("export VLLM_ENDPOINT={}\n", shell_quote(e))).unwrap_or_default();
     let script = format!(
         r#"#!/bin/bash
 # energy-star batch as a Slurm array: one task per model, {n} models.
@@ -403,10 +466,17 @@ pub struct LocalDone {
 /// Runs every model not already done, one after another, as child processes of `exe` (a
 /// failing or crashing run cannot take the batch down), each with its own results folder and
 /// log; `master_results.csv` is rewritten atomically after each. `stop` is polled between runs.
-pub fn run_local(exe: &Path, rows: &[ModelRow], opts: &BatchOptions, out: &Path, stop: &dyn Fn() -> bool) -> Result<LocalDone, String> {
+pub fn run_local(
+    exe: &Path,
+    rows: &[ModelRow],
+    opts: &BatchOptions,
+    out: &Path,
+    stop: &dyn Fn() -> bool,
+) -> Result<LocalDone, String> {
     let master = out.join("master_results.csv");
     std::fs::create_dir_all(out.join("logs")).map_err(|e| format!("{}: {e}", out.join("logs").display()))?;
-    std::fs::create_dir_all(out.join("individual_runs")).map_err(|e| format!("{}: {e}", out.join("individual_runs").display()))?;
+    std::fs::create_dir_all(out.join("individual_runs"))
+        .map_err(|e| format!("{}: {e}", out.join("individual_runs").display()))?;
     let mut table = read_master(&master)?;
     let mut done = LocalDone { master: master.clone(), ..LocalDone::default() };
     for row in rows {
@@ -434,8 +504,21 @@ pub fn run_local(exe: &Path, rows: &[ModelRow], opts: &BatchOptions, out: &Path,
         let error = match cmd.status() {
             Ok(st) if st.success() => None,
             Ok(st) => {
-                let tail: String = std::fs::read_to_string(&log_path).unwrap_or_default().lines().filter(|l| l.starts_with("Error:") || l.starts_with("warning:")).collect::<Vec<_>>().join(" ");
-                Some(if tail.is_empty() { format!("exit {}; see {}", st.code().map(|c| c.to_string()).unwrap_or_else(|| "by signal".into()), log_path.display()) } else { tail })
+                let tail: String = std::fs::read_to_string(&log_path)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.starts_with("Error:") || l.starts_with("warning:"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                Some(if tail.is_empty() {
+                    format!(
+                        "exit {}; see {}",
+                        st.code().map(|c| c.to_string()).unwrap_or_else(|| "by signal".into()),
+                        log_path.display()
+                    )
+                } else {
+                    tail
+                })
             }
             Err(e) => Some(format!("cannot start {}: {e}", exe.display())),
         };
@@ -481,12 +564,18 @@ mod tests {
     fn ai_energy_score_lists_are_read() {
         let rows = parse_models(AIES).expect("parse");
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].model.as_str(), rows[0].class.as_str(), rows[0].reasoning), ("openai/gpt-oss-20b", "B", true));
+        assert_eq!(
+            (rows[0].model.as_str(), rows[0].class.as_str(), rows[0].reasoning),
+            ("openai/gpt-oss-20b", "B", true)
+        );
         assert_eq!(rows[0].reasoning_params, vec![("reasoning_effort".to_string(), "high".to_string())]);
         assert_eq!(rows[0].slug(), "openai-gpt-oss-20b-on");
         assert!(!rows[1].reasoning);
         let o = model_overrides(&rows[0], &BatchOptions { num_prompts: Some(10), ..Default::default() });
-        assert!(o.contains(&"++scenario.reasoning_params.reasoning_effort=high".to_string()) && o.contains(&"scenario.generate_kwargs.max_new_tokens=8192".to_string()));
+        assert!(
+            o.contains(&"++scenario.reasoning_params.reasoning_effort=high".to_string())
+                && o.contains(&"scenario.generate_kwargs.max_new_tokens=8192".to_string())
+        );
         assert!(o.contains(&"scenario.num_samples=10".to_string()));
     }
 

@@ -19,7 +19,8 @@ pub struct Cli {
 }
 
 /// Subcommand names; anything else as the first argument means `run`.
-pub const SUBCOMMANDS: &[&str] = &["run", "summarize", "plugins", "measure", "generate", "report", "rate", "batch", "help"];
+pub const SUBCOMMANDS: &[&str] =
+    &["run", "summarize", "plugins", "measure", "generate", "report", "rate", "batch", "help"];
 
 /// Global options that take a value, and global flags: they may come before the subcommand.
 pub const GLOBAL_OPTIONS_WITH_VALUE: &[&str] = &["--plugin-dir", "--plugin-memory-mib", "--plugin-time-limit-s"];

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use energy_star::cli::{Cli, Command, GLOBAL_FLAGS, GLOBAL_OPTIONS_WITH_VALUE, GenerateArgs, PluginOptions, SUBCOMMANDS};
-use energy_star::plugins::{self, PluginKind, PluginRuntime, PluginSet, RuntimeOptions, SandboxLimits};
+use energy_star::cli::{
+    Cli, Command, GLOBAL_FLAGS, GLOBAL_OPTIONS_WITH_VALUE, GenerateArgs, PluginOptions, SUBCOMMANDS,
+};
 use energy_star::measure::{self, MeasurePlan};
+use energy_star::plugins::{self, PluginKind, PluginRuntime, PluginSet, RuntimeOptions, SandboxLimits};
 use energy_star::run::{self, RunPlan};
 use energy_star::summary;
 
@@ -21,7 +23,9 @@ fn main() -> ExitCode {
     while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
         if GLOBAL_OPTIONS_WITH_VALUE.contains(&arg) {
             i += 2;
-        } else if GLOBAL_FLAGS.contains(&arg) || GLOBAL_OPTIONS_WITH_VALUE.iter().any(|o| arg.starts_with(&format!("{o}="))) {
+        } else if GLOBAL_FLAGS.contains(&arg)
+            || GLOBAL_OPTIONS_WITH_VALUE.iter().any(|o| arg.starts_with(&format!("{o}=")))
+        {
             i += 1;
         } else {
             break;
@@ -96,7 +100,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         return generate(args);
     }
     if let Command::Report(args) = &cli.command {
-        let target = args.target.clone().or_else(|| env_path("RESULTS_DIR")).unwrap_or_else(|| PathBuf::from("results"));
+        let target =
+            args.target.clone().or_else(|| env_path("RESULTS_DIR")).unwrap_or_else(|| PathBuf::from("results"));
         let done = energy_star::report::write_report(&target)?;
         println!("report: {}", done.html.display());
         for f in &done.figures {
@@ -105,8 +110,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::Rate(args) = &cli.command {
-        let text = std::fs::read_to_string(&args.table).map_err(|e| anyhow::anyhow!("{}: {e}", args.table.display()))?;
-        let (rows, metric) = energy_star::rate::rate_csv(&text, args.metric.as_deref()).map_err(|e| anyhow::anyhow!("{}: {e}", args.table.display()))?;
+        let text =
+            std::fs::read_to_string(&args.table).map_err(|e| anyhow::anyhow!("{}: {e}", args.table.display()))?;
+        let (rows, metric) = energy_star::rate::rate_csv(&text, args.metric.as_deref())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.table.display()))?;
         let out = energy_star::rate::to_csv(&rows, &metric);
         for r in rows.iter().filter(|r| r.energy.is_none()) {
             eprintln!("warning: {} has no {metric}: no stars", r.model);
@@ -123,9 +130,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Batch(args) = &cli.command {
         return batch(args);
     }
-    if let Command::Plugins(energy_star::cli::PluginsArgs { action: Some(energy_star::cli::PluginsAction::New { name, kind, dir }), .. }) = &cli.command {
+    if let Command::Plugins(energy_star::cli::PluginsArgs {
+        action: Some(energy_star::cli::PluginsAction::New { name, kind, dir }),
+        ..
+    }) = &cli.command
+    {
         let root = plugins::scaffold::scaffold(dir, name, kind).map_err(anyhow::Error::msg)?;
-        println!("made {kind} plugin {name} in {}\nbuild it: cd {} && cargo build --release --target wasm32-wasip2", root.display(), root.display());
+        println!(
+            "made {kind} plugin {name} in {}\nbuild it: cd {} && cargo build --release --target wasm32-wasip2",
+            root.display(),
+            root.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let rt = runtime(&cli.plugins)?;
@@ -141,7 +156,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", summary::banner(&done));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Measure(_) | Command::Generate(_) | Command::Report(_) | Command::Rate(_) | Command::Batch(_) => unreachable!("handled above"),
+        Command::Measure(_) | Command::Generate(_) | Command::Report(_) | Command::Rate(_) | Command::Batch(_) => {
+            unreachable!("handled above")
+        }
         Command::Run(args) => {
             // First Ctrl-C: the backend stops at its next host call and the run is written as
             // incomplete; a second one quits at once.
@@ -229,7 +246,12 @@ fn batch(args: &energy_star::cli::BatchArgs) -> anyhow::Result<ExitCode> {
                 let (script, lines) = batch::slurm_array(&rows, &opts, &cluster, &root.display().to_string());
                 energy_star::results::write_atomic(&dir.join("energy_star_array.sbatch"), script.as_bytes())?;
                 energy_star::results::write_atomic(&dir.join("energy_star_array.args"), lines.as_bytes())?;
-                println!("Slurm array of {} tasks in {}: cd {} && sbatch energy_star_array.sbatch", rows.len(), dir.display(), dir.display());
+                println!(
+                    "Slurm array of {} tasks in {}: cd {} && sbatch energy_star_array.sbatch",
+                    rows.len(),
+                    dir.display(),
+                    dir.display()
+                );
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -239,8 +261,16 @@ fn batch(args: &energy_star::cli::BatchArgs) -> anyhow::Result<ExitCode> {
     let s2 = stop.clone();
     let _ = ctrlc::set_handler(move || s2.store(true, std::sync::atomic::Ordering::SeqCst));
     let exe = std::env::current_exe()?;
-    let done = batch::run_local(&exe, &rows, &opts, out, &|| stop.load(std::sync::atomic::Ordering::SeqCst)).map_err(anyhow::Error::msg)?;
-    println!("{}: {} run, {} skipped (done before), {} failed{}", done.master.display(), done.ran, done.skipped, done.failed, if done.interrupted { ", interrupted" } else { "" });
+    let done = batch::run_local(&exe, &rows, &opts, out, &|| stop.load(std::sync::atomic::Ordering::SeqCst))
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "{}: {} run, {} skipped (done before), {} failed{}",
+        done.master.display(),
+        done.ran,
+        done.skipped,
+        done.failed,
+        if done.interrupted { ", interrupted" } else { "" }
+    );
     Ok(if done.failed == 0 && !done.interrupted { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
@@ -255,7 +285,12 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         (None, Some(file)) => read_prompts(file)?,
         (None, None) => anyhow::bail!("give --prompt or --prompts-file"),
     };
-    let spec = LocalSpec { model: args.model.clone(), device: args.device.clone(), dtype: args.dtype.clone(), processor: None };
+    let spec = LocalSpec {
+        model: args.model.clone(),
+        device: args.device.clone(),
+        dtype: args.dtype.clone(),
+        processor: None,
+    };
     let engine = CandleEngine::open(&spec, &|k: &str| std::env::var(k).ok())?;
     let params = GenerationParams {
         max_new_tokens: args.max_new_tokens,
@@ -274,7 +309,10 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         for (prompt, r) in chunk.iter().zip(&out.requests) {
             tokens += r.output_ids.len();
             if args.json {
-                println!("{}", serde_json::json!({"prompt": prompt, "input_ids": r.input_ids, "output_ids": r.output_ids, "text": r.text}));
+                println!(
+                    "{}",
+                    serde_json::json!({"prompt": prompt, "input_ids": r.input_ids, "output_ids": r.output_ids, "text": r.text})
+                );
             } else {
                 println!("{prompt}{}", r.text);
             }
@@ -282,7 +320,12 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     }
     if !args.json {
         let s = started.elapsed().as_secs_f64();
-        eprintln!("{} prompt(s), {tokens} new tokens in {s:.2} s ({:.1} tokens/s); model loaded in {:.2} s", prompts.len(), tokens as f64 / s, engine.load_s);
+        eprintln!(
+            "{} prompt(s), {tokens} new tokens in {s:.2} s ({:.1} tokens/s); model loaded in {:.2} s",
+            prompts.len(),
+            tokens as f64 / s,
+            engine.load_s
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -295,8 +338,12 @@ fn read_prompts(file: &std::path::Path) -> anyhow::Result<Vec<String>> {
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{} line {}: not JSON: {e}", file.display(), n + 1))?;
-        let p = v.get("prompt").and_then(serde_json::Value::as_str).ok_or_else(|| anyhow::anyhow!("{} line {}: no string field `prompt`", file.display(), n + 1))?;
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| anyhow::anyhow!("{} line {}: not JSON: {e}", file.display(), n + 1))?;
+        let p = v
+            .get("prompt")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| anyhow::anyhow!("{} line {}: no string field `prompt`", file.display(), n + 1))?;
         out.push(p.to_string());
     }
     if out.is_empty() {
@@ -330,7 +377,10 @@ fn print_plugins(set: &PluginSet, json: bool) {
             let m = &p.meta;
             let mut origin = m.origin.to_string();
             if !m.replaces.is_empty() {
-                origin.push_str(&format!(" (replaces {})", m.replaces.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(", ")));
+                origin.push_str(&format!(
+                    " (replaces {})",
+                    m.replaces.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(", ")
+                ));
             }
             println!("{:<24} {:<11} {:<9} {:<5} {origin}", m.name, m.kind.as_str(), m.version, m.api_version);
         }

@@ -81,8 +81,10 @@ pub fn run(plan: &MeasurePlan) -> Result<Measured, MeasureError> {
     let clock = monotonic_clock();
     let gpus: Result<Box<dyn GpuSource>, String> = match &plan.replay {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| MeasureError::Replay { path: path.clone(), why: e.to_string() })?;
-            let (devices, traces) = ReplayGpus::parse_csv(&text).map_err(|why| MeasureError::Replay { path: path.clone(), why })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| MeasureError::Replay { path: path.clone(), why: e.to_string() })?;
+            let (devices, traces) =
+                ReplayGpus::parse_csv(&text).map_err(|why| MeasureError::Replay { path: path.clone(), why })?;
             Ok(Box::new(ReplayGpus::new(devices, traces, clock.clone())))
         }
         None => NvmlGpus::open(plan.gpus.as_deref()).map(|g| Box::new(g) as Box<dyn GpuSource>),
@@ -190,11 +192,18 @@ pub fn table(r: &WindowReading) -> String {
             d.flags.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(","),
         ));
         if let Some(x) = d.power_integrated_j {
-            let diff = d.energy_j.filter(|e| *e > 0.0).map(|e| format!(" ({:+.1} %)", (x - e) / e * 100.0)).unwrap_or_default();
+            let diff = d
+                .energy_j
+                .filter(|e| *e > 0.0)
+                .map(|e| format!(" ({:+.1} %)", (x - e) / e * 100.0))
+                .unwrap_or_default();
             out.push_str(&format!("{:<6} {:<24} {:>12.2}{diff}  (cross-check: integrated power samples)\n", "", "", x));
         }
         if let (Some(idle), Some(net)) = (d.idle_power_w, d.energy_above_idle_j) {
-            out.push_str(&format!("{:<6} {:<24} {:>12.2} {:>11} {:>9.1}  (above idle; idle power {idle:.1} W)\n", "", "", net, "", idle));
+            out.push_str(&format!(
+                "{:<6} {:<24} {:>12.2} {:>11} {:>9.1}  (above idle; idle power {idle:.1} W)\n",
+                "", "", net, "", idle
+            ));
         }
     }
     out
@@ -212,7 +221,11 @@ pub fn report(m: &Measured, command: &[String]) -> String {
             "\nEnergy of `{}` ({:.3} s, {}):\n",
             command.join(" "),
             r.duration_s(),
-            if *interrupted { "interrupted by Ctrl-C".to_string() } else { format!("exit code {}", code.map_or("none (signal)".into(), |c| c.to_string())) }
+            if *interrupted {
+                "interrupted by Ctrl-C".to_string()
+            } else {
+                format!("exit code {}", code.map_or("none (signal)".into(), |c| c.to_string()))
+            }
         ));
         out.push_str(&table(r));
         for w in &r.warnings {

@@ -43,15 +43,32 @@ pub fn rate_csv(text: &str, metric: Option<&str>) -> Result<(Vec<Rated>, String)
     let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
     let headers = rdr.headers().map_err(|e| format!("the table's header does not read: {e}"))?.clone();
     let find = |names: &[&str]| headers.iter().position(|h| names.contains(&h.trim()));
-    let model_i = find(MODEL_COLUMNS).ok_or_else(|| format!("no model column (one of {}); the columns are: {}", MODEL_COLUMNS.join(", "), headers.iter().collect::<Vec<_>>().join(", ")))?;
+    let model_i = find(MODEL_COLUMNS).ok_or_else(|| {
+        format!(
+            "no model column (one of {}); the columns are: {}",
+            MODEL_COLUMNS.join(", "),
+            headers.iter().collect::<Vec<_>>().join(", ")
+        )
+    })?;
     let task_i = find(TASK_COLUMNS);
     let class_i = find(CLASS_COLUMNS);
     let (metric_name, energy_i) = match metric {
-        Some(m) => (m.to_string(), headers.iter().position(|h| h.trim() == m).ok_or_else(|| format!("no column {m:?}; the columns are: {}", headers.iter().collect::<Vec<_>>().join(", ")))?),
+        Some(m) => (
+            m.to_string(),
+            headers.iter().position(|h| h.trim() == m).ok_or_else(|| {
+                format!("no column {m:?}; the columns are: {}", headers.iter().collect::<Vec<_>>().join(", "))
+            })?,
+        ),
         None => ENERGY_COLUMNS
             .iter()
             .find_map(|c| headers.iter().position(|h| h.trim() == *c).map(|i| (c.to_string(), i)))
-            .ok_or_else(|| format!("no energy column (one of {}; or name it with --metric); the columns are: {}", ENERGY_COLUMNS.join(", "), headers.iter().collect::<Vec<_>>().join(", ")))?,
+            .ok_or_else(|| {
+                format!(
+                    "no energy column (one of {}; or name it with --metric); the columns are: {}",
+                    ENERGY_COLUMNS.join(", "),
+                    headers.iter().collect::<Vec<_>>().join(", ")
+                )
+            })?,
     };
     let mut rows = Vec::new();
     for (n, rec) in rdr.records().enumerate() {
@@ -63,10 +80,15 @@ pub fn rate_csv(text: &str, metric: Option<&str>) -> Result<(Vec<Rated>, String)
             continue;
         }
         let raw = cell(Some(energy_i));
-        let energy = if raw.is_empty() || raw.eq_ignore_ascii_case("n/a") || raw.eq_ignore_ascii_case("null") || raw.eq_ignore_ascii_case("nan") {
+        let energy = if raw.is_empty()
+            || raw.eq_ignore_ascii_case("n/a")
+            || raw.eq_ignore_ascii_case("null")
+            || raw.eq_ignore_ascii_case("nan")
+        {
             None
         } else {
-            let v: f64 = raw.parse().map_err(|_| format!("row {line} ({model}): {metric_name} = {raw:?} is not a number"))?;
+            let v: f64 =
+                raw.parse().map_err(|_| format!("row {line} ({model}): {metric_name} = {raw:?} is not a number"))?;
             if !v.is_finite() || v < 0.0 {
                 return Err(format!("row {line} ({model}): {metric_name} = {v} must be a finite energy of 0 or more"));
             }
@@ -152,7 +174,11 @@ mod tests {
     fn bad_tables_say_what_is_wrong() {
         assert!(rate_csv("name,x\na,1\n", None).unwrap_err().contains("no model column"));
         assert!(rate_csv("model,x\na,1\n", None).unwrap_err().contains("no energy column"));
-        assert!(rate_csv("model,gpu_energy_wh\na,lots\n", None).unwrap_err().contains("row 2 (a): gpu_energy_wh = \"lots\" is not a number"));
+        assert!(
+            rate_csv("model,gpu_energy_wh\na,lots\n", None)
+                .unwrap_err()
+                .contains("row 2 (a): gpu_energy_wh = \"lots\" is not a number")
+        );
         assert!(rate_csv("model,gpu_energy_wh\na,-1\n", None).unwrap_err().contains("0 or more"));
         assert!(rate_csv("model,gpu_energy_wh\na,1\n", Some("joules")).unwrap_err().contains("no column \"joules\""));
         assert!(rate_csv("model,gpu_energy_wh\na,1,2\n", None).unwrap_err().contains("row 2"));

@@ -6,7 +6,11 @@ fn effective(args: &[&str]) -> Result<String, energy_star_tests::Run> {
     let cwd = tempfile::tempdir().expect("tmp");
     let mut all = vec!["--plugin-dir", plugins.path().to_str().expect("utf-8")];
     all.extend_from_slice(args);
-    let run = energy_star(cwd.path(), &all, &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", "{\"energy\": {\"gpu_energy_wh\": 2.0}}")]);
+    let run = energy_star(
+        cwd.path(),
+        &all,
+        &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", "{\"energy\": {\"gpu_energy_wh\": 2.0}}")],
+    );
     if run.code() != Some(0) {
         return Err(run);
     }
@@ -16,8 +20,15 @@ fn effective(args: &[&str]) -> Result<String, energy_star_tests::Run> {
 #[test]
 fn the_original_ai_energy_score_config_loads_unedited() {
     let dir = root().join("tests/fixtures/original-configs");
-    let cfg = effective(&["--config-dir", dir.to_str().expect("utf-8"), "--config-name", "text_generation", "backend.model=openai/gpt-oss-20b", "hydra.run.dir=results"])
-        .unwrap_or_else(|r| panic!("{}", r.stderr()));
+    let cfg = effective(&[
+        "--config-dir",
+        dir.to_str().expect("utf-8"),
+        "--config-name",
+        "text_generation",
+        "backend.model=openai/gpt-oss-20b",
+        "hydra.run.dir=results",
+    ])
+    .unwrap_or_else(|r| panic!("{}", r.stderr()));
     assert!(cfg.contains("model: openai/gpt-oss-20b"), "{cfg}");
     assert!(cfg.contains("device_ids: 0, 1, 2, 3, 4, 5, 6, 7"), "{cfg}");
     assert!(cfg.contains("device_isolation: false"), "{cfg}");
@@ -74,8 +85,14 @@ fn yaml_that_does_not_parse_and_missing_configs_are_named() {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("bad.yaml"), "name: bad\nbackend: [unclosed\n").expect("write");
     let d = dir.path().to_str().expect("utf-8");
-    effective(&["--config-dir", d, "--config-name", "bad"]).expect_err("must fail").fails_with(1, &["bad.yaml", "not valid YAML"]);
-    effective(&["--config-dir", d, "--config-name", "missing"]).expect_err("must fail").fails_with(1, &["config \"missing\" not found", "text_generation"]);
+    effective(&["--config-dir", d, "--config-name", "bad"])
+        .expect_err("must fail")
+        .fails_with(1, &["bad.yaml", "not valid YAML"]);
+    effective(&["--config-dir", d, "--config-name", "missing"])
+        .expect_err("must fail")
+        .fails_with(1, &["config \"missing\" not found", "text_generation"]);
     std::fs::write(dir.path().join("list.yaml"), "- a\n- b\n").expect("write");
-    effective(&["--config-dir", d, "--config-name", "list"]).expect_err("must fail").fails_with(1, &["top level must be a map"]);
+    effective(&["--config-dir", d, "--config-name", "list"])
+        .expect_err("must fail")
+        .fails_with(1, &["top level must be a map"]);
 }

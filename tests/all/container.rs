@@ -90,8 +90,16 @@ fn as_container(tmp: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> energy
     let results = tmp.join("results");
     let home = tmp.join("home");
     std::fs::create_dir_all(&home).expect("home");
-    let map = |v: &str| v.replace("/results", results.to_str().expect("utf-8")).replace("/home/user", home.to_str().expect("utf-8")).replace("/opt/energy-star/configs", root().join("configs").to_str().expect("utf-8"));
-    let mapped: Vec<(String, String)> = env.iter().filter(|(k, _)| k.as_str() != "ENERGY_STAR_CACHE_DIR" && !k.starts_with("NVIDIA_")).map(|(k, v)| (k.clone(), map(v))).collect();
+    let map = |v: &str| {
+        v.replace("/results", results.to_str().expect("utf-8"))
+            .replace("/home/user", home.to_str().expect("utf-8"))
+            .replace("/opt/energy-star/configs", root().join("configs").to_str().expect("utf-8"))
+    };
+    let mapped: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k.as_str() != "ENERGY_STAR_CACHE_DIR" && !k.starts_with("NVIDIA_"))
+        .map(|(k, v)| (k.clone(), map(v)))
+        .collect();
     let mut all: Vec<(&str, &str)> = mapped.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     all.extend_from_slice(extra_env);
     energy_star(tmp, args, &all)
@@ -104,11 +112,21 @@ fn the_seeds_commands_work_unchanged() {
     // `docker run --gpus all energy_star --config-name text_generation backend.model=...`: the
     // real task config; the model is not in the (empty) cache, so the run fails clearly and
     // its record stays in /results.
-    let run = as_container(tmp.path(), &["--config-name", "text_generation", "backend.model=openai/gpt-oss-20b", "scenario.num_samples=3"], &[]);
+    let run = as_container(
+        tmp.path(),
+        &["--config-name", "text_generation", "backend.model=openai/gpt-oss-20b", "scenario.num_samples=3"],
+        &[],
+    );
     run.fails_with(1, &["EnergyStarAI/text_generation"]);
     assert_eq!(read_json(&results.join("run_status.json"))["state"], "failed");
     // The same with the offline config: results and the summary land in /results.
-    let seed = ["--config-name", "text_generation_offline", "scenario.num_samples=3", "scenario.generate_kwargs.max_new_tokens=4", "scenario.generate_kwargs.min_new_tokens=4"];
+    let seed = [
+        "--config-name",
+        "text_generation_offline",
+        "scenario.num_samples=3",
+        "scenario.generate_kwargs.max_new_tokens=4",
+        "scenario.generate_kwargs.min_new_tokens=4",
+    ];
     for backend in ["optimum", "pytorch"] {
         let tmp = tempfile::tempdir().expect("tmp");
         as_container(tmp.path(), &seed, &[("BENCHMARK_BACKEND", backend)]).success();
@@ -124,6 +142,8 @@ fn the_seeds_commands_work_unchanged() {
     as_container(tmp.path(), &with_hydra, &[]).success();
     assert!(tmp.path().join("hydra/GPU_ENERGY_WH.txt").exists());
     // The documented errors, exit code 1.
-    as_container(tmp.path(), &seed, &[("BENCHMARK_BACKEND", "vllm")]).fails_with(1, &["Error: VLLM_ENDPOINT environment variable must be set for vLLM backend"]);
-    as_container(tmp.path(), &seed, &[("BENCHMARK_BACKEND", "tensorrt")]).fails_with(1, &["Error: Unknown BENCHMARK_BACKEND=tensorrt", "Valid options: optimum, pytorch, vllm"]);
+    as_container(tmp.path(), &seed, &[("BENCHMARK_BACKEND", "vllm")])
+        .fails_with(1, &["Error: VLLM_ENDPOINT environment variable must be set for vLLM backend"]);
+    as_container(tmp.path(), &seed, &[("BENCHMARK_BACKEND", "tensorrt")])
+        .fails_with(1, &["Error: Unknown BENCHMARK_BACKEND=tensorrt", "Valid options: optimum, pytorch, vllm"]);
 }

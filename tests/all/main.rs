@@ -2,13 +2,13 @@
 //! `energy-star` binary in a temporary folder, or the library where a test needs one process
 //! to survive a plugin's failure.
 
-mod container; // the Dockerfile's entrypoint and environment, the seed's commands against the binary
 mod configs; // configs compose, overrides and YAML errors through `run`
+mod container; // the Dockerfile's entrypoint and environment, the seed's commands against the binary
 mod generate; // `energy-star generate`: the fixture token for token, sampling, bad input
 mod measure; // `energy-star measure`: replayed GPU, exit codes, idle, Ctrl-C
 mod plugins; // discovery, drop-ins, replacement, versions, bad files, compile cache
-mod run; // backend selection, required settings, the run's results folder
 mod reports; // report (HTML + SVG, headless Chromium), rate (stars), batch (resume, k8s, Slurm)
-mod serving; // the vllm backend against the mock OpenAI server: metrics, faults, Ctrl-C
+mod run; // backend selection, required settings, the run's results folder
 mod sandbox; // traps, endless loops, memory, malformed data, no ambient access
+mod serving; // the vllm backend against the mock OpenAI server: metrics, faults, Ctrl-C
 mod summarize; // every shared sample, units, wrappers, bad reports

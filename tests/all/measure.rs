@@ -16,7 +16,8 @@ fn trace(dir: &std::path::Path) -> std::path::PathBuf {
 fn measure_a_command_like_perf_stat() {
     let dir = tempfile::tempdir().expect("tmp");
     let t = trace(dir.path());
-    let run = energy_star(dir.path(), &["measure", "--replay", t.to_str().expect("utf-8"), "--", "sleep", "2.2"], &[]).success();
+    let run = energy_star(dir.path(), &["measure", "--replay", t.to_str().expect("utf-8"), "--", "sleep", "2.2"], &[])
+        .success();
     let out = run.stdout();
     assert!(out.contains("Energy of `sleep 2.2`") && out.contains("exit code 0"), "{out}");
     let rec = read_json(&dir.path().join("energy-star-measure/measure.json"));
@@ -28,7 +29,13 @@ fn measure_a_command_like_perf_stat() {
     assert_eq!(rec["exit_code"], 0);
     let cpu = &rec["measurement"]["devices"][1];
     assert_eq!(cpu["source"], "estimate-tdp");
-    assert!(std::fs::read_to_string(dir.path().join("energy-star-measure/energy_timeline.csv")).expect("csv").lines().count() > 20);
+    assert!(
+        std::fs::read_to_string(dir.path().join("energy-star-measure/energy_timeline.csv"))
+            .expect("csv")
+            .lines()
+            .count()
+            > 20
+    );
 }
 
 #[test]
@@ -48,16 +55,19 @@ fn measure_passes_on_the_exit_code_and_reports_unavailable_gpus() {
 fn measure_idle_alone_and_bad_input() {
     let dir = tempfile::tempdir().expect("tmp");
     let t = trace(dir.path());
-    let run = energy_star(dir.path(), &["measure", "--replay", t.to_str().expect("utf-8"), "--idle", "0.5"], &[]).success();
+    let run =
+        energy_star(dir.path(), &["measure", "--replay", t.to_str().expect("utf-8"), "--idle", "0.5"], &[]).success();
     assert!(run.stdout().contains("Idle power over"), "{}", run.stdout());
     let rec = read_json(&dir.path().join("energy-star-measure/measure.json"));
     let p = rec["idle"]["devices"][0]["mean_power_w"].as_f64().expect("idle power");
     assert!((250.0..=310.0).contains(&p), "{p}");
     energy_star(dir.path(), &["measure"], &[]).fails_with(1, &["nothing to measure"]);
     energy_star(dir.path(), &["measure", "--idle", "-1"], &[]).fails_with(1, &["--idle must be a positive"]);
-    energy_star(dir.path(), &["measure", "--", "/no/such/program"], &[]).fails_with(1, &["cannot start", "/no/such/program"]);
+    energy_star(dir.path(), &["measure", "--", "/no/such/program"], &[])
+        .fails_with(1, &["cannot start", "/no/such/program"]);
     std::fs::write(dir.path().join("bad.csv"), "t_s,gpu,energy_mj,power_w\n0,zero,1,2\n").expect("write");
-    energy_star(dir.path(), &["measure", "--replay", "bad.csv", "--", "true"], &[]).fails_with(1, &["replay trace", "gpu is not a number"]);
+    energy_star(dir.path(), &["measure", "--replay", "bad.csv", "--", "true"], &[])
+        .fails_with(1, &["replay trace", "gpu is not a number"]);
 }
 
 #[test]

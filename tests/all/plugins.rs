@@ -18,15 +18,27 @@ fn find<'a>(list: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
 fn builtins_are_listed_with_kind_version_api_and_origin() {
     let cwd = tempfile::tempdir().expect("tmp");
     let list = listing(cwd.path(), &[], &[]);
-    for (kind, name) in [("backend", "optimum"), ("backend", "pytorch"), ("backend", "vllm"), ("summarizer", "optimum"), ("summarizer", "ai_energy_benchmarks")] {
+    for (kind, name) in [
+        ("backend", "optimum"),
+        ("backend", "pytorch"),
+        ("backend", "vllm"),
+        ("summarizer", "optimum"),
+        ("summarizer", "ai_energy_benchmarks"),
+    ] {
         let p = find(&list, kind, name).unwrap_or_else(|| panic!("{kind} {name} missing: {list:?}"));
         assert_eq!(p["origin"], "built-in");
         assert_eq!(p["api_version"], "0.1.0");
         assert!(!p["version"].as_str().expect("version").is_empty());
     }
-    assert_eq!(find(&list, "backend", "vllm").expect("vllm")["required_settings"], serde_json::json!(["VLLM_ENDPOINT"]));
+    assert_eq!(
+        find(&list, "backend", "vllm").expect("vllm")["required_settings"],
+        serde_json::json!(["VLLM_ENDPOINT"])
+    );
     let table = energy_star(cwd.path(), &["plugins"], &[]).success().stdout();
-    assert!(table.contains("NAME") && table.contains("ORIGIN") && table.contains("API versions accepted: 0.1.0"), "{table}");
+    assert!(
+        table.contains("NAME") && table.contains("ORIGIN") && table.contains("API versions accepted: 0.1.0"),
+        "{table}"
+    );
 }
 
 /// The issue's drop-in check: a summarizer for a format energy-star does not ship (CodeCarbon's
@@ -36,7 +48,10 @@ fn builtins_are_listed_with_kind_version_api_and_origin() {
 fn dropped_in_summarizer_reads_a_new_format() {
     let g = guests();
     let plugins = folder_with(&[(&g.codecarbon_summarizer, "codecarbon.wasm")]);
-    let results = folder_with(&[(&shared().join("samples/optimum/benchlab-llama3_8B-prefill_codecarbon.json"), "benchmark_report.json")]);
+    let results = folder_with(&[(
+        &shared().join("samples/optimum/benchlab-llama3_8B-prefill_codecarbon.json"),
+        "benchmark_report.json",
+    )]);
     let dirs = plugins.path().to_str().expect("utf-8");
     // Without the plugin the format is unknown...
     energy_star(results.path(), &["summarize", "."], &[]).fails_with(1, &["in no format"]);
@@ -46,7 +61,8 @@ fn dropped_in_summarizer_reads_a_new_format() {
     assert_eq!(s["format"], "codecarbon");
     assert_eq!(s["total"], serde_json::json!(74.68)); // gpu_energy 0.07468 kWh
     std::fs::remove_file(results.path().join("GPU_ENERGY_SUMMARY.json")).expect("rm");
-    energy_star(results.path(), &["summarize", "."], &[("ENERGY_STAR_PLUGIN_PATH", &format!("/nonexistent:{dirs}"))]).success();
+    energy_star(results.path(), &["summarize", "."], &[("ENERGY_STAR_PLUGIN_PATH", &format!("/nonexistent:{dirs}"))])
+        .success();
     assert!(results.path().join("GPU_ENERGY_SUMMARY.json").exists());
 }
 
@@ -63,7 +79,10 @@ fn dropped_in_plugin_with_a_builtin_name_replaces_it_and_the_listing_says_so() {
     let table = energy_star(plugins.path(), &["--plugin-dir", dirs, "plugins"], &[]).success().stdout();
     assert!(table.contains("(replaces built-in)"), "{table}");
     // And it is the one used: it counts prefill only (74.68 Wh on this sample).
-    let results = folder_with(&[(&shared().join("samples/optimum/benchlab-llama3_8B-benchmark_report.json"), "benchmark_report.json")]);
+    let results = folder_with(&[(
+        &shared().join("samples/optimum/benchlab-llama3_8B-benchmark_report.json"),
+        "benchmark_report.json",
+    )]);
     energy_star(results.path(), &["--plugin-dir", dirs, "summarize", "."], &[]).success();
     assert_eq!(std::fs::read_to_string(results.path().join("GPU_ENERGY_WH.txt")).expect("txt"), "74.68\n");
 }
@@ -104,14 +123,17 @@ fn files_that_are_not_components_are_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     // A valid empty core module: magic, version 1, layer 0.
     std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").expect("write");
-    energy_star(dir.path(), &["--plugin-dir", ".", "plugins"], &[]).fails_with(1, &["core.wasm", "core WebAssembly module, not a component"]);
+    energy_star(dir.path(), &["--plugin-dir", ".", "plugins"], &[])
+        .fails_with(1, &["core.wasm", "core WebAssembly module, not a component"]);
     std::fs::remove_file(dir.path().join("core.wasm")).expect("rm");
     std::fs::write(dir.path().join("notes.wasm"), b"hello, I am text").expect("write");
-    energy_star(dir.path(), &["--plugin-dir", ".", "plugins"], &[]).fails_with(1, &["notes.wasm", "not a WebAssembly file"]);
+    energy_star(dir.path(), &["--plugin-dir", ".", "plugins"], &[])
+        .fails_with(1, &["notes.wasm", "not a WebAssembly file"]);
     std::fs::remove_file(dir.path().join("notes.wasm")).expect("rm");
     // A component header with garbage after it.
     std::fs::write(dir.path().join("broken.wasm"), b"\0asm\x0d\0\x01\0\x07garbage").expect("write");
-    energy_star(dir.path(), &["--plugin-dir", ".", "plugins"], &[]).fails_with(1, &["broken.wasm", "not a valid component"]);
+    energy_star(dir.path(), &["--plugin-dir", ".", "plugins"], &[])
+        .fails_with(1, &["broken.wasm", "not a valid component"]);
     // Other files in a plugin folder are ignored.
     std::fs::remove_file(dir.path().join("broken.wasm")).expect("rm");
     std::fs::write(dir.path().join("README.txt"), b"not a plugin").expect("write");
@@ -148,14 +170,21 @@ fn scaffolded_plugins_build_and_run() {
     for (name, kind) in [("my_tool", "summarizer"), ("mini", "backend")] {
         energy_star(work.path(), &["plugins", "new", name, "--kind", kind, "--dir", dir], &[]).success();
     }
-    energy_star(work.path(), &["plugins", "new", "mini", "--kind", "backend", "--dir", dir], &[]).fails_with(1, &["exists already"]);
-    energy_star(work.path(), &["plugins", "new", "Bad", "--kind", "backend", "--dir", dir], &[]).fails_with(1, &["lowercase"]);
+    energy_star(work.path(), &["plugins", "new", "mini", "--kind", "backend", "--dir", dir], &[])
+        .fails_with(1, &["exists already"]);
+    energy_star(work.path(), &["plugins", "new", "Bad", "--kind", "backend", "--dir", dir], &[])
+        .fails_with(1, &["lowercase"]);
     // Built as a plugin author builds it (the test guests' target folder, for compiled deps).
     let (target, _) = energy_star_tests::target_and_profile();
     let plug = work.path().join("plugins");
     std::fs::create_dir_all(&plug).expect("mkdir");
     for (name, krate) in [("my_tool", "energy-star-summarizer-my-tool"), ("mini", "energy-star-backend-mini")] {
-        let build = energy_star_plugin_build::PluginBuild { manifest: &work.path().join(name).join("Cargo.toml"), packages: &[], profile: None, target_dir: &target.join("test-guests") };
+        let build = energy_star_plugin_build::PluginBuild {
+            manifest: &work.path().join(name).join("Cargo.toml"),
+            packages: &[],
+            profile: None,
+            target_dir: &target.join("test-guests"),
+        };
         let wasm = build.run(&[krate]).unwrap_or_else(|e| panic!("{e}"));
         std::fs::copy(&wasm[0], plug.join(wasm[0].file_name().expect("name"))).expect("copy");
     }
@@ -165,13 +194,25 @@ fn scaffolded_plugins_build_and_run() {
     // The summarizer template reads its own format.
     let r = work.path().join("r");
     std::fs::create_dir_all(&r).expect("mkdir");
-    std::fs::write(r.join("benchmark_report.json"), r#"{"tool": "my_tool", "gpu_energy_j": 7200, "phases": {"prefill": 3600, "decode": 3600}}"#).expect("write");
+    std::fs::write(
+        r.join("benchmark_report.json"),
+        r#"{"tool": "my_tool", "gpu_energy_j": 7200, "phases": {"prefill": 3600, "decode": 3600}}"#,
+    )
+    .expect("write");
     energy_star(work.path(), &["--plugin-dir", plug_s, "summarize", r.to_str().expect("utf-8")], &[]).success();
     assert_eq!(std::fs::read_to_string(r.join("GPU_ENERGY_WH.txt")).expect("txt"), "2.00\n");
     // The backend template runs the offline config through the host's engine and meter.
     energy_star(
         work.path(),
-        &["--plugin-dir", plug_s, "--config-name", "text_generation_offline", "scenario.num_samples=3", "scenario.generate_kwargs.max_new_tokens=4", "scenario.generate_kwargs.min_new_tokens=4"],
+        &[
+            "--plugin-dir",
+            plug_s,
+            "--config-name",
+            "text_generation_offline",
+            "scenario.num_samples=3",
+            "scenario.generate_kwargs.max_new_tokens=4",
+            "scenario.generate_kwargs.min_new_tokens=4",
+        ],
         &[("BENCHMARK_BACKEND", "mini")],
     )
     .success();

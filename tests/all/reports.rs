@@ -9,7 +9,14 @@ use energy_star_tests::energy_star;
 fn offline_run(cwd: &Path) {
     energy_star(
         cwd,
-        &["--config-name", "text_generation_offline", "scenario.num_samples=4", "scenario.generate_kwargs.max_new_tokens=4", "scenario.generate_kwargs.min_new_tokens=4", "scenario.warmup_runs=1"],
+        &[
+            "--config-name",
+            "text_generation_offline",
+            "scenario.num_samples=4",
+            "scenario.generate_kwargs.max_new_tokens=4",
+            "scenario.generate_kwargs.min_new_tokens=4",
+            "scenario.warmup_runs=1",
+        ],
         &[],
     )
     .success();
@@ -27,7 +34,10 @@ fn a_run_gets_a_page_with_its_figures_sources_and_warnings() {
     for id in ["fig-power", "fig-phases"] {
         assert!(html.contains(&format!("id=\"{id}\"")), "{id} missing");
     }
-    assert!(html.matches("class=\"phase\"").count() >= 5, "load_dataset, preprocess_dataset, load_model, prefill, generate shaded");
+    assert!(
+        html.matches("class=\"phase\"").count() >= 5,
+        "load_dataset, preprocess_dataset, load_model, prefill, generate shaded"
+    );
     assert!(html.contains("<polyline class=\"series\""));
     assert!(!html.contains("src=\"http") && !html.contains("<script"), "nothing fetched");
     // Every figure's source and the run's warnings are on the page.
@@ -40,7 +50,8 @@ fn a_run_gets_a_page_with_its_figures_sources_and_warnings() {
     }
     // Not a results folder: a clear error.
     let empty = tempfile::tempdir().expect("tmp");
-    energy_star(cwd.path(), &["report", empty.path().to_str().expect("utf-8")], &[]).fails_with(1, &["is not a results folder"]);
+    energy_star(cwd.path(), &["report", empty.path().to_str().expect("utf-8")], &[])
+        .fails_with(1, &["is not a results folder"]);
 }
 
 /// Headless Chromium (Debian's `chromium`) loads the page: it renders, the figures are in
@@ -48,7 +59,10 @@ fn a_run_gets_a_page_with_its_figures_sources_and_warnings() {
 #[test]
 #[ignore = "needs Debian's chromium; .ci/run installs it and runs this test"]
 fn the_page_renders_in_headless_chromium() {
-    let chromium = ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success())).expect("chromium on PATH");
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("chromium on PATH");
     let cwd = tempfile::tempdir().expect("tmp");
     offline_run(cwd.path());
     let r = cwd.path().join("results");
@@ -57,14 +71,28 @@ fn the_page_renders_in_headless_chromium() {
     let profile = cwd.path().join("chromium-profile");
     let base = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"];
     let user_dir = format!("--user-data-dir={}", profile.display());
-    let dom = std::process::Command::new(chromium).args(base).arg(&user_dir).args(["--dump-dom", &url]).output().expect("chromium");
+    let dom = std::process::Command::new(chromium)
+        .args(base)
+        .arg(&user_dir)
+        .args(["--dump-dom", &url])
+        .output()
+        .expect("chromium");
     let dom = String::from_utf8_lossy(&dom.stdout);
     for id in ["fig-power", "fig-phases"] {
-        assert!(dom.contains(&format!("id=\"{id}\"")), "{id} not in the rendered DOM:\n{}", dom.chars().take(500).collect::<String>());
+        assert!(
+            dom.contains(&format!("id=\"{id}\"")),
+            "{id} not in the rendered DOM:\n{}",
+            dom.chars().take(500).collect::<String>()
+        );
     }
     assert!(dom.contains("Energy per phase"));
     let shot = cwd.path().join("page.png");
-    let st = std::process::Command::new(chromium).args(base).arg(&user_dir).args([&format!("--screenshot={}", shot.display()), "--window-size=1000,1600", &url]).output().expect("chromium");
+    let st = std::process::Command::new(chromium)
+        .args(base)
+        .arg(&user_dir)
+        .args([&format!("--screenshot={}", shot.display()), "--window-size=1000,1600", &url])
+        .output()
+        .expect("chromium");
     assert!(shot.exists(), "no screenshot: {}", String::from_utf8_lossy(&st.stderr));
     let png = std::fs::read(&shot).expect("png");
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
@@ -86,7 +114,8 @@ fn stars_come_from_five_equal_bands_per_cohort() {
     assert!(csv.contains("huge,text_gen,C,90,5,1,90,90"), "{csv}");
     assert!(out.stderr().contains("broken has no wh_per_1000_queries"));
     std::fs::write(&table, "model,gpu_energy_wh\na,many\n").expect("write");
-    energy_star(cwd.path(), &["rate", table.to_str().expect("utf-8")], &[]).fails_with(1, &["gpu_energy_wh = \"many\" is not a number"]);
+    energy_star(cwd.path(), &["rate", table.to_str().expect("utf-8")], &[])
+        .fails_with(1, &["gpu_energy_wh = \"many\" is not a number"]);
 }
 
 #[test]
@@ -96,7 +125,19 @@ fn a_model_list_runs_into_one_table_and_resumes() {
     // The toy model runs; the second id is not in any cache, so its run fails and is recorded.
     std::fs::write(&list, ",Models to Add,Priority (1=hi),Class,Task,Reasoning State,Chat Template\n0,energy-star/toy-llama,1,A,text_gen,Off,\n1,https://huggingface.co/absent/model,2,A,text_gen,Off,\n").expect("write");
     let out = cwd.path().join("batch");
-    let args = ["batch", list.to_str().expect("utf-8"), "--output-dir", out.to_str().expect("utf-8"), "--config-name", "text_generation_offline", "--num-prompts", "4", "--", "scenario.warmup_runs=0", "scenario.input_shapes.batch_size=4"];
+    let args = [
+        "batch",
+        list.to_str().expect("utf-8"),
+        "--output-dir",
+        out.to_str().expect("utf-8"),
+        "--config-name",
+        "text_generation_offline",
+        "--num-prompts",
+        "4",
+        "--",
+        "scenario.warmup_runs=0",
+        "scenario.input_shapes.batch_size=4",
+    ];
     let home = cwd.path().to_str().expect("utf-8");
     let run = energy_star(cwd.path(), &args, &[("BENCHMARK_BACKEND", "pytorch"), ("HF_HOME", home)]);
     assert_eq!(run.code(), Some(1), "one model failed: {}", run.stderr());
@@ -119,7 +160,12 @@ fn a_model_list_runs_into_one_table_and_resumes() {
     assert!(again.stderr().contains("energy-star/toy-llama (off) is done already; skipped"), "{}", again.stderr());
     assert!(again.stdout().contains("1 run, 1 skipped"), "{}", again.stdout());
     // --collect rebuilds the same table from the folders.
-    let c = energy_star(cwd.path(), &["batch", list.to_str().expect("utf-8"), "--output-dir", out.to_str().expect("utf-8"), "--collect"], &[]).fails_with(1, &[]);
+    let c = energy_star(
+        cwd.path(),
+        &["batch", list.to_str().expect("utf-8"), "--output-dir", out.to_str().expect("utf-8"), "--collect"],
+        &[],
+    )
+    .fails_with(1, &[]);
     assert!(c.stdout().contains("2 runs collected (1 failed or incomplete), 0 missing"), "{}", c.stdout());
     let collected = std::fs::read_to_string(out.join("master_results.csv")).expect("master");
     assert!(collected.contains("energy-star/toy-llama,A,text_gen,off,4,4"), "{collected}");
@@ -146,11 +192,28 @@ fn split_csv_line(l: &str) -> Vec<String> {
 fn emit(kind: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let cwd = tempfile::tempdir().expect("tmp");
     let list = cwd.path().join("models.csv");
-    std::fs::write(&list, "model,class,reasoning\nopenai/gpt-oss-20b,B,on\nHuggingFaceTB/SmolLM2-1.7B-Instruct,A,off\n").expect("write");
+    std::fs::write(
+        &list,
+        "model,class,reasoning\nopenai/gpt-oss-20b,B,on\nHuggingFaceTB/SmolLM2-1.7B-Instruct,A,off\n",
+    )
+    .expect("write");
     let out = cwd.path().join("out");
     energy_star(
         cwd.path(),
-        &["batch", list.to_str().expect("utf-8"), "--output-dir", out.to_str().expect("utf-8"), "--emit", kind, "--image", "registry.example/energy_star:1.0", "--hf-cache-claim", "hf-cache", "--num-prompts", "1000"],
+        &[
+            "batch",
+            list.to_str().expect("utf-8"),
+            "--output-dir",
+            out.to_str().expect("utf-8"),
+            "--emit",
+            kind,
+            "--image",
+            "registry.example/energy_star:1.0",
+            "--hf-cache-claim",
+            "hf-cache",
+            "--num-prompts",
+            "1000",
+        ],
         &[("BENCHMARK_BACKEND", "pytorch")],
     )
     .success();
@@ -170,7 +233,10 @@ fn kubernetes_jobs_request_gpus_and_mount_results() {
         let job: serde_json::Value = serde_norway::from_str(&text).expect("YAML");
         assert_eq!((job["apiVersion"].as_str(), job["kind"].as_str()), (Some("batch/v1"), Some("Job")));
         let name = job["metadata"]["name"].as_str().expect("name");
-        assert!(name.len() <= 63 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{name}");
+        assert!(
+            name.len() <= 63 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{name}"
+        );
         let c = &job["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["image"], "registry.example/energy_star:1.0");
         assert_eq!(c["resources"]["limits"]["nvidia.com/gpu"], "1");
@@ -180,8 +246,15 @@ fn kubernetes_jobs_request_gpus_and_mount_results() {
         assert_eq!(args[..2], ["--config-name", "text_generation"]);
         assert!(args.contains(&"scenario.num_samples=1000"));
         assert!(args.iter().any(|a| a.starts_with("/results/individual_runs/")));
-        assert!(c["env"].as_array().expect("env").iter().any(|e| e["name"] == "BENCHMARK_BACKEND" && e["value"] == "pytorch"));
-        let mounts: Vec<&str> = c["volumeMounts"].as_array().expect("mounts").iter().filter_map(|m| m["mountPath"].as_str()).collect();
+        assert!(
+            c["env"]
+                .as_array()
+                .expect("env")
+                .iter()
+                .any(|e| e["name"] == "BENCHMARK_BACKEND" && e["value"] == "pytorch")
+        );
+        let mounts: Vec<&str> =
+            c["volumeMounts"].as_array().expect("mounts").iter().filter_map(|m| m["mountPath"].as_str()).collect();
         assert_eq!(mounts, ["/results", "/home/user/.cache/huggingface"]);
     }
 }
@@ -192,8 +265,18 @@ fn kubernetes_jobs_pass_the_kubernetes_schema() {
     let (_cwd, out) = emit("k8s");
     let tool = std::env::var("KUBERNETES_VALIDATE").unwrap_or_else(|_| "kubernetes-validate".into());
     for f in std::fs::read_dir(out.join("k8s")).expect("k8s").flatten() {
-        let o = std::process::Command::new(&tool).args(["--strict", "-k", "1.30.0"]).arg(f.path()).output().expect("run kubernetes-validate");
-        assert!(o.status.success(), "{}: {}{}", f.path().display(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let o = std::process::Command::new(&tool)
+            .args(["--strict", "-k", "1.30.0"])
+            .arg(f.path())
+            .output()
+            .expect("run kubernetes-validate");
+        assert!(
+            o.status.success(),
+            "{}: {}{}",
+            f.path().display(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 }
 
@@ -206,8 +289,16 @@ fn the_slurm_array_runs_one_model_per_task() {
     let lines = std::fs::read_to_string(out.join("slurm/energy_star_array.args")).expect("args");
     let lines: Vec<&str> = lines.lines().collect();
     assert_eq!(lines.len(), 2);
-    assert!(lines[0].starts_with("run --config-name text_generation --results-dir ") && lines[0].contains("backend.model=openai/gpt-oss-20b") && lines[0].contains("++scenario.reasoning=True"));
+    assert!(
+        lines[0].starts_with("run --config-name text_generation --results-dir ")
+            && lines[0].contains("backend.model=openai/gpt-oss-20b")
+            && lines[0].contains("++scenario.reasoning=True")
+    );
     // bash reads the script.
-    let st = std::process::Command::new("bash").args(["-n"]).arg(out.join("slurm/energy_star_array.sbatch")).status().expect("bash");
+    let st = std::process::Command::new("bash")
+        .args(["-n"])
+        .arg(out.join("slurm/energy_star_array.sbatch"))
+        .status()
+        .expect("bash");
     assert!(st.success());
 }

@@ -19,8 +19,12 @@ fn unknown_backend_lists_the_valid_ones_and_exits_1() {
     drop(run);
     // A dropped-in backend becomes a valid option.
     let plugins = echo_plugins();
-    energy_star(cwd.path(), &["--plugin-dir", plugins.path().to_str().expect("utf-8"), "--config-name", "text_generation"], &[("BENCHMARK_BACKEND", "nope")])
-        .fails_with(1, &["Valid options: echo, optimum, pytorch, vllm"]);
+    energy_star(
+        cwd.path(),
+        &["--plugin-dir", plugins.path().to_str().expect("utf-8"), "--config-name", "text_generation"],
+        &[("BENCHMARK_BACKEND", "nope")],
+    )
+    .fails_with(1, &["Valid options: echo, optimum, pytorch, vllm"]);
 }
 
 #[test]
@@ -37,7 +41,11 @@ fn a_run_that_cannot_start_keeps_its_record_and_says_why() {
     // The real task config names a Hugging Face dataset that is not in the (empty) cache.
     let results = cwd.path().join("optimum");
     let home = cwd.path().to_str().expect("utf-8");
-    let run = energy_star(cwd.path(), &["--config-name", "text_generation", "--results-dir", results.to_str().expect("utf-8")], &[("HF_HOME", home)]);
+    let run = energy_star(
+        cwd.path(),
+        &["--config-name", "text_generation", "--results-dir", results.to_str().expect("utf-8")],
+        &[("HF_HOME", home)],
+    );
     run.fails_with(1, &["EnergyStarAI/text_generation", "does not download datasets", "marked failed"]);
     let status = read_json(&results.join("run_status.json"));
     assert_eq!((status["complete"].as_bool(), status["state"].as_str()), (Some(false), Some("failed")));
@@ -47,7 +55,14 @@ fn a_run_that_cannot_start_keeps_its_record_and_says_why() {
     let results = cwd.path().join("vllm");
     let run = energy_star(
         cwd.path(),
-        &["--config-name", "text_generation", "--results-dir", results.to_str().expect("utf-8"), "scenario.dataset_name=energy-star/prompts", "scenario.num_samples=2"],
+        &[
+            "--config-name",
+            "text_generation",
+            "--results-dir",
+            results.to_str().expect("utf-8"),
+            "scenario.dataset_name=energy-star/prompts",
+            "scenario.num_samples=2",
+        ],
         &[("BENCHMARK_BACKEND", "vllm"), ("VLLM_ENDPOINT", "http://127.0.0.1:9/v1")],
     );
     run.fails_with(1, &["cannot reach the server at http://127.0.0.1:9/v1"]);
@@ -57,7 +72,15 @@ fn a_run_that_cannot_start_keeps_its_record_and_says_why() {
 
 fn offline(backend: &str, extra: &[&str]) -> (tempfile::TempDir, energy_star_tests::Run) {
     let cwd = tempfile::tempdir().expect("tmp");
-    let mut args = vec!["--config-name", "text_generation_offline", "scenario.num_samples=8", "scenario.generate_kwargs.max_new_tokens=4", "scenario.generate_kwargs.min_new_tokens=4", "scenario.input_shapes.batch_size=4", "scenario.warmup_runs=1"];
+    let mut args = vec![
+        "--config-name",
+        "text_generation_offline",
+        "scenario.num_samples=8",
+        "scenario.generate_kwargs.max_new_tokens=4",
+        "scenario.generate_kwargs.min_new_tokens=4",
+        "scenario.input_shapes.batch_size=4",
+        "scenario.warmup_runs=1",
+    ];
     args.extend_from_slice(extra);
     let run = energy_star(cwd.path(), &args, &[("BENCHMARK_BACKEND", backend)]);
     (cwd, run)
@@ -69,7 +92,18 @@ fn the_offline_default_runs_the_optimum_scenario_end_to_end() {
     let run = run.success();
     assert!(run.stdout().contains("no GPU energy: backend.device=cpu"), "{}", run.stdout());
     let r = cwd.path().join("results");
-    for f in ["benchmark_report.json", "benchmark_config.json", "benchmark.json", "GPU_ENERGY_WH.txt", "GPU_ENERGY_SUMMARY.json", "energy_meter.json", "energy_timeline.csv", "energy_windows.csv", "effective_config.yaml", "run_status.json"] {
+    for f in [
+        "benchmark_report.json",
+        "benchmark_config.json",
+        "benchmark.json",
+        "GPU_ENERGY_WH.txt",
+        "GPU_ENERGY_SUMMARY.json",
+        "energy_meter.json",
+        "energy_timeline.csv",
+        "energy_windows.csv",
+        "effective_config.yaml",
+        "run_status.json",
+    ] {
         assert!(r.join(f).exists(), "{f} missing");
     }
     let report = read_json(&r.join("benchmark_report.json"));
@@ -98,7 +132,8 @@ fn the_offline_default_runs_the_optimum_scenario_end_to_end() {
     assert_eq!(std::fs::read_to_string(r.join("GPU_ENERGY_WH.txt")).expect("txt"), "n/a\n");
     assert_eq!(read_json(&r.join("run_status.json"))["state"], "complete");
     let windows = std::fs::read_to_string(r.join("energy_windows.csv")).expect("windows");
-    for w in ["load_dataset", "preprocess_dataset", "load_model", "prefill_0", "generate_0", "prefill_1", "generate_1"] {
+    for w in ["load_dataset", "preprocess_dataset", "load_model", "prefill_0", "generate_0", "prefill_1", "generate_1"]
+    {
         assert!(windows.contains(&format!(",{w},")), "{w} missing from {windows}");
     }
     let wrapper = read_json(&r.join("benchmark.json"));
@@ -111,7 +146,9 @@ fn the_offline_default_runs_the_ai_energy_benchmarks_workload() {
     run.success();
     let report = read_json(&cwd.path().join("results/benchmark_report.json"));
     // The keys AI Energy Score's tools read, in the sample's order.
-    let sample = read_json(&energy_star_tests::shared().join("samples/ai_energy_benchmarks/SYNTHETIC_pytorch_benchmark_report.json"));
+    let sample = read_json(
+        &energy_star_tests::shared().join("samples/ai_energy_benchmarks/SYNTHETIC_pytorch_benchmark_report.json"),
+    );
     for (section, fields) in sample.as_object().expect("sample") {
         if section == "gpu_stats" {
             continue;
@@ -125,7 +162,10 @@ fn the_offline_default_runs_the_ai_energy_benchmarks_workload() {
     assert!(report["energy"]["gpu_energy_wh"].is_null());
     assert!(report["energy"]["cpu_energy_wh"].as_f64().expect("cpu") > 0.0);
     assert!(report["energy"]["emissions_g_co2eq"].is_null(), "no invented carbon figure");
-    assert_eq!(report["energy_star"]["phases"]["method"], "attributed by engine time within the one metered window, not metered apart");
+    assert_eq!(
+        report["energy_star"]["phases"]["method"],
+        "attributed by engine time within the one metered window, not metered apart"
+    );
 }
 
 #[test]
@@ -147,7 +187,14 @@ fn a_dropped_in_backend_runs_and_its_report_is_summarized() {
     let report = sample_text("ai_energy_benchmarks/SYNTHETIC_pytorch_benchmark_report.json");
     let run = energy_star(
         cwd.path(),
-        &["--plugin-dir", plugins.path().to_str().expect("utf-8"), "--config-name", "text_generation", "scenario.num_samples=3", "backend.model=org/model"],
+        &[
+            "--plugin-dir",
+            plugins.path().to_str().expect("utf-8"),
+            "--config-name",
+            "text_generation",
+            "scenario.num_samples=3",
+            "backend.model=org/model",
+        ],
         &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", &report)],
     )
     .success();
@@ -194,8 +241,12 @@ fn a_dropped_in_backend_runs_and_its_report_is_summarized() {
 fn a_backend_missing_its_setting_gets_its_own_message() {
     let plugins = echo_plugins();
     let cwd = tempfile::tempdir().expect("tmp");
-    energy_star(cwd.path(), &["--plugin-dir", plugins.path().to_str().expect("utf-8"), "--config-name", "text_generation"], &[("BENCHMARK_BACKEND", "echo")])
-        .fails_with(1, &["Error: ECHO_REPORT must be set for the echo backend"]);
+    energy_star(
+        cwd.path(),
+        &["--plugin-dir", plugins.path().to_str().expect("utf-8"), "--config-name", "text_generation"],
+        &[("BENCHMARK_BACKEND", "echo")],
+    )
+    .fails_with(1, &["Error: ECHO_REPORT must be set for the echo backend"]);
 }
 
 #[test]
@@ -203,8 +254,12 @@ fn a_failed_run_keeps_what_it_wrote_and_is_marked_incomplete() {
     let plugins = echo_plugins();
     let cwd = tempfile::tempdir().expect("tmp");
     let dir = plugins.path().to_str().expect("utf-8");
-    energy_star(cwd.path(), &["--plugin-dir", dir, "--config-name", "text_generation"], &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", "{\"fail_after_write\": 1}")])
-        .fails_with(1, &["asked to fail after writing a file", "marked failed"]);
+    energy_star(
+        cwd.path(),
+        &["--plugin-dir", dir, "--config-name", "text_generation"],
+        &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", "{\"fail_after_write\": 1}")],
+    )
+    .fails_with(1, &["asked to fail after writing a file", "marked failed"]);
     let results = cwd.path().join("results");
     assert!(results.join("echo/notes.json").exists(), "files written before the failure must stay");
     assert!(!results.join("benchmark_report.json").exists());
@@ -214,7 +269,11 @@ fn a_failed_run_keeps_what_it_wrote_and_is_marked_incomplete() {
 
     // A run the backend itself marks incomplete: report kept, summary written, exit 1.
     let report = serde_json::json!({"incomplete": true, "energy": {"gpu_energy_wh": 1.0}}).to_string();
-    let run = energy_star(cwd.path(), &["--plugin-dir", dir, "--config-name", "text_generation"], &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", &report)]);
+    let run = energy_star(
+        cwd.path(),
+        &["--plugin-dir", dir, "--config-name", "text_generation"],
+        &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", &report)],
+    );
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
     let status = read_json(&results.join("run_status.json"));
     assert_eq!(status["state"], "incomplete");
@@ -223,10 +282,17 @@ fn a_failed_run_keeps_what_it_wrote_and_is_marked_incomplete() {
 
     // A failed rerun in the same folder sets the earlier figures aside instead of leaving them
     // beside its own failed status (or deleting them).
-    energy_star(cwd.path(), &["--plugin-dir", dir, "--config-name", "text_generation"], &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", "{\"fail_after_write\": 1}")])
-        .fails_with(1, &["marked failed"]);
+    energy_star(
+        cwd.path(),
+        &["--plugin-dir", dir, "--config-name", "text_generation"],
+        &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", "{\"fail_after_write\": 1}")],
+    )
+    .fails_with(1, &["marked failed"]);
     assert!(!results.join("GPU_ENERGY_WH.txt").exists() && !results.join("benchmark_report.json").exists());
-    assert!(results.join("previous-run/GPU_ENERGY_WH.txt").exists() && results.join("previous-run/benchmark_report.json").exists());
+    assert!(
+        results.join("previous-run/GPU_ENERGY_WH.txt").exists()
+            && results.join("previous-run/benchmark_report.json").exists()
+    );
 }
 
 #[test]
@@ -259,7 +325,11 @@ fn echo_run(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> energy_star_test
 fn the_results_folder_may_not_overlap_the_compile_cache() {
     let cwd = tempfile::tempdir().expect("tmp");
     let cache = energy_star_tests::cache_dir().join("inside");
-    let run = echo_run(cwd.path(), &["--config-name", "text_generation", "--results-dir", cache.to_str().expect("utf-8")], &[]);
+    let run = echo_run(
+        cwd.path(),
+        &["--config-name", "text_generation", "--results-dir", cache.to_str().expect("utf-8")],
+        &[],
+    );
     run.fails_with(1, &["overlaps the plugin compile cache"]);
 }
 
@@ -270,9 +340,19 @@ fn results_folder_precedence() {
     // RESULTS_DIR, then an explicit hydra.run.dir override (the original entrypoint appends it), then --results-dir.
     echo_run(cwd.path(), &["--config-name", "text_generation"], &[("RESULTS_DIR", &p("env"))]).success();
     assert!(cwd.path().join("env/GPU_ENERGY_WH.txt").exists());
-    echo_run(cwd.path(), &["--config-name", "text_generation", &format!("hydra.run.dir={}", p("hydra"))], &[("RESULTS_DIR", &p("env2"))]).success();
+    echo_run(
+        cwd.path(),
+        &["--config-name", "text_generation", &format!("hydra.run.dir={}", p("hydra"))],
+        &[("RESULTS_DIR", &p("env2"))],
+    )
+    .success();
     assert!(cwd.path().join("hydra/GPU_ENERGY_WH.txt").exists());
-    echo_run(cwd.path(), &["--config-name", "text_generation", "--results-dir", &p("flag"), &format!("hydra.run.dir={}", p("hydra2"))], &[]).success();
+    echo_run(
+        cwd.path(),
+        &["--config-name", "text_generation", "--results-dir", &p("flag"), &format!("hydra.run.dir={}", p("hydra2"))],
+        &[],
+    )
+    .success();
     assert!(cwd.path().join("flag/GPU_ENERGY_WH.txt").exists());
     assert!(!cwd.path().join("hydra2").exists() && !cwd.path().join("env2").exists());
     // `run` spelled out works the same.

@@ -20,31 +20,36 @@ fn run_hostile(mode: &str, extra: &[&str]) -> energy_star_tests::Run {
 
 #[test]
 fn a_panicking_plugin_is_named_with_its_message() {
-    run_hostile("trap", &[]).fails_with(1, &["plugin summarizer hostile 6.6.6", "trapped in summarize", "summarize was asked to panic"]);
+    run_hostile("trap", &[])
+        .fails_with(1, &["plugin summarizer hostile 6.6.6", "trapped in summarize", "summarize was asked to panic"]);
     run_hostile("trap-in-detect", &[]).fails_with(1, &["trapped in detect", "detect was asked to panic"]);
 }
 
 #[test]
 fn an_endless_loop_is_stopped_at_the_time_limit() {
-    run_hostile("spin", &["--plugin-time-limit-s", "0.5"]).fails_with(1, &["hostile", "computed for more than 0.5 s", "--plugin-time-limit-s"]);
+    run_hostile("spin", &["--plugin-time-limit-s", "0.5"])
+        .fails_with(1, &["hostile", "computed for more than 0.5 s", "--plugin-time-limit-s"]);
 }
 
 #[test]
 fn a_plugin_cannot_escape_the_time_limit_by_sleeping() {
     let started = std::time::Instant::now();
-    run_hostile("sleep", &["--plugin-time-limit-s", "1"]).fails_with(1, &["hostile", "may not sleep or wait on timers"]);
+    run_hostile("sleep", &["--plugin-time-limit-s", "1"])
+        .fails_with(1, &["hostile", "may not sleep or wait on timers"]);
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "the sleep was not refused");
 }
 
 #[test]
 fn memory_beyond_the_limit_traps_and_says_so() {
-    run_hostile("hog", &["--plugin-memory-mib", "64"]).fails_with(1, &["hostile", "exceeded its memory limit of 64 MiB", "--plugin-memory-mib"]);
+    run_hostile("hog", &["--plugin-memory-mib", "64"])
+        .fails_with(1, &["hostile", "exceeded its memory limit of 64 MiB", "--plugin-memory-mib"]);
 }
 
 #[test]
 fn malformed_results_are_refused() {
     run_hostile("nan", &[]).fails_with(1, &["returned malformed data from summarize", "not a finite number"]);
-    run_hostile("lie", &[]).fails_with(1, &["returned malformed data from summarize", "not the sum of its counted phases"]);
+    run_hostile("lie", &[])
+        .fails_with(1, &["returned malformed data from summarize", "not the sum of its counted phases"]);
     run_hostile("bad-confidence", &[]).fails_with(1, &["returned malformed data from detect", "outside 0..=1"]);
 }
 

@@ -22,7 +22,12 @@ fn dataset(dir: &Path, prompts: &[String]) -> String {
 }
 
 fn vllm(cwd: &Path, endpoint: &str, extra: &[&str]) -> energy_star_tests::Run {
-    let mut args = vec!["--config-name", "text_generation_offline", "scenario.generate_kwargs.max_new_tokens=8", "scenario.generate_kwargs.min_new_tokens=8"];
+    let mut args = vec![
+        "--config-name",
+        "text_generation_offline",
+        "scenario.generate_kwargs.max_new_tokens=8",
+        "scenario.generate_kwargs.min_new_tokens=8",
+    ];
     args.extend_from_slice(extra);
     energy_star(cwd, &args, &[("BENCHMARK_BACKEND", "vllm"), ("VLLM_ENDPOINT", endpoint)])
 }
@@ -34,14 +39,32 @@ fn lines(path: &Path) -> Vec<Value> {
 #[test]
 fn a_streamed_run_writes_the_ai_energy_benchmarks_report_with_serving_metrics() {
     // Keep-alive comments and events split into 7-byte pieces, as real servers and proxies do.
-    let server = mock(MockConfig { ttft: Duration::from_millis(5), itl: Duration::from_millis(1), keepalive_every: 2, split_bytes: 7, ..MockConfig::default() });
+    let server = mock(MockConfig {
+        ttft: Duration::from_millis(5),
+        itl: Duration::from_millis(1),
+        keepalive_every: 2,
+        split_bytes: 7,
+        ..MockConfig::default()
+    });
     let cwd = tempfile::tempdir().expect("tmp");
     // The endpoint without /v1 is accepted.
     let endpoint = format!("http://{}", server.addr);
-    vllm(cwd.path(), &endpoint, &["backend.model=mock/model", "scenario.num_samples=12", "serving.profile=concurrency", "serving.concurrency=3"]).success();
+    vllm(
+        cwd.path(),
+        &endpoint,
+        &[
+            "backend.model=mock/model",
+            "scenario.num_samples=12",
+            "serving.profile=concurrency",
+            "serving.concurrency=3",
+        ],
+    )
+    .success();
     let r = cwd.path().join("results");
     let report = read_json(&r.join("benchmark_report.json"));
-    let sample = read_json(&energy_star_tests::shared().join("samples/ai_energy_benchmarks/SYNTHETIC_vllm_benchmark_report.json"));
+    let sample = read_json(
+        &energy_star_tests::shared().join("samples/ai_energy_benchmarks/SYNTHETIC_vllm_benchmark_report.json"),
+    );
     for (section, fields) in sample.as_object().expect("sample") {
         if section == "gpu_stats" {
             continue;
@@ -67,13 +90,20 @@ fn a_streamed_run_writes_the_ai_energy_benchmarks_report_with_serving_metrics() 
     assert!(std::fs::read_to_string(r.join("energy_windows.csv")).expect("windows").contains(",steady_state,"));
     // What the client asked for: fixed length and vLLM's usage options, on every request.
     let body = server.last_body().expect("a request");
-    assert_eq!((body["ignore_eos"].as_bool(), body["min_tokens"].as_u64(), body["max_tokens"].as_u64()), (Some(true), Some(8), Some(8)));
+    assert_eq!(
+        (body["ignore_eos"].as_bool(), body["min_tokens"].as_u64(), body["max_tokens"].as_u64()),
+        (Some(true), Some(8), Some(8))
+    );
     assert_eq!(body["stream_options"]["continuous_usage_stats"], true);
     assert_eq!(server.counters().continuous_usage_requests.load(std::sync::atomic::Ordering::Relaxed), 12);
     // One record per request, joinable by request id.
     let recs = lines(&r.join("requests.jsonl"));
     assert_eq!(recs.len(), 12);
-    assert!(recs.iter().all(|r| r["success"] == true && r["output_tokens"] == 8 && r["itl_ms"].as_array().map(Vec::len) == Some(7)));
+    assert!(
+        recs.iter().all(|r| r["success"] == true
+            && r["output_tokens"] == 8
+            && r["itl_ms"].as_array().map(Vec::len) == Some(7))
+    );
     assert_eq!(recs[3]["request_id"], "energy-star-3");
     // The summary the leaderboard reads: no GPU in this run, said so, not 0.
     assert_eq!(std::fs::read_to_string(r.join("GPU_ENERGY_WH.txt")).expect("txt"), "n/a\n");
@@ -85,19 +115,38 @@ fn faults_are_counted_by_kind_and_the_run_goes_on() {
     let server = mock(MockConfig::default());
     let cwd = tempfile::tempdir().expect("tmp");
     let mut prompts: Vec<String> = (0..4).map(|i| format!("fine prompt {i}")).collect();
-    for d in ["status=503", "status=400", "drop_after=2", "truncate_after=3", "error_after=1", "malformed_after=1", "stall_ms=3000"] {
+    for d in [
+        "status=503",
+        "status=400",
+        "drop_after=2",
+        "truncate_after=3",
+        "error_after=1",
+        "malformed_after=1",
+        "stall_ms=3000",
+    ] {
         prompts.push(format!("faulty [mock:{d}]"));
     }
     let data = dataset(cwd.path(), &prompts);
     let data_arg = format!("scenario.dataset_name={data}");
-    let run = vllm(cwd.path(), &server.url(), &["backend.model=mock/model", &data_arg, "scenario.num_samples=11", "serving.request_timeout_s=1"]);
+    let run = vllm(
+        cwd.path(),
+        &server.url(),
+        &["backend.model=mock/model", &data_arg, "scenario.num_samples=11", "serving.request_timeout_s=1"],
+    );
     // Failures above serving.max_failed_fraction: incomplete (exit 1), everything written.
     run.fails_with(1, &["the run is incomplete"]);
     let r = cwd.path().join("results");
     let report = read_json(&r.join("benchmark_report.json"));
     let es = &report["energy_star"];
     let kinds = &es["failures_by_kind"];
-    for (kind, n) in [("http-5xx", 1), ("http-4xx", 1), ("truncated-stream", 2), ("stream-error", 1), ("malformed-stream", 1), ("timeout", 1)] {
+    for (kind, n) in [
+        ("http-5xx", 1),
+        ("http-4xx", 1),
+        ("truncated-stream", 2),
+        ("stream-error", 1),
+        ("malformed-stream", 1),
+        ("timeout", 1),
+    ] {
         assert_eq!(kinds[kind], n, "{kind} in {kinds}");
     }
     assert_eq!(es["serving"]["completed"], 4);
@@ -116,13 +165,21 @@ fn faults_are_counted_by_kind_and_the_run_goes_on() {
 
 #[test]
 fn without_usage_tokens_are_counted_by_a_local_tokenizer_or_by_chunks() {
-    let server = mock(MockConfig { usage: UsageMode::Never, models: vec!["energy-star/toy-llama".into(), "other/model".into()], ..MockConfig::default() });
+    let server = mock(MockConfig {
+        usage: UsageMode::Never,
+        models: vec!["energy-star/toy-llama".into(), "other/model".into()],
+        ..MockConfig::default()
+    });
     for (model, source) in [("energy-star/toy-llama", "tokenizer"), ("other/model", "stream-chunks")] {
         let cwd = tempfile::tempdir().expect("tmp");
         let model_arg = format!("backend.model={model}");
         vllm(cwd.path(), &server.url(), &[&model_arg, "scenario.num_samples=3"]).success();
         let report = read_json(&cwd.path().join("results/benchmark_report.json"));
-        assert_eq!(report["energy_star"]["token_count_sources"][source], 3, "{model}: {}", report["energy_star"]["token_count_sources"]);
+        assert_eq!(
+            report["energy_star"]["token_count_sources"][source], 3,
+            "{model}: {}",
+            report["energy_star"]["token_count_sources"]
+        );
         let recs = lines(&cwd.path().join("results/requests.jsonl"));
         assert!(recs.iter().all(|r| r["token_count_source"] == source && r["output_tokens"].as_u64().expect("n") > 0));
     }
@@ -138,7 +195,11 @@ fn an_unreachable_server_or_an_unserved_model_stops_before_metering() {
     let server = mock(MockConfig { models: vec!["served/one".into(), "served/two".into()], ..MockConfig::default() });
     let run = vllm(cwd.path(), &server.url(), &["backend.model=absent/model", "scenario.num_samples=2"]);
     run.fails_with(1, &["does not serve model \"absent/model\"", "served/one, served/two"]);
-    assert_eq!(server.counters().requests.load(std::sync::atomic::Ordering::Relaxed), 0, "no completion request was sent");
+    assert_eq!(
+        server.counters().requests.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no completion request was sent"
+    );
     let windows = std::fs::read_to_string(cwd.path().join("results/energy_windows.csv")).unwrap_or_default();
     assert!(!windows.contains(",inference,"), "{windows}");
     // Bad load settings are refused by name.
@@ -150,7 +211,13 @@ fn an_unreachable_server_or_an_unserved_model_stops_before_metering() {
     vllm(cwd.path(), &server.url(), &["backend.model=null", "scenario.num_samples=2", &dir_arg]).success();
     let report = read_json(&results.join("benchmark_report.json"));
     assert_eq!(report["config"]["model"], "served/one");
-    assert!(report["energy_star"]["notes"].as_array().expect("notes").iter().any(|n| n.as_str().is_some_and(|n| n.contains("taken from"))));
+    assert!(
+        report["energy_star"]["notes"]
+            .as_array()
+            .expect("notes")
+            .iter()
+            .any(|n| n.as_str().is_some_and(|n| n.contains("taken from")))
+    );
 }
 
 #[test]
@@ -160,7 +227,14 @@ fn ctrl_c_stops_sending_and_keeps_a_partial_report() {
     let cwd = tempfile::tempdir().expect("tmp");
     let mut c = std::process::Command::new(energy_star_tests::bin());
     c.current_dir(cwd.path())
-        .args(["--config-name", "text_generation_offline", "backend.model=mock/model", "scenario.num_samples=10", "scenario.generate_kwargs.max_new_tokens=20", "scenario.generate_kwargs.min_new_tokens=20"])
+        .args([
+            "--config-name",
+            "text_generation_offline",
+            "backend.model=mock/model",
+            "scenario.num_samples=10",
+            "scenario.generate_kwargs.max_new_tokens=20",
+            "scenario.generate_kwargs.min_new_tokens=20",
+        ])
         .env("BENCHMARK_BACKEND", "vllm")
         .env("VLLM_ENDPOINT", server.url())
         .env("ENERGY_STAR_CACHE_DIR", energy_star_tests::cache_dir())
@@ -170,7 +244,9 @@ fn ctrl_c_stops_sending_and_keeps_a_partial_report() {
     let child = c.spawn().expect("spawn");
     // Wait until the first request is done (the server has counted two), then interrupt.
     let t0 = std::time::Instant::now();
-    while server.counters().requests.load(std::sync::atomic::Ordering::Relaxed) < 2 && t0.elapsed() < Duration::from_secs(60) {
+    while server.counters().requests.load(std::sync::atomic::Ordering::Relaxed) < 2
+        && t0.elapsed() < Duration::from_secs(60)
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     let ok = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");

@@ -61,7 +61,8 @@ fn benchmark_json_wrapper_is_read() {
     let report = read_json(&sample("optimum/benchlab-llama3_8B-benchmark_report.json"));
     let config = read_json(&sample("optimum/benchlab-llama3_8B-benchmark_config.json"));
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(dir.path().join("benchmark.json"), json!({"config": config, "report": report}).to_string()).expect("write");
+    std::fs::write(dir.path().join("benchmark.json"), json!({"config": config, "report": report}).to_string())
+        .expect("write");
     energy_star(dir.path(), &["summarize", "."], &[]).success();
     assert_eq!(std::fs::read_to_string(dir.path().join("GPU_ENERGY_WH.txt")).expect("txt"), "194.68\n");
 }
@@ -96,7 +97,9 @@ fn unknown_energy_unit_is_an_error_naming_it() {
 
 #[test]
 fn ai_energy_benchmarks_reports() {
-    for (file, total) in [("SYNTHETIC_pytorch_benchmark_report.json", "55.12\n"), ("SYNTHETIC_vllm_benchmark_report.json", "5.98\n")] {
+    for (file, total) in
+        [("SYNTHETIC_pytorch_benchmark_report.json", "55.12\n"), ("SYNTHETIC_vllm_benchmark_report.json", "5.98\n")]
+    {
         let (dir, run) = summarize(&sample(&format!("ai_energy_benchmarks/{file}")));
         run.success();
         let (txt, s) = summary_of(dir.path());
@@ -116,7 +119,8 @@ fn ai_energy_benchmarks_reports() {
     energy_star(dir.path(), &["summarize", "."], &[]).success();
     assert_eq!(std::fs::read_to_string(dir.path().join("GPU_ENERGY_WH.txt")).expect("txt"), "12.35\n");
     // gpu_energy_kwh alone is converted.
-    std::fs::write(dir.path().join("benchmark_report.json"), json!({"energy": {"gpu_energy_kwh": 0.5}}).to_string()).expect("write");
+    std::fs::write(dir.path().join("benchmark_report.json"), json!({"energy": {"gpu_energy_kwh": 0.5}}).to_string())
+        .expect("write");
     energy_star(dir.path(), &["summarize", "."], &[]).success();
     assert_eq!(std::fs::read_to_string(dir.path().join("GPU_ENERGY_WH.txt")).expect("txt"), "500.00\n");
 }
@@ -138,7 +142,9 @@ fn report_without_energy_is_an_error_not_a_zero() {
 
 #[test]
 fn unknown_format_lists_the_formats_read() {
-    for file in ["optimum/benchlab-llama3_8B-benchmark_config.json", "optimum/benchlab-llama3_8B-prefill_codecarbon.json"] {
+    for file in
+        ["optimum/benchlab-llama3_8B-benchmark_config.json", "optimum/benchlab-llama3_8B-prefill_codecarbon.json"]
+    {
         let (_dir, run) = summarize(&sample(file));
         run.fails_with(1, &["in no format the installed summarizers read", "ai_energy_benchmarks, optimum"]);
     }
@@ -174,7 +180,10 @@ fn newest_report_below_the_folder_is_summarized_and_outputs_land_beside_it() {
     assert_eq!(std::fs::read_to_string(out.join("GPU_ENERGY_WH.txt")).expect("txt"), "133.71\n");
     assert!(!dir.path().join("run1/GPU_ENERGY_WH.txt").exists());
     // Atomic writes leave no temporary files behind.
-    let names: Vec<String> = std::fs::read_dir(&out).expect("ls").map(|e| e.expect("e").file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .expect("ls")
+        .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
 }
 

@@ -43,7 +43,8 @@ fn main() {
             .join("plugins/wasm32-wasip2/plugin/es_summarizer_optimum.wasm"),
     )
     .expect("the built-in optimum summarizer (built by host/build.rs)");
-    let report = std::fs::read_to_string(shared().join("samples/optimum/benchlab-llama3_8B-benchmark_report.json")).expect("sample");
+    let report = std::fs::read_to_string(shared().join("samples/optimum/benchlab-llama3_8B-benchmark_report.json"))
+        .expect("sample");
     println!("| what | runs | min | median | max |\n|---|---|---|---|---|");
 
     // Cold start: a fresh engine each time, then compile (or load from cache) + link + info().
@@ -58,20 +59,25 @@ fn main() {
     row("cold start of one plugin, no compile cache (engine + compile + link + info)", n, no_cache);
     let cache = tempfile::tempdir().expect("tmp");
     {
-        let rt = PluginRuntime::new(RuntimeOptions { cache_dir: Some(cache.path().to_path_buf()), ..Default::default() }).expect("rt");
+        let rt =
+            PluginRuntime::new(RuntimeOptions { cache_dir: Some(cache.path().to_path_buf()), ..Default::default() })
+                .expect("rt");
         load_plugin(&rt, &optimum, Origin::File("optimum.wasm".into())).expect("fill cache");
     }
     let mut cached = Vec::new();
     for _ in 0..n {
         let t = Instant::now();
-        let rt = PluginRuntime::new(RuntimeOptions { cache_dir: Some(cache.path().to_path_buf()), ..Default::default() }).expect("rt");
+        let rt =
+            PluginRuntime::new(RuntimeOptions { cache_dir: Some(cache.path().to_path_buf()), ..Default::default() })
+                .expect("rt");
         load_plugin(&rt, &optimum, Origin::File("optimum.wasm".into())).expect("load");
         cached.push(t.elapsed());
     }
     row("cold start of one plugin, compile cache warm", n, cached);
 
     // Host-to-guest: detect() on a 2 KiB report; each call gets a fresh instance (by design).
-    let rt = PluginRuntime::new(RuntimeOptions { cache_dir: Some(cache.path().to_path_buf()), ..Default::default() }).expect("rt");
+    let rt = PluginRuntime::new(RuntimeOptions { cache_dir: Some(cache.path().to_path_buf()), ..Default::default() })
+        .expect("rt");
     let plugin = load_plugin(&rt, &optimum, Origin::File("optimum.wasm".into())).expect("load");
     let calls = 2000;
     let mut xs = Vec::new();
@@ -98,21 +104,37 @@ fn main() {
         .map(|_| {
             let n_calls = 1_000_000u64;
             let report = format!("{{\"bench_host_calls\": {n_calls}}}");
-            let out = backend.run_backend(&rt, HostServices::new("echo", results.path().to_path_buf()), "{}", vec![("ECHO_REPORT".into(), report)]);
+            let out = backend.run_backend(
+                &rt,
+                HostServices::new("echo", results.path().to_path_buf()),
+                "{}",
+                vec![("ECHO_REPORT".into(), report)],
+            );
             out.result.expect("echo run");
-            let notes: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(results.path().join("echo/notes.json")).expect("notes")).expect("json");
+            let notes: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(results.path().join("echo/notes.json")).expect("notes"))
+                    .expect("json");
             Duration::from_nanos(notes["bench_host_calls_ns"].as_u64().expect("ns") / n_calls)
         })
         .collect();
     row("guest-to-host call: clock.now-ns (mean of 1e6 per run)", 5, per_call);
 
     // A whole `energy-star summarize` process (release binary), warm cache and without it.
-    let dir = folder_with(&[(&shared().join("samples/optimum/benchlab-llama3_8B-benchmark_report.json"), "benchmark_report.json")]);
-    for (label, extra) in [("whole `energy-star summarize` run, compile cache warm", vec![]), ("whole `energy-star summarize` run, --no-compile-cache", vec!["--no-compile-cache"])] {
+    let dir = folder_with(&[(
+        &shared().join("samples/optimum/benchlab-llama3_8B-benchmark_report.json"),
+        "benchmark_report.json",
+    )]);
+    for (label, extra) in [
+        ("whole `energy-star summarize` run, compile cache warm", vec![]),
+        ("whole `energy-star summarize` run, --no-compile-cache", vec!["--no-compile-cache"]),
+    ] {
         let mut xs = Vec::new();
         for _ in 0..10 {
             let mut cmd = std::process::Command::new(bin());
-            cmd.args(&extra).args(["summarize", "."]).current_dir(dir.path()).env("ENERGY_STAR_CACHE_DIR", cache.path());
+            cmd.args(&extra)
+                .args(["summarize", "."])
+                .current_dir(dir.path())
+                .env("ENERGY_STAR_CACHE_DIR", cache.path());
             let t = Instant::now();
             let out = cmd.output().expect("run");
             xs.push(t.elapsed());

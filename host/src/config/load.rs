@@ -105,11 +105,15 @@ impl ConfigSource {
 }
 
 fn parse_yaml(text: &str, origin: &str) -> Result<Value, ConfigError> {
-    let v: Value = serde_norway::from_str(text).map_err(|e| ConfigError::Yaml { path: origin.to_string(), message: e.to_string() })?;
+    let v: Value = serde_norway::from_str(text)
+        .map_err(|e| ConfigError::Yaml { path: origin.to_string(), message: e.to_string() })?;
     match v {
         Value::Null => Ok(Value::Object(Map::new())),
         Value::Object(_) => Ok(v),
-        other => Err(ConfigError::Invalid { path: origin.to_string(), why: format!("top level must be a map, found {other}") }),
+        other => Err(ConfigError::Invalid {
+            path: origin.to_string(),
+            why: format!("top level must be a map, found {other}"),
+        }),
     }
 }
 
@@ -164,7 +168,10 @@ fn compose_node(
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(list)) => list,
         Some(other) => {
-            return Err(ConfigError::Invalid { path: origin.to_string(), why: format!("`defaults` must be a list, found {other}") });
+            return Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                why: format!("`defaults` must be a list, found {other}"),
+            });
         }
     };
     let mut result = Value::Object(Map::new());
@@ -187,11 +194,19 @@ fn compose_node(
                     Value::String(opt) => (Some(key), opt.clone(), optional),
                     Value::Null => continue, // `group: null` selects nothing
                     other => {
-                        return Err(ConfigError::Invalid { path: origin.to_string(), why: format!("defaults entry {key}: {other} is not an option name") });
+                        return Err(ConfigError::Invalid {
+                            path: origin.to_string(),
+                            why: format!("defaults entry {key}: {other} is not an option name"),
+                        });
                     }
                 }
             }
-            other => return Err(ConfigError::Invalid { path: origin.to_string(), why: format!("unsupported defaults entry {other}") }),
+            other => {
+                return Err(ConfigError::Invalid {
+                    path: origin.to_string(),
+                    why: format!("unsupported defaults entry {other}"),
+                });
+            }
         };
         let child = match &group {
             Some(g) => {
@@ -212,14 +227,21 @@ fn compose_node(
                     }
                     None if optional => None,
                     None => {
-                        return Err(ConfigError::NoSuchOption { group: g.clone(), option, available: source.options(g).join(", ") });
+                        return Err(ConfigError::NoSuchOption {
+                            group: g.clone(),
+                            option,
+                            available: source.options(g).join(", "),
+                        });
                     }
                 }
             }
             None => match source.read(&option)? {
                 Some((v, o)) => Some(compose_node(source, v, &o, package, choices, used_groups, depth + 1)?),
                 None => {
-                    return Err(ConfigError::Invalid { path: origin.to_string(), why: format!("defaults entry {option:?}: no such config") });
+                    return Err(ConfigError::Invalid {
+                        path: origin.to_string(),
+                        why: format!("defaults entry {option:?}: no such config"),
+                    });
                 }
             },
         };
@@ -354,7 +376,9 @@ mod tests {
 
     #[test]
     fn self_comes_last_and_overrides_apply() {
-        let cfg = compose(&builtin(), "text_generation", &["scenario.num_samples=3".into(), "backend.device=cpu".into()]).expect("compose");
+        let cfg =
+            compose(&builtin(), "text_generation", &["scenario.num_samples=3".into(), "backend.device=cpu".into()])
+                .expect("compose");
         assert_eq!(cfg.get("scenario.num_samples"), Some(&json!(3)));
         assert_eq!(cfg.get("backend.device"), Some(&json!("cpu")));
         // The scenario group's defaults are there under the task's values.

@@ -228,7 +228,10 @@ fn primitive(t: &str) -> Value {
     }
     let looks_float = digits.bytes().any(|b| b.is_ascii_digit())
         && digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
-    if looks_float && let Ok(f) = digits.parse::<f64>() && f.is_finite() {
+    if looks_float
+        && let Ok(f) = digits.parse::<f64>()
+        && f.is_finite()
+    {
         return Value::from(f);
     }
     Value::String(t.to_string())

@@ -55,7 +55,8 @@ fn split_files(dir: &Path, config: &str, split: &str) -> Vec<PathBuf> {
     }
     for root in &roots {
         let Ok(entries) = std::fs::read_dir(root) else { continue };
-        let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_file() && ext(p).is_some()).collect();
+        let mut files: Vec<PathBuf> =
+            entries.flatten().map(|e| e.path()).filter(|p| p.is_file() && ext(p).is_some()).collect();
         files.sort();
         let matching: Vec<PathBuf> = files
             .iter()
@@ -80,7 +81,11 @@ pub fn locate(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Resu
     }
     let p = Path::new(&spec.name);
     if p.is_file() {
-        return if ext(p).is_some() { Ok(vec![p.to_path_buf()]) } else { Err(nf(format!("{} is not a .jsonl, .json, .csv or .parquet file", p.display()))) };
+        return if ext(p).is_some() {
+            Ok(vec![p.to_path_buf()])
+        } else {
+            Err(nf(format!("{} is not a .jsonl, .json, .csv or .parquet file", p.display())))
+        };
     }
     let dir = if p.is_dir() {
         p.to_path_buf()
@@ -99,7 +104,11 @@ pub fn locate(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Resu
     };
     let files = split_files(&dir, &spec.config, &spec.split);
     if files.is_empty() {
-        return Err(nf(format!("{} has no data file for split {:?} (.jsonl, .json, .csv or .parquet)", dir.display(), spec.split)));
+        return Err(nf(format!(
+            "{} has no data file for split {:?} (.jsonl, .json, .csv or .parquet)",
+            dir.display(),
+            spec.split
+        )));
     }
     Ok(files)
 }
@@ -119,7 +128,11 @@ pub fn load(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Result
                 if !first.contains_key(c) {
                     let mut available: Vec<&str> = first.keys().map(String::as_str).collect();
                     available.sort();
-                    return Err(DatasetError::NoColumn { name: spec.name.clone(), column: c.clone(), available: available.join(", ") });
+                    return Err(DatasetError::NoColumn {
+                        name: spec.name.clone(),
+                        column: c.clone(),
+                        available: available.join(", "),
+                    });
                 }
             }
         }
@@ -138,7 +151,11 @@ pub fn load(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Result
     {
         return Err(DatasetError::TooFew { name: spec.name.clone(), rows: rows.len(), wanted: n });
     }
-    Ok(DatasetRows { source: files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "), columns: spec.columns.clone(), rows })
+    Ok(DatasetRows {
+        source: files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
+        columns: spec.columns.clone(),
+        rows,
+    })
 }
 
 /// The project's own prompt set, built into the binary.
@@ -149,7 +166,11 @@ fn builtin_prompts(spec: &DatasetSpec) -> Result<DatasetRows, DatasetError> {
         .collect();
     for c in &spec.columns {
         if c != "text" {
-            return Err(DatasetError::NoColumn { name: spec.name.clone(), column: c.clone(), available: "text".into() });
+            return Err(DatasetError::NoColumn {
+                name: spec.name.clone(),
+                column: c.clone(),
+                available: "text".into(),
+            });
         }
     }
     let n = spec.num_samples.unwrap_or(records.len());
@@ -223,7 +244,8 @@ fn read_file(path: &Path) -> Result<Vec<Record>, DatasetError> {
         }
         Some("csv") => {
             let mut r = csv::Reader::from_path(path).map_err(|e| err(e.to_string()))?;
-            let headers: Vec<String> = r.headers().map_err(|e| err(e.to_string()))?.iter().map(str::to_string).collect();
+            let headers: Vec<String> =
+                r.headers().map_err(|e| err(e.to_string()))?.iter().map(str::to_string).collect();
             r.records()
                 .map(|rec| {
                     let rec = rec.map_err(|e| err(e.to_string()))?;
@@ -269,7 +291,13 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, columns: &[&str], n: Option<usize>) -> DatasetSpec {
-        DatasetSpec { name: name.into(), config: String::new(), split: "train".into(), columns: columns.iter().map(|c| c.to_string()).collect(), num_samples: n }
+        DatasetSpec {
+            name: name.into(),
+            config: String::new(),
+            split: "train".into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            num_samples: n,
+        }
     }
 
     fn none(_: &str) -> Option<String> {
@@ -279,18 +307,30 @@ mod tests {
     #[test]
     fn local_files_of_each_kind() {
         let d = tempfile::tempdir().expect("tmp");
-        std::fs::write(d.path().join("a.jsonl"), "{\"text\": \"one\", \"n\": 1}\n\n{\"text\": \"two\", \"n\": 2}\n").expect("w");
+        std::fs::write(d.path().join("a.jsonl"), "{\"text\": \"one\", \"n\": 1}\n\n{\"text\": \"two\", \"n\": 2}\n")
+            .expect("w");
         std::fs::write(d.path().join("b.json"), r#"[{"text": "one"}, {"text": "two"}, {"text": null}]"#).expect("w");
         std::fs::write(d.path().join("c.csv"), "text,label\n\"one, with comma\",0\ntwo,1\n").expect("w");
         let p = |f: &str| d.path().join(f).display().to_string();
-        assert_eq!(load(&spec(&p("a.jsonl"), &["text", "n"], None), &none).expect("jsonl").rows, vec![vec!["one", "1"], vec!["two", "2"]]);
-        assert_eq!(load(&spec(&p("b.json"), &["text"], Some(2)), &none).expect("json").rows, vec![vec!["one"], vec!["two"]]);
+        assert_eq!(
+            load(&spec(&p("a.jsonl"), &["text", "n"], None), &none).expect("jsonl").rows,
+            vec![vec!["one", "1"], vec!["two", "2"]]
+        );
+        assert_eq!(
+            load(&spec(&p("b.json"), &["text"], Some(2)), &none).expect("json").rows,
+            vec![vec!["one"], vec!["two"]]
+        );
         assert_eq!(load(&spec(&p("c.csv"), &["text"], None), &none).expect("csv").rows[0], vec!["one, with comma"]);
         let err = load(&spec(&p("a.jsonl"), &["prompt"], None), &none).unwrap_err().to_string();
         assert!(err.contains("no column \"prompt\"") && err.contains("n, text"), "{err}");
         let err = load(&spec(&p("a.jsonl"), &["text"], Some(5)), &none).unwrap_err().to_string();
         assert!(err.contains("2 row(s); 5 were asked for"), "{err}");
-        assert!(load(&spec(&p("missing.jsonl"), &["text"], None), &none).unwrap_err().to_string().contains("not in the Hugging Face cache"));
+        assert!(
+            load(&spec(&p("missing.jsonl"), &["text"], None), &none)
+                .unwrap_err()
+                .to_string()
+                .contains("not in the Hugging Face cache")
+        );
     }
 
     #[test]
@@ -325,7 +365,8 @@ mod tests {
         let mut w = SerializedFileWriter::new(file, schema, props).expect("writer");
         let mut rg = w.next_row_group().expect("row group");
         let mut col = rg.next_column().expect("col").expect("some");
-        let values: Vec<parquet::data_type::ByteArray> = ["first prompt", "second prompt"].iter().map(|s| (*s).into()).collect();
+        let values: Vec<parquet::data_type::ByteArray> =
+            ["first prompt", "second prompt"].iter().map(|s| (*s).into()).collect();
         col.typed::<ByteArrayType>().write_batch(&values, None, None).expect("write");
         col.close().expect("close col");
         rg.close().expect("close rg");

@@ -28,7 +28,16 @@ pub struct GenerationParams {
 
 impl Default for GenerationParams {
     fn default() -> Self {
-        Self { max_new_tokens: 32, min_new_tokens: 0, ignore_eos: false, do_sample: false, temperature: 1.0, top_p: 1.0, seed: None, truncate: false }
+        Self {
+            max_new_tokens: 32,
+            min_new_tokens: 0,
+            ignore_eos: false,
+            do_sample: false,
+            temperature: 1.0,
+            top_p: 1.0,
+            seed: None,
+            truncate: false,
+        }
     }
 }
 

@@ -59,7 +59,9 @@ impl NvmlGpus {
     /// Opens NVML and the GPUs with these NVML indices (all GPUs when `indices` is None).
     pub fn open(indices: Option<&[u32]>) -> Result<Self, String> {
         let nvml = Nvml::init().map_err(|e| match e {
-            NvmlError::LibloadingError(_) => "NVML could not be loaded (libnvidia-ml.so.1 not found): no NVIDIA driver on this machine".to_string(),
+            NvmlError::LibloadingError(_) => {
+                "NVML could not be loaded (libnvidia-ml.so.1 not found): no NVIDIA driver on this machine".to_string()
+            }
             NvmlError::DriverNotLoaded => "NVML is installed but the NVIDIA driver is not loaded".to_string(),
             other => format!("NVML could not be initialised: {other}"),
         })?;
@@ -73,7 +75,14 @@ impl NvmlGpus {
         };
         // A GPU named twice is metered once, never counted twice.
         let mut seen = Vec::new();
-        wanted.retain(|i| if seen.contains(i) { false } else { seen.push(*i); true });
+        wanted.retain(|i| {
+            if seen.contains(i) {
+                false
+            } else {
+                seen.push(*i);
+                true
+            }
+        });
         let mut devices = Vec::new();
         let mut instant_power = Vec::new();
         for index in wanted {
@@ -118,7 +127,8 @@ impl GpuSource for NvmlGpus {
     }
 
     fn read(&mut self, index: u32) -> Result<GpuReading, String> {
-        let pos = self.devices.iter().position(|d| d.index == index).ok_or_else(|| format!("GPU {index} is not metered"))?;
+        let pos =
+            self.devices.iter().position(|d| d.index == index).ok_or_else(|| format!("GPU {index} is not metered"))?;
         let d = self.nvml.device_by_index(index).map_err(|e| format!("GPU {index}: {e}"))?;
         let power_mw = if self.instant_power[pos] {
             d.field_values_for(&[FieldId(FIELD_POWER_INSTANT)])
@@ -155,11 +165,7 @@ pub struct ReplayGpus {
 }
 
 impl ReplayGpus {
-    pub fn new(
-        devices: Vec<GpuDevice>,
-        traces: Vec<Trace>,
-        clock: Clock,
-    ) -> Self {
+    pub fn new(devices: Vec<GpuDevice>, traces: Vec<Trace>, clock: Clock) -> Self {
         Self { devices, traces, clock }
     }
 
@@ -174,7 +180,11 @@ impl ReplayGpus {
             }
             let cols: Vec<&str> = line.split(',').map(str::trim).collect();
             if cols.len() != 4 {
-                return Err(format!("trace line {}: expected 4 columns t_s,gpu,energy_mj,power_w, found {}", n + 1, cols.len()));
+                return Err(format!(
+                    "trace line {}: expected 4 columns t_s,gpu,energy_mj,power_w, found {}",
+                    n + 1,
+                    cols.len()
+                ));
             }
             let err = |what: &str| format!("trace line {}: {what} is not a number: {line}", n + 1);
             let t_s: f64 = cols[0].parse().map_err(|_| err("t_s"))?;
@@ -183,8 +193,16 @@ impl ReplayGpus {
                 Err("replayed read failure".to_string())
             } else {
                 Ok(GpuReading {
-                    energy_mj: if cols[2].is_empty() { None } else { Some(cols[2].parse().map_err(|_| err("energy_mj"))?) },
-                    power_mw: if cols[3].is_empty() { None } else { Some((cols[3].parse::<f64>().map_err(|_| err("power_w"))? * 1000.0) as u32) },
+                    energy_mj: if cols[2].is_empty() {
+                        None
+                    } else {
+                        Some(cols[2].parse().map_err(|_| err("energy_mj"))?)
+                    },
+                    power_mw: if cols[3].is_empty() {
+                        None
+                    } else {
+                        Some((cols[3].parse::<f64>().map_err(|_| err("power_w"))? * 1000.0) as u32)
+                    },
                     ..Default::default()
                 })
             };
@@ -209,7 +227,8 @@ impl GpuSource for ReplayGpus {
     }
 
     fn read(&mut self, index: u32) -> Result<GpuReading, String> {
-        let pos = self.devices.iter().position(|d| d.index == index).ok_or_else(|| format!("GPU {index} is not metered"))?;
+        let pos =
+            self.devices.iter().position(|d| d.index == index).ok_or_else(|| format!("GPU {index} is not metered"))?;
         let now = (self.clock)();
         let trace = &self.traces[pos];
         match trace.iter().rev().find(|(t, _)| *t <= now) {
@@ -241,8 +260,19 @@ mod tests {
             let r1 = g.read(d.index).expect("read");
             std::thread::sleep(std::time::Duration::from_millis(500));
             let r2 = g.read(d.index).expect("read");
-            println!("gpu {} {}: counter {:?} -> {:?} mJ, power {:?} mW, {:?} C, util {:?} %, SM {:?} MHz, mem {:?} MiB, MIG {}",
-                d.index, d.name, r1.energy_mj, r2.energy_mj, r2.power_mw, r2.temperature_c, r2.utilization_pct, r2.sm_clock_mhz, r2.memory_used_mib, d.mig_enabled);
+            println!(
+                "gpu {} {}: counter {:?} -> {:?} mJ, power {:?} mW, {:?} C, util {:?} %, SM {:?} MHz, mem {:?} MiB, MIG {}",
+                d.index,
+                d.name,
+                r1.energy_mj,
+                r2.energy_mj,
+                r2.power_mw,
+                r2.temperature_c,
+                r2.utilization_pct,
+                r2.sm_clock_mhz,
+                r2.memory_used_mib,
+                d.mig_enabled
+            );
             assert!(r2.power_mw.is_some(), "no power reading");
             if d.has_energy_counter {
                 assert!(r2.energy_mj >= r1.energy_mj, "counter went backwards");

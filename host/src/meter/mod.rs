@@ -222,7 +222,11 @@ pub fn since(origin: Instant, t: Instant) -> u64 {
 /// NVML indices (both then number GPUs in PCI bus order when CUDA_DEVICE_ORDER=PCI_BUS_ID,
 /// which optimum-benchmark sets; otherwise CUDA orders fastest first, and mixed-model machines
 /// need CUDA_DEVICE_ORDER=PCI_BUS_ID for the two to agree).
-pub fn nvml_indices(device_ids: &[u32], visible: Option<&str>, uuid_to_index: impl Fn(&str) -> Option<u32>) -> Result<Vec<u32>, String> {
+pub fn nvml_indices(
+    device_ids: &[u32],
+    visible: Option<&str>,
+    uuid_to_index: impl Fn(&str) -> Option<u32>,
+) -> Result<Vec<u32>, String> {
     let Some(visible) = visible.map(str::trim).filter(|v| !v.is_empty()) else {
         let mut ids = device_ids.to_vec();
         ids.sort_unstable();
@@ -238,7 +242,8 @@ pub fn nvml_indices(device_ids: &[u32], visible: Option<&str>, uuid_to_index: im
             })?;
             match entry.parse::<u32>() {
                 Ok(i) => Ok(i),
-                Err(_) => uuid_to_index(entry).ok_or_else(|| format!("CUDA_VISIBLE_DEVICES entry {entry:?} names no GPU NVML knows")),
+                Err(_) => uuid_to_index(entry)
+                    .ok_or_else(|| format!("CUDA_VISIBLE_DEVICES entry {entry:?} names no GPU NVML knows")),
             }
         })
         .collect::<Result<_, _>>()?;
@@ -252,14 +257,20 @@ pub fn parse_device_ids(value: Option<&serde_json::Value>) -> Result<Vec<u32>, S
     let bad = |v: &Value| format!("backend.device_ids = {v}: expected a GPU index, a comma-separated list or a list");
     match value {
         None | Some(Value::Null) => Ok(vec![0]),
-        Some(Value::Number(n)) => n.as_u64().and_then(|i| u32::try_from(i).ok()).map(|i| vec![i]).ok_or_else(|| bad(&Value::Number(n.clone()))),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|i| u32::try_from(i).ok())
+            .map(|i| vec![i])
+            .ok_or_else(|| bad(&Value::Number(n.clone()))),
         Some(v @ Value::String(s)) => s
             .split(',')
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .map(|p| p.parse::<u32>().map_err(|_| bad(v)))
             .collect(),
-        Some(v @ Value::Array(items)) => items.iter().map(|i| i.as_u64().and_then(|i| u32::try_from(i).ok()).ok_or_else(|| bad(v))).collect(),
+        Some(v @ Value::Array(items)) => {
+            items.iter().map(|i| i.as_u64().and_then(|i| u32::try_from(i).ok()).ok_or_else(|| bad(v))).collect()
+        }
         Some(v) => Err(bad(v)),
     }
 }

@@ -63,7 +63,8 @@ impl RaplReader {
                 continue;
             }
             let energy_path = dir.join("energy_uj");
-            let last_uj = read_u64(&energy_path).map_err(|e| format!("RAPL zone {name} is not readable ({e}); reading RAPL needs root"))?;
+            let last_uj = read_u64(&energy_path)
+                .map_err(|e| format!("RAPL zone {name} is not readable ({e}); reading RAPL needs root"))?;
             let max_range_uj = read_u64(&dir.join("max_energy_range_uj")).unwrap_or(0);
             zones.push(Zone { name, energy_path, max_range_uj, last_uj, total_uj: 0 });
         }

@@ -153,7 +153,8 @@ pub fn monotonic_clock() -> Clock {
 impl Meter {
     /// A meter on this machine: NVML for GPUs, RAPL or estimates for CPU and RAM.
     pub fn open(options: MeterOptions) -> Self {
-        let gpus: Result<Box<dyn GpuSource>, String> = NvmlGpus::open(options.gpu_indices.as_deref()).map(|g| Box::new(g) as Box<dyn GpuSource>);
+        let gpus: Result<Box<dyn GpuSource>, String> =
+            NvmlGpus::open(options.gpu_indices.as_deref()).map(|g| Box::new(g) as Box<dyn GpuSource>);
         Self::with_sources(options, gpus, monotonic_clock())
     }
 
@@ -165,12 +166,19 @@ impl Meter {
             Ok(g) => {
                 let list = g.devices().to_vec();
                 for d in &list {
-                    let source = if d.has_energy_counter { EnergySource::NvmlEnergyCounter } else { EnergySource::NvmlPowerIntegration };
+                    let source = if d.has_energy_counter {
+                        EnergySource::NvmlEnergyCounter
+                    } else {
+                        EnergySource::NvmlPowerIntegration
+                    };
                     if !d.has_energy_counter {
                         notices.push(format!("GPU {} ({}) has no energy counter; its energy is integrated from power sampled every {} ms", d.index, d.name, options.interval.as_millis()));
                     }
                     if d.mig_enabled {
-                        notices.push(format!("GPU {} is in MIG mode: its energy is the whole GPU's, not one slice's", d.index));
+                        notices.push(format!(
+                            "GPU {} is in MIG mode: its energy is the whole GPU's, not one slice's",
+                            d.index
+                        ));
                     }
                     devices.push(DeviceInfo { kind: DeviceKind::Gpu, index: d.index, name: d.name.clone(), source });
                 }
@@ -179,7 +187,12 @@ impl Meter {
             Err(why) => {
                 notices.push(format!("GPU energy unavailable: {why}"));
                 for index in options.gpu_indices.clone().unwrap_or_else(|| vec![0]) {
-                    devices.push(DeviceInfo { kind: DeviceKind::Gpu, index, name: "unavailable".into(), source: EnergySource::Unavailable });
+                    devices.push(DeviceInfo {
+                        kind: DeviceKind::Gpu,
+                        index,
+                        name: "unavailable".into(),
+                        source: EnergySource::Unavailable,
+                    });
                 }
                 (None, Vec::new())
             }
@@ -329,16 +342,22 @@ impl Meter {
             return Err(MeterError::EmptyName);
         }
         if start_ns >= end_ns {
-            return Err(MeterError::Failed(format!("window {name}: start {start_ns} ns is not before end {end_ns} ns")));
+            return Err(MeterError::Failed(format!(
+                "window {name}: start {start_ns} ns is not before end {end_ns} ns"
+            )));
         }
         self.sample();
         let now = self.timeline.last().map(|s| s.t_ns).unwrap_or_else(|| (self.clock)());
         if end_ns > now {
-            return Err(MeterError::Failed(format!("window {name}: its end ({end_ns} ns) is in the future (now {now} ns)")));
+            return Err(MeterError::Failed(format!(
+                "window {name}: its end ({end_ns} ns) is in the future (now {now} ns)"
+            )));
         }
         let first = self.timeline.first().map(|s| s.t_ns).unwrap_or(now);
         if start_ns < first {
-            return Err(MeterError::Failed(format!("window {name}: its start ({start_ns} ns) is before the meter's first reading ({first} ns)")));
+            return Err(MeterError::Failed(format!(
+                "window {name}: its start ({start_ns} ns) is before the meter's first reading ({first} ns)"
+            )));
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -428,11 +447,7 @@ impl Meter {
 
     /// Records an idle baseline from a window measured while nothing ran.
     pub fn set_idle_baseline(&mut self, idle: &WindowReading) {
-        let power_w = idle
-            .devices
-            .iter()
-            .filter_map(|d| d.mean_power_w.map(|p| (d.device.label(), p)))
-            .collect();
+        let power_w = idle.devices.iter().filter_map(|d| d.mean_power_w.map(|p| (d.device.label(), p))).collect();
         self.idle = Some(IdleBaseline { duration: Duration::from_nanos(idle.end_ns - idle.start_ns), power_w });
     }
 }
@@ -450,7 +465,13 @@ fn host_power(options: &MeterOptions, t0: u64, notices: &mut Vec<String>) -> (Ho
                 "CPU energy is an estimate (CodeCarbon's TDP × load curve, TDP {} W; set metering.cpu_tdp_w), not a measurement: {why}",
                 options.estimates.cpu_tdp_w
             ));
-            HostPower::CpuEstimate { tdp_w: options.estimates.cpu_tdp_w, last_ticks: None, last_t_ns: t0, total_j: 0.0, last_load: 0.0 }
+            HostPower::CpuEstimate {
+                tdp_w: options.estimates.cpu_tdp_w,
+                last_ticks: None,
+                last_t_ns: t0,
+                total_j: 0.0,
+                last_load: 0.0,
+            }
         }
     };
     let rapl_ram = options.rapl_root.as_deref().map(|root| RaplReader::open(root, RaplDomain::Dram));
@@ -649,7 +670,8 @@ mod tests {
         assert!(cpu.energy_j.is_some());
         let ram = r.device(DeviceKind::Ram).next().expect("ram");
         assert_eq!(ram.source, EnergySource::EstimateDimm);
-        let expected = estimate::ram_power_w(estimate::total_memory_gib().expect("meminfo"), &EstimateConstants::default()) * 3.0;
+        let expected =
+            estimate::ram_power_w(estimate::total_memory_gib().expect("meminfo"), &EstimateConstants::default()) * 3.0;
         assert!((ram.energy_j.expect("ram") - expected).abs() < 1e-6);
         assert!(r.warnings.iter().any(|w| w.contains("not a measurement")));
     }
@@ -690,12 +712,20 @@ mod tests {
 
     #[test]
     fn background_sampler_records_a_timeline_and_its_cost() {
-        let m = Arc::new(Mutex::new(Meter::open(MeterOptions { interval: Duration::from_millis(10), rapl_root: None, ..Default::default() })));
+        let m = Arc::new(Mutex::new(Meter::open(MeterOptions {
+            interval: Duration::from_millis(10),
+            rapl_root: None,
+            ..Default::default()
+        })));
         let s = Sampler::start(m.clone());
         std::thread::sleep(Duration::from_millis(200));
         s.stop();
         let m = m.lock().expect("lock");
-        let cpu_rows = m.timeline().iter().filter(|r| r.device == m.devices().iter().position(|d| d.kind == DeviceKind::Cpu).expect("cpu")).count();
+        let cpu_rows = m
+            .timeline()
+            .iter()
+            .filter(|r| r.device == m.devices().iter().position(|d| d.kind == DeviceKind::Cpu).expect("cpu"))
+            .count();
         assert!(cpu_rows >= 5, "only {cpu_rows} rows");
         assert!(m.sampler_wall_s > 0.1);
     }

@@ -17,7 +17,9 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 
 /// The timeline: one row per device reading.
 pub fn timeline_csv(m: &Meter) -> String {
-    let mut out = String::from("t_s,device,source,power_w,energy_counter_j,temperature_c,utilization_pct,sm_clock_mhz,memory_used_mib\n");
+    let mut out = String::from(
+        "t_s,device,source,power_w,energy_counter_j,temperature_c,utilization_pct,sm_clock_mhz,memory_used_mib\n",
+    );
     for s in m.timeline() {
         let d = &m.devices()[s.device];
         let _ = writeln!(
@@ -42,7 +44,14 @@ pub fn windows_csv(m: &Meter) -> String {
     let mut out = String::from("id,name,start_s,end_s,duration_s\n");
     for w in m.closed_windows() {
         let name = w.name.replace([',', '\n', '"'], "_");
-        let _ = writeln!(out, "{},{name},{:.6},{:.6},{:.6}", w.id, w.start_ns as f64 / 1e9, w.end_ns as f64 / 1e9, (w.end_ns - w.start_ns) as f64 / 1e9);
+        let _ = writeln!(
+            out,
+            "{},{name},{:.6},{:.6},{:.6}",
+            w.id,
+            w.start_ns as f64 / 1e9,
+            w.end_ns as f64 / 1e9,
+            (w.end_ns - w.start_ns) as f64 / 1e9
+        );
     }
     for (id, name) in m.open_windows() {
         let _ = writeln!(out, "{id},{} (never closed),,,", name.replace([',', '\n', '"'], "_"));

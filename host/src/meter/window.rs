@@ -52,7 +52,14 @@ fn integrate(points: &[&Point]) -> Option<f64> {
     Some(with_power.windows(2).map(|w| (w[1].0 - w[0].0) as f64 / 1e9 * (w[0].1 + w[1].1) / 2.0).sum())
 }
 
-fn common_flags(points: &[&Point], start_ns: u64, end_ns: u64, period_ns: u64, interval_ns: u64, flags: &mut Vec<Flag>) {
+fn common_flags(
+    points: &[&Point],
+    start_ns: u64,
+    end_ns: u64,
+    period_ns: u64,
+    interval_ns: u64,
+    flags: &mut Vec<Flag>,
+) {
     let dur = end_ns.saturating_sub(start_ns);
     if dur < MIN_RELIABLE_NS || dur < period_ns {
         flags.push(Flag::TooShort);
@@ -62,14 +69,25 @@ fn common_flags(points: &[&Point], start_ns: u64, end_ns: u64, period_ns: u64, i
     }
 }
 
-fn finish(energy_j: Option<f64>, points: &[&Point], start_ns: u64, end_ns: u64, source: EnergySource, mut flags: Vec<Flag>, notes: Vec<String>) -> WindowEnergy {
+fn finish(
+    energy_j: Option<f64>,
+    points: &[&Point],
+    start_ns: u64,
+    end_ns: u64,
+    source: EnergySource,
+    mut flags: Vec<Flag>,
+    notes: Vec<String>,
+) -> WindowEnergy {
     let dur_s = end_ns.saturating_sub(start_ns) as f64 / 1e9;
     flags.sort();
     flags.dedup();
     WindowEnergy {
         energy_j,
         mean_power_w: energy_j.filter(|_| dur_s > 0.0).map(|e| e / dur_s),
-        peak_power_w: points.iter().filter_map(|p| p.power_w).fold(None, |m: Option<f64>, w| Some(m.map_or(w, |m| m.max(w)))),
+        peak_power_w: points
+            .iter()
+            .filter_map(|p| p.power_w)
+            .fold(None, |m: Option<f64>, w| Some(m.map_or(w, |m| m.max(w)))),
         source,
         flags,
         notes,
@@ -87,7 +105,14 @@ pub fn gpu_window(points: &[Point], start_ns: u64, end_ns: u64, spec: GpuWindowS
         flags.push(Flag::MigWholeGpu);
         notes.push("MIG is enabled: NVML's energy is the whole GPU's, not one slice's".into());
     }
-    common_flags(&pts, start_ns, end_ns, if spec.has_counter { NVML_COUNTER_PERIOD_NS } else { 0 }, spec.sample_interval_ns, &mut flags);
+    common_flags(
+        &pts,
+        start_ns,
+        end_ns,
+        if spec.has_counter { NVML_COUNTER_PERIOD_NS } else { 0 },
+        spec.sample_interval_ns,
+        &mut flags,
+    );
     let drew_power = pts.iter().any(|p| p.power_w.is_some_and(|w| w > 1.0));
 
     if spec.has_counter {
@@ -158,7 +183,13 @@ pub fn gpu_window(points: &[Point], start_ns: u64, end_ns: u64, spec: GpuWindowS
 }
 
 /// A window over a monotonic accumulated counter (RAPL, estimates): the difference of its ends.
-pub fn counter_window(points: &[Point], start_ns: u64, end_ns: u64, source: EnergySource, sample_interval_ns: u64) -> WindowEnergy {
+pub fn counter_window(
+    points: &[Point],
+    start_ns: u64,
+    end_ns: u64,
+    source: EnergySource,
+    sample_interval_ns: u64,
+) -> WindowEnergy {
     let pts: Vec<&Point> = points.iter().filter(|p| p.t_ns >= start_ns && p.t_ns <= end_ns).collect();
     let mut flags = Vec::new();
     let mut notes = Vec::new();
@@ -176,7 +207,11 @@ pub fn counter_window(points: &[Point], start_ns: u64, end_ns: u64, source: Ener
     let derived: Vec<Point> = counters
         .windows(2)
         .filter(|w| w[1].0 > w[0].0)
-        .map(|w| Point { t_ns: w[1].0, counter_j: None, power_w: Some((w[1].1 - w[0].1) / ((w[1].0 - w[0].0) as f64 / 1e9)) })
+        .map(|w| Point {
+            t_ns: w[1].0,
+            counter_j: None,
+            power_w: Some((w[1].1 - w[0].1) / ((w[1].0 - w[0].0) as f64 / 1e9)),
+        })
         .collect();
     let derived_refs: Vec<&Point> = derived.iter().collect();
     let mut out = finish(energy, &derived_refs, start_ns, end_ns, source, flags, notes);
@@ -199,7 +234,9 @@ mod tests {
 
     /// A steady 300 W GPU sampled at 10 Hz for `secs`, counter starting at `c0` J.
     fn steady(secs: f64, c0: f64) -> Vec<Point> {
-        (0..=(secs * 10.0) as usize).map(|i| p(i as f64 / 10.0, Some(c0 + 300.0 * i as f64 / 10.0), Some(300.0))).collect()
+        (0..=(secs * 10.0) as usize)
+            .map(|i| p(i as f64 / 10.0, Some(c0 + 300.0 * i as f64 / 10.0), Some(300.0)))
+            .collect()
     }
 
     #[test]
@@ -286,7 +323,11 @@ mod tests {
 
     #[test]
     fn accumulated_counters_give_energy_and_peak() {
-        let pts: Vec<Point> = (0..=20).map(|i| p(i as f64 / 10.0, Some(if i < 10 { i as f64 * 5.0 } else { 50.0 + (i - 10) as f64 * 10.0 }), None)).collect();
+        let pts: Vec<Point> = (0..=20)
+            .map(|i| {
+                p(i as f64 / 10.0, Some(if i < 10 { i as f64 * 5.0 } else { 50.0 + (i - 10) as f64 * 10.0 }), None)
+            })
+            .collect();
         let w = counter_window(&pts, 0, 2 * S, EnergySource::Rapl, S / 10);
         assert!((w.energy_j.expect("energy") - 150.0).abs() < 1e-9);
         assert!((w.peak_power_w.expect("peak") - 100.0).abs() < 1e-9);

@@ -71,7 +71,9 @@ pub enum PluginError {
 pub enum StopReason {
     #[default]
     None,
-    Memory { requested_bytes: u64 },
+    Memory {
+        requested_bytes: u64,
+    },
     TimeLimit,
 }
 

@@ -225,7 +225,13 @@ impl Plugin {
             phases: s
                 .phases
                 .into_iter()
-                .map(|p| PhaseEnergy { name: p.name, gpu_wh: p.gpu_wh, cpu_wh: p.cpu_wh, ram_wh: p.ram_wh, counted: p.counted })
+                .map(|p| PhaseEnergy {
+                    name: p.name,
+                    gpu_wh: p.gpu_wh,
+                    cpu_wh: p.cpu_wh,
+                    ram_wh: p.ram_wh,
+                    counted: p.counted,
+                })
                 .collect(),
             warnings: s.warnings,
         })
@@ -233,7 +239,13 @@ impl Plugin {
 
     /// Runs a backend with its host services. Runs on the calling thread; never call it from a
     /// tokio worker.
-    pub fn run_backend(&self, rt: &PluginRuntime, services: HostServices, config_json: &str, settings: Vec<(String, String)>) -> BackendOutcome {
+    pub fn run_backend(
+        &self,
+        rt: &PluginRuntime,
+        services: HostServices,
+        config_json: &str,
+        settings: Vec<(String, String)>,
+    ) -> BackendOutcome {
         let label = self.name_for_errors();
         let Prepared::Backend(pre) = &self.prepared else {
             return BackendOutcome {
@@ -254,7 +266,11 @@ impl Plugin {
                 .map_err(|e| rt.failure(&store, e, &label, "run"))?;
             let out = answer.map_err(|message| PluginError::Guest { plugin: label.clone(), message })?;
             if let Err(e) = serde_json::from_str::<serde_json::Value>(&out.report_json) {
-                return Err(PluginError::Malformed { plugin: label.clone(), call: "run", problem: format!("report is not valid JSON: {e}") });
+                return Err(PluginError::Malformed {
+                    plugin: label.clone(),
+                    call: "run",
+                    problem: format!("report is not valid JSON: {e}"),
+                });
             }
             Ok(RunOutput { report_json: out.report_json, complete: out.complete })
         })();
@@ -276,14 +292,22 @@ fn summarizer_instance(
 }
 
 /// Reads a plugin's metadata by calling its `info` export in a fresh instance.
-fn read_meta(rt: &PluginRuntime, prepared: &Prepared, kind: PluginKind, api_version: String, origin: Origin) -> Result<PluginMeta, PluginError> {
+fn read_meta(
+    rt: &PluginRuntime,
+    prepared: &Prepared,
+    kind: PluginKind,
+    api_version: String,
+    origin: Origin,
+) -> Result<PluginMeta, PluginError> {
     let label = format!("{kind} at {origin}");
     let malformed = |problem: String| PluginError::Malformed { plugin: label.clone(), call: "info", problem };
     let meta = match prepared {
         Prepared::Summarizer(pre) => {
             let (mut store, inst) = summarizer_instance(rt, pre, &label)?;
-            let info: wit_summarizer::SummarizerInfo =
-                inst.energy_star_plugin_summarizer().call_info(&mut store).map_err(|e| rt.failure(&store, e, &label, "info"))?;
+            let info: wit_summarizer::SummarizerInfo = inst
+                .energy_star_plugin_summarizer()
+                .call_info(&mut store)
+                .map_err(|e| rt.failure(&store, e, &label, "info"))?;
             if info.formats.is_empty() {
                 return Err(malformed("declares no formats".into()));
             }
@@ -304,11 +328,16 @@ fn read_meta(rt: &PluginRuntime, prepared: &Prepared, kind: PluginKind, api_vers
             let mut bstore = rt.store(Some(HostServices::new("(info)", PathBuf::new())));
             let inst = pre.instantiate(&mut bstore).map_err(|e| rt.failure(&bstore, e, &label, "instantiate"))?;
             start_budget(&mut bstore);
-            let info: wit_backend::BackendInfo =
-                inst.energy_star_plugin_backend().call_info(&mut bstore).map_err(|e| rt.failure(&bstore, e, &label, "info"))?;
+            let info: wit_backend::BackendInfo = inst
+                .energy_star_plugin_backend()
+                .call_info(&mut bstore)
+                .map_err(|e| rt.failure(&bstore, e, &label, "info"))?;
             for s in &info.required_settings {
                 if !valid_setting_name(&s.name) {
-                    return Err(malformed(format!("required setting {:?} is not an environment variable name", s.name)));
+                    return Err(malformed(format!(
+                        "required setting {:?} is not an environment variable name",
+                        s.name
+                    )));
                 }
             }
             PluginMeta {
@@ -323,13 +352,20 @@ fn read_meta(rt: &PluginRuntime, prepared: &Prepared, kind: PluginKind, api_vers
                 required_settings: info
                     .required_settings
                     .into_iter()
-                    .map(|s| RequiredSetting { name: s.name, description: s.description, missing_message: s.missing_message })
+                    .map(|s| RequiredSetting {
+                        name: s.name,
+                        description: s.description,
+                        missing_message: s.missing_message,
+                    })
                     .collect(),
             }
         }
     };
     if !valid_plugin_name(&meta.name) {
-        return Err(malformed(format!("name {:?} must be 1-64 characters of letters, digits, '-', '_' or '.'", meta.name)));
+        return Err(malformed(format!(
+            "name {:?} must be 1-64 characters of letters, digits, '-', '_' or '.'",
+            meta.name
+        )));
     }
     Ok(meta)
 }
@@ -339,7 +375,9 @@ fn valid_plugin_name(name: &str) -> bool {
 }
 
 fn valid_setting_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !name.starts_with(|c: char| c.is_ascii_digit())
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// Loads one plugin from bytes: component check, compile (or cache), version, link, metadata.
@@ -371,8 +409,11 @@ impl PluginSet {
             for path in wasm_files(dir)? {
                 let bytes = std::fs::read(&path).map_err(|source| PluginError::Read { path: path.clone(), source })?;
                 let p = load_plugin(rt, &bytes, Origin::File(path.clone()))?;
-                if let Some(first) = in_folder.iter().find(|q| q.meta.kind == p.meta.kind && q.meta.name == p.meta.name) {
-                    let Origin::File(first_path) = &first.meta.origin else { unreachable!("folder plugins come from files") };
+                if let Some(first) = in_folder.iter().find(|q| q.meta.kind == p.meta.kind && q.meta.name == p.meta.name)
+                {
+                    let Origin::File(first_path) = &first.meta.origin else {
+                        unreachable!("folder plugins come from files")
+                    };
                     return Err(PluginError::DuplicateInFolder {
                         kind: p.meta.kind.as_str(),
                         name: p.meta.name.clone(),

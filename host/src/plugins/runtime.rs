@@ -15,11 +15,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
+use super::PluginKind;
 use super::bindings::{self, ACCEPTED_API_VERSIONS, PACKAGE};
 use super::error::{PluginError, StopReason, classify};
 use super::host::HostServices;
 use super::state::PluginState;
-use super::PluginKind;
 
 /// Epoch tick: the resolution of the compute limit.
 pub const TICK: Duration = Duration::from_millis(50);
@@ -84,12 +84,17 @@ impl PluginRuntime {
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
 
         let mut backend_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut backend_linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        forbid_timers(&mut backend_linker)?;
-        bindings::backend::BackendPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut backend_linker, |s| s)
+        wasmtime_wasi::p2::add_to_linker_sync(&mut backend_linker)
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        forbid_timers(&mut backend_linker)?;
+        bindings::backend::BackendPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut backend_linker,
+            |s| s,
+        )
+        .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let mut summarizer_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut summarizer_linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut summarizer_linker)
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         forbid_timers(&mut summarizer_linker)?;
 
         // The ticker holds only a weak handle, so it ends soon after the runtime is dropped.
@@ -236,7 +241,13 @@ impl PluginRuntime {
     }
 
     /// Turns a failed call into a [`PluginError`] naming the plugin and the call.
-    pub(crate) fn failure(&self, store: &Store<PluginState>, err: wasmtime::Error, plugin: &str, call: &'static str) -> PluginError {
+    pub(crate) fn failure(
+        &self,
+        store: &Store<PluginState>,
+        err: wasmtime::Error,
+        plugin: &str,
+        call: &'static str,
+    ) -> PluginError {
         let state = store.data();
         classify(
             err,

@@ -214,7 +214,13 @@ pub fn check_name(name: &str) -> Result<(), String> {
     let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         && name.len() <= 64;
-    if ok { Ok(()) } else { Err(format!("plugin name {name:?}: use lowercase letters, digits, - and _, starting with a letter (at most 64)")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "plugin name {name:?}: use lowercase letters, digits, - and _, starting with a letter (at most 64)"
+        ))
+    }
 }
 
 /// Writes the crate into `dir/NAME`; refuses a folder that exists.
@@ -230,8 +236,18 @@ pub fn scaffold(dir: &Path, name: &str, kind: &str) -> Result<PathBuf, String> {
         return Err(format!("{} exists already; pick another name or folder", root.display()));
     }
     let crate_name = format!("energy-star-{kind}-{name}").replace('_', "-");
-    let fill = |t: &str| t.replace("{name}", name).replace("{kind}", kind).replace("{crate}", &crate_name).replace("{crate_file}", &crate_name.replace('-', "_"));
-    let mut files: Vec<(String, String)> = vec![("Cargo.toml".into(), fill(CARGO_TOML)), ("src/lib.rs".into(), fill(source)), ("README.md".into(), fill(README)), (".gitignore".into(), "/target\n".into())];
+    let fill = |t: &str| {
+        t.replace("{name}", name)
+            .replace("{kind}", kind)
+            .replace("{crate}", &crate_name)
+            .replace("{crate_file}", &crate_name.replace('-', "_"))
+    };
+    let mut files: Vec<(String, String)> = vec![
+        ("Cargo.toml".into(), fill(CARGO_TOML)),
+        ("src/lib.rs".into(), fill(source)),
+        ("README.md".into(), fill(README)),
+        (".gitignore".into(), "/target\n".into()),
+    ];
     files.extend(SDK_FILES.iter().map(|(p, c)| (p.to_string(), c.to_string())));
     for (rel, content) in files {
         let path = root.join(&rel);
@@ -255,7 +271,11 @@ mod tests {
         let root = scaffold(d.path(), "my_tool", "summarizer").expect("scaffold");
         let lib = std::fs::read_to_string(root.join("src/lib.rs")).expect("lib");
         assert!(lib.contains("\"my_tool\"") && !lib.contains("{name}"));
-        assert!(std::fs::read_to_string(root.join("Cargo.toml")).expect("toml").contains("name = \"energy-star-summarizer-my-tool\""));
+        assert!(
+            std::fs::read_to_string(root.join("Cargo.toml"))
+                .expect("toml")
+                .contains("name = \"energy-star-summarizer-my-tool\"")
+        );
         assert!(root.join("sdk/wit/worlds.wit").exists());
         assert!(scaffold(d.path(), "my_tool", "summarizer").unwrap_err().contains("exists already"));
     }

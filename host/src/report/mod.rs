@@ -19,7 +19,9 @@ use svg::{Series, Span, esc};
 pub enum ReportError {
     #[error("{0} is not a folder")]
     NotAFolder(PathBuf),
-    #[error("{0} is not a results folder: it has none of run_status.json, benchmark_report.json, energy_meter.json, energy_timeline.csv")]
+    #[error(
+        "{0} is not a results folder: it has none of run_status.json, benchmark_report.json, energy_meter.json, energy_timeline.csv"
+    )]
     NotResults(PathBuf),
     #[error("{file}: {why}")]
     Unreadable { file: PathBuf, why: String },
@@ -37,7 +39,9 @@ pub struct ReportDone {
 fn read_json(dir: &Path, name: &str) -> Result<Option<Value>, ReportError> {
     let p = dir.join(name);
     match std::fs::read_to_string(&p) {
-        Ok(t) => serde_json::from_str(&t).map(Some).map_err(|e| ReportError::Unreadable { file: p, why: format!("not JSON: {e}") }),
+        Ok(t) => serde_json::from_str(&t)
+            .map(Some)
+            .map_err(|e| ReportError::Unreadable { file: p, why: format!("not JSON: {e}") }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ReportError::Unreadable { file: p, why: e.to_string() }),
     }
@@ -49,7 +53,8 @@ pub fn power_series(csv_text: &str) -> Result<Vec<Series>, String> {
     let mut rdr = csv::Reader::from_reader(csv_text.as_bytes());
     let headers = rdr.headers().map_err(|e| e.to_string())?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| format!("no column {name}"));
-    let (t_i, dev_i, src_i, p_i, c_i) = (col("t_s")?, col("device")?, col("source")?, col("power_w")?, col("energy_counter_j")?);
+    let (t_i, dev_i, src_i, p_i, c_i) =
+        (col("t_s")?, col("device")?, col("source")?, col("power_w")?, col("energy_counter_j")?);
     // device → (source, rows of (t, power, counter))
     type Rows = Vec<(f64, Option<f64>, Option<f64>)>;
     let mut by_dev: BTreeMap<String, (String, Rows)> = BTreeMap::new();
@@ -128,7 +133,9 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
 
     // Power over time, phases shaded.
     let series = match &timeline {
-        Some(t) => power_series(t).map_err(|why| ReportError::Unreadable { file: dir.join("energy_timeline.csv"), why })?,
+        Some(t) => {
+            power_series(t).map_err(|why| ReportError::Unreadable { file: dir.join("energy_timeline.csv"), why })?
+        }
         None => Vec::new(),
     };
     let windows = match std::fs::read_to_string(dir.join("energy_windows.csv")) {
@@ -142,11 +149,25 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
     ));
 
     // Energy per phase, from the summary (the leaderboard's view of the report).
-    let phases: Vec<&Value> = summary.as_ref().and_then(|s| s["phases"].as_array()).map(|a| a.iter().collect()).unwrap_or_default();
+    let phases: Vec<&Value> =
+        summary.as_ref().and_then(|s| s["phases"].as_array()).map(|a| a.iter().collect()).unwrap_or_default();
     if !phases.is_empty() {
-        let cats: Vec<String> = phases.iter().map(|p| format!("{}{}", p["name"].as_str().unwrap_or("?"), if p["counted"] == false { " (not counted)" } else { "" })).collect();
+        let cats: Vec<String> = phases
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}{}",
+                    p["name"].as_str().unwrap_or("?"),
+                    if p["counted"] == false { " (not counted)" } else { "" }
+                )
+            })
+            .collect();
         let col = |k: &str| phases.iter().map(|p| num(&p[k])).collect::<Vec<_>>();
-        let bars = vec![("GPU".to_string(), col("gpu_wh")), ("CPU".to_string(), col("cpu_wh")), ("RAM".to_string(), col("ram_wh"))];
+        let bars = vec![
+            ("GPU".to_string(), col("gpu_wh")),
+            ("CPU".to_string(), col("cpu_wh")),
+            ("RAM".to_string(), col("ram_wh")),
+        ];
         figures.push((
             "energy_by_phase.svg".into(),
             "Energy per phase (Wh) as the report states it; n/a where a device was not measured. Negative decode values come from decode = generate − prefill.".into(),
@@ -159,7 +180,8 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
     if let Ok(text) = std::fs::read_to_string(dir.join("requests.jsonl")) {
         let recs: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
         let attributed: Vec<f64> = recs.iter().filter_map(|r| num(&r["gpu_energy_j_attributed"])).collect();
-        let latencies: Vec<f64> = recs.iter().filter(|r| r["success"] == true).filter_map(|r| num(&r["e2el_ms"])).collect();
+        let latencies: Vec<f64> =
+            recs.iter().filter(|r| r["success"] == true).filter_map(|r| num(&r["e2el_ms"])).collect();
         if !attributed.is_empty() {
             figures.push(("energy_per_request.svg".into(), "GPU energy per request (J), attributed: steady-state J per output token × the request's output tokens (ML.ENERGY's method), not measured per request.".into(), svg::histogram("fig-requests", "GPU energy per request (attributed)", "J", &attributed, 12)));
         } else if !latencies.is_empty() {
@@ -171,7 +193,10 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
         for (label, path) in [
             ("GPU J per output token, whole run", "/energy_star/energy/whole_run/gpu_energy_per_output_token_j"),
             ("GPU J per output token, steady state", "/energy_star/energy/steady_state/gpu_energy_per_output_token_j"),
-            ("GPU J per request (whole run ÷ completed, attributed)", "/energy_star/energy/whole_run/gpu_energy_per_request_j_attributed"),
+            (
+                "GPU J per request (whole run ÷ completed, attributed)",
+                "/energy_star/energy/whole_run/gpu_energy_per_request_j_attributed",
+            ),
             ("average GPU power, whole run (W)", "/energy_star/energy/whole_run/gpu_avg_power_w"),
         ] {
             if let Some(v) = r.pointer(path).and_then(Value::as_f64) {
@@ -181,8 +206,14 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
         if let Some(why) = r.pointer("/energy_star/energy/steady_state/unavailable").and_then(Value::as_str) {
             per_unit.push(("steady state".into(), format!("not measured: {why}")));
         }
-        if let (Some(v), Some(u)) = (r.pointer("/decode/efficiency/value").and_then(Value::as_f64), r.pointer("/decode/efficiency/unit").and_then(Value::as_str)) {
-            per_unit.push(("decode efficiency (optimum-benchmark: tokens per kWh of total energy)".into(), format!("{v:.4e} {u}")));
+        if let (Some(v), Some(u)) = (
+            r.pointer("/decode/efficiency/value").and_then(Value::as_f64),
+            r.pointer("/decode/efficiency/unit").and_then(Value::as_str),
+        ) {
+            per_unit.push((
+                "decode efficiency (optimum-benchmark: tokens per kWh of total energy)".into(),
+                format!("{v:.4e} {u}"),
+            ));
         }
     }
 
@@ -202,13 +233,23 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
     };
     if let Some(s) = &status {
         let state = s["state"].as_str().unwrap_or("?");
-        let _ = write!(h, "<tr><th>state</th><td class=\"{}\">{}</td></tr>", if state == "complete" { "" } else { "bad" }, esc(state));
+        let _ = write!(
+            h,
+            "<tr><th>state</th><td class=\"{}\">{}</td></tr>",
+            if state == "complete" { "" } else { "bad" },
+            esc(state)
+        );
         for k in ["backend", "config_name", "config_source"] {
             if let Some(v) = s[k].as_str() {
                 row(&mut h, k, v);
             }
         }
-        for r in s["incomplete_reasons"].as_array().into_iter().flatten().chain(s["problems"].as_array().into_iter().flatten()) {
+        for r in s["incomplete_reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(s["problems"].as_array().into_iter().flatten())
+        {
             let _ = write!(h, "<tr><th>incomplete</th><td class=\"bad\">{}</td></tr>", esc(r.as_str().unwrap_or("")));
         }
     } else {
@@ -231,7 +272,11 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
     // Figures.
     h.push_str("<h2>Figures</h2>\n");
     for (file, caption, fig) in &figures {
-        let _ = writeln!(h, "<figure>{fig}<figcaption>{} (also <a href=\"figures/{file}\">figures/{file}</a>)</figcaption></figure>", esc(caption));
+        let _ = writeln!(
+            h,
+            "<figure>{fig}<figcaption>{} (also <a href=\"figures/{file}\">figures/{file}</a>)</figcaption></figure>",
+            esc(caption)
+        );
     }
     if !per_unit.is_empty() {
         h.push_str("<h2>Per request and per token</h2><table>");
@@ -279,7 +324,14 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
         .into_iter()
         .flatten()
         .chain(summary.as_ref().and_then(|s| s["warnings"].as_array()).into_iter().flatten())
-        .chain(report.as_ref().and_then(|r| r.pointer("/energy_star/warnings")).and_then(Value::as_array).into_iter().flatten())
+        .chain(
+            report
+                .as_ref()
+                .and_then(|r| r.pointer("/energy_star/warnings"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        )
         .filter_map(|w| w.as_str().map(str::to_string))
         .collect();
     if !warnings.is_empty() {
@@ -289,7 +341,11 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
         }
         h.push_str("</ul>\n");
     }
-    let _ = writeln!(h, "<p><small>Written by energy-star {} from the files in this folder; it measures nothing itself.</small></p></body></html>", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        h,
+        "<p><small>Written by energy-star {} from the files in this folder; it measures nothing itself.</small></p></body></html>",
+        env!("CARGO_PKG_VERSION")
+    );
 
     let fig_dir = dir.join("figures");
     crate::results::ensure_dir(&fig_dir)?;

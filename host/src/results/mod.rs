@@ -66,7 +66,8 @@ pub fn resolve_inside(root: &Path, name: &str) -> Result<PathBuf, ResultsError> 
     }
     // Host-owned names are reserved as the first component too: a plugin making a folder
     // called `GPU_ENERGY_WH.txt` would block the host's own write.
-    if let Some(first) = out.strip_prefix(root).ok().and_then(|r| r.components().next()).and_then(|c| c.as_os_str().to_str())
+    if let Some(first) =
+        out.strip_prefix(root).ok().and_then(|r| r.components().next()).and_then(|c| c.as_os_str().to_str())
         && HOST_OWNED.contains(&first)
     {
         return Err(bad("is written by the host itself"));

@@ -49,7 +49,10 @@ pub fn select_backend<'a>(plugins: &'a PluginSet, requested: Option<&str>) -> Re
 
 /// Reads every setting the backend requires; the first missing one is an error in the
 /// backend's own words.
-pub fn required_settings(plugin: &Plugin, env: impl Fn(&str) -> Option<String>) -> Result<Vec<(String, String)>, RunError> {
+pub fn required_settings(
+    plugin: &Plugin,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, RunError> {
     plugin
         .meta
         .required_settings
@@ -115,7 +118,11 @@ pub fn meter_options(cfg: &Config, env: &impl Fn(&str) -> Option<String>) -> Res
     let num = |k: &str| -> Result<Option<f64>, RunError> {
         match cfg.get(k) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n.as_f64().filter(|v| v.is_finite() && *v >= 0.0).map(Some).ok_or_else(|| RunError::Metering(format!("{k} = {n} must be a non-negative number"))),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .map(Some)
+                .ok_or_else(|| RunError::Metering(format!("{k} = {n} must be a non-negative number"))),
             Some(v) => Err(RunError::Metering(format!("{k} = {v} must be a number"))),
         }
     };
@@ -139,7 +146,8 @@ pub fn meter_options(cfg: &Config, env: &impl Fn(&str) -> Option<String>) -> Res
     if device.starts_with("cuda") {
         let ids = meter::parse_device_ids(cfg.get("backend.device_ids")).map_err(RunError::Metering)?;
         let visible = env("CUDA_VISIBLE_DEVICES");
-        let indices = meter::nvml_indices(&ids, visible.as_deref(), meter::gpu::NvmlGpus::index_of_uuid).map_err(RunError::Metering)?;
+        let indices = meter::nvml_indices(&ids, visible.as_deref(), meter::gpu::NvmlGpus::index_of_uuid)
+            .map_err(RunError::Metering)?;
         o.gpu_indices = Some(indices);
     } else {
         o.gpu_indices = Some(Vec::new());
@@ -163,7 +171,8 @@ fn open_meter(options: MeterOptions) -> SharedMeter {
 fn measure_idle(shared: &SharedMeter, seconds: f64) -> Result<(), RunError> {
     let lock_err = || RunError::Metering("the meter's lock is poisoned".into());
     eprintln!("energy-star: measuring idle power for {seconds} s");
-    let id = shared.lock().map_err(|_| lock_err())?.begin_window("idle").map_err(|e| RunError::Metering(e.to_string()))?;
+    let id =
+        shared.lock().map_err(|_| lock_err())?.begin_window("idle").map_err(|e| RunError::Metering(e.to_string()))?;
     std::thread::sleep(std::time::Duration::from_secs_f64(seconds.clamp(0.0, MAX_IDLE_S)));
     let mut m = shared.lock().map_err(|_| lock_err())?;
     let r = m.end_window(id).map_err(|e| RunError::Metering(e.to_string()))?;
@@ -205,7 +214,12 @@ pub struct RunReport {
 }
 
 /// Runs the plan: backend chosen and settings checked before anything is written.
-pub fn run(rt: &PluginRuntime, plugins: &PluginSet, plan: &RunPlan, env: impl Fn(&str) -> Option<String>) -> Result<RunReport, RunError> {
+pub fn run(
+    rt: &PluginRuntime,
+    plugins: &PluginSet,
+    plan: &RunPlan,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<RunReport, RunError> {
     let backend = select_backend(plugins, plan.backend.as_deref())?;
     let settings = required_settings(backend, &env)?;
     let source = ConfigSource { dir: plan.config_dir.clone() };
@@ -293,7 +307,11 @@ pub fn run(rt: &PluginRuntime, plugins: &PluginSet, plan: &RunPlan, env: impl Fn
             status["error"] = json!(source.to_string());
             status["problems"] = json!(problems);
             let status = write_status(&dir, &status)?;
-            return Err(RunError::Backend { source: Box::new(source), status, state: if interrupted { "incomplete" } else { "failed" } });
+            return Err(RunError::Backend {
+                source: Box::new(source),
+                status,
+                state: if interrupted { "incomplete" } else { "failed" },
+            });
         }
     };
     let report_path = dir.join("benchmark_report.json");
@@ -307,7 +325,8 @@ pub fn run(rt: &PluginRuntime, plugins: &PluginSet, plan: &RunPlan, env: impl Fn
     status["problems"] = json!(problems);
     write_status(&dir, &status)?;
     report_written?;
-    let summary = summary::summarize(rt, plugins, &dir).map_err(|source| RunError::Summary { report: report_path, source: Box::new(source) })?;
+    let summary = summary::summarize(rt, plugins, &dir)
+        .map_err(|source| RunError::Summary { report: report_path, source: Box::new(source) })?;
     Ok(RunReport { results_dir: dir, complete, summary })
 }
 
@@ -325,7 +344,15 @@ fn allowed_names(cfg: &Config) -> Vec<String> {
 /// Moves a previous run's outputs into `previous-run/`, so that a failed rerun never leaves
 /// old figures beside a new status, and nothing measured before is deleted.
 fn set_aside_previous_outputs(dir: &Path) -> Result<(), ResultsError> {
-    let names = ["benchmark_report.json", "GPU_ENERGY_WH.txt", "GPU_ENERGY_SUMMARY.json", "run_status.json", ENERGY_RECORD, meter::timeline::TIMELINE_CSV, meter::timeline::WINDOWS_CSV];
+    let names = [
+        "benchmark_report.json",
+        "GPU_ENERGY_WH.txt",
+        "GPU_ENERGY_SUMMARY.json",
+        "run_status.json",
+        ENERGY_RECORD,
+        meter::timeline::TIMELINE_CSV,
+        meter::timeline::WINDOWS_CSV,
+    ];
     let found: Vec<&str> = names.iter().copied().filter(|n| dir.join(n).is_file()).collect();
     if found.is_empty() {
         return Ok(());
@@ -334,7 +361,8 @@ fn set_aside_previous_outputs(dir: &Path) -> Result<(), ResultsError> {
     let _ = std::fs::remove_dir_all(&prev);
     results::ensure_dir(&prev)?;
     for n in found {
-        std::fs::rename(dir.join(n), prev.join(n)).map_err(|source| ResultsError::Write { path: prev.join(n), source })?;
+        std::fs::rename(dir.join(n), prev.join(n))
+            .map_err(|source| ResultsError::Write { path: prev.join(n), source })?;
     }
     Ok(())
 }

@@ -27,7 +27,9 @@ pub enum SummaryError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("report {path} is not valid JSON ({why}); was the run interrupted while writing it?")]
     Json { path: PathBuf, why: String },
-    #[error("report {path} is in no format the installed summarizers read ({formats}); add a summarizer plugin for it (see docs/plugins.md)")]
+    #[error(
+        "report {path} is in no format the installed summarizers read ({formats}); add a summarizer plugin for it (see docs/plugins.md)"
+    )]
     UnknownFormat { path: PathBuf, formats: String },
     #[error("summarizing {path}: {source}")]
     Plugin { path: PathBuf, source: PluginError },
@@ -91,7 +93,12 @@ pub struct Summarized {
 }
 
 /// Picks the summarizer for `text`: the most confident at or above [`MIN_CONFIDENCE`].
-pub fn choose<'a>(rt: &PluginRuntime, plugins: &'a PluginSet, text: &str, path: &Path) -> Result<&'a Plugin, SummaryError> {
+pub fn choose<'a>(
+    rt: &PluginRuntime,
+    plugins: &'a PluginSet,
+    text: &str,
+    path: &Path,
+) -> Result<&'a Plugin, SummaryError> {
     let mut best: Option<(f32, &Plugin)> = None;
     for p in plugins.of_kind(PluginKind::Summarizer) {
         // One broken summarizer must not stop every other format from being read.
@@ -108,21 +115,27 @@ pub fn choose<'a>(rt: &PluginRuntime, plugins: &'a PluginSet, text: &str, path: 
     }
     best.map(|(_, p)| p).ok_or_else(|| SummaryError::UnknownFormat {
         path: path.to_path_buf(),
-        formats: plugins.of_kind(PluginKind::Summarizer).flat_map(|p| p.meta.formats.clone()).collect::<Vec<_>>().join(", "),
+        formats: plugins
+            .of_kind(PluginKind::Summarizer)
+            .flat_map(|p| p.meta.formats.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
     })
 }
 
 /// Summarizes the report found at `target` and writes the two summary files beside it.
 pub fn summarize(rt: &PluginRuntime, plugins: &PluginSet, target: &Path) -> Result<Summarized, SummaryError> {
     let report = find_report(target)?;
-    let text = std::fs::read_to_string(&report).map_err(|source| SummaryError::Read { path: report.clone(), source })?;
+    let text =
+        std::fs::read_to_string(&report).map_err(|source| SummaryError::Read { path: report.clone(), source })?;
     // The host checks JSON itself so that a truncated report gets one clear message, not a
     // "no summarizer" answer.
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
         return Err(SummaryError::Json { path: report.clone(), why: e.to_string() });
     }
     let plugin = choose(rt, plugins, &text, &report)?;
-    let summary = plugin.summarize(rt, &text).map_err(|source| SummaryError::Plugin { path: report.clone(), source })?;
+    let summary =
+        plugin.summarize(rt, &text).map_err(|source| SummaryError::Plugin { path: report.clone(), source })?;
     let (total_wh_rounded, summary_json) = render(&summary, &plugin.meta.label(), &report);
     let dir = report.parent().unwrap_or(Path::new("."));
     // A run without a GPU has no GPU figure: "n/a" makes a reader that expects a number fail
@@ -155,7 +168,8 @@ pub fn render(summary: &Summary, summarizer: &str, report: &Path) -> (Option<f64
     m.insert("total".into(), json!(total));
     m.insert("format".into(), json!(summary.format));
     let phase_sum = |names: &[&str]| -> Option<f64> {
-        let found: Vec<&crate::plugins::PhaseEnergy> = summary.phases.iter().filter(|p| names.contains(&p.name.as_str())).collect();
+        let found: Vec<&crate::plugins::PhaseEnergy> =
+            summary.phases.iter().filter(|p| names.contains(&p.name.as_str())).collect();
         summary.total_wh?;
         // A phase that exists without a GPU figure is unknown, not 0; the original writes 0.0
         // only for a phase the format lacks, and so does this.
@@ -194,7 +208,9 @@ pub fn render(summary: &Summary, summarizer: &str, report: &Path) -> (Option<f64
     m.insert("warnings".into(), json!(summary.warnings));
     m.insert(
         "source".into(),
-        json!("energy as the report states it; the summary converts units and sums phases, and measures nothing itself"),
+        json!(
+            "energy as the report states it; the summary converts units and sums phases, and measures nothing itself"
+        ),
     );
     m.insert("report".into(), json!(report.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
     m.insert("summarizer".into(), json!(summarizer));
@@ -204,7 +220,8 @@ pub fn render(summary: &Summary, summarizer: &str, report: &Path) -> (Option<f64
 /// The banner the original summarizer prints.
 pub fn banner(s: &Summarized) -> String {
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "n/a".into());
-    let phases: Vec<String> = s.summary.phases.iter().filter(|p| p.counted).map(|p| format!("{}={} Wh", p.name, fmt(p.gpu_wh))).collect();
+    let phases: Vec<String> =
+        s.summary.phases.iter().filter(|p| p.counted).map(|p| format!("{}={} Wh", p.name, fmt(p.gpu_wh))).collect();
     let mut out = format!(
         "\n===============================\nGPU Energy (Wh): {}\n({})\n===============================\n",
         fmt(s.total_wh_rounded),
@@ -215,7 +232,11 @@ pub fn banner(s: &Summarized) -> String {
     }
     if s.summary.cpu_wh.is_some() || s.summary.ram_wh.is_some() {
         let fmt4 = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into());
-        out.push_str(&format!("CPU energy (Wh): {}, RAM energy (Wh): {} (sources in warnings)\n", fmt4(s.summary.cpu_wh), fmt4(s.summary.ram_wh)));
+        out.push_str(&format!(
+            "CPU energy (Wh): {}, RAM energy (Wh): {} (sources in warnings)\n",
+            fmt4(s.summary.cpu_wh),
+            fmt4(s.summary.ram_wh)
+        ));
     }
     out.push_str(&format!("format: {} (read by {})\nreport: {}\n", s.summary.format, s.summarizer, s.report.display()));
     for w in &s.summary.warnings {

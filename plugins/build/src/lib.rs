@@ -63,9 +63,7 @@ impl PluginBuild<'_> {
         ] {
             cmd.env_remove(var);
         }
-        let output = cmd
-            .output()
-            .map_err(|e| format!("could not start cargo to build plugins: {e}"))?;
+        let output = cmd.output().map_err(|e| format!("could not start cargo to build plugins: {e}"))?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let hint = if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed")
@@ -76,10 +74,7 @@ impl PluginBuild<'_> {
             } else {
                 ""
             };
-            return Err(format!(
-                "building plugins ({}) for {TARGET} failed:\n{stderr}{hint}",
-                self.manifest.display()
-            ));
+            return Err(format!("building plugins ({}) for {TARGET} failed:\n{stderr}{hint}", self.manifest.display()));
         }
         let dir = self.target_dir.join(TARGET).join(profile);
         crate_names

@@ -34,7 +34,7 @@ pub mod summarizer {
         export_macro_name: "export_summarizer",
         default_bindings_module: "energy_star_plugin_sdk::summarizer",
     });
-    pub use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, Summary, SummarizerInfo};
+    pub use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, SummarizerInfo, Summary};
 }
 
 /// The `backend-plugin` world: implement [`backend::Guest`], then
@@ -56,7 +56,10 @@ pub mod backend {
 
     /// Runs `f` inside a metered window named `name` and returns its result with the
     /// window's reading (the window is closed even when `f` fails).
-    pub fn metered<T>(name: &str, f: impl FnOnce() -> Result<T, String>) -> Result<(T, host::meter::WindowReading), String> {
+    pub fn metered<T>(
+        name: &str,
+        f: impl FnOnce() -> Result<T, String>,
+    ) -> Result<(T, host::meter::WindowReading), String> {
         let id = host::meter::begin_window(name).map_err(|e| format!("energy meter: {e:?}"))?;
         let out = f();
         let reading = host::meter::end_window(id).map_err(|e| format!("energy meter: {e:?}"))?;

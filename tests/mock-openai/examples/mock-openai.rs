@@ -23,7 +23,10 @@ fn run() -> Result<(), String> {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         let num = |name: &str, v: String| v.parse::<u64>().map_err(|_| format!("{name}: {v:?} is not a whole number"));
         match a.as_str() {
-            "--port" => port = u16::try_from(num("--port", value("--port")?)?).map_err(|_| "--port is over 65535".to_string())?,
+            "--port" => {
+                port =
+                    u16::try_from(num("--port", value("--port")?)?).map_err(|_| "--port is over 65535".to_string())?
+            }
             "--model" => cfg.models.push(value("--model")?),
             "--ttft-ms" => cfg.ttft = Duration::from_millis(num(&a, value(&a)?)?),
             "--itl-ms" => cfg.itl = Duration::from_millis(num(&a, value(&a)?)?),
@@ -43,7 +46,8 @@ fn run() -> Result<(), String> {
     if cfg.models.is_empty() {
         cfg.models.push("mock/model".into());
     }
-    let server = MockServer::start_on(&format!("127.0.0.1:{port}"), cfg).map_err(|e| format!("cannot listen on port {port}: {e}"))?;
+    let server = MockServer::start_on(&format!("127.0.0.1:{port}"), cfg)
+        .map_err(|e| format!("cannot listen on port {port}: {e}"))?;
     eprintln!("mock-openai serving at {}", server.url());
     loop {
         std::thread::park();

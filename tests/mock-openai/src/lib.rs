@@ -162,10 +162,19 @@ impl MockServer {
     }
 
     pub fn start_on(bind: &str, config: MockConfig) -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(config.threads.max(1)).thread_name("mock-openai-w").enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads.max(1))
+            .thread_name("mock-openai-w")
+            .enable_all()
+            .build()?;
         let listener = runtime.block_on(tokio::net::TcpListener::bind(bind))?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { config, counters: Counters::default(), timing: Mutex::new(Vec::new()), last_body: Mutex::new(None) });
+        let shared = Arc::new(Shared {
+            config,
+            counters: Counters::default(),
+            timing: Mutex::new(Vec::new()),
+            last_body: Mutex::new(None),
+        });
         let (tx, rx) = oneshot::channel();
         let s = shared.clone();
         let thread = std::thread::Builder::new().name("mock-openai".into()).spawn(move || {
@@ -305,7 +314,11 @@ async fn completion(req: Request<Incoming>, shared: Arc<Shared>, chat: bool, req
         let s = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return error(s, "MockError", &format!("mock status {status}"));
     }
-    let max_tokens = v.get(if chat { "max_completion_tokens" } else { "max_tokens" }).or_else(|| v.get("max_tokens")).and_then(Value::as_u64).unwrap_or(16) as u32;
+    let max_tokens = v
+        .get(if chat { "max_completion_tokens" } else { "max_tokens" })
+        .or_else(|| v.get("max_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(16) as u32;
     let ignore_eos = v.get("ignore_eos").and_then(Value::as_bool).unwrap_or(false);
     let min_tokens = v.get("min_tokens").and_then(Value::as_u64).unwrap_or(0) as u32;
     if ignore_eos {
@@ -313,8 +326,10 @@ async fn completion(req: Request<Incoming>, shared: Arc<Shared>, chat: bool, req
     }
     let tokens = if ignore_eos { max_tokens } else { cfg.natural_tokens.max(min_tokens).min(max_tokens) };
     let finish = if tokens == max_tokens { "length" } else { "stop" };
-    let include_usage = cfg.usage == UsageMode::AsRequested && v.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
-    let continuous = include_usage && v.pointer("/stream_options/continuous_usage_stats").and_then(Value::as_bool).unwrap_or(false);
+    let include_usage = cfg.usage == UsageMode::AsRequested
+        && v.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
+    let continuous =
+        include_usage && v.pointer("/stream_options/continuous_usage_stats").and_then(Value::as_bool).unwrap_or(false);
     if continuous {
         shared.counters.continuous_usage_requests.fetch_add(1, Ordering::Relaxed);
     }
@@ -322,9 +337,17 @@ async fn completion(req: Request<Incoming>, shared: Arc<Shared>, chat: bool, req
     let prompt_tokens = prompt.split_whitespace().count().max(1) as u32;
     if !v.get("stream").and_then(Value::as_bool).unwrap_or(false) {
         let text: String = (0..tokens).map(|i| format!(" t{i}")).collect();
-        let choice = if chat { json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}) } else { json!({"index": 0, "text": text, "finish_reason": finish}) };
+        let choice = if chat {
+            json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish})
+        } else {
+            json!({"index": 0, "text": text, "finish_reason": finish})
+        };
         let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": tokens, "total_tokens": prompt_tokens + tokens});
-        return whole(StatusCode::OK, "application/json", json!({"id": "mock", "model": model, "choices": [choice], "usage": usage}).to_string());
+        return whole(
+            StatusCode::OK,
+            "application/json",
+            json!({"id": "mock", "model": model, "choices": [choice], "usage": usage}).to_string(),
+        );
     }
     let (tx, rx) = mpsc::channel(64);
     let stream = Stream {
@@ -379,11 +402,18 @@ impl Stream {
         };
         let object = if self.chat { "chat.completion.chunk" } else { "text_completion" };
         let usage = if self.continuous {
-            format!(r#","usage":{{"prompt_tokens":{},"completion_tokens":{sent},"total_tokens":{}}}"#, self.prompt_tokens, self.prompt_tokens + sent)
+            format!(
+                r#","usage":{{"prompt_tokens":{},"completion_tokens":{sent},"total_tokens":{}}}"#,
+                self.prompt_tokens,
+                self.prompt_tokens + sent
+            )
         } else {
             String::new()
         };
-        format!("data: {{\"id\":\"cmpl-mock\",\"object\":\"{object}\",\"created\":0,\"model\":{},\"choices\":[{choice}]{usage}}}\n\n", self.model_json)
+        format!(
+            "data: {{\"id\":\"cmpl-mock\",\"object\":\"{object}\",\"created\":0,\"model\":{},\"choices\":[{choice}]{usage}}}\n\n",
+            self.model_json
+        )
     }
 
     /// Sends one event (split into pieces when configured); false when the client went away.
@@ -424,7 +454,14 @@ impl Stream {
         // vLLM's chat stream opens with a role-only chunk (no text, no token) when the first
         // token is ready; clients must not count it as a token.
         if self.chat {
-            let usage = if self.continuous { format!(r#","usage":{{"prompt_tokens":{},"completion_tokens":0,"total_tokens":{}}}"#, self.prompt_tokens, self.prompt_tokens) } else { String::new() };
+            let usage = if self.continuous {
+                format!(
+                    r#","usage":{{"prompt_tokens":{},"completion_tokens":0,"total_tokens":{}}}"#,
+                    self.prompt_tokens, self.prompt_tokens
+                )
+            } else {
+                String::new()
+            };
             batch.push_str(&format!(
                 "data: {{\"id\":\"cmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":{},\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\"}},\"logprobs\":null,\"finish_reason\":null}}]{usage}}}\n\n",
                 self.model_json
@@ -435,7 +472,8 @@ impl Stream {
         }
         while sent < self.tokens {
             let n = per_chunk.min(self.tokens - sent);
-            for (limit, what) in [(d.drop_after, 0), (d.error_after, 1), (d.malformed_after, 2), (d.truncate_after, 3)] {
+            for (limit, what) in [(d.drop_after, 0), (d.error_after, 1), (d.malformed_after, 2), (d.truncate_after, 3)]
+            {
                 if limit.is_some_and(|l| sent >= l) {
                     self.flush(&mut batch).await;
                     match what {
@@ -518,7 +556,12 @@ mod tests {
     #[test]
     fn chunks_are_valid_openai_json() {
         let (tx, _rx) = mpsc::channel(1);
-        let shared = Arc::new(Shared { config: MockConfig::default(), counters: Counters::default(), timing: Mutex::new(Vec::new()), last_body: Mutex::new(None) });
+        let shared = Arc::new(Shared {
+            config: MockConfig::default(),
+            counters: Counters::default(),
+            timing: Mutex::new(Vec::new()),
+            last_body: Mutex::new(None),
+        });
         for chat in [false, true] {
             let s = Stream {
                 shared: shared.clone(),
@@ -535,16 +578,28 @@ mod tests {
                 request_id: String::new(),
             };
             let event = s.chunk(" a\"b", Some("length"), 2);
-            let v: Value = serde_json::from_str(event.strip_prefix("data: ").and_then(|e| e.strip_suffix("\n\n")).expect("framed")).expect("json");
+            let v: Value = serde_json::from_str(
+                event.strip_prefix("data: ").and_then(|e| e.strip_suffix("\n\n")).expect("framed"),
+            )
+            .expect("json");
             let text = if chat { &v["choices"][0]["delta"]["content"] } else { &v["choices"][0]["text"] };
             assert_eq!(text, " a\"b");
-            assert_eq!((v["choices"][0]["finish_reason"].as_str(), v["usage"]["completion_tokens"].as_u64(), v["model"].as_str()), (Some("length"), Some(2), Some("m/x")));
+            assert_eq!(
+                (
+                    v["choices"][0]["finish_reason"].as_str(),
+                    v["usage"]["completion_tokens"].as_u64(),
+                    v["model"].as_str()
+                ),
+                (Some("length"), Some(2), Some("m/x"))
+            );
         }
     }
 
     #[test]
     fn directives_are_read_from_the_prompt() {
-        let d = Directives::parse("hello [mock:status=503] and [mock:drop_after=3][mock:stall_ms=20] [mock:bogus=1] [mock:unclosed");
+        let d = Directives::parse(
+            "hello [mock:status=503] and [mock:drop_after=3][mock:stall_ms=20] [mock:bogus=1] [mock:unclosed",
+        );
         assert_eq!(d.status, Some(503));
         assert_eq!(d.drop_after, Some(3));
         assert_eq!(d.stall_ms, Some(20));

@@ -27,9 +27,16 @@ pub enum Family {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RopeScaling {
     None,
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// Llama 3.1's: low and high frequency bands scaled differently.
-    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position_embeddings: f64 },
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
 }
 
 /// What the decoder needs to know.
@@ -62,7 +69,9 @@ pub struct ModelConfig {
 fn usize_of(v: &Value, key: &str) -> Result<Option<usize>, String> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(|x| Some(x as usize)).ok_or_else(|| format!("`{key}` = {n} is not a non-negative integer")),
+        Some(Value::Number(n)) => {
+            n.as_u64().map(|x| Some(x as usize)).ok_or_else(|| format!("`{key}` = {n} is not a non-negative integer"))
+        }
         Some(other) => Err(format!("`{key}` = {other} is not a number")),
     }
 }
@@ -111,7 +120,9 @@ impl ModelConfig {
         }
         let num_kv_heads = usize_of(&v, "num_key_value_heads")?.unwrap_or(num_heads);
         if num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
-            return Err(format!("`num_attention_heads` ({num_heads}) is not a multiple of `num_key_value_heads` ({num_kv_heads})"));
+            return Err(format!(
+                "`num_attention_heads` ({num_heads}) is not a multiple of `num_key_value_heads` ({num_kv_heads})"
+            ));
         }
         let head_dim = usize_of(&v, "head_dim")?.unwrap_or(hidden_size / num_heads);
         if head_dim % 2 != 0 {
@@ -119,8 +130,12 @@ impl ModelConfig {
         }
         // transformers 5 moved rope settings into `rope_parameters`; older configs have
         // `rope_theta` and `rope_scaling` at the top. Either may be absent.
-        let rope = v.get("rope_parameters").filter(|r| r.is_object()).or_else(|| v.get("rope_scaling").filter(|r| r.is_object()));
-        let rope_theta = rope.and_then(|r| f64_of(r, "rope_theta")).or_else(|| f64_of(&v, "rope_theta")).unwrap_or(10_000.0);
+        let rope = v
+            .get("rope_parameters")
+            .filter(|r| r.is_object())
+            .or_else(|| v.get("rope_scaling").filter(|r| r.is_object()));
+        let rope_theta =
+            rope.and_then(|r| f64_of(r, "rope_theta")).or_else(|| f64_of(&v, "rope_theta")).unwrap_or(10_000.0);
         let rope_scaling = match rope {
             None => RopeScaling::None,
             Some(r) => {
@@ -133,9 +148,14 @@ impl ModelConfig {
                         factor,
                         low_freq_factor: f64_of(r, "low_freq_factor").unwrap_or(1.0),
                         high_freq_factor: f64_of(r, "high_freq_factor").unwrap_or(4.0),
-                        original_max_position_embeddings: f64_of(r, "original_max_position_embeddings").unwrap_or(8192.0),
+                        original_max_position_embeddings: f64_of(r, "original_max_position_embeddings")
+                            .unwrap_or(8192.0),
                     },
-                    other => return Err(format!("rope_type {other:?} is not supported (supported: default, linear, llama3)")),
+                    other => {
+                        return Err(format!(
+                            "rope_type {other:?} is not supported (supported: default, linear, llama3)"
+                        ));
+                    }
                 }
             }
         };
@@ -174,22 +194,33 @@ impl ModelConfig {
             },
             mlp_bias: v.get("mlp_bias").and_then(Value::as_bool).unwrap_or(false),
             sliding_window,
-            bos_token_id: generation_cfg.as_ref().and_then(|g| ids(g.get("bos_token_id")).first().copied()).or_else(|| ids(v.get("bos_token_id")).first().copied()),
+            bos_token_id: generation_cfg
+                .as_ref()
+                .and_then(|g| ids(g.get("bos_token_id")).first().copied())
+                .or_else(|| ids(v.get("bos_token_id")).first().copied()),
             eos_token_ids: eos,
-            pad_token_id: generation_cfg.as_ref().and_then(|g| ids(g.get("pad_token_id")).first().copied()).or_else(|| ids(v.get("pad_token_id")).first().copied()),
+            pad_token_id: generation_cfg
+                .as_ref()
+                .and_then(|g| ids(g.get("pad_token_id")).first().copied())
+                .or_else(|| ids(v.get("pad_token_id")).first().copied()),
             dtype: v.get("dtype").or_else(|| v.get("torch_dtype")).and_then(Value::as_str).map(str::to_string),
         })
     }
 
     /// Reads a GGUF file's metadata (llama.cpp's `llama.*` keys). Only the llama architecture
     /// is supported from GGUF.
-    pub fn from_gguf(md: &std::collections::HashMap<String, candle_core::quantized::gguf_file::Value>, vocab_size: usize) -> Result<Self, String> {
+    pub fn from_gguf(
+        md: &std::collections::HashMap<String, candle_core::quantized::gguf_file::Value>,
+        vocab_size: usize,
+    ) -> Result<Self, String> {
         let arch = md.get("general.architecture").and_then(|v| v.to_string().ok().cloned()).unwrap_or_default();
         if arch != "llama" {
             return Err(format!("GGUF architecture {arch:?} is not supported (llama is)"));
         }
         let u = |k: &str| -> Result<usize, String> {
-            md.get(&format!("llama.{k}")).and_then(|v| v.to_u32().ok().map(|x| x as usize).or_else(|| v.to_u64().ok().map(|x| x as usize))).ok_or_else(|| format!("GGUF metadata llama.{k} is missing"))
+            md.get(&format!("llama.{k}"))
+                .and_then(|v| v.to_u32().ok().map(|x| x as usize).or_else(|| v.to_u64().ok().map(|x| x as usize)))
+                .ok_or_else(|| format!("GGUF metadata llama.{k} is missing"))
         };
         let f = |k: &str| md.get(&format!("llama.{k}")).and_then(|v| v.to_f32().ok()).map(f64::from);
         let hidden_size = u("embedding_length")?;
@@ -243,7 +274,8 @@ impl ModelConfig {
                         } else if wavelen > low_wavelen {
                             f / factor
                         } else {
-                            let smooth = (original_max_position_embeddings / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                            let smooth = (original_max_position_embeddings / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
                             (1.0 - smooth) * f / factor + smooth * f
                         }
                     })
@@ -262,7 +294,10 @@ mod tests {
     #[test]
     fn reads_transformers_5_and_older_fields() {
         let c = ModelConfig::parse(TINY, None).expect("tiny");
-        assert_eq!((c.family, c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim), (Family::Llama, 64, 2, 4, 2, 16));
+        assert_eq!(
+            (c.family, c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim),
+            (Family::Llama, 64, 2, 4, 2, 16)
+        );
         assert_eq!(c.rope_theta, 10_000.0);
         assert_eq!(c.eos_token_ids, vec![1]);
         // transformers 5: rope_parameters only, no top-level rope_theta.
@@ -281,7 +316,10 @@ mod tests {
         assert!(matches!(c.rope_scaling, RopeScaling::Llama3 { factor, .. } if factor == 8.0));
         let f = c.inv_freq();
         assert_eq!(f[0], 1.0, "high frequencies are unscaled");
-        assert!((f[f.len() - 1] - 1.0 / 500_000f64.powf(14.0 / 16.0) / 8.0).abs() < 1e-15, "low frequencies divided by the factor");
+        assert!(
+            (f[f.len() - 1] - 1.0 / 500_000f64.powf(14.0 / 16.0) / 8.0).abs() < 1e-15,
+            "low frequencies divided by the factor"
+        );
         // Qwen2 has q/k/v bias; Qwen3 q/k norms.
         let q2 = r#"{"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_attention_heads":4,"intermediate_size":128,"num_hidden_layers":1,"vocab_size":10,"sliding_window":4096,"use_sliding_window":false}"#;
         let c = ModelConfig::parse(q2, None).expect("qwen2");
@@ -291,7 +329,10 @@ mod tests {
     #[test]
     fn unsupported_and_broken_configs_are_named() {
         let err = ModelConfig::parse(r#"{"architectures":["GPT2LMHeadModel"],"model_type":"gpt2"}"#, None).unwrap_err();
-        assert!(err.contains("GPT2LMHeadModel") && err.contains("LlamaForCausalLM") && err.contains("Qwen3ForCausalLM"), "{err}");
+        assert!(
+            err.contains("GPT2LMHeadModel") && err.contains("LlamaForCausalLM") && err.contains("Qwen3ForCausalLM"),
+            "{err}"
+        );
         let err = ModelConfig::parse(r#"{"model_type":"llama","hidden_size":64}"#, None).unwrap_err();
         assert!(err.contains("num_attention_heads"), "{err}");
         let err = ModelConfig::parse("{", None).unwrap_err();

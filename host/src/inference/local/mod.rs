@@ -83,8 +83,14 @@ pub fn pick_dtype(requested: &str, device: &Device, config: &ModelConfig) -> Res
         }
     };
     match requested {
-        "auto" | "" | "null" => Ok(if device.is_cpu() { DType::F32 } else { config.dtype.as_deref().and_then(parse).unwrap_or(DType::BF16) }),
-        other => parse(other).ok_or_else(|| InferenceError::Invalid(format!("torch_dtype {other:?} is not one of float32, bfloat16, float16, auto"))),
+        "auto" | "" | "null" => Ok(if device.is_cpu() {
+            DType::F32
+        } else {
+            config.dtype.as_deref().and_then(parse).unwrap_or(DType::BF16)
+        }),
+        other => parse(other).ok_or_else(|| {
+            InferenceError::Invalid(format!("torch_dtype {other:?} is not one of float32, bfloat16, float16, auto"))
+        }),
     }
 }
 
@@ -102,20 +108,24 @@ impl CandleEngine {
             Some(p) => Some(read(p)?),
             None => None,
         };
-        let config = ModelConfig::parse(&read(&files.config)?, gen_text.as_deref()).map_err(|e| merr(format!("{}: {e}", files.config.display())))?;
+        let config = ModelConfig::parse(&read(&files.config)?, gen_text.as_deref())
+            .map_err(|e| merr(format!("{}: {e}", files.config.display())))?;
         let tokenizer_path = match &spec.processor {
             Some(p) if p != &spec.model => resolve::resolve(p, env).map_err(merr)?.tokenizer,
             _ => files.tokenizer.clone(),
         };
-        let tokenizer = Tokenizer::from_file(&tokenizer_path)
-            .map_err(|e| InferenceError::Tokenizer { model: spec.model.clone(), why: format!("{} does not load: {e}", tokenizer_path.display()) })?;
+        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| InferenceError::Tokenizer {
+            model: spec.model.clone(),
+            why: format!("{} does not load: {e}", tokenizer_path.display()),
+        })?;
         let device = open_device(&spec.device)?;
         let dtype = pick_dtype(&spec.dtype, &device, &config)?;
         // SAFETY: the weight files are memory-mapped read-only; they must not be modified while
         // the model is loaded (as with every mmap-based loader, transformers' included).
         #[allow(unsafe_code)]
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, &device) }
-            .map_err(|e| merr(format!("weights in {} do not load (corrupt or truncated safetensors?): {e}", files.dir.display())))?;
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, &device) }.map_err(|e| {
+            merr(format!("weights in {} do not load (corrupt or truncated safetensors?): {e}", files.dir.display()))
+        })?;
         let decoder = Decoder::load(config, vb).map_err(|e| merr(format!("weights do not match config.json: {e}")))?;
         Ok(Self { model_name: spec.model.clone(), decoder, tokenizer, load_s: t0.elapsed().as_secs_f64() })
     }
@@ -128,7 +138,8 @@ impl CandleEngine {
         let merr = |why: String| InferenceError::Model { model: spec.model.clone(), why };
         let path = std::path::Path::new(&spec.model);
         let mut file = std::fs::File::open(path).map_err(|e| merr(format!("cannot open: {e}")))?;
-        let content = candle_core::quantized::gguf_file::Content::read(&mut file).map_err(|e| merr(format!("not a readable GGUF file: {e}")))?;
+        let content = candle_core::quantized::gguf_file::Content::read(&mut file)
+            .map_err(|e| merr(format!("not a readable GGUF file: {e}")))?;
         let vocab = content
             .tensor_infos
             .get("token_embd.weight")
@@ -141,18 +152,27 @@ impl CandleEngine {
             None => {
                 let beside = path.parent().unwrap_or(std::path::Path::new(".")).join("tokenizer.json");
                 if !beside.is_file() {
-                    return Err(merr(format!("a GGUF model needs a tokenizer: put tokenizer.json beside it ({}) or set backend.processor to the original model", beside.display())));
+                    return Err(merr(format!(
+                        "a GGUF model needs a tokenizer: put tokenizer.json beside it ({}) or set backend.processor to the original model",
+                        beside.display()
+                    )));
                 }
                 beside
             }
         };
-        let tokenizer = Tokenizer::from_file(&tokenizer_path)
-            .map_err(|e| InferenceError::Tokenizer { model: spec.model.clone(), why: format!("{} does not load: {e}", tokenizer_path.display()) })?;
+        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| InferenceError::Tokenizer {
+            model: spec.model.clone(),
+            why: format!("{} does not load: {e}", tokenizer_path.display()),
+        })?;
         let device = open_device(&spec.device)?;
         if !matches!(spec.dtype.as_str(), "auto" | "" | "float32" | "fp32" | "f32") {
-            return Err(InferenceError::Invalid(format!("torch_dtype {} does not apply to a GGUF model: its weights stay in their quantized types (use auto)", spec.dtype)));
+            return Err(InferenceError::Invalid(format!(
+                "torch_dtype {} does not apply to a GGUF model: its weights stay in their quantized types (use auto)",
+                spec.dtype
+            )));
         }
-        let decoder = model::Decoder::load_gguf(config, &content, &mut file, &device).map_err(|e| merr(format!("GGUF tensors do not match its metadata: {e}")))?;
+        let decoder = model::Decoder::load_gguf(config, &content, &mut file, &device)
+            .map_err(|e| merr(format!("GGUF tensors do not match its metadata: {e}")))?;
         Ok(Self { model_name: spec.model.clone(), decoder, tokenizer, load_s: t0.elapsed().as_secs_f64() })
     }
 
@@ -179,7 +199,12 @@ impl CandleEngine {
     }
 
     /// Generates from token ids; `prompts` are only used to seed sampling per prompt.
-    pub fn generate_ids(&self, prompts: &[String], mut encoded: Vec<Vec<u32>>, params: &GenerationParams) -> Result<BatchOutcome, InferenceError> {
+    pub fn generate_ids(
+        &self,
+        prompts: &[String],
+        mut encoded: Vec<Vec<u32>>,
+        params: &GenerationParams,
+    ) -> Result<BatchOutcome, InferenceError> {
         if encoded.is_empty() {
             return Err(InferenceError::Invalid("a batch needs at least one prompt".into()));
         }
@@ -190,7 +215,9 @@ impl CandleEngine {
             return Err(InferenceError::Invalid("max_new_tokens must be at least 1".into()));
         }
         if new >= ctx {
-            return Err(InferenceError::Invalid(format!("max_new_tokens {new} does not fit the model's context of {ctx} tokens")));
+            return Err(InferenceError::Invalid(format!(
+                "max_new_tokens {new} does not fit the model's context of {ctx} tokens"
+            )));
         }
         let room = ctx - new;
         let mut truncated = vec![false; encoded.len()];
@@ -224,7 +251,8 @@ impl CandleEngine {
             next_pos.push(ids.len() as u32);
         }
         let dev = &self.decoder.device;
-        let mut samplers: Vec<sampling::Sampler> = (0..b).map(|i| sampling::Sampler::new(params, prompts.get(i).map(String::as_str).unwrap_or(""))).collect();
+        let mut samplers: Vec<sampling::Sampler> =
+            (0..b).map(|i| sampling::Sampler::new(params, prompts.get(i).map(String::as_str).unwrap_or(""))).collect();
         let mut cache = KvCache::new(c.num_layers);
         let mut outputs: Vec<Vec<u32>> = vec![Vec::new(); b];
         let mut done = vec![false; b];
@@ -291,7 +319,13 @@ impl CandleEngine {
     }
 
     /// Picks each sequence's next token; EOS is suppressed before `min_new_tokens`.
-    fn pick(&self, logits: &Tensor, samplers: &mut [sampling::Sampler], generated: usize, params: &GenerationParams) -> Result<Vec<u32>, InferenceError> {
+    fn pick(
+        &self,
+        logits: &Tensor,
+        samplers: &mut [sampling::Sampler],
+        generated: usize,
+        params: &GenerationParams,
+    ) -> Result<Vec<u32>, InferenceError> {
         let mut rows = model::rows(logits)?;
         if generated < params.min_new_tokens as usize {
             for r in rows.iter_mut() {
@@ -315,7 +349,12 @@ mod tests {
     }
 
     fn engine() -> CandleEngine {
-        let spec = LocalSpec { model: fixture().display().to_string(), device: "cpu".into(), dtype: "float32".into(), processor: None };
+        let spec = LocalSpec {
+            model: fixture().display().to_string(),
+            device: "cpu".into(),
+            dtype: "float32".into(),
+            processor: None,
+        };
         CandleEngine::open(&spec, &|_: &str| None).expect("fixture loads")
     }
 
@@ -329,7 +368,9 @@ mod tests {
     fn cases() -> Vec<Case> {
         let text = std::fs::read_to_string(fixture().join("reference.json")).expect("reference.json");
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-        let ids = |x: &serde_json::Value| x.as_array().expect("ids").iter().map(|i| i.as_u64().expect("id") as u32).collect::<Vec<_>>();
+        let ids = |x: &serde_json::Value| {
+            x.as_array().expect("ids").iter().map(|i| i.as_u64().expect("id") as u32).collect::<Vec<_>>()
+        };
         v["cases"]
             .as_array()
             .expect("cases")
@@ -338,7 +379,12 @@ mod tests {
                 prompt: c["prompt"].as_str().expect("prompt").to_string(),
                 input_ids: ids(&c["input_ids"]),
                 output_ids: ids(&c["greedy_output_ids"]),
-                top5: c["first_step_top5"].as_array().expect("top5").iter().map(|p| (p[0].as_u64().expect("id") as u32, p[1].as_f64().expect("logit") as f32)).collect(),
+                top5: c["first_step_top5"]
+                    .as_array()
+                    .expect("top5")
+                    .iter()
+                    .map(|p| (p[0].as_u64().expect("id") as u32, p[1].as_f64().expect("logit") as f32))
+                    .collect(),
             })
             .collect()
     }
@@ -375,7 +421,12 @@ mod tests {
             let logits = e.decoder.forward(&ids, &pos, &[vec![1u8; n]], &mut cache).expect("forward");
             let row = &model::rows(&logits).expect("rows")[0];
             for (id, want) in &c.top5 {
-                assert!((row[*id as usize] - want).abs() < 1e-4, "{:?}: logit of {id} is {} not {want}", c.prompt, row[*id as usize]);
+                assert!(
+                    (row[*id as usize] - want).abs() < 1e-4,
+                    "{:?}: logit of {id} is {} not {want}",
+                    c.prompt,
+                    row[*id as usize]
+                );
             }
         }
     }
@@ -419,7 +470,9 @@ mod tests {
         let long = "energy ".repeat(400);
         let err = e.generate(std::slice::from_ref(&long), &fixed(8)).unwrap_err().to_string();
         assert!(err.contains("context of 256"), "{err}");
-        let ok = e.generate(std::slice::from_ref(&long), &GenerationParams { truncate: true, ..fixed(8) }).expect("truncated");
+        let ok = e
+            .generate(std::slice::from_ref(&long), &GenerationParams { truncate: true, ..fixed(8) })
+            .expect("truncated");
         assert!(ok.requests[0].truncated && ok.requests[0].input_ids.len() == 248);
         assert!(e.generate(&[], &fixed(8)).unwrap_err().to_string().contains("at least one prompt"));
         assert!(e.generate(&["x".into()], &fixed(0)).unwrap_err().to_string().contains("at least 1"));
@@ -437,7 +490,8 @@ mod tests {
     }
 
     fn open_err(dir: &std::path::Path) -> String {
-        let spec = LocalSpec { model: dir.display().to_string(), device: "cpu".into(), dtype: "auto".into(), processor: None };
+        let spec =
+            LocalSpec { model: dir.display().to_string(), device: "cpu".into(), dtype: "auto".into(), processor: None };
         match CandleEngine::open(&spec, &|_: &str| None) {
             Ok(_) => panic!("{} loaded", dir.display()),
             Err(e) => e.to_string(),
@@ -459,25 +513,49 @@ mod tests {
         std::fs::write(d.path().join("tokenizer.json"), "{\"not\": \"a tokenizer\"}").expect("write");
         assert!(open_err(d.path()).contains("does not load"));
         let d = copy_fixture(&[]);
-        let cfg = std::fs::read_to_string(d.path().join("config.json")).expect("cfg").replace("\"hidden_size\": 64", "\"hidden_size\": 96");
+        let cfg = std::fs::read_to_string(d.path().join("config.json"))
+            .expect("cfg")
+            .replace("\"hidden_size\": 64", "\"hidden_size\": 96");
         std::fs::write(d.path().join("config.json"), cfg).expect("write");
         let err = open_err(d.path());
         assert!(err.contains("do not match config.json"), "{err}");
-        let spec = LocalSpec { model: fixture().display().to_string(), device: "tpu".into(), dtype: "auto".into(), processor: None };
-        assert!(CandleEngine::open(&spec, &|_: &str| None).err().map(|e| e.to_string()).unwrap_or_default().contains("unknown device"));
+        let spec = LocalSpec {
+            model: fixture().display().to_string(),
+            device: "tpu".into(),
+            dtype: "auto".into(),
+            processor: None,
+        };
+        assert!(
+            CandleEngine::open(&spec, &|_: &str| None)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains("unknown device")
+        );
     }
 
     /// Writes the fixture as a GGUF file the way llama.cpp's converter does (q and k rows
     /// permuted for interleaved rotary pairs), in `dtype`.
     fn fixture_as_gguf(dir: &std::path::Path, dtype: candle_core::quantized::GgmlDType) -> std::path::PathBuf {
         use candle_core::quantized::{QTensor, gguf_file::Value};
-        let weights = candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).expect("weights");
+        let weights =
+            candle_core::safetensors::load(fixture().join("model.safetensors"), &Device::Cpu).expect("weights");
         let permute = |t: &Tensor, heads: usize| -> Tensor {
             let (rows, cols) = t.dims2().expect("2d");
-            t.reshape((heads, 2, rows / heads / 2, cols)).expect("r").transpose(1, 2).expect("t").contiguous().expect("c").reshape((rows, cols)).expect("r")
+            t.reshape((heads, 2, rows / heads / 2, cols))
+                .expect("r")
+                .transpose(1, 2)
+                .expect("t")
+                .contiguous()
+                .expect("c")
+                .reshape((rows, cols))
+                .expect("r")
         };
         let mut named: Vec<(String, QTensor)> = Vec::new();
-        let q = |t: &Tensor| QTensor::quantize(t, if t.rank() == 1 { candle_core::quantized::GgmlDType::F32 } else { dtype }).expect("quantize");
+        let q = |t: &Tensor| {
+            QTensor::quantize(t, if t.rank() == 1 { candle_core::quantized::GgmlDType::F32 } else { dtype })
+                .expect("quantize")
+        };
         named.push(("token_embd.weight".into(), q(&weights["model.embed_tokens.weight"])));
         named.push(("output_norm.weight".into(), q(&weights["model.norm.weight"])));
         named.push(("output.weight".into(), q(&weights["lm_head.weight"])));
@@ -520,7 +598,12 @@ mod tests {
     fn gguf_llama_reproduces_the_reference_and_q8_stays_close() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = fixture_as_gguf(dir.path(), candle_core::quantized::GgmlDType::F32);
-        let spec = LocalSpec { model: path.display().to_string(), device: "cpu".into(), dtype: "auto".into(), processor: None };
+        let spec = LocalSpec {
+            model: path.display().to_string(),
+            device: "cpu".into(),
+            dtype: "auto".into(),
+            processor: None,
+        };
         let e = CandleEngine::open(&spec, &|_: &str| None).expect("gguf loads");
         let cases = cases();
         let prompts: Vec<String> = cases.iter().map(|c| c.prompt.clone()).collect();

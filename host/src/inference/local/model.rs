@@ -115,7 +115,10 @@ impl Decoder {
             let l = m.pp(format!("layers.{i}"));
             let a = l.pp("self_attn");
             let (q_norm, k_norm) = if c.family == Family::Qwen3 {
-                (Some(RmsNorm::load(a.pp("q_norm"), c.head_dim, c.rms_norm_eps)?), Some(RmsNorm::load(a.pp("k_norm"), c.head_dim, c.rms_norm_eps)?))
+                (
+                    Some(RmsNorm::load(a.pp("q_norm"), c.head_dim, c.rms_norm_eps)?),
+                    Some(RmsNorm::load(a.pp("k_norm"), c.head_dim, c.rms_norm_eps)?),
+                )
             } else {
                 (None, None)
             };
@@ -124,7 +127,12 @@ impl Decoder {
                 k: linear(a.pp("k_proj"), c.hidden_size, c.num_kv_heads * c.head_dim, c.attention_bias)?,
                 v: linear(a.pp("v_proj"), c.hidden_size, c.num_kv_heads * c.head_dim, c.attention_bias)?,
                 // Qwen2's output projection has no bias even though q, k and v do.
-                o: linear(a.pp("o_proj"), c.num_heads * c.head_dim, c.hidden_size, c.attention_bias && c.family != Family::Qwen2)?,
+                o: linear(
+                    a.pp("o_proj"),
+                    c.num_heads * c.head_dim,
+                    c.hidden_size,
+                    c.attention_bias && c.family != Family::Qwen2,
+                )?,
                 q_norm,
                 k_norm,
                 heads: c.num_heads,
@@ -155,7 +163,12 @@ impl Decoder {
 
     /// Builds the decoder from a GGUF file's tensors (llama.cpp names); projections stay
     /// quantized, norms and the embedding are dequantized to float32.
-    pub fn load_gguf<R: std::io::Read + std::io::Seek>(config: ModelConfig, content: &gguf_file::Content, r: &mut R, device: &Device) -> candle_core::Result<Self> {
+    pub fn load_gguf<R: std::io::Read + std::io::Seek>(
+        config: ModelConfig,
+        content: &gguf_file::Content,
+        r: &mut R,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
         let c = &config;
         let mut get = |name: &str| -> candle_core::Result<QTensor> { content.tensor(r, name, device) };
         let dense = |q: QTensor| q.dequantize(device);
@@ -163,7 +176,9 @@ impl Decoder {
         let embed = Embedding::new(embed_w.clone(), c.hidden_size);
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
-            let mut q = |n: &str| -> candle_core::Result<Proj> { Ok(Proj::Quant(QMatMul::from_qtensor(get(&format!("blk.{i}.{n}.weight"))?)?)) };
+            let mut q = |n: &str| -> candle_core::Result<Proj> {
+                Ok(Proj::Quant(QMatMul::from_qtensor(get(&format!("blk.{i}.{n}.weight"))?)?))
+            };
             let attn = Attention {
                 q: q("attn_q")?,
                 k: q("attn_k")?,
@@ -176,7 +191,9 @@ impl Decoder {
                 head_dim: c.head_dim,
             };
             let (gate, up, down) = (q("ffn_gate")?, q("ffn_up")?, q("ffn_down")?);
-            let mut norm = |n: &str| -> candle_core::Result<RmsNorm> { Ok(RmsNorm { weight: dense(get(&format!("blk.{i}.{n}.weight"))?)?, eps: c.rms_norm_eps }) };
+            let mut norm = |n: &str| -> candle_core::Result<RmsNorm> {
+                Ok(RmsNorm { weight: dense(get(&format!("blk.{i}.{n}.weight"))?)?, eps: c.rms_norm_eps })
+            };
             layers.push(Layer { attn, gate, up, down, input_norm: norm("attn_norm")?, post_norm: norm("ffn_norm")? });
         }
         let norm = RmsNorm { weight: dense(get("output_norm.weight")?)?, eps: c.rms_norm_eps };
@@ -186,7 +203,18 @@ impl Decoder {
             Proj::Dense(Linear::new(embed_w, None))
         };
         let (cos, sin) = rope_tables(&config, device, DType::F32)?;
-        Ok(Self { cos, sin, config, embed, layers, norm, lm_head, rope_interleaved: true, device: device.clone(), dtype: DType::F32 })
+        Ok(Self {
+            cos,
+            sin,
+            config,
+            embed,
+            layers,
+            norm,
+            lm_head,
+            rope_interleaved: true,
+            device: device.clone(),
+            dtype: DType::F32,
+        })
     }
 
     /// Runs `ids` (batch, new_len) through the model, appending to `cache`.
@@ -194,7 +222,13 @@ impl Decoder {
     /// `positions` (batch, new_len) are each token's position in its own sequence; `mask`
     /// (batch, total_len) marks real tokens (1) and padding (0) over the cache and the new
     /// tokens. Returns the logits of the last new position of each sequence: (batch, vocab).
-    pub fn forward(&self, ids: &Tensor, positions: &Tensor, mask: &[Vec<u8>], cache: &mut KvCache) -> candle_core::Result<Tensor> {
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        mask: &[Vec<u8>],
+        cache: &mut KvCache,
+    ) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let total = mask.first().map(Vec::len).unwrap_or(0);
         let past = total - t;
@@ -249,7 +283,15 @@ impl Decoder {
         Tensor::from_vec(data, (b, 1, t, total), &self.device)?.to_dtype(self.dtype)
     }
 
-    fn attend(&self, a: &Attention, h: &Tensor, cos: &Tensor, sin: &Tensor, bias: &Tensor, cache: &mut Option<(Tensor, Tensor)>) -> candle_core::Result<Tensor> {
+    fn attend(
+        &self,
+        a: &Attention,
+        h: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        bias: &Tensor,
+        cache: &mut Option<(Tensor, Tensor)>,
+    ) -> candle_core::Result<Tensor> {
         let (b, t, _) = h.dims3()?;
         let q = a.q.forward(h)?.reshape((b, t, a.heads, a.head_dim))?;
         let k = a.k.forward(h)?.reshape((b, t, a.kv_heads, a.head_dim))?;
@@ -275,7 +317,9 @@ impl Decoder {
         let (k, v) = if rep > 1 {
             let total = k.dim(2)?;
             let expand = |x: &Tensor| -> candle_core::Result<Tensor> {
-                x.unsqueeze(2)?.expand((b, a.kv_heads, rep, total, a.head_dim))?.reshape((b, a.heads, total, a.head_dim))
+                x.unsqueeze(2)?
+                    .expand((b, a.kv_heads, rep, total, a.head_dim))?
+                    .reshape((b, a.heads, total, a.head_dim))
             };
             (expand(&k)?, expand(&v)?)
         } else {

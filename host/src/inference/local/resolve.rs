@@ -39,13 +39,16 @@ pub fn cached_snapshot(cache: &Path, kind: &str, id: &str) -> Option<PathBuf> {
     let repo = cache.join(format!("{kind}--{}", name.replace('/', "--")));
     let snapshots = repo.join("snapshots");
     // A revision is a branch (refs/NAME holds the commit) or a commit itself.
-    let commit = std::fs::read_to_string(repo.join("refs").join(rev)).map(|s| s.trim().to_string()).unwrap_or_else(|_| rev.to_string());
+    let commit = std::fs::read_to_string(repo.join("refs").join(rev))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| rev.to_string());
     let dir = snapshots.join(&commit);
     if dir.is_dir() {
         return Some(dir);
     }
     // No ref: the only snapshot, if there is exactly one.
-    let entries: Vec<PathBuf> = std::fs::read_dir(&snapshots).ok()?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let entries: Vec<PathBuf> =
+        std::fs::read_dir(&snapshots).ok()?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
     (entries.len() == 1).then(|| entries[0].clone())
 }
 
@@ -67,7 +70,9 @@ pub fn resolve(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Mod
             (true, None) => {
                 let where_ = cache.map(|c| c.display().to_string()).unwrap_or_else(|| "(no HF_HOME or HOME)".into());
                 return Err(if offline {
-                    format!("{model} is not a folder and not in the Hugging Face cache at {where_}, and HF_HUB_OFFLINE=1 forbids downloading")
+                    format!(
+                        "{model} is not a folder and not in the Hugging Face cache at {where_}, and HF_HUB_OFFLINE=1 forbids downloading"
+                    )
                 } else {
                     format!(
                         "{model} is not a folder and not in the Hugging Face cache at {where_}; energy-star does not download models: fetch it first (`hf download {model}` or `huggingface-cli download {model}`) or pass its folder"
@@ -90,8 +95,12 @@ pub fn resolve(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Mod
         vec![single]
     } else if index.is_file() {
         let text = std::fs::read_to_string(&index).map_err(|e| format!("{}: {e}", index.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", index.display()))?;
-        let map = v.get("weight_map").and_then(serde_json::Value::as_object).ok_or_else(|| format!("{} has no weight_map", index.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", index.display()))?;
+        let map = v
+            .get("weight_map")
+            .and_then(serde_json::Value::as_object)
+            .ok_or_else(|| format!("{} has no weight_map", index.display()))?;
         let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
         files.sort();
         files.dedup();
@@ -135,7 +144,11 @@ mod tests {
             std::fs::write(snap.join(f), "{}").expect("write");
         }
         assert!(resolve("org/tiny", &env).unwrap_err().contains("no model.safetensors"));
-        std::fs::write(snap.join("model.safetensors.index.json"), r#"{"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#).expect("index");
+        std::fs::write(
+            snap.join("model.safetensors.index.json"),
+            r#"{"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#,
+        )
+        .expect("index");
         std::fs::write(snap.join("model-00001-of-00002.safetensors"), "").expect("shard");
         let err = resolve("org/tiny", &env).unwrap_err();
         assert!(err.contains("missing shard model-00002-of-00002.safetensors"), "{err}");

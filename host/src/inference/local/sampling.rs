@@ -87,8 +87,14 @@ mod tests {
     fn sampling_is_seeded_per_prompt_and_respects_top_p() {
         let p = GenerationParams { do_sample: true, temperature: 1.0, top_p: 1.0, seed: Some(7), ..Default::default() };
         let logits = [1.0f32, 1.2, 0.8, 1.1];
-        let a: Vec<u32> = { let mut s = Sampler::new(&p, "x"); (0..50).map(|_| s.pick(&logits)).collect() };
-        let b: Vec<u32> = { let mut s = Sampler::new(&p, "x"); (0..50).map(|_| s.pick(&logits)).collect() };
+        let a: Vec<u32> = {
+            let mut s = Sampler::new(&p, "x");
+            (0..50).map(|_| s.pick(&logits)).collect()
+        };
+        let b: Vec<u32> = {
+            let mut s = Sampler::new(&p, "x");
+            (0..50).map(|_| s.pick(&logits)).collect()
+        };
         assert_eq!(a, b, "same seed and prompt, same tokens");
         assert!(a.iter().collect::<std::collections::BTreeSet<_>>().len() > 1, "it samples");
         let narrow = GenerationParams { top_p: 0.01, ..p };

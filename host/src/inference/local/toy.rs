@@ -91,7 +91,8 @@ pub fn write(dir: &Path) -> Result<(), String> {
     std::fs::rename(&tmp, dir.join("model.safetensors")).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("config.json"), config_json()).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("tokenizer.json"), TOKENIZER).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("generation_config.json"), r#"{"bos_token_id": 0, "eos_token_id": 1}"#).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("generation_config.json"), r#"{"bos_token_id": 0, "eos_token_id": 1}"#)
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -128,9 +129,19 @@ mod tests {
         let wa = std::fs::read(a.path().join("model.safetensors")).expect("a");
         let wb = std::fs::read(b.path().join("model.safetensors")).expect("b");
         assert_eq!(wa, wb, "same seed, same bytes");
-        let spec = super::super::LocalSpec { model: a.path().display().to_string(), device: "cpu".into(), dtype: "auto".into(), processor: None };
+        let spec = super::super::LocalSpec {
+            model: a.path().display().to_string(),
+            device: "cpu".into(),
+            dtype: "auto".into(),
+            processor: None,
+        };
         let e = super::super::CandleEngine::open(&spec, &|_: &str| None).expect("loads");
-        let out = e.generate(&["Hello".into()], &crate::inference::GenerationParams { max_new_tokens: 4, ignore_eos: true, ..Default::default() }).expect("generates");
+        let out = e
+            .generate(
+                &["Hello".into()],
+                &crate::inference::GenerationParams { max_new_tokens: 4, ignore_eos: true, ..Default::default() },
+            )
+            .expect("generates");
         assert_eq!(out.requests[0].output_ids.len(), 4);
     }
 }

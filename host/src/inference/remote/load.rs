@@ -119,10 +119,13 @@ pub fn arrival_offsets_s(n: usize, rate: f64, burstiness: f64, seed: u64) -> Vec
         }
     };
     let mut acc = 0.0;
-    let mut offsets: Vec<f64> = gaps.iter().map(|g| {
-        acc += g;
-        acc
-    }).collect();
+    let mut offsets: Vec<f64> = gaps
+        .iter()
+        .map(|g| {
+            acc += g;
+            acc
+        })
+        .collect();
     let last = offsets[n - 1];
     if last > 0.0 {
         let scale = n as f64 / rate / last;
@@ -161,20 +164,29 @@ impl RemoteEngine {
             return Err(InferenceError::Invalid("max_new_tokens must be at least 1".into()));
         }
         if params.min_new_tokens > params.max_new_tokens {
-            return Err(InferenceError::Invalid(format!("min_new_tokens {} is above max_new_tokens {}", params.min_new_tokens, params.max_new_tokens)));
+            return Err(InferenceError::Invalid(format!(
+                "min_new_tokens {} is above max_new_tokens {}",
+                params.min_new_tokens, params.max_new_tokens
+            )));
         }
         let offsets = match profile {
-            LoadProfile::Rate { requests_per_s, burstiness, seed, .. } => arrival_offsets_s(prompts.len(), *requests_per_s, *burstiness, *seed),
+            LoadProfile::Rate { requests_per_s, burstiness, seed, .. } => {
+                arrival_offsets_s(prompts.len(), *requests_per_s, *burstiness, *seed)
+            }
             _ => Vec::new(),
         };
         // A schedule a run could not finish (a rate of 1e-20 req/s) is refused, not slept on.
         if let Some(last) = offsets.last()
             && !(last.is_finite() && *last < 1e9)
         {
-            return Err(InferenceError::Invalid(format!("the request rate gives a schedule of {last} s for {} requests; raise it", prompts.len())));
+            return Err(InferenceError::Invalid(format!(
+                "the request rate gives a schedule of {last} s for {} requests; raise it",
+                prompts.len()
+            )));
         }
         // Bodies are serialised before the clock starts: none of that cost is in the timings.
-        let bodies: Vec<Bytes> = prompts.iter().map(|p| Bytes::from(request::body(self.api, &self.model, p, params).to_string())).collect();
+        let bodies: Vec<Bytes> =
+            prompts.iter().map(|p| Bytes::from(request::body(self.api, &self.model, p, params).to_string())).collect();
         let url = format!("{}/{}", self.base_url, self.api.path());
         let mut out = self.runtime.block_on(self.drive(&url, bodies, &offsets, profile, limits, origin, stop));
         // Servers that sent no usage: tokens by the local tokenizer when there is one, counted
@@ -207,9 +219,14 @@ impl RemoteEngine {
         let n = bodies.len();
         let sender = Arc::new(self.sender());
         let url: Arc<str> = Arc::from(url);
-        let cap = profile.concurrency_cap().map(|c| c as usize).unwrap_or(Semaphore::MAX_PERMITS).min(Semaphore::MAX_PERMITS);
+        let cap =
+            profile.concurrency_cap().map(|c| c as usize).unwrap_or(Semaphore::MAX_PERMITS).min(Semaphore::MAX_PERMITS);
         let slots = Arc::new(Semaphore::new(cap));
-        let tally = Arc::new(Tally { in_flight: AtomicU32::new(0), peak: AtomicU32::new(0), consecutive_failures: AtomicU32::new(0) });
+        let tally = Arc::new(Tally {
+            in_flight: AtomicU32::new(0),
+            peak: AtomicU32::new(0),
+            consecutive_failures: AtomicU32::new(0),
+        });
         let (stop_tx, stop_rx) = watch::channel(Stop::Running);
         let (abort_tx, abort_rx) = watch::channel(false);
         let start = Instant::now();
@@ -222,7 +239,11 @@ impl RemoteEngine {
             let deadline = limits.max_duration.map(|d| start + d);
             tokio::spawn(async move {
                 loop {
-                    let why = if stop() { Some("interrupted by the user (Ctrl-C)".to_string()) } else { limit_reached(deadline, max_failures, &tally) };
+                    let why = if stop() {
+                        Some("interrupted by the user (Ctrl-C)".to_string())
+                    } else {
+                        limit_reached(deadline, max_failures, &tally)
+                    };
                     if let Some(why) = why {
                         let _ = stop_tx.send(Stop::Stopped(why));
                         return;
@@ -332,11 +353,20 @@ impl RemoteEngine {
         requests.sort_by_key(|r| r.index);
         let end_ns = crate::meter::since(origin, Instant::now());
         let stopped = match (stopped, interrupted) {
-            (Some(why), true) if !why.contains("Ctrl-C") => Some(format!("{why}; then interrupted by the user (Ctrl-C)")),
+            (Some(why), true) if !why.contains("Ctrl-C") => {
+                Some(format!("{why}; then interrupted by the user (Ctrl-C)"))
+            }
             (None, true) => Some("interrupted by the user (Ctrl-C)".to_string()),
             (why, _) => why,
         };
-        LoadOutcome { requests, not_sent: (n - sent) as u32, stopped, start_ns, end_ns, peak_concurrency: tally.peak.load(Ordering::SeqCst) }
+        LoadOutcome {
+            requests,
+            not_sent: (n - sent) as u32,
+            stopped,
+            start_ns,
+            end_ns,
+            peak_concurrency: tally.peak.load(Ordering::SeqCst),
+        }
     }
 }
 
@@ -409,8 +439,14 @@ mod tests {
         for (p, says) in [
             (LoadProfile::Concurrency(0), "at least 1"),
             (LoadProfile::Rate { requests_per_s: 0.0, burstiness: 1.0, seed: 0, max_concurrency: None }, "above 0"),
-            (LoadProfile::Rate { requests_per_s: 1.0, burstiness: f64::NAN, seed: 0, max_concurrency: None }, "burstiness"),
-            (LoadProfile::Rate { requests_per_s: 1.0, burstiness: 1.0, seed: 0, max_concurrency: Some(0) }, "max_concurrency"),
+            (
+                LoadProfile::Rate { requests_per_s: 1.0, burstiness: f64::NAN, seed: 0, max_concurrency: None },
+                "burstiness",
+            ),
+            (
+                LoadProfile::Rate { requests_per_s: 1.0, burstiness: 1.0, seed: 0, max_concurrency: Some(0) },
+                "max_concurrency",
+            ),
         ] {
             assert!(p.validate().unwrap_err().contains(says), "{p:?}");
         }
@@ -418,9 +454,23 @@ mod tests {
 
     #[test]
     fn multi_token_chunks_add_zero_gaps_and_usage_counts_tokens() {
-        let server = MockServer::start(MockConfig { tokens_per_chunk: 4, itl: Duration::from_millis(2), ..MockConfig::default() }).expect("mock");
+        let server = MockServer::start(MockConfig {
+            tokens_per_chunk: 4,
+            itl: Duration::from_millis(2),
+            ..MockConfig::default()
+        })
+        .expect("mock");
         let e = engine(&server, Api::Completions, Duration::from_secs(10));
-        let out = e.run_load(&prompts(2), &fixed(10), &LoadProfile::Sequential, &LoadLimits::default(), Instant::now(), never()).expect("load");
+        let out = e
+            .run_load(
+                &prompts(2),
+                &fixed(10),
+                &LoadProfile::Sequential,
+                &LoadLimits::default(),
+                Instant::now(),
+                never(),
+            )
+            .expect("load");
         for r in &out.requests {
             assert!(r.failure.is_none(), "{r:?}");
             assert_eq!((r.output_tokens, r.token_source), (10, TokenSource::ServerUsage));
@@ -439,11 +489,26 @@ mod tests {
         let e = engine(&server, Api::ChatCompletions, Duration::from_secs(10));
         assert_eq!(e.model, "mock/model", "taken from /v1/models");
         assert!(e.notes.iter().any(|n| n.contains("taken from")));
-        let out = e.run_load(&prompts(3), &fixed(5), &LoadProfile::Concurrency(3), &LoadLimits::default(), Instant::now(), never()).expect("load");
+        let out = e
+            .run_load(
+                &prompts(3),
+                &fixed(5),
+                &LoadProfile::Concurrency(3),
+                &LoadLimits::default(),
+                Instant::now(),
+                never(),
+            )
+            .expect("load");
         assert_eq!(out.requests.len(), 3);
         // vLLM's role-only first chunk: it sets TTFT (as `vllm bench serve` times it) but is
         // no token; usage says 5.
-        assert!(out.requests.iter().all(|r| r.failure.is_none() && r.output_tokens == 5 && r.input_tokens == 3 && r.itl_ns.len() == 5), "{:?}", out.requests[0]);
+        assert!(
+            out.requests
+                .iter()
+                .all(|r| r.failure.is_none() && r.output_tokens == 5 && r.input_tokens == 3 && r.itl_ns.len() == 5),
+            "{:?}",
+            out.requests[0]
+        );
         let body = server.last_body().expect("body");
         assert_eq!(body["max_completion_tokens"], 5);
         assert_eq!(body["messages"][0]["role"], "user");
@@ -451,9 +516,13 @@ mod tests {
 
     #[test]
     fn without_usage_and_tokenizer_chunks_are_counted() {
-        let server = MockServer::start(MockConfig { usage: UsageMode::Never, tokens_per_chunk: 2, ..MockConfig::default() }).expect("mock");
+        let server =
+            MockServer::start(MockConfig { usage: UsageMode::Never, tokens_per_chunk: 2, ..MockConfig::default() })
+                .expect("mock");
         let e = engine(&server, Api::Completions, Duration::from_secs(10));
-        let out = e.run_load(&prompts(1), &fixed(6), &LoadProfile::Sequential, &LoadLimits::default(), Instant::now(), never()).expect("load");
+        let out = e
+            .run_load(&prompts(1), &fixed(6), &LoadProfile::Sequential, &LoadLimits::default(), Instant::now(), never())
+            .expect("load");
         let r = &out.requests[0];
         // Three chunks of two tokens: counted as three, and labelled as chunk counts.
         assert_eq!((r.output_tokens, r.token_source), (3, TokenSource::StreamChunks));
@@ -476,26 +545,39 @@ mod tests {
 
     #[test]
     fn a_rate_with_a_concurrency_cap_records_client_queue_time() {
-        let server = MockServer::start(MockConfig { ttft: Duration::from_millis(30), ..MockConfig::default() }).expect("mock");
+        let server =
+            MockServer::start(MockConfig { ttft: Duration::from_millis(30), ..MockConfig::default() }).expect("mock");
         let e = engine(&server, Api::Completions, Duration::from_secs(10));
-        let profile = LoadProfile::Rate { requests_per_s: f64::INFINITY, burstiness: 1.0, seed: 1, max_concurrency: Some(2) };
-        let out = e.run_load(&prompts(6), &fixed(2), &profile, &LoadLimits::default(), Instant::now(), never()).expect("load");
+        let profile =
+            LoadProfile::Rate { requests_per_s: f64::INFINITY, burstiness: 1.0, seed: 1, max_concurrency: Some(2) };
+        let out = e
+            .run_load(&prompts(6), &fixed(2), &profile, &LoadLimits::default(), Instant::now(), never())
+            .expect("load");
         assert_eq!(out.peak_concurrency, 2);
         // All six were due at once; the last pair waited for two rounds of ≥ 30 ms.
         let waits: Vec<u64> = out.requests.iter().map(RequestRecord::queue_ns).collect();
         assert!(waits[..2].iter().all(|w| *w < 20_000_000), "{waits:?}");
         assert!(waits[4..].iter().all(|w| *w >= 55_000_000), "{waits:?}");
         // A closed loop has no queue: a request is due when its slot frees.
-        let out = e.run_load(&prompts(4), &fixed(2), &LoadProfile::Sequential, &LoadLimits::default(), Instant::now(), never()).expect("load");
-        assert!(out.requests.iter().all(|r| r.queue_ns() < 5_000_000), "{:?}", out.requests.iter().map(RequestRecord::queue_ns).collect::<Vec<_>>());
+        let out = e
+            .run_load(&prompts(4), &fixed(2), &LoadProfile::Sequential, &LoadLimits::default(), Instant::now(), never())
+            .expect("load");
+        assert!(
+            out.requests.iter().all(|r| r.queue_ns() < 5_000_000),
+            "{:?}",
+            out.requests.iter().map(RequestRecord::queue_ns).collect::<Vec<_>>()
+        );
     }
 
     #[test]
     fn sending_stops_at_the_time_bound_and_after_consecutive_failures() {
-        let server = MockServer::start(MockConfig { ttft: Duration::from_millis(40), ..MockConfig::default() }).expect("mock");
+        let server =
+            MockServer::start(MockConfig { ttft: Duration::from_millis(40), ..MockConfig::default() }).expect("mock");
         let e = engine(&server, Api::Completions, Duration::from_secs(10));
         let limits = LoadLimits { max_duration: Some(Duration::from_millis(100)), ..LoadLimits::default() };
-        let out = e.run_load(&prompts(50), &fixed(1), &LoadProfile::Sequential, &limits, Instant::now(), never()).expect("load");
+        let out = e
+            .run_load(&prompts(50), &fixed(1), &LoadProfile::Sequential, &limits, Instant::now(), never())
+            .expect("load");
         assert!(out.stopped.as_deref().is_some_and(|s| s.contains("time bound")), "{:?}", out.stopped);
         assert!((2..=4).contains(&out.requests.len()), "{}", out.requests.len());
         assert_eq!(out.requests.len() as u32 + out.not_sent, 50);
@@ -503,14 +585,22 @@ mod tests {
 
         let failing: Vec<String> = (0..30).map(|i| format!("p{i} [mock:status=500]")).collect();
         let limits = LoadLimits { max_consecutive_failures: Some(5), ..LoadLimits::default() };
-        let out = e.run_load(&failing, &fixed(1), &LoadProfile::Sequential, &limits, Instant::now(), never()).expect("load");
+        let out =
+            e.run_load(&failing, &fixed(1), &LoadProfile::Sequential, &limits, Instant::now(), never()).expect("load");
         assert!(out.stopped.as_deref().is_some_and(|s| s.contains("5 requests failed in a row")), "{:?}", out.stopped);
-        assert!(out.requests.len() < 30 && out.requests.iter().all(|r| r.failure.as_ref().is_some_and(|f| f.kind == FailureKind::HttpServerError && f.http_status == Some(500))));
+        assert!(
+            out.requests.len() < 30
+                && out.requests.iter().all(|r| r
+                    .failure
+                    .as_ref()
+                    .is_some_and(|f| f.kind == FailureKind::HttpServerError && f.http_status == Some(500)))
+        );
     }
 
     #[test]
     fn a_stop_cancels_what_outlives_the_drain_time_and_records_it() {
-        let server = MockServer::start(MockConfig { itl: Duration::from_millis(100), ..MockConfig::default() }).expect("mock");
+        let server =
+            MockServer::start(MockConfig { itl: Duration::from_millis(100), ..MockConfig::default() }).expect("mock");
         let e = engine(&server, Api::Completions, Duration::from_secs(30));
         let flag = Arc::new(AtomicBool::new(false));
         let f2 = flag.clone();
@@ -519,7 +609,16 @@ mod tests {
             f2.store(true, Ordering::SeqCst);
         });
         let limits = LoadLimits { drain_timeout: Duration::from_millis(100), ..LoadLimits::default() };
-        let out = e.run_load(&prompts(4), &fixed(50), &LoadProfile::Concurrency(2), &limits, Instant::now(), Arc::new(move || flag.load(Ordering::SeqCst))).expect("load");
+        let out = e
+            .run_load(
+                &prompts(4),
+                &fixed(50),
+                &LoadProfile::Concurrency(2),
+                &limits,
+                Instant::now(),
+                Arc::new(move || flag.load(Ordering::SeqCst)),
+            )
+            .expect("load");
         stopper.join().expect("stopper");
         assert_eq!((out.requests.len(), out.not_sent), (2, 2));
         for r in &out.requests {
@@ -532,8 +631,15 @@ mod tests {
 
     #[test]
     fn opening_checks_the_server_and_the_model() {
-        let server = MockServer::start(MockConfig { models: vec!["a/b".into()], ..MockConfig::default() }).expect("mock");
-        let spec = |model: Option<&str>| RemoteSpec { endpoint: format!("{}/", server.url()), model: model.map(str::to_string), api: Api::Completions, request_timeout: Duration::from_secs(5), api_key: None };
+        let server =
+            MockServer::start(MockConfig { models: vec!["a/b".into()], ..MockConfig::default() }).expect("mock");
+        let spec = |model: Option<&str>| RemoteSpec {
+            endpoint: format!("{}/", server.url()),
+            model: model.map(str::to_string),
+            api: Api::Completions,
+            request_timeout: Duration::from_secs(5),
+            api_key: None,
+        };
         let e = RemoteEngine::open(&spec(Some("a/b")), &|_: &str| None).expect("served");
         assert_eq!((e.max_model_len, e.base_url.as_str()), (Some(4096), server.url().as_str()));
         let err = RemoteEngine::open(&spec(Some("c/d")), &|_: &str| None).err().expect("unserved").to_string();

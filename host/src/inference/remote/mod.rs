@@ -103,7 +103,10 @@ pub fn normalize_endpoint(raw: &str) -> Result<(String, Vec<String>), String> {
 impl RemoteEngine {
     /// Connects: checks the server answers and serves the model. `tokenizer_for` finds a
     /// local tokenizer for a model name, when there is one.
-    pub fn open(spec: &RemoteSpec, tokenizer_for: &dyn Fn(&str) -> Option<tokenizers::Tokenizer>) -> Result<Self, InferenceError> {
+    pub fn open(
+        spec: &RemoteSpec,
+        tokenizer_for: &dyn Fn(&str) -> Option<tokenizers::Tokenizer>,
+    ) -> Result<Self, InferenceError> {
         let (base_url, mut notes) = normalize_endpoint(&spec.endpoint).map_err(InferenceError::Invalid)?;
         if spec.request_timeout.is_zero() {
             return Err(InferenceError::Invalid("the request timeout must be above zero".into()));
@@ -126,17 +129,22 @@ impl RemoteEngine {
             if let Some(k) = &api_key {
                 req = req.bearer_auth(k);
             }
-            let resp = req.send().await.map_err(|e| format!("cannot reach the server at {base_url}: {}", request::describe_reqwest(&e)))?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| format!("cannot reach the server at {base_url}: {}", request::describe_reqwest(&e)))?;
             let status = resp.status();
             let text = resp.text().await.map_err(|e| format!("GET {models_url}: the answer broke off: {e}"))?;
             if !status.is_success() {
                 return Err(format!("GET {models_url} answered HTTP {status}: {}", request::excerpt(&text)));
             }
-            serde_json::from_str::<Value>(&text).map_err(|e| format!("GET {models_url} did not answer JSON ({e}): {}", request::excerpt(&text)))
+            serde_json::from_str::<Value>(&text)
+                .map_err(|e| format!("GET {models_url} did not answer JSON ({e}): {}", request::excerpt(&text)))
         });
         let listing = fetched.map_err(InferenceError::Unreachable)?;
         let entries = listing.get("data").and_then(Value::as_array).cloned().unwrap_or_default();
-        let served: Vec<String> = entries.iter().filter_map(|m| m.get("id").and_then(Value::as_str).map(str::to_string)).collect();
+        let served: Vec<String> =
+            entries.iter().filter_map(|m| m.get("id").and_then(Value::as_str).map(str::to_string)).collect();
         let model = match &spec.model {
             Some(m) if served.iter().any(|s| s == m) => m.clone(),
             Some(m) if served.is_empty() => {
@@ -150,7 +158,9 @@ impl RemoteEngine {
                 )));
             }
             None => {
-                let first = served.first().cloned().ok_or_else(|| InferenceError::Unreachable(format!("the server at {base_url} lists no models at {models_url}")))?;
+                let first = served.first().cloned().ok_or_else(|| {
+                    InferenceError::Unreachable(format!("the server at {base_url} lists no models at {models_url}"))
+                })?;
                 notes.push(format!("model {first} taken from {models_url} (none was given)"));
                 first
             }
@@ -166,7 +176,19 @@ impl RemoteEngine {
             Some(_) => format!("a local tokenizer for {model} counts tokens where the server sends no usage"),
             None => format!("no local tokenizer for {model}: where the server sends no usage, output tokens are counted as stream chunks"),
         });
-        Ok(Self { base_url, model, api: spec.api, served_models: served, max_model_len, request_timeout: spec.request_timeout, tokenizer, notes, client, runtime, api_key })
+        Ok(Self {
+            base_url,
+            model,
+            api: spec.api,
+            served_models: served,
+            max_model_len,
+            request_timeout: spec.request_timeout,
+            tokenizer,
+            notes,
+            client,
+            runtime,
+            api_key,
+        })
     }
 
     /// Tokens of `text` by the local tokenizer, when there is one.
@@ -175,7 +197,11 @@ impl RemoteEngine {
     }
 
     pub fn sender(&self) -> request::Sender {
-        request::Sender { client: self.client.clone(), api_key: self.api_key.clone(), request_timeout: self.request_timeout }
+        request::Sender {
+            client: self.client.clone(),
+            api_key: self.api_key.clone(),
+            request_timeout: self.request_timeout,
+        }
     }
 }
 

@@ -13,8 +13,8 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::sse::{self, Chunk};
 use super::Api;
+use super::sse::{self, Chunk};
 use crate::inference::GenerationParams;
 
 /// Why a request failed.
@@ -105,7 +105,9 @@ impl RequestRecord {
 pub fn body(api: Api, model: &str, prompt: &str, p: &GenerationParams) -> Value {
     let mut b = match api {
         Api::Completions => json!({"model": model, "prompt": prompt, "max_tokens": p.max_new_tokens}),
-        Api::ChatCompletions => json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_completion_tokens": p.max_new_tokens}),
+        Api::ChatCompletions => {
+            json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_completion_tokens": p.max_new_tokens})
+        }
     };
     b["stream"] = json!(true);
     b["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
@@ -173,12 +175,28 @@ pub struct Sender {
 impl Sender {
     /// Sends one request and follows its stream. `abort` turning true stops it at once,
     /// recorded as cancelled with what arrived so far.
-    pub async fn send(&self, url: &str, index: u32, body: Bytes, origin: Instant, scheduled_ns: u64, abort: watch::Receiver<bool>) -> RequestRecord {
+    pub async fn send(
+        &self,
+        url: &str,
+        index: u32,
+        body: Bytes,
+        origin: Instant,
+        scheduled_ns: u64,
+        abort: watch::Receiver<bool>,
+    ) -> RequestRecord {
         send(self, url, index, body, origin, scheduled_ns, abort).await
     }
 }
 
-async fn send(engine: &Sender, url: &str, index: u32, body: Bytes, origin: Instant, scheduled_ns: u64, mut abort: watch::Receiver<bool>) -> RequestRecord {
+async fn send(
+    engine: &Sender,
+    url: &str,
+    index: u32,
+    body: Bytes,
+    origin: Instant,
+    scheduled_ns: u64,
+    mut abort: watch::Receiver<bool>,
+) -> RequestRecord {
     let request_id = format!("energy-star-{index}");
     let start = Instant::now();
     let start_ns = since(origin);
@@ -202,8 +220,14 @@ async fn send(engine: &Sender, url: &str, index: u32, body: Bytes, origin: Insta
         rec.e2e_ns = since(origin).saturating_sub(start_ns);
         rec.failure = Some(Failure { kind, message, http_status: status });
     };
-    let timeout_msg = || format!("no complete answer within the request timeout of {:.1} s", engine.request_timeout.as_secs_f64());
-    let mut req = engine.client.post(url).header("content-type", "application/json").header("x-request-id", &request_id).body(body);
+    let timeout_msg =
+        || format!("no complete answer within the request timeout of {:.1} s", engine.request_timeout.as_secs_f64());
+    let mut req = engine
+        .client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-request-id", &request_id)
+        .body(body);
     if let Some(k) = &engine.api_key {
         req = req.bearer_auth(k);
     }
@@ -234,10 +258,23 @@ async fn send(engine: &Sender, url: &str, index: u32, body: Bytes, origin: Insta
         return rec;
     }
     // A server that ignores `stream: true` answers with one JSON body: not a stream to time.
-    let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if !content_type.is_empty() && !content_type.contains("event-stream") {
         let text = tokio::time::timeout_at(deadline, resp.text()).await.ok().and_then(Result::ok).unwrap_or_default();
-        fail(&mut rec, FailureKind::MalformedStream, format!("the server answered {content_type}, not an event stream (does it ignore `stream: true`?): {}", excerpt(&text)), None);
+        fail(
+            &mut rec,
+            FailureKind::MalformedStream,
+            format!(
+                "the server answered {content_type}, not an event stream (does it ignore `stream: true`?): {}",
+                excerpt(&text)
+            ),
+            None,
+        );
         return rec;
     }
     let mut stream = resp.bytes_stream();
@@ -272,7 +309,10 @@ async fn send(engine: &Sender, url: &str, index: u32, body: Bytes, origin: Insta
             Ok(Some(Err(e))) => {
                 // After a finish reason the answer is whole; only the closing lines are lost.
                 if rec.finish_reason.is_none() {
-                    ended = Some((FailureKind::TruncatedStream, format!("the stream broke off after {chunks} chunks: {}", describe_reqwest(&e))));
+                    ended = Some((
+                        FailureKind::TruncatedStream,
+                        format!("the stream broke off after {chunks} chunks: {}", describe_reqwest(&e)),
+                    ));
                 }
                 break;
             }
@@ -317,7 +357,8 @@ async fn send(engine: &Sender, url: &str, index: u32, body: Bytes, origin: Insta
                 }
                 Chunk::UsageOnly(u) => usage = Some(u),
                 Chunk::Error(m) => {
-                    ended = Some((FailureKind::StreamError, format!("the server reported an error in the stream: {m}")));
+                    ended =
+                        Some((FailureKind::StreamError, format!("the server reported an error in the stream: {m}")));
                     break 'read;
                 }
                 Chunk::Malformed(m) => {
@@ -348,9 +389,17 @@ async fn send(engine: &Sender, url: &str, index: u32, body: Bytes, origin: Insta
     if let Some((kind, message)) = ended {
         rec.failure = Some(Failure { kind, message, http_status: None });
     } else if !done && rec.finish_reason.is_none() {
-        rec.failure = Some(Failure { kind: FailureKind::TruncatedStream, message: format!("the stream ended after {chunks} chunks without [DONE] or a finish reason"), http_status: None });
+        rec.failure = Some(Failure {
+            kind: FailureKind::TruncatedStream,
+            message: format!("the stream ended after {chunks} chunks without [DONE] or a finish reason"),
+            http_status: None,
+        });
     } else if text_chunks == 0 && counted_tokens == 0 {
-        rec.failure = Some(Failure { kind: FailureKind::EmptyResponse, message: "the stream ended without generating anything".into(), http_status: None });
+        rec.failure = Some(Failure {
+            kind: FailureKind::EmptyResponse,
+            message: "the stream ended without generating anything".into(),
+            http_status: None,
+        });
     }
     rec
 }

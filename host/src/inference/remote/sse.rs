@@ -181,7 +181,9 @@ pub fn interpret(data: &str) -> Chunk<'_> {
     }
     let c: RawChunk = match serde_json::from_str(data) {
         Ok(c) => c,
-        Err(e) => return Chunk::Malformed(format!("not a JSON chunk ({e}): {}", data.chars().take(120).collect::<String>())),
+        Err(e) => {
+            return Chunk::Malformed(format!("not a JSON chunk ({e}): {}", data.chars().take(120).collect::<String>()));
+        }
     };
     if let Some(err) = c.error.filter(|e| !e.is_null()) {
         let msg = err.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| err.to_string());
@@ -198,7 +200,14 @@ pub fn interpret(data: &str) -> Chunk<'_> {
         },
         Some(mut choices) => {
             let first = choices.swap_remove(0);
-            let text = first.text.or_else(|| first.delta.and_then(|d| d.content.filter(|c| !c.is_empty()).or(d.reasoning_content).or(d.reasoning))).unwrap_or_default();
+            let text = first
+                .text
+                .or_else(|| {
+                    first
+                        .delta
+                        .and_then(|d| d.content.filter(|c| !c.is_empty()).or(d.reasoning_content).or(d.reasoning))
+                })
+                .unwrap_or_default();
             Chunk::Text { text, finish_reason: first.finish_reason, usage }
         }
         None => match usage {
@@ -256,22 +265,36 @@ mod tests {
             Chunk::Text { text: " world".into(), finish_reason: None, usage: None }
         );
         assert_eq!(
-            interpret(r#"{"choices":[{"delta":{"content":"Hi"},"finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#),
-            Chunk::Text { text: "Hi".into(), finish_reason: Some("length".into()), usage: Some(Usage { prompt_tokens: 5, completion_tokens: 1 }) }
+            interpret(
+                r#"{"choices":[{"delta":{"content":"Hi"},"finish_reason":"length"}],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#
+            ),
+            Chunk::Text {
+                text: "Hi".into(),
+                finish_reason: Some("length".into()),
+                usage: Some(Usage { prompt_tokens: 5, completion_tokens: 1 })
+            }
         );
         assert_eq!(
             interpret(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#),
             Chunk::Text { text: "".into(), finish_reason: None, usage: None }
         );
         assert_eq!(
-            interpret(r#"{"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":64,"total_tokens":76}}"#),
+            interpret(
+                r#"{"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":64,"total_tokens":76}}"#
+            ),
             Chunk::UsageOnly(Usage { prompt_tokens: 12, completion_tokens: 64 })
         );
-        assert_eq!(interpret(r#"{"error":{"message":"model overloaded","code":503}}"#), Chunk::Error("model overloaded".into()));
+        assert_eq!(
+            interpret(r#"{"error":{"message":"model overloaded","code":503}}"#),
+            Chunk::Error("model overloaded".into())
+        );
         assert_eq!(interpret(r#"{"object":"error","message":"bad request"}"#), Chunk::Error("bad request".into()));
         assert!(matches!(interpret("{\"choices\": [{\"text\": \"cut"), Chunk::Malformed(_)));
         assert!(matches!(interpret(r#"{"foo": 1}"#), Chunk::Malformed(_)));
-        assert_eq!(interpret(r#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#), Chunk::UsageOnly(Usage { prompt_tokens: 1, completion_tokens: 2 }));
+        assert_eq!(
+            interpret(r#"{"usage":{"prompt_tokens":1,"completion_tokens":2}}"#),
+            Chunk::UsageOnly(Usage { prompt_tokens: 1, completion_tokens: 2 })
+        );
         assert_eq!(interpret(" [DONE] "), Chunk::Done);
         // Reasoning deltas are generated text; an `error: null` is no error.
         assert_eq!(

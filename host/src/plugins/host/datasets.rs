@@ -20,7 +20,9 @@ impl Host for PluginState {
                 columns: spec.columns,
                 num_samples: spec.num_samples.map(|n| n as usize),
             };
-            datasets::load(&spec, &|k: &str| env(k)).map(|r| DatasetRows { source: r.source, columns: r.columns, rows: r.rows }).map_err(|e| e.to_string())
+            datasets::load(&spec, &|k: &str| env(k))
+                .map(|r| DatasetRows { source: r.source, columns: r.columns, rows: r.rows })
+                .map_err(|e| e.to_string())
         };
         self.host_returned();
         out

@@ -7,8 +7,8 @@ use crate::inference::remote::request::{FailureKind as HostFailure, TokenSource}
 use crate::inference::remote::{Api, RemoteEngine, RemoteSpec};
 use crate::inference::{self, InferenceError as HostError};
 use crate::plugins::bindings::backend::energy_star::plugin::inference::{
-    BatchOutcome, EngineInfo, EngineSpec, FailureKind, GenerationParams, Host, InferenceError, LoadLimits, LoadOutcome, LoadProfile, RemoteApi, RequestError, RequestOutcome,
-    TokenCountSource,
+    BatchOutcome, EngineInfo, EngineSpec, FailureKind, GenerationParams, Host, InferenceError, LoadLimits, LoadOutcome,
+    LoadProfile, RemoteApi, RequestError, RequestOutcome, TokenCountSource,
 };
 use crate::plugins::state::PluginState;
 
@@ -79,7 +79,10 @@ impl Host for PluginState {
                     Some(p) => s.check_allowed("processor", p),
                     None => Ok(()),
                 });
-                allowed.map_err(InferenceError::Invalid).and_then(|()| CandleEngine::open(&spec, &|k: &str| env(k)).map_err(to_wit)).map(|e| Engine::Local(Box::new(e)))
+                allowed
+                    .map_err(InferenceError::Invalid)
+                    .and_then(|()| CandleEngine::open(&spec, &|k: &str| env(k)).map_err(to_wit))
+                    .map(|e| Engine::Local(Box::new(e)))
             }
             EngineSpec::Remote(r) => {
                 // The endpoint must be one the user set (a required setting's value) and the
@@ -104,7 +107,9 @@ impl Host for PluginState {
                             api_key: env("VLLM_API_KEY").or_else(|| env("OPENAI_API_KEY")).filter(|k| !k.is_empty()),
                         };
                         let env2 = env.clone();
-                        RemoteEngine::open(&spec, &move |m: &str| local_tokenizer(m, &env2)).map_err(to_wit).map(|e| Engine::Remote(Box::new(e)))
+                        RemoteEngine::open(&spec, &move |m: &str| local_tokenizer(m, &env2))
+                            .map_err(to_wit)
+                            .map(|e| Engine::Remote(Box::new(e)))
                     }
                 }
             }
@@ -129,13 +134,20 @@ impl Host for PluginState {
                     notes: vec![
                         format!("architecture {}", c.architecture),
                         format!("device {:?}, dtype {:?}", e.decoder.device, e.decoder.dtype),
-                        format!("{} layers, hidden {}, {} heads ({} KV), vocab {}", c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.vocab_size),
+                        format!(
+                            "{} layers, hidden {}, {} heads ({} KV), vocab {}",
+                            c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.vocab_size
+                        ),
                         format!("loaded in {:.3} s", e.load_s),
                     ],
                 })
             }
             Some(Engine::Remote(e)) => {
-                let mut notes = vec![format!("endpoint {}", e.base_url), format!("API {}", e.api.path()), format!("served models: {}", e.served_models.join(", "))];
+                let mut notes = vec![
+                    format!("endpoint {}", e.base_url),
+                    format!("API {}", e.api.path()),
+                    format!("served models: {}", e.served_models.join(", ")),
+                ];
                 notes.extend(e.notes.iter().cloned());
                 Ok(EngineInfo { model: e.model.clone(), max_context_tokens: e.max_model_len, notes })
             }
@@ -149,7 +161,10 @@ impl Host for PluginState {
         let out = match self.services().engines.get(&engine) {
             Some(Engine::Local(e)) => e.encode(&text, add_special_tokens).map_err(to_wit),
             Some(Engine::Remote(e)) => match &e.tokenizer {
-                Some(t) => t.encode(text.as_str(), add_special_tokens).map(|enc| enc.get_ids().to_vec()).map_err(|err| InferenceError::Failed(format!("tokenizer: {err}"))),
+                Some(t) => t
+                    .encode(text.as_str(), add_special_tokens)
+                    .map(|enc| enc.get_ids().to_vec())
+                    .map_err(|err| InferenceError::Failed(format!("tokenizer: {err}"))),
                 None => Err(InferenceError::Unavailable(format!("no local tokenizer for {}", e.model))),
             },
             None => Err(InferenceError::UnknownEngine(engine)),
@@ -158,43 +173,59 @@ impl Host for PluginState {
         out
     }
 
-    fn generate_batch(&mut self, engine: u64, prompts: Vec<String>, params: GenerationParams) -> Result<BatchOutcome, InferenceError> {
+    fn generate_batch(
+        &mut self,
+        engine: u64,
+        prompts: Vec<String>,
+        params: GenerationParams,
+    ) -> Result<BatchOutcome, InferenceError> {
         let s = self.services();
         let start_ns = s.now_ns();
         let out = match s.engines.get(&engine) {
             _ if interrupted() => Err(stop()),
-            Some(Engine::Local(e)) => e.generate(&prompts, &host_params(&params)).map_err(to_wit).map(|b| BatchOutcome {
-                prefill_ns: Some(b.prefill_ns),
-                decode_step_ns: b.decode_step_ns,
-                requests: b
-                    .requests
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, r)| RequestOutcome {
-                        prompt_index: i as u32,
-                        input_tokens: r.input_ids.len() as u32,
-                        output_tokens: r.output_ids.len() as u32,
-                        token_source: TokenCountSource::Engine,
-                        start_ns,
-                        queue_ns: 0,
-                        ttft_ns: Some(r.ttft_ns),
-                        e2e_ns: r.e2e_ns,
-                        itl_ns: r.itl_ns,
-                        output_ids: r.output_ids,
-                        text: r.text,
-                        finish_reason: None,
-                        error: None,
-                    })
-                    .collect(),
-            }),
-            Some(Engine::Remote(_)) => Err(InferenceError::Invalid("generate-batch is for local engines; remote engines use run-load".into())),
+            Some(Engine::Local(e)) => {
+                e.generate(&prompts, &host_params(&params)).map_err(to_wit).map(|b| BatchOutcome {
+                    prefill_ns: Some(b.prefill_ns),
+                    decode_step_ns: b.decode_step_ns,
+                    requests: b
+                        .requests
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, r)| RequestOutcome {
+                            prompt_index: i as u32,
+                            input_tokens: r.input_ids.len() as u32,
+                            output_tokens: r.output_ids.len() as u32,
+                            token_source: TokenCountSource::Engine,
+                            start_ns,
+                            queue_ns: 0,
+                            ttft_ns: Some(r.ttft_ns),
+                            e2e_ns: r.e2e_ns,
+                            itl_ns: r.itl_ns,
+                            output_ids: r.output_ids,
+                            text: r.text,
+                            finish_reason: None,
+                            error: None,
+                        })
+                        .collect(),
+                })
+            }
+            Some(Engine::Remote(_)) => {
+                Err(InferenceError::Invalid("generate-batch is for local engines; remote engines use run-load".into()))
+            }
             None => Err(InferenceError::UnknownEngine(engine)),
         };
         self.host_returned();
         out
     }
 
-    fn run_load(&mut self, engine: u64, prompts: Vec<String>, params: GenerationParams, profile: LoadProfile, limits: LoadLimits) -> Result<LoadOutcome, InferenceError> {
+    fn run_load(
+        &mut self,
+        engine: u64,
+        prompts: Vec<String>,
+        params: GenerationParams,
+        profile: LoadProfile,
+        limits: LoadLimits,
+    ) -> Result<LoadOutcome, InferenceError> {
         let s = self.services();
         // Request times share the meter's clock, so windows can be cut from them.
         let origin = s.clock_instant();
@@ -204,45 +235,58 @@ impl Host for PluginState {
                 let profile = match profile {
                     LoadProfile::Sequential => HostProfile::Sequential,
                     LoadProfile::Concurrency(n) => HostProfile::Concurrency(n),
-                    LoadProfile::Rate(r) => HostProfile::Rate { requests_per_s: r.requests_per_s, burstiness: r.burstiness, seed: r.seed, max_concurrency: r.max_concurrency },
+                    LoadProfile::Rate(r) => HostProfile::Rate {
+                        requests_per_s: r.requests_per_s,
+                        burstiness: r.burstiness,
+                        seed: r.seed,
+                        max_concurrency: r.max_concurrency,
+                    },
                 };
                 let limits = HostLimits {
                     max_duration: (limits.max_duration_ms > 0).then(|| Duration::from_millis(limits.max_duration_ms)),
                     max_consecutive_failures: limits.max_consecutive_failures,
                     drain_timeout: Duration::from_millis(limits.drain_timeout_ms),
                 };
-                e.run_load(&prompts, &host_params(&params), &profile, &limits, origin, Arc::new(interrupted)).map_err(to_wit).map(|o| LoadOutcome {
-                    not_sent: o.not_sent,
-                    stopped: o.stopped,
-                    start_ns: o.start_ns,
-                    end_ns: o.end_ns,
-                    peak_concurrency: o.peak_concurrency,
-                    requests: o
-                        .requests
-                        .into_iter()
-                        .map(|r| RequestOutcome {
-                            prompt_index: r.index,
-                            input_tokens: r.input_tokens,
-                            output_tokens: r.output_tokens,
-                            token_source: match r.token_source {
-                                TokenSource::ServerUsage => TokenCountSource::ServerUsage,
-                                TokenSource::Tokenizer => TokenCountSource::Tokenizer,
-                                TokenSource::StreamChunks => TokenCountSource::StreamChunks,
-                            },
-                            start_ns: r.start_ns,
-                            queue_ns: r.queue_ns(),
-                            ttft_ns: r.ttft_ns,
-                            e2e_ns: r.e2e_ns,
-                            itl_ns: r.itl_ns,
-                            output_ids: Vec::new(),
-                            text: r.text,
-                            finish_reason: r.finish_reason,
-                            error: r.failure.map(|f| RequestError { kind: failure_kind(f.kind), message: f.message, http_status: f.http_status }),
-                        })
-                        .collect(),
-                })
+                e.run_load(&prompts, &host_params(&params), &profile, &limits, origin, Arc::new(interrupted))
+                    .map_err(to_wit)
+                    .map(|o| LoadOutcome {
+                        not_sent: o.not_sent,
+                        stopped: o.stopped,
+                        start_ns: o.start_ns,
+                        end_ns: o.end_ns,
+                        peak_concurrency: o.peak_concurrency,
+                        requests: o
+                            .requests
+                            .into_iter()
+                            .map(|r| RequestOutcome {
+                                prompt_index: r.index,
+                                input_tokens: r.input_tokens,
+                                output_tokens: r.output_tokens,
+                                token_source: match r.token_source {
+                                    TokenSource::ServerUsage => TokenCountSource::ServerUsage,
+                                    TokenSource::Tokenizer => TokenCountSource::Tokenizer,
+                                    TokenSource::StreamChunks => TokenCountSource::StreamChunks,
+                                },
+                                start_ns: r.start_ns,
+                                queue_ns: r.queue_ns(),
+                                ttft_ns: r.ttft_ns,
+                                e2e_ns: r.e2e_ns,
+                                itl_ns: r.itl_ns,
+                                output_ids: Vec::new(),
+                                text: r.text,
+                                finish_reason: r.finish_reason,
+                                error: r.failure.map(|f| RequestError {
+                                    kind: failure_kind(f.kind),
+                                    message: f.message,
+                                    http_status: f.http_status,
+                                }),
+                            })
+                            .collect(),
+                    })
             }
-            Some(Engine::Local(_)) => Err(InferenceError::Invalid("run-load is for remote engines; local engines use generate-batch".into())),
+            Some(Engine::Local(_)) => {
+                Err(InferenceError::Invalid("run-load is for remote engines; local engines use generate-batch".into()))
+            }
             None => Err(InferenceError::UnknownEngine(engine)),
         };
         self.host_returned();

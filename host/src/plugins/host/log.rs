@@ -37,7 +37,8 @@ impl Host for PluginState {
                     j.map(|j| format!("{label} {:.4} Wh{est}", j / 3600.0))
                 })
                 .collect::<Vec<_>>();
-            let energy = if energy.is_empty() { String::new() } else { format!("; energy so far: {}", energy.join(", ")) };
+            let energy =
+                if energy.is_empty() { String::new() } else { format!("; energy so far: {}", energy.join(", ")) };
             let of = if total > 0 { format!("/{total}") } else { String::new() };
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r[{}] {phase}: {done}{of} {unit}{rate}{energy}\x1b[K", s.plugin);

@@ -113,7 +113,10 @@ impl Host for PluginState {
 
 impl PluginState {
     /// A reading from the meter, kept for the results folder and returned to the plugin.
-    fn closed_reading(&mut self, read: impl FnOnce(&mut meter::Meter) -> Result<meter::WindowReading, meter::MeterError>) -> Result<WindowReading, MeterError> {
+    fn closed_reading(
+        &mut self,
+        read: impl FnOnce(&mut meter::Meter) -> Result<meter::WindowReading, meter::MeterError>,
+    ) -> Result<WindowReading, MeterError> {
         let s = self.services();
         let out = match &s.meter {
             Some(m) => match m.lock() {

@@ -140,7 +140,12 @@ fn sum_kind(w: &Window, kind: Kind) -> Option<f64> {
 
 impl Energy {
     pub fn of(w: &Window, gpu_used: bool) -> Self {
-        Self { gpu_kwh: sum_kind(w, Kind::Gpu), cpu_kwh: sum_kind(w, Kind::Cpu), ram_kwh: sum_kind(w, Kind::Ram), gpu_used }
+        Self {
+            gpu_kwh: sum_kind(w, Kind::Gpu),
+            cpu_kwh: sum_kind(w, Kind::Cpu),
+            ram_kwh: sum_kind(w, Kind::Ram),
+            gpu_used,
+        }
     }
 
     /// cpu + ram + gpu (optimum's `total`); unknown when a device the run used is unknown.
@@ -155,7 +160,12 @@ impl Energy {
     /// Component-wise difference (optimum's `Energy.__sub__`); None where either is None.
     pub fn minus(&self, o: &Energy) -> Energy {
         let d = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
-        Energy { gpu_kwh: d(self.gpu_kwh, o.gpu_kwh), cpu_kwh: d(self.cpu_kwh, o.cpu_kwh), ram_kwh: d(self.ram_kwh, o.ram_kwh), gpu_used: self.gpu_used }
+        Energy {
+            gpu_kwh: d(self.gpu_kwh, o.gpu_kwh),
+            cpu_kwh: d(self.cpu_kwh, o.cpu_kwh),
+            ram_kwh: d(self.ram_kwh, o.ram_kwh),
+            gpu_used: self.gpu_used,
+        }
     }
 
     /// Mean of several (iterations).
@@ -164,7 +174,12 @@ impl Energy {
             let v: Option<Vec<f64>> = all.iter().map(f).collect();
             v.filter(|v| !v.is_empty()).map(|v| v.iter().sum::<f64>() / v.len() as f64)
         };
-        Energy { gpu_kwh: m(|e| e.gpu_kwh), cpu_kwh: m(|e| e.cpu_kwh), ram_kwh: m(|e| e.ram_kwh), gpu_used: all.iter().any(|e| e.gpu_used) }
+        Energy {
+            gpu_kwh: m(|e| e.gpu_kwh),
+            cpu_kwh: m(|e| e.cpu_kwh),
+            ram_kwh: m(|e| e.ram_kwh),
+            gpu_used: all.iter().any(|e| e.gpu_used),
+        }
     }
 
     /// optimum-benchmark's energy object.
@@ -203,7 +218,10 @@ pub fn ai_energy_benchmarks_energy(e: &Energy, duration_s: f64, project: &str) -
 pub fn ai_energy_benchmarks_gpu_stats(w: &Window) -> Value {
     let mut stats = Map::new();
     for f in w.figures.iter().filter(|f| f.kind == Kind::Gpu && f.energy_j.is_some()) {
-        stats.insert(format!("gpu_{}", f.device.trim_start_matches("gpu")), json!({"power_draw_w": f.energy_j.map(|j| j / w.duration_s.max(1e-9))}));
+        stats.insert(
+            format!("gpu_{}", f.device.trim_start_matches("gpu")),
+            json!({"power_draw_w": f.energy_j.map(|j| j / w.duration_s.max(1e-9))}),
+        );
     }
     Value::Object(stats)
 }
@@ -232,7 +250,10 @@ pub fn provenance(windows: &[&Window]) -> Value {
     }
     let mut out = sources;
     out.insert("flags".into(), json!(flags));
-    out.insert("windows".into(), json!(windows.iter().map(|w| json!({"name": w.name, "duration_s": w.duration_s})).collect::<Vec<_>>()));
+    out.insert(
+        "windows".into(),
+        json!(windows.iter().map(|w| json!({"name": w.name, "duration_s": w.duration_s})).collect::<Vec<_>>()),
+    );
     out.insert("devices".into(), json!(devices));
     Value::Object(out)
 }
@@ -293,7 +314,9 @@ impl Settings {
     /// neither (optimum-benchmark: 100; ai_energy_benchmarks' path: 10).
     pub fn read(cfg: &Value, default_tokens: u32) -> Result<Self, String> {
         let mut notes = Vec::new();
-        let model = str_at(cfg, "backend.model").filter(|m| !m.is_empty()).ok_or("backend.model is not set; pass backend.model=ORG/NAME or a folder")?;
+        let model = str_at(cfg, "backend.model")
+            .filter(|m| !m.is_empty())
+            .ok_or("backend.model is not set; pass backend.model=ORG/NAME or a folder")?;
         let task = str_at(cfg, "backend.task");
         if let Some(t) = task.as_deref()
             && !matches!(t, "text-generation" | "text2text-generation")
@@ -314,7 +337,9 @@ impl Settings {
             }
             (Some(a), _) | (None, Some(a)) => (a, a),
             (None, None) => {
-                notes.push(format!("no generate_kwargs: {default_tokens} new tokens per prompt (the backend's default)"));
+                notes.push(format!(
+                    "no generate_kwargs: {default_tokens} new tokens per prompt (the backend's default)"
+                ));
                 (i64::from(default_tokens), i64::from(default_tokens))
             }
         };
@@ -340,9 +365,17 @@ impl Settings {
         };
         let device_ids = match get(cfg, "backend.device_ids") {
             None | Some(Value::Null) => vec![0],
-            Some(Value::Number(n)) => vec![n.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or("backend.device_ids must be GPU indices")?],
-            Some(Value::String(s)) => s.split(',').map(|p| p.trim().parse::<u32>().map_err(|_| format!("backend.device_ids = {s:?} must be GPU indices"))).collect::<Result<_, _>>()?,
-            Some(Value::Array(a)) => a.iter().map(|v| v.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or("backend.device_ids must be GPU indices")).collect::<Result<_, _>>()?,
+            Some(Value::Number(n)) => {
+                vec![n.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or("backend.device_ids must be GPU indices")?]
+            }
+            Some(Value::String(s)) => s
+                .split(',')
+                .map(|p| p.trim().parse::<u32>().map_err(|_| format!("backend.device_ids = {s:?} must be GPU indices")))
+                .collect::<Result<_, _>>()?,
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or("backend.device_ids must be GPU indices"))
+                .collect::<Result<_, _>>()?,
             Some(v) => return Err(format!("backend.device_ids = {v} must be GPU indices")),
         };
         let f32_at = |p: &str, d: f32| get(cfg, p).and_then(Value::as_f64).map(|x| x as f32).unwrap_or(d);
@@ -353,7 +386,9 @@ impl Settings {
             device: str_at(cfg, "backend.device").unwrap_or_else(|| "cuda".into()),
             device_ids,
             dtype: str_at(cfg, "backend.torch_dtype").unwrap_or_else(|| "auto".into()),
-            dataset: str_at(cfg, "scenario.dataset_name").filter(|d| !d.is_empty()).ok_or("scenario.dataset_name is not set")?,
+            dataset: str_at(cfg, "scenario.dataset_name")
+                .filter(|d| !d.is_empty())
+                .ok_or("scenario.dataset_name is not set")?,
             dataset_config: str_at(cfg, "scenario.dataset_config").unwrap_or_default(),
             split: str_at(cfg, "scenario.dataset_split").unwrap_or_else(|| "train".into()),
             column: str_at(cfg, "scenario.text_column_name").unwrap_or_else(|| "text".into()),
@@ -386,7 +421,12 @@ pub fn efficiency(volume: f64, unit: &str, e: &Energy) -> Value {
 }
 
 /// A phase object in optimum-benchmark's shape, with energy-star's provenance beside it.
-pub fn phase(energy: Option<&Energy>, efficiency: Option<Value>, measures: Option<Vec<Energy>>, provenance: Option<Value>) -> Value {
+pub fn phase(
+    energy: Option<&Energy>,
+    efficiency: Option<Value>,
+    measures: Option<Vec<Energy>>,
+    provenance: Option<Value>,
+) -> Value {
     let mut m = Map::new();
     m.insert("memory".into(), Value::Null);
     m.insert("latency".into(), Value::Null);
@@ -411,8 +451,22 @@ mod tests {
             name: name.into(),
             duration_s: 10.0,
             figures: vec![
-                Figure { device: "gpu0".into(), kind: Kind::Gpu, energy_j: gpu, source: if gpu.is_some() { "nvml-energy-counter".into() } else { "unavailable".into() }, flags: vec![], power_integrated_j: None },
-                Figure { device: "cpu".into(), kind: Kind::Cpu, energy_j: Some(cpu), source: "estimate-tdp".into(), flags: vec!["too-short".into()], power_integrated_j: None },
+                Figure {
+                    device: "gpu0".into(),
+                    kind: Kind::Gpu,
+                    energy_j: gpu,
+                    source: if gpu.is_some() { "nvml-energy-counter".into() } else { "unavailable".into() },
+                    flags: vec![],
+                    power_integrated_j: None,
+                },
+                Figure {
+                    device: "cpu".into(),
+                    kind: Kind::Cpu,
+                    energy_j: Some(cpu),
+                    source: "estimate-tdp".into(),
+                    flags: vec!["too-short".into()],
+                    power_integrated_j: None,
+                },
             ],
             warnings: vec![],
         }

@@ -155,7 +155,10 @@ pub fn steady_state(reqs: &[Req], k: usize) -> Result<(u64, u64), String> {
         return Err("steady-state concurrency is 0".into());
     }
     if n < 2 * k + 2 {
-        return Err(format!("{n} completed requests are too few for a steady state at concurrency {k} (needs at least {})", 2 * k + 2));
+        return Err(format!(
+            "{n} completed requests are too few for a steady state at concurrency {k} (needs at least {})",
+            2 * k + 2
+        ));
     }
     let mut firsts: Vec<u64> = ok.iter().filter_map(|r| r.first_token_at()).collect();
     firsts.sort_unstable();
@@ -204,7 +207,9 @@ fn num(cfg: &Value, path: &str, default: f64) -> Result<f64, String> {
     match crate::get(cfg, path) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Number(n)) => n.as_f64().ok_or_else(|| format!("{path} = {n} is not a number")),
-        Some(Value::String(s)) if matches!(s.trim(), "inf" | "+inf" | "infinity" | "Infinity" | ".inf") => Ok(f64::INFINITY),
+        Some(Value::String(s)) if matches!(s.trim(), "inf" | "+inf" | "infinity" | "Infinity" | ".inf") => {
+            Ok(f64::INFINITY)
+        }
         Some(v) => Err(format!("{path} = {v} must be a number")),
     }
 }
@@ -333,8 +338,14 @@ mod tests {
     #[test]
     fn serving_config_defaults_and_refusals() {
         let c = ServingConfig::read(&json!({})).expect("defaults");
-        assert_eq!((c.profile.as_str(), c.cap(), c.request_rate.is_infinite(), c.max_consecutive_failures), ("sequential", Some(1), true, 20));
-        let c = ServingConfig::read(&json!({"serving": {"profile": "rate", "request_rate": 12.5, "burstiness": "inf", "max_concurrency": 8}})).expect("rate");
+        assert_eq!(
+            (c.profile.as_str(), c.cap(), c.request_rate.is_infinite(), c.max_consecutive_failures),
+            ("sequential", Some(1), true, 20)
+        );
+        let c = ServingConfig::read(
+            &json!({"serving": {"profile": "rate", "request_rate": 12.5, "burstiness": "inf", "max_concurrency": 8}}),
+        )
+        .expect("rate");
         assert_eq!((c.request_rate, c.burstiness.is_infinite(), c.cap()), (12.5, true, Some(8)));
         assert_eq!(c.to_json()["burstiness"], "inf");
         for (bad, says) in [

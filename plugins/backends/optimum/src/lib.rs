@@ -40,7 +40,13 @@ fn params(max: u32, min: u32, s: &Settings) -> inference::GenerationParams {
 }
 
 /// One pass over every batch; returns (prompt tokens, new tokens, seconds in the engine).
-fn pass(engine: u64, batches: &[Vec<String>], p: &inference::GenerationParams, label: &str, total: u64) -> Result<(u64, u64, f64), String> {
+fn pass(
+    engine: u64,
+    batches: &[Vec<String>],
+    p: &inference::GenerationParams,
+    label: &str,
+    total: u64,
+) -> Result<(u64, u64, f64), String> {
     let (mut input, mut output, mut ns) = (0u64, 0u64, 0u64);
     let mut done = 0u64;
     log::progress(label, 0, total, "samples");
@@ -105,13 +111,18 @@ impl Guest for Optimum {
         // preprocess_dataset: prefix, drop empty rows when batches are single prompts (as
         // optimum does), select num_samples, tokenize.
         let ((prompts, input_tokens), w_preprocess) = metered("preprocess_dataset", || {
-            let mut prompts: Vec<String> = rows.rows.iter().map(|r| format!("{}{}", s.prefix, r.first().cloned().unwrap_or_default())).collect();
+            let mut prompts: Vec<String> =
+                rows.rows.iter().map(|r| format!("{}{}", s.prefix, r.first().cloned().unwrap_or_default())).collect();
             if s.batch_size == 1 {
                 prompts.retain(|p| !p.trim().is_empty());
             }
             if let Some(n) = s.num_samples {
                 if prompts.len() < n as usize {
-                    return Err(format!("dataset {} has {} usable rows; scenario.num_samples asks for {n}", s.dataset, prompts.len()));
+                    return Err(format!(
+                        "dataset {} has {} usable rows; scenario.num_samples asks for {n}",
+                        s.dataset,
+                        prompts.len()
+                    ));
                 }
                 prompts.truncate(n as usize);
             }
@@ -139,9 +150,11 @@ impl Guest for Optimum {
         let mut timings = Vec::new();
         for it in 0..s.iterations {
             let suffix = if s.iterations > 1 { format!("_{it}") } else { String::new() };
-            let ((pin, pout, ps), wp) = metered(&format!("prefill{suffix}"), || pass(engine, &batches, &params(1, 1, &s), "prefill", n))?;
-            let ((gin, gout, gs), wg) =
-                metered(&format!("generate{suffix}"), || pass(engine, &batches, &params(s.max_new_tokens, s.min_new_tokens, &s), "generate", n))?;
+            let ((pin, pout, ps), wp) =
+                metered(&format!("prefill{suffix}"), || pass(engine, &batches, &params(1, 1, &s), "prefill", n))?;
+            let ((gin, gout, gs), wg) = metered(&format!("generate{suffix}"), || {
+                pass(engine, &batches, &params(s.max_new_tokens, s.min_new_tokens, &s), "generate", n)
+            })?;
             timings.push(json!({"prefill": {"engine_s": ps, "input_tokens": pin, "new_tokens": pout}, "generate": {"engine_s": gs, "input_tokens": gin, "new_tokens": gout}}));
             prefills.push(wp);
             generates.push(wg);
@@ -168,21 +181,41 @@ impl Guest for Optimum {
         let decode_volume = (n * u64::from(s.max_new_tokens.saturating_sub(1))) as f64;
         let all: Vec<&Window> = prefills.iter().chain(generates.iter()).collect();
         let mut report = serde_json::Map::new();
-        report.insert("load_dataset".into(), phase(Some(&e_load_dataset), None, None, Some(provenance(&[&w_load_dataset]))));
+        report.insert(
+            "load_dataset".into(),
+            phase(Some(&e_load_dataset), None, None, Some(provenance(&[&w_load_dataset]))),
+        );
         report.insert(
             "preprocess_dataset".into(),
-            phase(Some(&e_preprocess), Some(efficiency(n as f64, "samples/kWh", &e_preprocess)), None, Some(provenance(&[&w_preprocess]))),
+            phase(
+                Some(&e_preprocess),
+                Some(efficiency(n as f64, "samples/kWh", &e_preprocess)),
+                None,
+                Some(provenance(&[&w_preprocess])),
+            ),
         );
         report.insert("load_model".into(), phase(Some(&e_load_model), None, None, Some(provenance(&[&w_load_model]))));
         report.insert(
             "prefill".into(),
-            phase(Some(&prefill), Some(efficiency(n as f64, "samples/kWh", &prefill)), measures(&e_prefill), Some(provenance(&prefills.iter().collect::<Vec<_>>()))),
+            phase(
+                Some(&prefill),
+                Some(efficiency(n as f64, "samples/kWh", &prefill)),
+                measures(&e_prefill),
+                Some(provenance(&prefills.iter().collect::<Vec<_>>())),
+            ),
         );
         report.insert(
             "decode".into(),
-            phase(Some(&decode), Some(efficiency(decode_volume, "tokens/kWh", &decode)), measures(&e_decode), Some(provenance(&all))),
+            phase(
+                Some(&decode),
+                Some(efficiency(decode_volume, "tokens/kWh", &decode)),
+                measures(&e_decode),
+                Some(provenance(&all)),
+            ),
         );
-        for w in [&w_load_dataset, &w_preprocess, &w_load_model].into_iter().chain(prefills.iter()).chain(generates.iter()) {
+        for w in
+            [&w_load_dataset, &w_preprocess, &w_load_model].into_iter().chain(prefills.iter()).chain(generates.iter())
+        {
             for msg in &w.warnings {
                 if !warnings.contains(msg) {
                     warnings.push(msg.clone());

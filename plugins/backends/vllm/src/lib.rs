@@ -86,9 +86,14 @@ impl Guest for Vllm {
         }
         let s = Settings::read(&local_view, 10)?;
         let sc = ServingConfig::read(&cfg)?;
-        let api = if reasoning || sc.api == "chat" { inference::RemoteApi::ChatCompletions } else { inference::RemoteApi::Completions };
+        let api = if reasoning || sc.api == "chat" {
+            inference::RemoteApi::ChatCompletions
+        } else {
+            inference::RemoteApi::Completions
+        };
         // ai_energy_benchmarks sends temperature 0.7; `do_sample: false` asks for greedy.
-        let sampling = es_backend_common::get(&cfg, "scenario.generate_kwargs.do_sample").and_then(Value::as_bool).unwrap_or(true);
+        let sampling =
+            es_backend_common::get(&cfg, "scenario.generate_kwargs.do_sample").and_then(Value::as_bool).unwrap_or(true);
         let fixed_length = s.min_new_tokens == s.max_new_tokens;
         let params = inference::GenerationParams {
             max_new_tokens: s.max_new_tokens,
@@ -130,7 +135,12 @@ impl Guest for Vllm {
 
         let profile = match sc.profile.as_str() {
             "concurrency" => LoadProfile::Concurrency(sc.concurrency),
-            "rate" => LoadProfile::Rate(RateProfile { requests_per_s: sc.request_rate, burstiness: sc.burstiness, seed: sc.seed, max_concurrency: sc.max_concurrency }),
+            "rate" => LoadProfile::Rate(RateProfile {
+                requests_per_s: sc.request_rate,
+                burstiness: sc.burstiness,
+                seed: sc.seed,
+                max_concurrency: sc.max_concurrency,
+            }),
             _ => LoadProfile::Sequential,
         };
         let limits = inference::LoadLimits {
@@ -150,7 +160,8 @@ impl Guest for Vllm {
         }
 
         log::progress("requests", 0, prompts.len() as u64, "requests");
-        let (load, w) = metered("inference", || inference::run_load(engine, &prompts, params, profile, limits).map_err(inf_err))?;
+        let (load, w) =
+            metered("inference", || inference::run_load(engine, &prompts, params, profile, limits).map_err(inf_err))?;
         inference::close_engine(engine);
         log::progress("requests", load.requests.len() as u64, prompts.len() as u64, "requests");
 
@@ -184,7 +195,10 @@ impl Guest for Vllm {
 
         // ML.ENERGY's steady state, cut from the timeline once its edges are known.
         // A cap the load never reached is not its concurrency: the smaller of cap and peak.
-        let k = sc.steady_state_concurrency.unwrap_or_else(|| sc.cap().map_or(load.peak_concurrency, |c| c.min(load.peak_concurrency))).max(1);
+        let k = sc
+            .steady_state_concurrency
+            .unwrap_or_else(|| sc.cap().map_or(load.peak_concurrency, |c| c.min(load.peak_concurrency)))
+            .max(1);
         let steady = match serving::steady_state(&reqs, k as usize) {
             Ok((start, end)) => match meter::reading_between("steady_state", start, end) {
                 Ok(r) => {
@@ -244,17 +258,26 @@ impl Guest for Vllm {
         for r in &load.requests {
             *sources.entry(source_name(r.token_source)).or_default() += 1;
         }
-        let mean_s = |v: Vec<f64>| if v.is_empty() { Value::Null } else { json!(v.iter().sum::<f64>() / v.len() as f64) };
+        let mean_s =
+            |v: Vec<f64>| if v.is_empty() { Value::Null } else { json!(v.iter().sum::<f64>() / v.len() as f64) };
         let ok_reqs: Vec<&Req> = reqs.iter().filter(|r| r.ok()).collect();
 
         // Completeness: nothing left unsent, failures within the threshold.
         let mut incomplete: Vec<String> = Vec::new();
         if let Some(why) = &load.stopped {
-            incomplete.push(format!("sending stopped early: {why}; {} of {} prompts were not sent", load.not_sent, prompts.len()));
+            incomplete.push(format!(
+                "sending stopped early: {why}; {} of {} prompts were not sent",
+                load.not_sent,
+                prompts.len()
+            ));
         }
         let sent = reqs.len() as f64;
         if sent > 0.0 && failed as f64 / sent > sc.max_failed_fraction {
-            incomplete.push(format!("{failed} of {} requests failed, above serving.max_failed_fraction = {}", reqs.len(), sc.max_failed_fraction));
+            incomplete.push(format!(
+                "{failed} of {} requests failed, above serving.max_failed_fraction = {}",
+                reqs.len(),
+                sc.max_failed_fraction
+            ));
         }
         if completed == 0 {
             incomplete.push("no request completed".into());
@@ -348,7 +371,10 @@ impl Guest for Vllm {
                 "warnings": w.warnings.iter().cloned().chain(warnings).collect::<Vec<_>>(),
             },
         });
-        Ok(RunOutput { report_json: serde_json::to_string_pretty(&report).unwrap_or_default(), complete: incomplete.is_empty() })
+        Ok(RunOutput {
+            report_json: serde_json::to_string_pretty(&report).unwrap_or_default(),
+            complete: incomplete.is_empty(),
+        })
     }
 }
 

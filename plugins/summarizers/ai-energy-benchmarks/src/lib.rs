@@ -9,7 +9,7 @@ wit_bindgen::generate!({
     world: "summarizer-plugin",
 });
 
-use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, Summary, SummarizerInfo};
+use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, SummarizerInfo, Summary};
 use serde_json::{Map, Value};
 
 const FORMAT: &str = "ai_energy_benchmarks";
@@ -32,7 +32,11 @@ impl Guest for AiEnergyBenchmarks {
             Some(Value::Object(e)) if e.contains_key("gpu_energy_wh") || e.contains_key("gpu_energy_kwh") => 1.0,
             Some(Value::Object(e)) if e.contains_key("total_energy_wh") && obj.contains_key("summary") => 0.9,
             // Metrics disabled: still this format, so that summarizing says so.
-            Some(Value::Object(e)) if e.is_empty() && obj.contains_key("summary") && obj.contains_key("metrics_metadata") => 0.9,
+            Some(Value::Object(e))
+                if e.is_empty() && obj.contains_key("summary") && obj.contains_key("metrics_metadata") =>
+            {
+                0.9
+            }
             _ => 0.0,
         }
     }
@@ -86,7 +90,9 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
     let gpu_wh = match (wh, kwh) {
         (Some(wh), Some(kwh)) => {
             if (wh - kwh * 1000.0).abs() > 1e-6 * wh.abs().max(1.0) {
-                warnings.push(format!("energy.gpu_energy_wh ({wh}) and gpu_energy_kwh ({kwh}) disagree; used gpu_energy_wh"));
+                warnings.push(format!(
+                    "energy.gpu_energy_wh ({wh}) and gpu_energy_kwh ({kwh}) disagree; used gpu_energy_wh"
+                ));
             }
             wh
         }

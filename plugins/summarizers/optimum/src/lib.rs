@@ -16,7 +16,7 @@ wit_bindgen::generate!({
     world: "summarizer-plugin",
 });
 
-use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, Summary, SummarizerInfo};
+use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, SummarizerInfo, Summary};
 use serde_json::{Map, Value};
 
 const FORMAT: &str = "optimum";
@@ -25,8 +25,17 @@ const FORMAT: &str = "optimum";
 const COUNTED: &[&str] = &["preprocess", "preprocess_dataset", "prefill", "decode", "forward", "call"];
 /// Every phase name optimum-benchmark writes, on any branch.
 const KNOWN: &[&str] = &[
-    "preprocess", "preprocess_dataset", "prefill", "decode", "forward", "call", "per_token",
-    "load", "load_dataset", "load_model", "generate",
+    "preprocess",
+    "preprocess_dataset",
+    "prefill",
+    "decode",
+    "forward",
+    "call",
+    "per_token",
+    "load",
+    "load_dataset",
+    "load_model",
+    "generate",
 ];
 /// Keys of a phase object (`BenchmarkMeasurements`).
 const PHASE_KEYS: &[&str] = &["memory", "latency", "throughput", "energy", "efficiency", "measures"];
@@ -38,7 +47,8 @@ impl Guest for Optimum {
         SummarizerInfo {
             name: FORMAT.into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "optimum-benchmark reports (energy_star main and energy_star_dev shapes, benchmark.json wrapper)".into(),
+            description:
+                "optimum-benchmark reports (energy_star main and energy_star_dev shapes, benchmark.json wrapper)".into(),
             formats: vec![FORMAT.into()],
         }
     }
@@ -213,7 +223,12 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
         } else {
             format!(
                 "report has no energy for preprocess, prefill, decode, forward or call (energy tracking was off?); phases present: {}",
-                phases.iter().map(|p| p.name.as_str()).chain(no_energy.iter().map(String::as_str)).collect::<Vec<_>>().join(", ")
+                phases
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .chain(no_energy.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         });
     }
@@ -232,7 +247,11 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
     } else {
         let missing: Vec<&str> = counted.iter().filter(|p| p.gpu_wh.is_none()).map(|p| p.name.as_str()).collect();
         if !missing.is_empty() {
-            warnings.push(format!("no GPU energy for {}: the total covers {} only", missing.join(", "), with_gpu.join(", ")));
+            warnings.push(format!(
+                "no GPU energy for {}: the total covers {} only",
+                missing.join(", "),
+                with_gpu.join(", ")
+            ));
         }
         (Some(counted.iter().filter_map(|p| p.gpu_wh).sum()), None)
     };

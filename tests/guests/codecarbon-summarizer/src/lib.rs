@@ -3,7 +3,7 @@
 
 wit_bindgen::generate!({ path: "../../../wit/energy-star-plugin@0.1.0", world: "summarizer-plugin" });
 
-use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, Summary, SummarizerInfo};
+use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, SummarizerInfo, Summary};
 use serde_json::Value;
 
 struct CodeCarbon;

@@ -26,7 +26,8 @@ impl Guest for Echo {
     fn run(req: RunRequest) -> Result<RunOutput, String> {
         let t0 = clock::now_ns();
         log::log(log::Level::Info, "echo backend running");
-        let report = req.settings.iter().find(|(k, _)| k == "ECHO_REPORT").map(|(_, v)| v.clone()).ok_or("no ECHO_REPORT")?;
+        let report =
+            req.settings.iter().find(|(k, _)| k == "ECHO_REPORT").map(|(_, v)| v.clone()).ok_or("no ECHO_REPORT")?;
         let meter = match meter::devices() {
             Ok(d) => format!("{} devices", d.len()),
             Err(e) => format!("{e:?}"),

@@ -4,7 +4,7 @@
 
 wit_bindgen::generate!({ path: "../../../wit/energy-star-plugin@0.1.0", world: "summarizer-plugin" });
 
-use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, Summary, SummarizerInfo};
+use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, SummarizerInfo, Summary};
 use serde_json::Value;
 
 struct Hostile;
@@ -17,17 +17,28 @@ fn summary(total: f64, phase: f64) -> Summary {
     Summary {
         format: "hostile".into(),
         total_wh: Some(total),
-            gpu_absent_reason: None,
+        gpu_absent_reason: None,
+        cpu_wh: None,
+        ram_wh: None,
+        phases: vec![PhaseEnergy {
+            name: "decode".into(),
+            gpu_wh: Some(phase),
             cpu_wh: None,
             ram_wh: None,
-        phases: vec![PhaseEnergy { name: "decode".into(), gpu_wh: Some(phase), cpu_wh: None, ram_wh: None, counted: true }],
+            counted: true,
+        }],
         warnings: vec![],
     }
 }
 
 impl Guest for Hostile {
     fn info() -> SummarizerInfo {
-        SummarizerInfo { name: "hostile".into(), version: "6.6.6".into(), description: "misbehaves".into(), formats: vec!["hostile".into()] }
+        SummarizerInfo {
+            name: "hostile".into(),
+            version: "6.6.6".into(),
+            description: "misbehaves".into(),
+            formats: vec!["hostile".into()],
+        }
     }
 
     fn detect(report: String) -> f32 {

@@ -3,14 +3,19 @@
 
 wit_bindgen::generate!({ path: "../../../wit/energy-star-plugin@0.1.0", world: "summarizer-plugin" });
 
-use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, Summary, SummarizerInfo};
+use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, SummarizerInfo, Summary};
 use serde_json::Value;
 
 struct Override;
 
 impl Guest for Override {
     fn info() -> SummarizerInfo {
-        SummarizerInfo { name: "optimum".into(), version: "9.9.9".into(), description: "prefill only".into(), formats: vec!["optimum".into()] }
+        SummarizerInfo {
+            name: "optimum".into(),
+            version: "9.9.9".into(),
+            description: "prefill only".into(),
+            formats: vec!["optimum".into()],
+        }
     }
 
     fn detect(report: String) -> f32 {
@@ -30,7 +35,13 @@ impl Guest for Override {
             gpu_absent_reason: None,
             cpu_wh: None,
             ram_wh: None,
-            phases: vec![PhaseEnergy { name: "prefill".into(), gpu_wh: Some(wh), cpu_wh: None, ram_wh: None, counted: true }],
+            phases: vec![PhaseEnergy {
+                name: "prefill".into(),
+                gpu_wh: Some(wh),
+                cpu_wh: None,
+                ram_wh: None,
+                counted: true,
+            }],
             warnings: vec!["summarized by the drop-in override".into()],
         })
     }

@@ -2,13 +2,18 @@
 
 wit_bindgen::generate!({ path: "wit", world: "summarizer-plugin" });
 
-use exports::energy_star::plugin::summarizer::{Guest, Summary, SummarizerInfo};
+use exports::energy_star::plugin::summarizer::{Guest, SummarizerInfo, Summary};
 
 struct Future;
 
 impl Guest for Future {
     fn info() -> SummarizerInfo {
-        SummarizerInfo { name: "future".into(), version: "2.0.0".into(), description: "from the future".into(), formats: vec!["future".into()] }
+        SummarizerInfo {
+            name: "future".into(),
+            version: "2.0.0".into(),
+            description: "from the future".into(),
+            formats: vec!["future".into()],
+        }
     }
     fn detect(_report: String) -> f32 {
         0.0
