@@ -11,9 +11,9 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
 }
 
-/// The shared samples and fixtures (`../shared` beside the checkout).
-pub fn shared() -> PathBuf {
-    root().parent().expect("checkout has a parent").join("shared")
+/// The samples and fixtures the tests read, inside the checkout (`tests/fixtures`).
+pub fn fixtures() -> PathBuf {
+    root().join("tests").join("fixtures")
 }
 
 /// `target/` and the profile folder the tests were built into.

@@ -1,6 +1,6 @@
 use std::path::Path;
 
-use energy_star_tests::{cache_dir, energy_star, folder_with, guests, read_json, shared};
+use energy_star_tests::{cache_dir, energy_star, fixtures, folder_with, guests, read_json};
 use serde_json::Value;
 
 fn listing(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
@@ -49,7 +49,7 @@ fn dropped_in_summarizer_reads_a_new_format() {
     let g = guests();
     let plugins = folder_with(&[(&g.codecarbon_summarizer, "codecarbon.wasm")]);
     let results = folder_with(&[(
-        &shared().join("samples/optimum/benchlab-llama3_8B-prefill_codecarbon.json"),
+        &fixtures().join("samples/optimum/benchlab-llama3_8B-prefill_codecarbon.json"),
         "benchmark_report.json",
     )]);
     let dirs = plugins.path().to_str().expect("utf-8");
@@ -80,7 +80,7 @@ fn dropped_in_plugin_with_a_builtin_name_replaces_it_and_the_listing_says_so() {
     assert!(table.contains("(replaces built-in)"), "{table}");
     // And it is the one used: it counts prefill only (74.68 Wh on this sample).
     let results = folder_with(&[(
-        &shared().join("samples/optimum/benchlab-llama3_8B-benchmark_report.json"),
+        &fixtures().join("samples/optimum/benchlab-llama3_8B-benchmark_report.json"),
         "benchmark_report.json",
     )]);
     energy_star(results.path(), &["--plugin-dir", dirs, "summarize", "."], &[]).success();

@@ -1,13 +1,13 @@
 use std::path::Path;
 
-use energy_star_tests::{energy_star, folder_with, guests, read_json, shared};
+use energy_star_tests::{energy_star, fixtures, folder_with, guests, read_json};
 
 fn echo_plugins() -> tempfile::TempDir {
     folder_with(&[(&guests().echo_backend, "echo.wasm")])
 }
 
 fn sample_text(rel: &str) -> String {
-    std::fs::read_to_string(shared().join("samples").join(rel)).expect("sample")
+    std::fs::read_to_string(fixtures().join("samples").join(rel)).expect("sample")
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn the_offline_default_runs_the_ai_energy_benchmarks_workload() {
     let report = read_json(&cwd.path().join("results/benchmark_report.json"));
     // The keys AI Energy Score's tools read, in the sample's order.
     let sample = read_json(
-        &energy_star_tests::shared().join("samples/ai_energy_benchmarks/SYNTHETIC_pytorch_benchmark_report.json"),
+        &energy_star_tests::fixtures().join("samples/ai_energy_benchmarks/SYNTHETIC_pytorch_benchmark_report.json"),
     );
     for (section, fields) in sample.as_object().expect("sample") {
         if section == "gpu_stats" {

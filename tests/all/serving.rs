@@ -63,7 +63,7 @@ fn a_streamed_run_writes_the_ai_energy_benchmarks_report_with_serving_metrics() 
     let r = cwd.path().join("results");
     let report = read_json(&r.join("benchmark_report.json"));
     let sample = read_json(
-        &energy_star_tests::shared().join("samples/ai_energy_benchmarks/SYNTHETIC_vllm_benchmark_report.json"),
+        &energy_star_tests::fixtures().join("samples/ai_energy_benchmarks/SYNTHETIC_vllm_benchmark_report.json"),
     );
     for (section, fields) in sample.as_object().expect("sample") {
         if section == "gpu_stats" {

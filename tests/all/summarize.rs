@@ -1,10 +1,10 @@
 use std::path::{Path, PathBuf};
 
-use energy_star_tests::{energy_star, folder_with, read_json, shared};
+use energy_star_tests::{energy_star, fixtures, folder_with, read_json};
 use serde_json::{Value, json};
 
 fn sample(rel: &str) -> PathBuf {
-    shared().join("samples").join(rel)
+    fixtures().join("samples").join(rel)
 }
 
 /// Summarizes `report` (copied into a fresh results folder as benchmark_report.json).

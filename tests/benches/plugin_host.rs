@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use energy_star::plugins::{HostServices, Origin, PluginKind, PluginRuntime, PluginSet, RuntimeOptions, load_plugin};
-use energy_star_tests::{bin, folder_with, guests, shared};
+use energy_star_tests::{bin, fixtures, folder_with, guests};
 
 fn stats(mut xs: Vec<Duration>) -> (Duration, Duration, Duration) {
     xs.sort();
@@ -43,7 +43,7 @@ fn main() {
             .join("plugins/wasm32-wasip2/plugin/es_summarizer_optimum.wasm"),
     )
     .expect("the built-in optimum summarizer (built by host/build.rs)");
-    let report = std::fs::read_to_string(shared().join("samples/optimum/benchlab-llama3_8B-benchmark_report.json"))
+    let report = std::fs::read_to_string(fixtures().join("samples/optimum/benchlab-llama3_8B-benchmark_report.json"))
         .expect("sample");
     println!("| what | runs | min | median | max |\n|---|---|---|---|---|");
 
@@ -121,7 +121,7 @@ fn main() {
 
     // A whole `energy-star summarize` process (release binary), warm cache and without it.
     let dir = folder_with(&[(
-        &shared().join("samples/optimum/benchlab-llama3_8B-benchmark_report.json"),
+        &fixtures().join("samples/optimum/benchlab-llama3_8B-benchmark_report.json"),
         "benchmark_report.json",
     )]);
     for (label, extra) in [
