@@ -280,19 +280,47 @@ fn a_failed_run_keeps_what_it_wrote_and_is_marked_incomplete() {
     assert_eq!(status["incomplete_reasons"], serde_json::json!(["asked to be incomplete"]));
     assert!(results.join("GPU_ENERGY_WH.txt").exists());
 
-    // A failed rerun in the same folder sets the earlier figures aside instead of leaving them
-    // beside its own failed status (or deleting them).
+    // A rerun in the same folder moves everything of the earlier run (whoever wrote it) into its
+    // own new folder under previous-runs/: nothing is deleted, however many reruns follow.
+    let earlier_of = |results: &Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(results.join("previous-runs"))
+            .map(|rd| rd.map(|e| e.expect("entry").path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    std::fs::write(results.join("report.html"), "<html>made by `energy-star report`</html>").expect("write");
+    energy_star(
+        cwd.path(),
+        &["--plugin-dir", dir, "--config-name", "text_generation"],
+        &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", "{\"fail_after_write\": 1}")],
+    )
+    .fails_with(1, &["marked failed", "the earlier run in"]);
+    for gone in ["GPU_ENERGY_WH.txt", "GPU_ENERGY_SUMMARY.json", "benchmark_report.json", "report.html"] {
+        assert!(!results.join(gone).exists(), "{gone} of the earlier run is still at the top level");
+    }
     energy_star(
         cwd.path(),
         &["--plugin-dir", dir, "--config-name", "text_generation"],
         &[("BENCHMARK_BACKEND", "echo"), ("ECHO_REPORT", "{\"fail_after_write\": 1}")],
     )
     .fails_with(1, &["marked failed"]);
-    assert!(!results.join("GPU_ENERGY_WH.txt").exists() && !results.join("benchmark_report.json").exists());
-    assert!(
-        results.join("previous-run/GPU_ENERGY_WH.txt").exists()
-            && results.join("previous-run/benchmark_report.json").exists()
-    );
+    let earlier = earlier_of(&results);
+    assert_eq!(earlier.len(), 3, "three reruns, three folders: {earlier:?}");
+    // The runs in order: failed, incomplete (with a report, summaries and the page), failed.
+    let states: Vec<String> = earlier
+        .iter()
+        .map(|d| read_json(&d.join("run_status.json"))["state"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(states, ["failed", "incomplete", "failed"]);
+    let with_report = &earlier[1];
+    for kept in ["benchmark_report.json", "GPU_ENERGY_WH.txt", "report.html", "energy_meter.json", "echo/notes.json"] {
+        assert!(with_report.join(kept).exists(), "{kept} of the incomplete run was lost");
+    }
+    assert!(earlier[0].join("echo/notes.json").exists() && earlier[2].join("echo/notes.json").exists());
+    // summarize never reads a set-aside run unless pointed at it.
+    energy_star(cwd.path(), &["summarize", "results"], &[]).fails_with(1, &["no benchmark_report.json"]);
+    energy_star(cwd.path(), &["summarize", with_report.to_str().expect("utf-8")], &[]).success();
 }
 
 #[test]

@@ -244,7 +244,17 @@ pub fn run(
             cache.display()
         )));
     }
-    set_aside_previous_outputs(&dir)?;
+    let set_aside = results::set_aside_earlier_run(&dir)?;
+    if let Some(to) = &set_aside.moved_to {
+        eprintln!("energy-star: the earlier run in {} was moved to {}", dir.display(), to.display());
+    }
+    if !set_aside.left_in_place.is_empty() {
+        eprintln!(
+            "energy-star: warning: {} holds files that no run wrote ({}); they are left in place",
+            dir.display(),
+            set_aside.left_in_place.join(", ")
+        );
+    }
     write_atomic(&dir.join("effective_config.yaml"), cfg.to_yaml().as_bytes())?;
     let started = now_s();
     let mut status = json!({
@@ -254,6 +264,7 @@ pub fn run(
         "config_name": cfg.name,
         "config_source": cfg.source,
         "started_unix_s": started,
+        "earlier_run_moved_to": set_aside.moved_to.as_ref().and_then(|p| p.strip_prefix(&dir).ok()).map(|p| p.display().to_string()),
     });
     write_status(&dir, &status)?;
 
@@ -339,30 +350,4 @@ fn allowed_names(cfg: &Config) -> Vec<String> {
         .iter()
         .filter_map(|k| cfg.get(k).and_then(serde_json::Value::as_str).map(str::to_string))
         .collect()
-}
-
-/// Moves a previous run's outputs into `previous-run/`, so that a failed rerun never leaves
-/// old figures beside a new status, and nothing measured before is deleted.
-fn set_aside_previous_outputs(dir: &Path) -> Result<(), ResultsError> {
-    let names = [
-        "benchmark_report.json",
-        "GPU_ENERGY_WH.txt",
-        "GPU_ENERGY_SUMMARY.json",
-        "run_status.json",
-        ENERGY_RECORD,
-        meter::timeline::TIMELINE_CSV,
-        meter::timeline::WINDOWS_CSV,
-    ];
-    let found: Vec<&str> = names.iter().copied().filter(|n| dir.join(n).is_file()).collect();
-    if found.is_empty() {
-        return Ok(());
-    }
-    let prev = dir.join("previous-run");
-    let _ = std::fs::remove_dir_all(&prev);
-    results::ensure_dir(&prev)?;
-    for n in found {
-        std::fs::rename(dir.join(n), prev.join(n))
-            .map_err(|source| ResultsError::Write { path: prev.join(n), source })?;
-    }
-    Ok(())
 }

@@ -38,7 +38,8 @@ pub enum SummaryError {
 }
 
 /// Finds the report: `target` itself if it is a file, else a report directly in `target`, else
-/// the newest one anywhere below it.
+/// the newest one anywhere below it, never inside a set-aside earlier run (`previous-runs/`):
+/// those are read only when `target` points into one.
 pub fn find_report(target: &Path) -> Result<PathBuf, SummaryError> {
     if target.is_file() {
         return Ok(target.to_path_buf());
@@ -71,7 +72,11 @@ fn walk(dir: &Path, name: &str, newest: &mut Option<(SystemTime, PathBuf)>, dept
         let p = e.path();
         let Ok(ft) = e.file_type() else { continue };
         if ft.is_dir() {
-            walk(&p, name, newest, depth + 1);
+            let set_aside =
+                e.file_name() == crate::results::PREVIOUS_RUNS || e.file_name() == crate::results::LEGACY_PREVIOUS_RUN;
+            if !set_aside {
+                walk(&p, name, newest, depth + 1);
+            }
         } else if ft.is_file() && p.file_name().is_some_and(|n| n == name) {
             let t = e.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
             if newest.as_ref().is_none_or(|(nt, np)| t > *nt || (t == *nt && p > *np)) {
@@ -266,6 +271,16 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(dir.path().join("a/b/benchmark_report.json"), "{}").expect("w");
         assert_eq!(find_report(dir.path()).expect("found"), dir.path().join("a/b/benchmark_report.json"));
+        // An earlier run that was set aside is never picked, however new.
+        std::fs::create_dir_all(dir.path().join("a/previous-runs/x-1")).expect("mkdir");
+        std::fs::write(dir.path().join("a/previous-runs/x-1/benchmark_report.json"), "{}").expect("w");
+        assert_eq!(find_report(dir.path()).expect("found"), dir.path().join("a/b/benchmark_report.json"));
+        let only_earlier = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(only_earlier.path().join("previous-runs/x-1")).expect("mkdir");
+        std::fs::write(only_earlier.path().join("previous-runs/x-1/benchmark_report.json"), "{}").expect("w");
+        assert!(matches!(find_report(only_earlier.path()), Err(SummaryError::NoReport { .. })));
+        let pointed = only_earlier.path().join("previous-runs/x-1");
+        assert_eq!(find_report(&pointed).expect("pointed at"), pointed.join("benchmark_report.json"));
         std::fs::write(dir.path().join("benchmark_report.json"), "{}").expect("w");
         assert_eq!(find_report(dir.path()).expect("found"), dir.path().join("benchmark_report.json"));
     }
