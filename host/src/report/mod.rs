@@ -20,9 +20,13 @@ pub enum ReportError {
     #[error("{0} is not a folder")]
     NotAFolder(PathBuf),
     #[error(
-        "{0} is not a results folder: it has none of run_status.json, benchmark_report.json, energy_meter.json, energy_timeline.csv"
+        "{0} is not a results folder: it has none of run_status.json, benchmark_report.json, energy_meter.json, energy_timeline.csv{1}"
     )]
-    NotResults(PathBuf),
+    NotResults(PathBuf, String),
+    #[error(
+        "{dir} holds no measurements: its run ({state}) wrote no report and no energy record{why}; there is nothing to draw"
+    )]
+    NoMeasurements { dir: PathBuf, state: String, why: String },
     #[error("{file}: {why}")]
     Unreadable { file: PathBuf, why: String },
     #[error(transparent)]
@@ -116,6 +120,19 @@ fn fmt_opt(v: Option<f64>, unit: &str) -> String {
     }
 }
 
+/// Points to the set-aside runs of a folder that holds only those.
+fn earlier_runs_hint(dir: &Path) -> String {
+    let earlier = dir.join(crate::results::PREVIOUS_RUNS);
+    let mut runs: Vec<String> = std::fs::read_dir(&earlier)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    runs.sort();
+    match runs.last() {
+        Some(last) => format!("; its earlier runs are in {}: point `report` at one, e.g. {}", earlier.display(), earlier.join(last).display()),
+        None => String::new(),
+    }
+}
+
 /// Writes `report.html` and `figures/*.svg` into `dir`.
 pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
     if !dir.is_dir() {
@@ -126,8 +143,15 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
     let meter = read_json(dir, "energy_meter.json")?;
     let report = read_json(dir, "benchmark_report.json")?;
     let timeline = std::fs::read_to_string(dir.join("energy_timeline.csv")).ok();
-    if status.is_none() && report.is_none() && meter.is_none() && timeline.is_none() {
-        return Err(ReportError::NotResults(dir.to_path_buf()));
+    if report.is_none() && meter.is_none() && timeline.is_none() {
+        return Err(match &status {
+            Some(s) => ReportError::NoMeasurements {
+                dir: dir.to_path_buf(),
+                state: s["state"].as_str().unwrap_or("state unknown").to_string(),
+                why: s["error"].as_str().map(|e| format!(" (error: {e})")).unwrap_or_default(),
+            },
+            None => ReportError::NotResults(dir.to_path_buf(), earlier_runs_hint(dir)),
+        });
     }
     let mut figures: Vec<(String, String, String)> = Vec::new(); // (file, caption, svg)
 
@@ -381,7 +405,15 @@ mod tests {
     #[test]
     fn a_folder_that_is_not_results_is_refused() {
         let d = tempfile::tempdir().expect("tmp");
-        assert!(matches!(write_report(d.path()), Err(ReportError::NotResults(_))));
+        assert!(matches!(write_report(d.path()), Err(ReportError::NotResults(..))));
+        std::fs::create_dir_all(d.path().join("previous-runs/2026-01-01T00-00-00Z-1")).expect("mkdir");
+        let hint = write_report(d.path()).unwrap_err().to_string();
+        assert!(hint.contains("2026-01-01T00-00-00Z-1"), "{hint}");
+        // A run that failed before anything was measured has nothing to draw: an error, no page.
+        std::fs::write(d.path().join("run_status.json"), r#"{"state": "failed", "error": "no such model"}"#).expect("write");
+        let err = write_report(d.path()).unwrap_err().to_string();
+        assert!(err.contains("holds no measurements") && err.contains("no such model"), "{err}");
+        assert!(!d.path().join("report.html").exists());
         assert!(matches!(write_report(&d.path().join("absent")), Err(ReportError::NotAFolder(_))));
         std::fs::write(d.path().join("run_status.json"), "{not json").expect("write");
         assert!(write_report(d.path()).unwrap_err().to_string().contains("not JSON"));
