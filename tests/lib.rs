@@ -138,6 +138,23 @@ impl Run {
 
 /// Runs `energy-star` in `cwd` with a clean environment (no variables of ours leak in).
 pub fn energy_star(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = command(cwd, args, env);
+    let cmd = format!("{} {}", bin().display(), args.join(" "));
+    let output = c.output().expect("spawn energy-star");
+    Run { cmd, output }
+}
+
+/// Runs `energy-star` with its stdout closed by the reader before it prints (`| head -c 0`).
+pub fn energy_star_with_closed_stdout(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = command(cwd, args, env);
+    c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("spawn energy-star");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait for energy-star");
+    Run { cmd: format!("{} {} | head -c 0", bin().display(), args.join(" ")), output }
+}
+
+fn command(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut c = Command::new(bin());
     c.current_dir(cwd).args(args);
     for var in [
@@ -157,9 +174,7 @@ pub fn energy_star(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     for (k, v) in env {
         c.env(k, v);
     }
-    let cmd = format!("{} {}", bin().display(), args.join(" "));
-    let output = c.output().expect("spawn energy-star");
-    Run { cmd, output }
+    c
 }
 
 /// A folder holding copies of `files` (renamed to `name`), e.g. a results folder with a report.

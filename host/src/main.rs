@@ -14,6 +14,28 @@ use energy_star::plugins::{self, PluginKind, PluginRuntime, PluginSet, RuntimeOp
 use energy_star::run::{self, RunPlan};
 use energy_star::summary;
 
+/// `print!` that returns the write's error instead of panicking: a closed stdout (`| head`)
+/// then ends the command quietly in [`main`], as coreutils and ripgrep do.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `println!` with the write's error returned, as [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// Whether an error is stdout closed by its reader.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
 fn main() -> ExitCode {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // `run` may be implied, as the container's entrypoint passes the arguments of `run`:
@@ -40,6 +62,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(args);
     match dispatch(cli) {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e}");
             ExitCode::from(1)
@@ -88,7 +111,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             command: args.command.clone(),
         };
         let done = measure::run(&plan)?;
-        print!("{}", measure::report(&done, &plan.command));
+        out!("{}", measure::report(&done, &plan.command))?;
         return Ok(match &done.command {
             Some((_, Some(code), false)) => ExitCode::from(u8::try_from(*code).unwrap_or(1)),
             Some((_, _, true)) => ExitCode::from(130),
@@ -103,9 +126,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         let target =
             args.target.clone().or_else(|| env_path("RESULTS_DIR")).unwrap_or_else(|| PathBuf::from("results"));
         let done = energy_star::report::write_report(&target)?;
-        println!("report: {}", done.html.display());
+        outln!("report: {}", done.html.display())?;
         for f in &done.figures {
-            println!("figure: {}", f.display());
+            outln!("figure: {}", f.display())?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -121,9 +144,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         match &args.output {
             Some(p) => {
                 energy_star::results::write_atomic(p, out.as_bytes())?;
-                println!("rated {} models by {metric}: {}", rows.len(), p.display());
+                let rated = rows.iter().filter(|r| r.stars.is_some()).count();
+                let unrated = if rated < rows.len() { format!(" ({} without a figure)", rows.len() - rated) } else { String::new() };
+                outln!("rated {rated} of {} models by {metric}{unrated}: {}", rows.len(), p.display())?;
             }
-            None => print!("{out}"),
+            None => out!("{out}")?,
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -136,24 +161,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }) = &cli.command
     {
         let root = plugins::scaffold::scaffold(dir, name, kind).map_err(anyhow::Error::msg)?;
-        println!(
+        outln!(
             "made {kind} plugin {name} in {}\nbuild it: cd {} && cargo build --release --target wasm32-wasip2",
             root.display(),
             root.display()
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let rt = runtime(&cli.plugins)?;
     let set = discover(&rt, &cli.plugins)?;
     match cli.command {
         Command::Plugins(args) => {
-            print_plugins(&set, args.json);
+            print_plugins(&set, args.json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Summarize(args) => {
             let target = args.target.or_else(|| env_path("RESULTS_DIR")).unwrap_or_else(|| PathBuf::from("results"));
             let done = summary::summarize(&rt, &set, &target)?;
-            print!("{}", summary::banner(&done));
+            out!("{}", summary::banner(&done))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Measure(_) | Command::Generate(_) | Command::Report(_) | Command::Rate(_) | Command::Batch(_) => {
@@ -180,8 +205,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 backend: std::env::var("BENCHMARK_BACKEND").ok(),
             };
             let done = run::run(&rt, &set, &plan, |k| std::env::var(k).ok())?;
-            print!("{}", summary::banner(&done.summary));
-            println!("results: {}", done.results_dir.display());
+            out!("{}", summary::banner(&done.summary))?;
+            outln!("results: {}", done.results_dir.display())?;
             if !done.complete {
                 eprintln!("warning: the run is incomplete; see {}", done.results_dir.join("run_status.json").display());
                 return Ok(ExitCode::from(1));
@@ -215,7 +240,7 @@ fn batch(args: &energy_star::cli::BatchArgs) -> anyhow::Result<ExitCode> {
     let out = &args.output_dir;
     if args.collect {
         let (master, found, missing, failed) = batch::collect_all(&rows, out).map_err(anyhow::Error::msg)?;
-        println!("{}: {found} runs collected ({failed} failed or incomplete), {missing} missing", master.display());
+        outln!("{}: {found} runs collected ({failed} failed or incomplete), {missing} missing", master.display())?;
         return Ok(if missing == 0 && failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
     if let Some(kind) = args.emit {
@@ -237,7 +262,7 @@ fn batch(args: &energy_star::cli::BatchArgs) -> anyhow::Result<ExitCode> {
                 for (name, yaml) in batch::kubernetes_jobs(&rows, &opts, &cluster) {
                     energy_star::results::write_atomic(&dir.join(&name), yaml.as_bytes())?;
                 }
-                println!("{} Kubernetes Jobs in {}: kubectl apply -f {}", rows.len(), dir.display(), dir.display());
+                outln!("{} Kubernetes Jobs in {}: kubectl apply -f {}", rows.len(), dir.display(), dir.display())?;
             }
             Emit::Slurm => {
                 let dir = out.join("slurm");
@@ -246,12 +271,12 @@ fn batch(args: &energy_star::cli::BatchArgs) -> anyhow::Result<ExitCode> {
                 let (script, lines) = batch::slurm_array(&rows, &opts, &cluster, &root.display().to_string());
                 energy_star::results::write_atomic(&dir.join("energy_star_array.sbatch"), script.as_bytes())?;
                 energy_star::results::write_atomic(&dir.join("energy_star_array.args"), lines.as_bytes())?;
-                println!(
+                outln!(
                     "Slurm array of {} tasks in {}: cd {} && sbatch energy_star_array.sbatch",
                     rows.len(),
                     dir.display(),
                     dir.display()
-                );
+                )?;
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -263,14 +288,14 @@ fn batch(args: &energy_star::cli::BatchArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe()?;
     let done = batch::run_local(&exe, &rows, &opts, out, &|| stop.load(std::sync::atomic::Ordering::SeqCst))
         .map_err(anyhow::Error::msg)?;
-    println!(
+    outln!(
         "{}: {} run, {} skipped (done before), {} failed{}",
         done.master.display(),
         done.ran,
         done.skipped,
         done.failed,
         if done.interrupted { ", interrupted" } else { "" }
-    );
+    )?;
     Ok(if done.failed == 0 && !done.interrupted { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
@@ -309,12 +334,12 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         for (prompt, r) in chunk.iter().zip(&out.requests) {
             tokens += r.output_ids.len();
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"prompt": prompt, "input_ids": r.input_ids, "output_ids": r.output_ids, "text": r.text})
-                );
+                )?;
             } else {
-                println!("{prompt}{}", r.text);
+                outln!("{prompt}{}", r.text)?;
             }
         }
     }
@@ -352,7 +377,7 @@ fn read_prompts(file: &std::path::Path) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-fn print_plugins(set: &PluginSet, json: bool) {
+fn print_plugins(set: &PluginSet, json: bool) -> std::io::Result<()> {
     if json {
         for p in &set.plugins {
             let m = &p.meta;
@@ -367,11 +392,11 @@ fn print_plugins(set: &PluginSet, json: bool) {
                 "required_settings": m.required_settings.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
                 "description": m.description,
             });
-            println!("{line}");
+            outln!("{line}")?;
         }
-        return;
+        return Ok(());
     }
-    println!("{:<24} {:<11} {:<9} {:<5} ORIGIN", "NAME", "KIND", "VERSION", "API");
+    outln!("{:<24} {:<11} {:<9} {:<5} ORIGIN", "NAME", "KIND", "VERSION", "API")?;
     for kind in [PluginKind::Backend, PluginKind::Summarizer] {
         for p in set.of_kind(kind) {
             let m = &p.meta;
@@ -382,8 +407,8 @@ fn print_plugins(set: &PluginSet, json: bool) {
                     m.replaces.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(", ")
                 ));
             }
-            println!("{:<24} {:<11} {:<9} {:<5} {origin}", m.name, m.kind.as_str(), m.version, m.api_version);
+            outln!("{:<24} {:<11} {:<9} {:<5} {origin}", m.name, m.kind.as_str(), m.version, m.api_version)?;
         }
     }
-    println!("\nAPI versions accepted: {}", plugins::bindings::ACCEPTED_API_VERSIONS.join(", "));
+    outln!("\nAPI versions accepted: {}", plugins::bindings::ACCEPTED_API_VERSIONS.join(", "))
 }

@@ -2,6 +2,7 @@
 //! `energy-star` binary in a temporary folder, or the library where a test needs one process
 //! to survive a plugin's failure.
 
+mod cli; // closed pipes, options anywhere, bounds and wording of errors
 mod configs; // configs compose, overrides and YAML errors through `run`
 mod container; // the Dockerfile's entrypoint and environment, the seed's commands against the binary
 mod generate; // `energy-star generate`: the fixture token for token, sampling, bad input
