@@ -228,8 +228,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub results_dir: Option<PathBuf>,
 
-    /// Hydra-style overrides: key=value, +key=value, ++key=value, ~key.
-    #[arg(value_name = "OVERRIDE", allow_hyphen_values = true)]
+    /// Hydra-style overrides: key=value, +key=value, ++key=value, ~key. Options may come
+    /// before, between or after them, as in Hydra's own command line.
+    #[arg(value_name = "OVERRIDE")]
     pub overrides: Vec<String>,
 }
 

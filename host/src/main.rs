@@ -72,7 +72,10 @@ fn main() -> ExitCode {
 
 fn runtime(opts: &PluginOptions) -> anyhow::Result<PluginRuntime> {
     if !(opts.plugin_time_limit_s > 0.0 && opts.plugin_time_limit_s <= 86_400.0) {
-        anyhow::bail!("--plugin-time-limit-s must be between 0 and 86400 seconds, got {}", opts.plugin_time_limit_s);
+        anyhow::bail!(
+            "--plugin-time-limit-s must be more than 0 and at most 86400 seconds, got {}",
+            opts.plugin_time_limit_s
+        );
     }
     if opts.plugin_memory_mib == 0 {
         anyhow::bail!("--plugin-memory-mib must be at least 1");
@@ -145,7 +148,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(p) => {
                 energy_star::results::write_atomic(p, out.as_bytes())?;
                 let rated = rows.iter().filter(|r| r.stars.is_some()).count();
-                let unrated = if rated < rows.len() { format!(" ({} without a figure)", rows.len() - rated) } else { String::new() };
+                let unrated = if rated < rows.len() {
+                    format!(" ({} without a figure)", rows.len() - rated)
+                } else {
+                    String::new()
+                };
                 outln!("rated {rated} of {} models by {metric}{unrated}: {}", rows.len(), p.display())?;
             }
             None => out!("{out}")?,

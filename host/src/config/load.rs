@@ -43,6 +43,26 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
+    /// A folder the user named (`--config-dir` or `ENERGY_STAR_CONFIG_DIR`): it must be a
+    /// folder, never silently replaced by the built-ins alone.
+    pub fn new(dir: Option<PathBuf>) -> Result<Self, ConfigError> {
+        if let Some(d) = &dir {
+            let why = match std::fs::metadata(d) {
+                Ok(m) if m.is_dir() => None,
+                Ok(_) => Some("it is a file".to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = why {
+                return Err(ConfigError::NoConfigDir {
+                    which: "--config-dir (or ENERGY_STAR_CONFIG_DIR)",
+                    path: d.clone(),
+                    why,
+                });
+            }
+        }
+        Ok(Self { dir })
+    }
+
     /// Reads config `name` (a path relative to the folder, without `.yaml`).
     fn read(&self, name: &str) -> Result<Option<(Value, String)>, ConfigError> {
         if let Some(dir) = &self.dir {

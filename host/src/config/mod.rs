@@ -36,6 +36,12 @@ pub enum ConfigError {
     #[error("override {text:?}: the config has no key {key}; to add it, use +{text}")]
     NoSuchKey { text: String, key: String },
 
+    #[error("override {text:?}: the config has no key {key}, so there is nothing to delete")]
+    NothingToDelete { text: String, key: String },
+
+    #[error("{which} {path} is not a folder: {why}")]
+    NoConfigDir { which: &'static str, path: PathBuf, why: String },
+
     #[error("override: {key} is not a map, so it has no keys to set")]
     NotAMap { key: String },
 

@@ -310,7 +310,10 @@ pub fn apply(root: &mut Value, o: &Override) -> Result<(), ConfigError> {
 }
 
 fn no_key(o: &Override, key: &str) -> ConfigError {
-    ConfigError::NoSuchKey { text: o.text.clone(), key: key.to_string() }
+    match o.op {
+        OverrideOp::Delete => ConfigError::NothingToDelete { text: o.text.clone(), key: key.to_string() },
+        _ => ConfigError::NoSuchKey { text: o.text.clone(), key: key.to_string() },
+    }
 }
 
 #[cfg(test)]
@@ -380,7 +383,13 @@ mod tests {
         assert_eq!(cfg["new"]["deep"]["key"], 1);
         apply(&mut cfg, &parse("~backend.seed").expect("p")).expect("delete");
         assert!(cfg["backend"].get("seed").is_none());
-        assert!(apply(&mut cfg, &parse("~backend.seed").expect("p")).is_err());
+        let twice = apply(&mut cfg, &parse("~backend.seed").expect("p")).unwrap_err().to_string();
+        assert!(
+            twice.contains("no key backend.seed, so there is nothing to delete") && !twice.contains("+~"),
+            "{twice}"
+        );
+        let below = apply(&mut cfg, &parse("~absent.key").expect("p")).unwrap_err().to_string();
+        assert!(below.contains("nothing to delete"), "{below}");
         assert!(apply(&mut cfg, &parse("backend.model.x=1").expect("p")).is_err());
     }
 }

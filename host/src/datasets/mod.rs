@@ -87,8 +87,11 @@ pub fn locate(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Resu
             Err(nf(format!("{} is not a .jsonl, .json, .csv or .parquet file", p.display())))
         };
     }
+    let is_data_file = ext(p).is_some();
     let dir = if p.is_dir() {
         p.to_path_buf()
+    } else if is_data_file || !crate::inference::local::resolve::looks_like_hub_id(&spec.name) {
+        return Err(nf(format!("no such file or folder: {}", p.display())));
     } else {
         let cache = hub_cache(env);
         match cache.as_deref().and_then(|c| cached_snapshot(c, "datasets", &spec.name)) {
@@ -329,7 +332,7 @@ mod tests {
             load(&spec(&p("missing.jsonl"), &["text"], None), &none)
                 .unwrap_err()
                 .to_string()
-                .contains("not in the Hugging Face cache")
+                .contains("no such file or folder")
         );
     }
 
@@ -348,6 +351,13 @@ mod tests {
         let mut s = spec("EnergyStarAI/text_generation", &["text"], None);
         s.split = "validation".into();
         assert!(load(&s, &env).unwrap_err().to_string().contains("no data file for split \"validation\""));
+        // A missing id suggests a download; a missing path is named as a path, never as an id.
+        let id = load(&spec("org/absent", &["text"], None), &env).unwrap_err().to_string();
+        assert!(id.contains("hf download --repo-type dataset org/absent"), "{id}");
+        for path in ["/data/absent", "./absent", "data/prompts/absent", "absent.jsonl"] {
+            let err = load(&spec(path, &["text"], None), &env).unwrap_err().to_string();
+            assert!(err.contains(&format!("no such file or folder: {path}")) && !err.contains("hf download"), "{err}");
+        }
     }
 
     #[test]

@@ -128,7 +128,11 @@ fn earlier_runs_hint(dir: &Path) -> String {
         .unwrap_or_default();
     runs.sort();
     match runs.last() {
-        Some(last) => format!("; its earlier runs are in {}: point `report` at one, e.g. {}", earlier.display(), earlier.join(last).display()),
+        Some(last) => format!(
+            "; its earlier runs are in {}: point `report` at one, e.g. {}",
+            earlier.display(),
+            earlier.join(last).display()
+        ),
         None => String::new(),
     }
 }
@@ -410,7 +414,8 @@ mod tests {
         let hint = write_report(d.path()).unwrap_err().to_string();
         assert!(hint.contains("2026-01-01T00-00-00Z-1"), "{hint}");
         // A run that failed before anything was measured has nothing to draw: an error, no page.
-        std::fs::write(d.path().join("run_status.json"), r#"{"state": "failed", "error": "no such model"}"#).expect("write");
+        std::fs::write(d.path().join("run_status.json"), r#"{"state": "failed", "error": "no such model"}"#)
+            .expect("write");
         let err = write_report(d.path()).unwrap_err().to_string();
         assert!(err.contains("holds no measurements") && err.contains("no such model"), "{err}");
         assert!(!d.path().join("report.html").exists());

@@ -222,7 +222,7 @@ pub fn run(
 ) -> Result<RunReport, RunError> {
     let backend = select_backend(plugins, plan.backend.as_deref())?;
     let settings = required_settings(backend, &env)?;
-    let source = ConfigSource { dir: plan.config_dir.clone() };
+    let source = ConfigSource::new(plan.config_dir.clone())?;
     let cfg = config::compose(&source, &plan.config_name, &plan.overrides)?;
     // Everything that can be refused is checked before anything is written.
     let options = meter_options(&cfg, &env)?;

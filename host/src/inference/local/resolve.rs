@@ -52,6 +52,17 @@ pub fn cached_snapshot(cache: &Path, kind: &str, id: &str) -> Option<PathBuf> {
     (entries.len() == 1).then(|| entries[0].clone())
 }
 
+/// Whether `name` can be a Hugging Face repo id (`NAME` or `ORG/NAME`, optionally `@REV`)
+/// rather than a path: a path is absolute, starts with `.` or `~`, or has more than one `/`.
+pub fn looks_like_hub_id(name: &str) -> bool {
+    let id = name.split_once('@').map_or(name, |(n, _)| n);
+    !id.is_empty()
+        && !id.starts_with(['/', '.', '~'])
+        && !id.contains('\\')
+        && id.split('/').count() <= 2
+        && id.split('/').all(|part| !part.is_empty())
+}
+
 /// Resolves `model` (a folder, or a hub id) to its files.
 pub fn resolve(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<ModelFiles, String> {
     let path = Path::new(model);
@@ -62,7 +73,7 @@ pub fn resolve(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Mod
     } else if path.exists() {
         return Err(format!("{model} is a file; give the model's folder (config.json, tokenizer.json, *.safetensors)"));
     } else {
-        let looks_like_id = !model.starts_with('/') && !model.starts_with('.') && model.split('/').count() <= 2;
+        let looks_like_id = looks_like_hub_id(model);
         let offline = env("HF_HUB_OFFLINE").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"));
         let cache = hub_cache(env);
         match (looks_like_id, cache.as_deref().and_then(|c| cached_snapshot(c, "models", model))) {

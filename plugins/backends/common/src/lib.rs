@@ -310,18 +310,29 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// `default_tokens` is the backend's default for max/min new tokens when the config sets
-    /// neither (optimum-benchmark: 100; ai_energy_benchmarks' path: 10).
-    pub fn read(cfg: &Value, default_tokens: u32) -> Result<Self, String> {
+    /// `backend` names the backend in errors; `default_tokens` is its default for max/min new
+    /// tokens when the config sets neither (optimum-benchmark: 100; ai_energy_benchmarks' path: 10).
+    pub fn read(cfg: &Value, backend: &str, default_tokens: u32) -> Result<Self, String> {
         let mut notes = Vec::new();
-        let model = str_at(cfg, "backend.model")
-            .filter(|m| !m.is_empty())
-            .ok_or("backend.model is not set; pass backend.model=ORG/NAME or a folder")?;
-        let task = str_at(cfg, "backend.task");
-        if let Some(t) = task.as_deref()
-            && !matches!(t, "text-generation" | "text2text-generation")
-        {
-            return Err(format!("backend.task={t} is not supported by the local engine yet (text-generation is)"));
+        let model = match get(cfg, "backend.model") {
+            Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
+            None | Some(Value::Null) | Some(Value::String(_)) => {
+                return Err("backend.model is not set; pass backend.model=ORG/NAME or a folder".into());
+            }
+            Some(v) => {
+                return Err(format!("backend.model = {v} must be a model id (ORG/NAME) or a folder, as a string"));
+            }
+        };
+        if let Some(t) = get(cfg, "backend.task").filter(|v| !v.is_null()) {
+            match t.as_str() {
+                Some("text-generation" | "text2text-generation") => {}
+                Some(t) => {
+                    return Err(format!(
+                        "backend.task={t} is not supported by the {backend} backend yet (text-generation is)"
+                    ));
+                }
+                None => return Err(format!("backend.task = {t} must be a task name such as text-generation")),
+            }
         }
         if bool_at(cfg, "scenario.reasoning") == Some(true) {
             return Err("scenario.reasoning=true needs the model's chat template, which the local engine does not apply yet; set scenario.reasoning=false".into());
@@ -500,22 +511,29 @@ mod tests {
     fn settings_follow_optimum_benchmark_rules() {
         let cfg = json!({"name": "t", "backend": {"model": "m", "device": "cpu", "device_ids": "0, 1"},
             "scenario": {"dataset_name": "d", "num_samples": 8, "input_shapes": {"batch_size": 4}, "generate_kwargs": {"max_new_tokens": 12}}});
-        let s = Settings::read(&cfg, 100).expect("settings");
+        let s = Settings::read(&cfg, "optimum", 100).expect("settings");
         assert_eq!((s.max_new_tokens, s.min_new_tokens, s.batch_size, s.num_samples), (12, 12, 4, Some(8)));
         assert_eq!(s.device_ids, vec![0, 1]);
         let mut bad = cfg.clone();
         bad["scenario"]["generate_kwargs"]["min_new_tokens"] = json!(5);
-        assert!(Settings::read(&bad, 100).unwrap_err().contains("differ"));
+        assert!(Settings::read(&bad, "optimum", 100).unwrap_err().contains("differ"));
         let mut bad = cfg.clone();
         bad["scenario"]["input_shapes"]["batch_size"] = json!(0);
-        assert!(Settings::read(&bad, 100).unwrap_err().contains("batch_size = 0"));
+        assert!(Settings::read(&bad, "optimum", 100).unwrap_err().contains("batch_size = 0"));
         bad["scenario"]["input_shapes"]["batch_size"] = json!(4_294_967_296u64);
-        assert!(Settings::read(&bad, 100).is_err(), "no silent truncation to 0");
+        assert!(Settings::read(&bad, "optimum", 100).is_err(), "no silent truncation to 0");
         let mut bad = cfg.clone();
         bad["backend"]["model"] = Value::Null;
-        assert!(Settings::read(&bad, 100).unwrap_err().contains("backend.model"));
+        assert!(Settings::read(&bad, "optimum", 100).unwrap_err().contains("backend.model is not set"));
+        bad["backend"]["model"] = json!([1, 2]);
+        let err = Settings::read(&bad, "optimum", 100).unwrap_err();
+        assert!(err.contains("backend.model = [1,2] must be a model id") && !err.contains("not set"), "{err}");
+        let mut bad = cfg.clone();
+        bad["backend"]["task"] = json!("image-classification");
+        let err = Settings::read(&bad, "vllm", 100).unwrap_err();
+        assert!(err.contains("not supported by the vllm backend") && !err.contains("local engine"), "{err}");
         let mut none = cfg;
         none["scenario"]["generate_kwargs"] = json!({});
-        assert_eq!(Settings::read(&none, 100).expect("default").max_new_tokens, 100);
+        assert_eq!(Settings::read(&none, "optimum", 100).expect("default").max_new_tokens, 100);
     }
 }

@@ -76,7 +76,7 @@ impl Guest for Optimum {
 
     fn run(req: RunRequest) -> Result<RunOutput, String> {
         let cfg: Value = serde_json::from_str(&req.config_json).map_err(|e| format!("config is not JSON: {e}"))?;
-        let s = Settings::read(&cfg, 100)?;
+        let s = Settings::read(&cfg, "optimum", 100)?;
         for n in &s.notes {
             log::log(log::Level::Info, n);
         }

@@ -56,7 +56,7 @@ impl Guest for Pytorch {
 
     fn run(req: RunRequest) -> Result<RunOutput, String> {
         let cfg: Value = serde_json::from_str(&req.config_json).map_err(|e| format!("config is not JSON: {e}"))?;
-        let s = Settings::read(&cfg, 10)?;
+        let s = Settings::read(&cfg, "pytorch", 10)?;
         let sampling =
             es_backend_common::get(&cfg, "scenario.generate_kwargs.do_sample").and_then(Value::as_bool).unwrap_or(true);
         let rows = datasets::load(&datasets::DatasetSpec {

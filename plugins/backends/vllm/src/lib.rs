@@ -84,7 +84,7 @@ impl Guest for Vllm {
         {
             b.insert("model".into(), Value::String("(from /v1/models)".into()));
         }
-        let s = Settings::read(&local_view, 10)?;
+        let s = Settings::read(&local_view, "vllm", 10)?;
         let sc = ServingConfig::read(&cfg)?;
         let api = if reasoning || sc.api == "chat" {
             inference::RemoteApi::ChatCompletions
