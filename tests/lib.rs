@@ -195,3 +195,76 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
+
+/// A broken plugin file of one kind, and the words its warning must contain.
+pub struct JunkPlugin {
+    pub file: &'static str,
+    pub reason: &'static str,
+}
+
+/// The summarizer world's exports as a core module: every function traps, `$start` (if any)
+/// runs when the component is instantiated, `$imports` adds imports.
+fn summarizer_core_module(start: &str, imports: &str) -> Vec<u8> {
+    let start_section = if start.is_empty() { String::new() } else { format!("(func $start {start}) (start $start)") };
+    let wat = format!(
+        r#"(module
+            {imports}
+            (memory (export "memory") 1)
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable)
+            (func (export "energy-star:plugin/summarizer@0.1.0#info") (result i32) unreachable)
+            (func (export "energy-star:plugin/summarizer@0.1.0#detect") (param i32 i32) (result f32) unreachable)
+            (func (export "energy-star:plugin/summarizer@0.1.0#summarize") (param i32 i32) (result i32) unreachable)
+            {start_section})"#
+    );
+    wat::parse_str(&wat).unwrap_or_else(|e| panic!("junk module: {e}"))
+}
+
+/// Wraps a core module into a component of `world` (in the 0.1.0 WIT, or in `extra_wit`,
+/// which may use it), as `wasm-tools component new` does.
+fn componentize(mut module: Vec<u8>, extra_wit: Option<&str>, world: &str) -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    let (api, _) = resolve.push_dir(root().join("wit/energy-star-plugin@0.1.0")).expect("parse the 0.1.0 WIT");
+    let package = match extra_wit {
+        Some(text) => resolve.push_str("junk.wit", text).expect("parse the junk WIT"),
+        None => api,
+    };
+    let world = resolve.select_world(&[package], Some(world)).expect("world");
+    wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8)
+        .expect("embed the component type");
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .and_then(|e| e.validate(true).encode())
+        .unwrap_or_else(|e| panic!("componentize: {e:#}"))
+}
+
+/// Writes one broken plugin file of every kind a user might drop into a plugin folder, and
+/// returns them with the words each one's reason must contain.
+pub fn write_junk_plugins(dir: &Path) -> Vec<JunkPlugin> {
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).expect("write junk plugin");
+    write("text.wasm", b"hello, I am text");
+    // A valid empty core module: magic, version 1, layer 0.
+    write("core-module.wasm", b"\0asm\x01\0\0\0");
+    write("garbage-component.wasm", b"\0asm\x0d\0\x01\0\x07garbage");
+    std::fs::copy(&guests().wrong_api_summarizer, dir.join("other-api.wasm")).expect("copy");
+    let world = "summarizer-plugin";
+    write("info-traps.wasm", &componentize(summarizer_core_module("", ""), None, world));
+    write("start-traps.wasm", &componentize(summarizer_core_module("unreachable", ""), None, world));
+    write("start-loops.wasm", &componentize(summarizer_core_module("(loop $l (br $l))", ""), None, world));
+    let grow = "(drop (memory.grow (i32.const 65000)))";
+    write("start-exhausts-memory.wasm", &componentize(summarizer_core_module(grow, ""), None, world));
+    let unknown_import = r#"(import "test:junk/gpu-direct" "poke" (func))"#;
+    let extra = "package test:junk;\ninterface gpu-direct { poke: func(); }\n\
+                 world needs-more { import gpu-direct; export energy-star:plugin/summarizer@0.1.0; }\n";
+    write("unknown-import.wasm", &componentize(summarizer_core_module("", unknown_import), Some(extra), "needs-more"));
+    vec![
+        JunkPlugin { file: "text.wasm", reason: "not a WebAssembly file" },
+        JunkPlugin { file: "core-module.wasm", reason: "core WebAssembly module, not a component" },
+        JunkPlugin { file: "garbage-component.wasm", reason: "not a valid component" },
+        JunkPlugin { file: "other-api.wasm", reason: "was built for energy-star plugin API" },
+        JunkPlugin { file: "info-traps.wasm", reason: "trapped in info" },
+        JunkPlugin { file: "start-traps.wasm", reason: "trapped in instantiate" },
+        JunkPlugin { file: "start-loops.wasm", reason: "without calling the host in instantiate" },
+        JunkPlugin { file: "start-exhausts-memory.wasm", reason: "exceeded its memory limit" },
+        JunkPlugin { file: "unknown-import.wasm", reason: "needs host interfaces this energy-star does not provide" },
+    ]
+}

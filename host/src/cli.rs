@@ -24,7 +24,7 @@ pub const SUBCOMMANDS: &[&str] =
 
 /// Global options that take a value, and global flags: they may come before the subcommand.
 pub const GLOBAL_OPTIONS_WITH_VALUE: &[&str] = &["--plugin-dir", "--plugin-memory-mib", "--plugin-time-limit-s"];
-pub const GLOBAL_FLAGS: &[&str] = &["--no-compile-cache"];
+pub const GLOBAL_FLAGS: &[&str] = &["--no-compile-cache", "--strict-plugins"];
 
 #[derive(Debug, Args)]
 pub struct PluginOptions {
@@ -44,6 +44,10 @@ pub struct PluginOptions {
     /// Compile plugins afresh instead of using the on-disk compile cache.
     #[arg(long, global = true)]
     pub no_compile_cache: bool,
+
+    /// Fail when any plugin file is broken, instead of skipping it with a warning (for CI).
+    #[arg(long, global = true, env = "ENERGY_STAR_STRICT_PLUGINS", value_parser = clap::builder::FalseyValueParser::new())]
+    pub strict_plugins: bool,
 }
 
 #[derive(Debug, Subcommand)]

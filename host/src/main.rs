@@ -94,7 +94,14 @@ fn discover(rt: &PluginRuntime, opts: &PluginOptions) -> anyhow::Result<PluginSe
     let env_path = std::env::var("ENERGY_STAR_PLUGIN_PATH").ok();
     let default = PathBuf::from(plugins::DEFAULT_PLUGIN_DIR);
     let dirs = plugins::plugin_dirs(&opts.plugin_dirs, env_path.as_deref(), Some(&default));
-    Ok(PluginSet::discover(rt, &dirs)?)
+    let set = PluginSet::discover(rt, &dirs)?;
+    if opts.strict_plugins {
+        return Ok(set.strict()?);
+    }
+    for b in &set.broken {
+        eprintln!("warning: skipping plugin {}", b.describe());
+    }
+    Ok(set)
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
@@ -401,6 +408,15 @@ fn print_plugins(set: &PluginSet, json: bool) -> std::io::Result<()> {
             });
             outln!("{line}")?;
         }
+        for b in &set.broken {
+            let line = serde_json::json!({
+                "broken": true,
+                "kind": b.kind.map(PluginKind::as_str),
+                "origin": b.path.display().to_string(),
+                "error": b.error.to_string(),
+            });
+            outln!("{line}")?;
+        }
         return Ok(());
     }
     outln!("{:<24} {:<11} {:<9} {:<5} ORIGIN", "NAME", "KIND", "VERSION", "API")?;
@@ -415,6 +431,12 @@ fn print_plugins(set: &PluginSet, json: bool) -> std::io::Result<()> {
                 ));
             }
             outln!("{:<24} {:<11} {:<9} {:<5} {origin}", m.name, m.kind.as_str(), m.version, m.api_version)?;
+        }
+    }
+    if !set.broken.is_empty() {
+        outln!("\nBroken, skipped ({}):", set.broken.len())?;
+        for b in &set.broken {
+            outln!("  {}", b.describe())?;
         }
     }
     outln!("\nAPI versions accepted: {}", plugins::bindings::ACCEPTED_API_VERSIONS.join(", "))

@@ -102,42 +102,129 @@ fn plugin_dir_beats_plugin_path_and_the_listing_names_both() {
     assert_eq!(p["replaces"], serde_json::json!([low.path().join("cc.wasm").display().to_string()]));
 }
 
+/// Runs `plugins` in a folder of drop-ins: it succeeds, warns about `needles` on stderr, and
+/// `--strict-plugins` (or ENERGY_STAR_STRICT_PLUGINS=1) refuses the same files.
+fn skipped_then_refused_when_strict(dir: &Path, needles: &[&str]) {
+    let run = energy_star(dir, &["--plugin-dir", ".", "plugins"], &[]).success();
+    let err = run.stderr();
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
+    }
+    let mut strict_needles = vec!["--strict-plugins refuses them"];
+    strict_needles.extend_from_slice(needles);
+    energy_star(dir, &["--strict-plugins", "--plugin-dir", ".", "plugins"], &[]).fails_with(1, &strict_needles);
+    energy_star(dir, &["--plugin-dir", ".", "plugins"], &[("ENERGY_STAR_STRICT_PLUGINS", "1")])
+        .fails_with(1, &strict_needles);
+}
+
 #[test]
-fn two_plugins_of_one_name_in_one_folder_is_an_error() {
+fn two_plugins_of_one_name_in_one_folder_are_both_skipped() {
     let g = guests();
     let plugins = folder_with(&[(&g.codecarbon_summarizer, "a.wasm"), (&g.codecarbon_summarizer, "b.wasm")]);
-    energy_star(plugins.path(), &["--plugin-dir", ".", "plugins"], &[])
-        .fails_with(1, &["two summarizer plugins named \"codecarbon\" in one folder", "a.wasm", "b.wasm"]);
+    skipped_then_refused_when_strict(
+        plugins.path(),
+        &["two summarizer plugins named \"codecarbon\" in one folder", "a.wasm", "b.wasm"],
+    );
+    let list = listing(plugins.path(), &["--plugin-dir", "."], &[]);
+    assert!(find(&list, "summarizer", "codecarbon").is_none(), "which of the two was meant is unknown: {list:?}");
+    assert_eq!(list.iter().filter(|p| p["broken"] == true).count(), 2);
 }
 
 #[test]
-fn plugin_for_another_api_version_is_refused_by_name() {
+fn plugin_for_another_api_version_is_skipped_by_name() {
     let g = guests();
     let plugins = folder_with(&[(&g.wrong_api_summarizer, "future.wasm")]);
-    energy_star(plugins.path(), &["--plugin-dir", ".", "plugins"], &[])
-        .fails_with(1, &["future.wasm", "was built for energy-star plugin API 0.2.0", "accepts 0.1.0"]);
+    skipped_then_refused_when_strict(
+        plugins.path(),
+        &["future.wasm", "was built for energy-star plugin API 0.2.0", "accepts 0.1.0"],
+    );
 }
 
 #[test]
-fn files_that_are_not_components_are_refused() {
+fn files_that_are_not_components_are_skipped() {
     let dir = tempfile::tempdir().expect("tmp");
     // A valid empty core module: magic, version 1, layer 0.
     std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").expect("write");
-    energy_star(dir.path(), &["--plugin-dir", ".", "plugins"], &[])
-        .fails_with(1, &["core.wasm", "core WebAssembly module, not a component"]);
+    skipped_then_refused_when_strict(dir.path(), &["core.wasm", "core WebAssembly module, not a component"]);
     std::fs::remove_file(dir.path().join("core.wasm")).expect("rm");
     std::fs::write(dir.path().join("notes.wasm"), b"hello, I am text").expect("write");
-    energy_star(dir.path(), &["--plugin-dir", ".", "plugins"], &[])
-        .fails_with(1, &["notes.wasm", "not a WebAssembly file"]);
+    skipped_then_refused_when_strict(dir.path(), &["notes.wasm", "not a WebAssembly file"]);
     std::fs::remove_file(dir.path().join("notes.wasm")).expect("rm");
     // A component header with garbage after it.
     std::fs::write(dir.path().join("broken.wasm"), b"\0asm\x0d\0\x01\0\x07garbage").expect("write");
-    energy_star(dir.path(), &["--plugin-dir", ".", "plugins"], &[])
-        .fails_with(1, &["broken.wasm", "not a valid component"]);
-    // Other files in a plugin folder are ignored.
+    skipped_then_refused_when_strict(dir.path(), &["broken.wasm", "not a valid component"]);
+    // Other files in a plugin folder are ignored, silently.
     std::fs::remove_file(dir.path().join("broken.wasm")).expect("rm");
     std::fs::write(dir.path().join("README.txt"), b"not a plugin").expect("write");
-    energy_star(dir.path(), &["--plugin-dir", ".", "plugins"], &[]).success();
+    let run = energy_star(dir.path(), &["--strict-plugins", "--plugin-dir", ".", "plugins"], &[]).success();
+    assert!(!run.stderr().contains("warning"), "{}", run.stderr());
+}
+
+/// A user drops stale and broken plugins of every kind beside a good one: each is named once
+/// with its reason, `plugins` lists it as broken, the good one works, and a command fails only
+/// when it needs a broken one.
+#[test]
+fn one_folder_of_broken_plugins_costs_only_those_plugins() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let junk = energy_star_tests::write_junk_plugins(dir.path());
+    std::fs::copy(&guests().codecarbon_summarizer, dir.path().join("codecarbon.wasm")).expect("copy");
+    // A stale backend file under the name a user selects.
+    std::fs::write(dir.path().join("tensorrt.wasm"), b"\0asm\x0d\0\x01\0 truncated by a failed download").expect("write");
+    let limit = ["--plugin-time-limit-s", "1", "--plugin-dir", "."];
+    let with = |args: &[&str]| -> Vec<String> { limit.iter().chain(args).map(|s| s.to_string()).collect() };
+    let args = with(&["plugins"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = std::time::Instant::now();
+    let run = energy_star(dir.path(), &args, &[]).success();
+    let (out, err) = (run.stdout(), run.stderr());
+    for j in &junk {
+        let warnings: Vec<&str> = err.lines().filter(|l| l.contains(j.file)).collect();
+        assert_eq!(warnings.len(), 1, "{} must be named once on stderr:\n{err}", j.file);
+        assert!(
+            warnings[0].starts_with("warning: skipping plugin") && warnings[0].contains(j.reason),
+            "{}: {}",
+            j.file,
+            warnings[0]
+        );
+        assert!(
+            out.lines().any(|l| l.contains(j.file) && l.contains(j.reason)),
+            "{} is not listed as broken:\n{out}",
+            j.file
+        );
+    }
+    assert!(out.contains("codecarbon") && out.contains("Broken, skipped (10)"), "{out}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "a looping start function held discovery up");
+    // The good drop-in is used.
+    let results = folder_with(&[(
+        &fixtures().join("samples/optimum/benchlab-llama3_8B-prefill_codecarbon.json"),
+        "benchmark_report.json",
+    )]);
+    let here = dir.path().to_str().expect("utf-8");
+    let at = |args: &[&str]| -> Vec<String> {
+        ["--plugin-time-limit-s", "1", "--plugin-dir", here].iter().chain(args).map(|s| s.to_string()).collect()
+    };
+    let summarize = at(&["summarize", "."]);
+    let summarize: Vec<&str> = summarize.iter().map(String::as_str).collect();
+    energy_star(results.path(), &summarize, &[]).success();
+    assert_eq!(read_json(&results.path().join("GPU_ENERGY_SUMMARY.json"))["format"], "codecarbon");
+    // A format nobody reads: the error mentions the broken files that might have read it.
+    std::fs::write(results.path().join("benchmark_report.json"), r#"{"mystery": 1}"#).expect("write");
+    energy_star(results.path(), &summarize, &[])
+        .fails_with(1, &["in no format", "might have read it but are broken", "info-traps.wasm"]);
+    // A command that needs a broken plugin fails, naming the file and the reason.
+    let run = at(&["--config-name", "text_generation"]);
+    let run: Vec<&str> = run.iter().map(String::as_str).collect();
+    let cwd = tempfile::tempdir().expect("tmp");
+    energy_star(cwd.path(), &run, &[("BENCHMARK_BACKEND", "tensorrt")]).fails_with(
+        1,
+        &["BENCHMARK_BACKEND=tensorrt names a backend whose plugin file is broken", "tensorrt.wasm", "not a valid component"],
+    );
+    assert!(!cwd.path().join("results").exists(), "nothing is written when the backend cannot load");
+    // Strict mode refuses the folder, naming every broken file.
+    let strict = at(&["--strict-plugins", "plugins"]);
+    let strict: Vec<&str> = strict.iter().map(String::as_str).collect();
+    let needles: Vec<&str> = junk.iter().map(|j| j.file).collect();
+    energy_star(dir.path(), &strict, &[]).fails_with(1, &needles);
 }
 
 #[test]

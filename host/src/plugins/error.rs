@@ -61,6 +61,9 @@ pub enum PluginError {
     #[error("plugin {plugin} failed: {message}")]
     Guest { plugin: String, message: String },
 
+    #[error("broken plugin files (--strict-plugins refuses them):\n  {files}")]
+    Broken { files: String },
+
     #[error("plugin engine: {0}")]
     Engine(String),
 }

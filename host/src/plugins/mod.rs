@@ -303,7 +303,9 @@ fn read_meta(
     let malformed = |problem: String| PluginError::Malformed { plugin: label.clone(), call: "info", problem };
     let meta = match prepared {
         Prepared::Summarizer(pre) => {
-            let (mut store, inst) = summarizer_instance(rt, pre, &label)?;
+            let mut store = rt.discovery_store(None);
+            let inst = pre.instantiate(&mut store).map_err(|e| rt.failure(&store, e, &label, "instantiate"))?;
+            start_budget(&mut store);
             let info: wit_summarizer::SummarizerInfo = inst
                 .energy_star_plugin_summarizer()
                 .call_info(&mut store)
@@ -325,7 +327,7 @@ fn read_meta(
         }
         Prepared::Backend(pre) => {
             // Instantiating a backend needs its imports' state; `info` never reaches them.
-            let mut bstore = rt.store(Some(HostServices::new("(info)", PathBuf::new())));
+            let mut bstore = rt.discovery_store(Some(HostServices::new("(info)", PathBuf::new())));
             let inst = pre.instantiate(&mut bstore).map_err(|e| rt.failure(&bstore, e, &label, "instantiate"))?;
             start_budget(&mut bstore);
             let info: wit_backend::BackendInfo = inst
@@ -381,54 +383,129 @@ fn valid_setting_name(name: &str) -> bool {
 }
 
 /// Loads one plugin from bytes: component check, compile (or cache), version, link, metadata.
-pub fn load_plugin(rt: &PluginRuntime, bytes: &[u8], origin: Origin) -> Result<Plugin, PluginError> {
+pub fn load_plugin(rt: &PluginRuntime, bytes: &[u8], origin: Origin) -> Result<Plugin, LoadFailure> {
     let origin_text = origin.to_string();
-    let (component, compiled_from) = rt.load_component(bytes, &origin_text)?;
-    let (kind, api_version) = rt.inspect(&component, &origin_text)?;
-    let prepared = rt.prepare(&component, kind, &origin_text)?;
-    let meta = read_meta(rt, &prepared, kind, api_version, origin)?;
+    let unknown = |error| LoadFailure { kind: None, error };
+    let (component, compiled_from) = rt.load_component(bytes, &origin_text).map_err(unknown)?;
+    let (kind, api_version) = rt.inspect(&component, &origin_text).map_err(unknown)?;
+    let known = |error| LoadFailure { kind: Some(kind), error };
+    let prepared = rt.prepare(&component, kind, &origin_text).map_err(known)?;
+    let meta = read_meta(rt, &prepared, kind, api_version, origin).map_err(known)?;
     Ok(Plugin { meta, compiled_from, prepared })
 }
 
-/// The plugins in effect: built-ins, replaced by same-named drop-ins of higher precedence.
+/// Why a plugin did not load, with its kind when the host got as far as reading it.
+#[derive(Debug)]
+pub struct LoadFailure {
+    pub kind: Option<PluginKind>,
+    pub error: PluginError,
+}
+
+/// A plugin file that is skipped, and why: the tool goes on without it.
+#[derive(Debug)]
+pub struct BrokenPlugin {
+    /// The `.wasm` file, or the folder that could not be read.
+    pub path: PathBuf,
+    /// Its kind, when the host read that far.
+    pub kind: Option<PluginKind>,
+    pub error: PluginError,
+}
+
+impl BrokenPlugin {
+    /// Whether this file may be the plugin of `kind` named `name` that a command asked for:
+    /// of that kind (or of unknown kind) and with that file stem.
+    pub fn may_be(&self, kind: PluginKind, name: &str) -> bool {
+        self.kind.is_none_or(|k| k == kind) && self.path.file_stem().is_some_and(|s| s == name)
+    }
+
+    /// Whether this file may be a plugin of `kind` at all.
+    pub fn may_be_kind(&self, kind: PluginKind) -> bool {
+        self.kind.is_none_or(|k| k == kind)
+    }
+
+    /// `path: why`, as warnings and errors show it.
+    pub fn describe(&self) -> String {
+        format!("{}: {}", self.path.display(), self.error)
+    }
+}
+
+/// The plugins in effect: built-ins, replaced by same-named drop-ins of higher precedence,
+/// and the drop-in files that could not be used.
 pub struct PluginSet {
     pub plugins: Vec<Plugin>,
+    /// Files skipped, each with its reason: a stale or broken drop-in costs that plugin, never
+    /// the tool. [`PluginSet::strict`] turns them into an error.
+    pub broken: Vec<BrokenPlugin>,
 }
 
 impl PluginSet {
     /// Loads the built-ins, then every `*.wasm` of `dirs` (lowest precedence first). A plugin
-    /// replaces an earlier one of the same kind and name; two in one folder are an error.
+    /// replaces an earlier one of the same kind and name. A file that does not load is set
+    /// aside in [`PluginSet::broken`], as are two plugins of one kind and name in one folder
+    /// (neither is used: which one the user meant is unknown). Only a built-in that does not
+    /// load is an error: that is a broken build.
     pub fn discover(rt: &PluginRuntime, dirs: &[PathBuf]) -> Result<Self, PluginError> {
         let mut plugins: Vec<Plugin> = Vec::new();
+        let mut broken: Vec<BrokenPlugin> = Vec::new();
         for (package, bytes) in BUILTIN_PLUGINS {
-            let p = load_plugin(rt, bytes, Origin::Builtin(package))?;
+            let p = load_plugin(rt, bytes, Origin::Builtin(package)).map_err(|f| f.error)?;
             insert(&mut plugins, p);
         }
         for dir in dirs {
-            let mut in_folder: Vec<Plugin> = Vec::new();
-            for path in wasm_files(dir)? {
-                let bytes = std::fs::read(&path).map_err(|source| PluginError::Read { path: path.clone(), source })?;
-                let p = load_plugin(rt, &bytes, Origin::File(path.clone()))?;
-                if let Some(first) = in_folder.iter().find(|q| q.meta.kind == p.meta.kind && q.meta.name == p.meta.name)
-                {
-                    let Origin::File(first_path) = &first.meta.origin else {
-                        unreachable!("folder plugins come from files")
-                    };
-                    return Err(PluginError::DuplicateInFolder {
-                        kind: p.meta.kind.as_str(),
-                        name: p.meta.name.clone(),
-                        first: first_path.clone(),
-                        second: path,
-                    });
+            let files = match wasm_files(dir) {
+                Ok(f) => f,
+                Err(error) => {
+                    broken.push(BrokenPlugin { path: dir.clone(), kind: None, error });
+                    continue;
                 }
-                in_folder.push(p);
+            };
+            let mut in_folder: Vec<Plugin> = Vec::new();
+            for path in files {
+                let loaded = std::fs::read(&path)
+                    .map_err(|source| LoadFailure {
+                        kind: None,
+                        error: PluginError::Read { path: path.clone(), source },
+                    })
+                    .and_then(|bytes| load_plugin(rt, &bytes, Origin::File(path.clone())));
+                match loaded {
+                    Ok(p) => in_folder.push(p),
+                    Err(f) => broken.push(BrokenPlugin { path, kind: f.kind, error: f.error }),
+                }
+            }
+            for (kind, name, paths) in duplicates(&in_folder) {
+                in_folder.retain(|p| !(p.meta.kind == kind && p.meta.name == name));
+                for path in &paths {
+                    let error = PluginError::DuplicateInFolder {
+                        kind: kind.as_str(),
+                        name: name.clone(),
+                        first: paths[0].clone(),
+                        second: paths[1].clone(),
+                    };
+                    broken.push(BrokenPlugin { path: path.clone(), kind: Some(kind), error });
+                }
             }
             for p in in_folder {
                 insert(&mut plugins, p);
             }
         }
         plugins.sort_by(|a, b| (a.meta.kind, &a.meta.name).cmp(&(b.meta.kind, &b.meta.name)));
-        Ok(Self { plugins })
+        broken.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(Self { plugins, broken })
+    }
+
+    /// Fails closed (`--strict-plugins`, for CI): any broken plugin file is an error.
+    pub fn strict(self) -> Result<Self, PluginError> {
+        if self.broken.is_empty() {
+            return Ok(self);
+        }
+        Err(PluginError::Broken {
+            files: self.broken.iter().map(BrokenPlugin::describe).collect::<Vec<_>>().join("\n  "),
+        })
+    }
+
+    /// The broken files that may be a plugin of `kind` named `name`.
+    pub fn broken_candidates(&self, kind: PluginKind, name: &str) -> impl Iterator<Item = &BrokenPlugin> {
+        self.broken.iter().filter(move |b| b.may_be(kind, name))
     }
 
     pub fn of_kind(&self, kind: PluginKind) -> impl Iterator<Item = &Plugin> {
@@ -447,6 +524,20 @@ fn insert(plugins: &mut Vec<Plugin>, mut p: Plugin) {
         p.meta.replaces.push(old.meta.origin);
     }
     plugins.push(p);
+}
+
+/// (kind, name, files) of every plugin that more than one file of a folder provides.
+fn duplicates(in_folder: &[Plugin]) -> Vec<(PluginKind, String, Vec<PathBuf>)> {
+    let mut out: Vec<(PluginKind, String, Vec<PathBuf>)> = Vec::new();
+    for p in in_folder {
+        let Origin::File(path) = &p.meta.origin else { continue };
+        match out.iter_mut().find(|(k, n, _)| *k == p.meta.kind && *n == p.meta.name) {
+            Some((_, _, paths)) => paths.push(path.clone()),
+            None => out.push((p.meta.kind, p.meta.name.clone(), vec![path.clone()])),
+        }
+    }
+    out.retain(|(_, _, paths)| paths.len() > 1);
+    out
 }
 
 /// `*.wasm` files of a folder in name order; a missing folder has none.

@@ -21,6 +21,9 @@ use super::error::{PluginError, StopReason, classify};
 use super::host::HostServices;
 use super::state::PluginState;
 
+/// Longest a plugin may compute in its start function and `info` during discovery.
+pub const INFO_TIME_LIMIT: Duration = Duration::from_secs(5);
+
 /// Epoch tick: the resolution of the compute limit.
 pub const TICK: Duration = Duration::from_millis(50);
 
@@ -223,7 +226,18 @@ impl PluginRuntime {
 
     /// A fresh store for one call: limits armed, compute budget started.
     pub(crate) fn store(&self, services: Option<HostServices>) -> Store<PluginState> {
-        let state = PluginState::new(self.limits.memory_bytes, self.limits.time_limit, services);
+        self.store_with_time_limit(services, self.limits.time_limit)
+    }
+
+    /// A store for reading a plugin's metadata at discovery: `info` answers at once, so a
+    /// plugin that computes for long there (or in its start function) is stopped after at
+    /// most [`INFO_TIME_LIMIT`] instead of holding up every command for the full limit.
+    pub(crate) fn discovery_store(&self, services: Option<HostServices>) -> Store<PluginState> {
+        self.store_with_time_limit(services, self.limits.time_limit.min(INFO_TIME_LIMIT))
+    }
+
+    fn store_with_time_limit(&self, services: Option<HostServices>, time_limit: Duration) -> Store<PluginState> {
+        let state = PluginState::new(self.limits.memory_bytes, time_limit, services);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
         store.set_epoch_deadline(1);
@@ -255,7 +269,7 @@ impl PluginRuntime {
             plugin,
             call,
             self.limits.memory_bytes,
-            self.limits.time_limit.as_secs_f64(),
+            state.time_limit.as_secs_f64(),
             &state.stderr.contents(),
         )
     }

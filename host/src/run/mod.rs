@@ -24,6 +24,8 @@ pub enum RunError {
     /// The wording matches AI Energy Score's entrypoint, which scripts look for.
     #[error("Unknown BENCHMARK_BACKEND={name}\nValid options: {valid}")]
     UnknownBackend { name: String, valid: String },
+    #[error("BENCHMARK_BACKEND={name} names a backend whose plugin file is broken: {files}")]
+    BrokenBackend { name: String, files: String },
     #[error("{message}")]
     MissingSetting { message: String },
     #[error(transparent)]
@@ -41,6 +43,10 @@ pub enum RunError {
 /// Picks the backend plugin by name (`BENCHMARK_BACKEND`, default `optimum`).
 pub fn select_backend<'a>(plugins: &'a PluginSet, requested: Option<&str>) -> Result<&'a Plugin, RunError> {
     let name = requested.map(str::trim).filter(|s| !s.is_empty()).unwrap_or(DEFAULT_BACKEND);
+    let broken: Vec<String> = plugins.broken_candidates(PluginKind::Backend, name).map(|b| b.describe()).collect();
+    if !broken.is_empty() && plugins.find(PluginKind::Backend, name).is_none() {
+        return Err(RunError::BrokenBackend { name: name.to_string(), files: broken.join("; ") });
+    }
     plugins.find(PluginKind::Backend, name).ok_or_else(|| RunError::UnknownBackend {
         name: name.to_string(),
         valid: plugins.of_kind(PluginKind::Backend).map(|p| p.meta.name.clone()).collect::<Vec<_>>().join(", "),

@@ -28,9 +28,9 @@ pub enum SummaryError {
     #[error("report {path} is not valid JSON ({why}); was the run interrupted while writing it?")]
     Json { path: PathBuf, why: String },
     #[error(
-        "report {path} is in no format the installed summarizers read ({formats}); add a summarizer plugin for it (see docs/plugins.md)"
+        "report {path} is in no format the installed summarizers read ({formats}); add a summarizer plugin for it (see docs/plugins.md){broken}"
     )]
-    UnknownFormat { path: PathBuf, formats: String },
+    UnknownFormat { path: PathBuf, formats: String, broken: String },
     #[error("summarizing {path}: {source}")]
     Plugin { path: PathBuf, source: PluginError },
     #[error(transparent)]
@@ -125,7 +125,18 @@ pub fn choose<'a>(
             .flat_map(|p| p.meta.formats.clone())
             .collect::<Vec<_>>()
             .join(", "),
+        broken: broken_summarizers(plugins),
     })
+}
+
+/// The broken plugin files that might have read a report no summarizer reads.
+fn broken_summarizers(plugins: &PluginSet) -> String {
+    let files: Vec<String> =
+        plugins.broken.iter().filter(|b| b.may_be_kind(PluginKind::Summarizer)).map(|b| b.describe()).collect();
+    if files.is_empty() {
+        return String::new();
+    }
+    format!("; these plugin files might have read it but are broken: {}", files.join("; "))
 }
 
 /// Summarizes the report found at `target` and writes the two summary files beside it.
