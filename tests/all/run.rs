@@ -119,6 +119,14 @@ fn the_offline_default_runs_the_optimum_scenario_end_to_end() {
         assert_eq!(report[phase]["energy_star"]["cpu_source"], "estimate-tdp");
         assert_eq!(report[phase]["measures"].as_array().map(Vec::len), Some(2), "two iterations");
     }
+    // The prefill windows of this tiny run are short and flagged so; decode, derived from the
+    // seconds-long generate as well, inherits only what makes the difference doubtful.
+    let flags = |phase: &str| -> Vec<String> {
+        report[phase]["energy_star"]["flags"].as_array().expect("flags").iter().map(|f| f.to_string()).collect()
+    };
+    assert!(flags("prefill").iter().any(|f| f.contains("too-short")), "{:?}", flags("prefill"));
+    assert!(flags("decode").iter().all(|f| !f.contains("too-short")), "{:?}", flags("decode"));
+    assert_eq!(report["decode"]["energy_star"]["derived"], "generate - prefill");
     // optimum's volumes: decode = samples × (new tokens − 1), per kWh of total energy.
     let total = report["decode"]["energy"]["total"].as_f64().expect("total");
     let eff = report["decode"]["efficiency"]["value"].as_f64().expect("eff");

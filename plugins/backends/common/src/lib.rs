@@ -258,6 +258,44 @@ pub fn provenance(windows: &[&Window]) -> Value {
     Value::Object(out)
 }
 
+/// Flags of a measured window that also make a difference of two windows doubtful. A window
+/// too short to time well alone (`too-short`) says nothing about the difference, which covers
+/// the longer window's work.
+const DERIVATION_DOUBTS: &[&str] = &["zero-reading", "counter-reset"];
+
+/// Provenance of a derived phase (decode = generate − prefill, per iteration): the windows'
+/// sources and figures, and flags only for what makes the derivation doubtful: a zero reading
+/// or a counter reset in either window, or a negative result, each said in words.
+pub fn derived_provenance(definition: &str, windows: &[&Window], results: &[Energy]) -> Value {
+    let mut out = match provenance(windows) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let mut flags: Vec<String> = Vec::new();
+    let mut push = |f: String| {
+        if !flags.contains(&f) {
+            flags.push(f);
+        }
+    };
+    for w in windows {
+        for f in &w.figures {
+            for fl in f.flags.iter().filter(|fl| DERIVATION_DOUBTS.contains(&fl.as_str())) {
+                push(format!("{}:{fl} in the {} window it is derived from", f.device, w.name));
+            }
+        }
+    }
+    for (i, e) in results.iter().enumerate() {
+        for (dev, v) in [("gpu", e.gpu_kwh), ("cpu", e.cpu_kwh), ("ram", e.ram_kwh)] {
+            if v.is_some_and(|v| v < 0.0) {
+                push(format!("{dev}:negative-derived-value in iteration {i} ({definition} came out below zero)"));
+            }
+        }
+    }
+    out.insert("flags".into(), json!(flags));
+    out.insert("derived".into(), json!(definition));
+    Value::Object(out)
+}
+
 /// Reads a dotted key.
 pub fn get<'a>(cfg: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(cfg, |v, k| v.get(k))
@@ -505,6 +543,28 @@ mod tests {
         let prov = provenance(&[&w("prefill", Some(1.0), 1.0)]);
         assert_eq!(prov["gpu_source"], "nvml-energy-counter");
         assert_eq!(prov["flags"], json!(["cpu:too-short"]));
+    }
+
+    #[test]
+    fn a_derived_phase_is_flagged_only_for_what_makes_the_difference_doubtful() {
+        let prefill = w("prefill", Some(1.8e6), 1.8e5); // its cpu figure is too-short
+        let mut generate = w("generate", Some(3.6e6), 3.6e5);
+        generate.figures[1].flags.clear();
+        let decode = [Energy::of(&generate, true).minus(&Energy::of(&prefill, true))];
+        let p = derived_provenance("generate - prefill", &[&prefill, &generate], &decode);
+        assert_eq!(p["flags"], json!([]), "a short prefill does not make decode short");
+        assert_eq!(p["derived"], "generate - prefill");
+        generate.figures[0].flags.push("zero-reading".into());
+        let negative = [Energy::of(&prefill, true).minus(&Energy::of(&generate, true))];
+        let p = derived_provenance("generate - prefill", &[&prefill, &generate], &negative);
+        assert_eq!(
+            p["flags"],
+            json!([
+                "gpu0:zero-reading in the generate window it is derived from",
+                "gpu:negative-derived-value in iteration 0 (generate - prefill came out below zero)",
+                "cpu:negative-derived-value in iteration 0 (generate - prefill came out below zero)"
+            ])
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ wit_bindgen::generate!({
 });
 
 use energy_star::plugin::{datasets, inference, log, meter, results};
-use es_backend_common::{Energy, Settings, Window, efficiency, phase, provenance};
+use es_backend_common::{Energy, Settings, Window, derived_provenance, efficiency, phase, provenance};
 use exports::energy_star::plugin::backend::{BackendInfo, Guest, RunOutput, RunRequest};
 use serde_json::{Value, json};
 
@@ -210,7 +210,7 @@ impl Guest for Optimum {
                 Some(&decode),
                 Some(efficiency(decode_volume, "tokens/kWh", &decode)),
                 measures(&e_decode),
-                Some(provenance(&all)),
+                Some(derived_provenance("generate - prefill", &all, &e_decode)),
             ),
         );
         for w in
