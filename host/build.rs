@@ -7,11 +7,11 @@ use energy_star_plugin_build::{PROFILE, PluginBuild, rerun_if_changed};
 
 /// (package, kind) of every built-in plugin.
 const BUILTINS: &[(&str, &str)] = &[
-    ("es-summarizer-optimum", "summarizer"),
-    ("es-summarizer-ai-energy-benchmarks", "summarizer"),
-    ("es-backend-optimum", "backend"),
-    ("es-backend-pytorch", "backend"),
-    ("es-backend-vllm", "backend"),
+    ("energy-star-summarizer-optimum", "summarizer"),
+    ("energy-star-summarizer-ai-energy-benchmarks", "summarizer"),
+    ("energy-star-backend-optimum", "backend"),
+    ("energy-star-backend-pytorch", "backend"),
+    ("energy-star-backend-vllm", "backend"),
 ];
 
 fn main() {
@@ -34,11 +34,13 @@ fn main() {
         Ok(paths) => paths,
         Err(e) => panic!("{e}"),
     };
-    let mut code = String::from(
-        "/// Built-in plugins embedded at build time: (package, wasm bytes).\npub const BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n",
-    );
+    let mut code =
+        String::from("/// Built-in plugins embedded at build time.\npub const BUILTIN_PLUGINS: &[Builtin] = &[\n");
     for ((package, _kind), path) in BUILTINS.iter().zip(&wasm) {
-        code.push_str(&format!("    ({package:?}, include_bytes!({:?})),\n", path.display().to_string()));
+        code.push_str(&format!(
+            "    Builtin {{ package: {package:?}, wasm: include_bytes!({:?}) }},\n",
+            path.display().to_string()
+        ));
     }
     code.push_str("];\n");
     std::fs::write(out_dir.join("builtin_plugins.rs"), code).expect("write builtin_plugins.rs");

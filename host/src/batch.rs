@@ -9,10 +9,95 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use crate::results::write_atomic;
+use energy_star_results::write_atomic;
+
+use crate::cli::{BatchArgs, Emit};
+
+/// `energy-star batch`.
+pub fn command(args: &BatchArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.models).map_err(|e| anyhow::anyhow!("{}: {e}", args.models.display()))?;
+    let mut rows = parse_models(&text).map_err(|e| anyhow::anyhow!("{}: {e}", args.models.display()))?;
+    if let Some(m) = &args.model_name {
+        rows.retain(|r| r.model.contains(m.as_str()));
+    }
+    if let Some(c) = &args.class {
+        rows.retain(|r| r.class.eq_ignore_ascii_case(c));
+    }
+    if rows.is_empty() {
+        anyhow::bail!("no model of {} is left after --model-name/--class", args.models.display());
+    }
+    let opts = BatchOptions {
+        config_name: args.config_name.clone(),
+        config_dir: args.config_dir.clone(),
+        backend: args.backend.clone().filter(|b| !b.is_empty()),
+        num_prompts: args.num_prompts,
+        extra: args.overrides.clone(),
+    };
+    let out = &args.output_dir;
+    if args.collect {
+        let (master, found, missing, failed) = collect_all(&rows, out).map_err(anyhow::Error::msg)?;
+        outln!("{}: {found} runs collected ({failed} failed or incomplete), {missing} missing", master.display())?;
+        return Ok(if missing == 0 && failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    if let Some(kind) = args.emit {
+        if args.gpus == 0 {
+            anyhow::bail!("--gpus must be at least 1");
+        }
+        let cluster = ClusterOptions {
+            image: args.image.clone(),
+            gpus: args.gpus,
+            namespace: args.namespace.clone(),
+            results_claim: args.results_claim.clone(),
+            hf_cache_claim: args.hf_cache_claim.clone(),
+            vllm_endpoint: std::env::var("VLLM_ENDPOINT").ok().filter(|e| !e.is_empty()),
+        };
+        match kind {
+            Emit::K8s => {
+                let dir = out.join("k8s");
+                energy_star_results::ensure_dir(&dir)?;
+                for (name, yaml) in kubernetes_jobs(&rows, &opts, &cluster) {
+                    energy_star_results::write_atomic(&dir.join(&name), yaml.as_bytes())?;
+                }
+                outln!("{} Kubernetes Jobs in {}: kubectl apply -f {}", rows.len(), dir.display(), dir.display())?;
+            }
+            Emit::Slurm => {
+                let dir = out.join("slurm");
+                energy_star_results::ensure_dir(&dir)?;
+                let root = args.results_root.clone().unwrap_or_else(|| out.clone());
+                let (script, lines) = slurm_array(&rows, &opts, &cluster, &root.display().to_string());
+                energy_star_results::write_atomic(&dir.join("energy_star_array.sbatch"), script.as_bytes())?;
+                energy_star_results::write_atomic(&dir.join("energy_star_array.args"), lines.as_bytes())?;
+                outln!(
+                    "Slurm array of {} tasks in {}: cd {} && sbatch energy_star_array.sbatch",
+                    rows.len(),
+                    dir.display(),
+                    dir.display()
+                )?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Ctrl-C reaches the running child too (same process group); the batch stops after it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let _ = ctrlc::set_handler(move || s2.store(true, std::sync::atomic::Ordering::SeqCst));
+    let exe = std::env::current_exe()?;
+    let done = run_local(&exe, &rows, &opts, out, &|| stop.load(std::sync::atomic::Ordering::SeqCst))
+        .map_err(anyhow::Error::msg)?;
+    outln!(
+        "{}: {} run, {} skipped (done before), {} failed{}",
+        done.master.display(),
+        done.ran,
+        done.skipped,
+        done.failed,
+        if done.interrupted { ", interrupted" } else { "" }
+    )?;
+    Ok(if done.failed == 0 && !done.interrupted { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
 
 /// One model to run.
 #[derive(Debug, Clone, PartialEq)]

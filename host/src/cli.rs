@@ -18,6 +18,30 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Inserts `run` before the first argument that is not a global option, unless it names a
+/// subcommand: the container's entrypoint passes the arguments of `run` without it.
+pub fn with_implied_run(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut i = 1;
+    while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
+        if GLOBAL_OPTIONS_WITH_VALUE.contains(&arg) {
+            i += 2;
+        } else if GLOBAL_FLAGS.contains(&arg)
+            || GLOBAL_OPTIONS_WITH_VALUE.iter().any(|o| arg.starts_with(&format!("{o}=")))
+        {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    if let Some(first) = args.get(i).and_then(|a| a.to_str()) {
+        let is_known = SUBCOMMANDS.contains(&first) || matches!(first, "-h" | "--help" | "-V" | "--version");
+        if !is_known {
+            args.insert(i, "run".into());
+        }
+    }
+    args
+}
+
 /// Subcommand names; anything else as the first argument means `run`.
 pub const SUBCOMMANDS: &[&str] =
     &["run", "summarize", "plugins", "measure", "generate", "report", "rate", "batch", "help"];

@@ -13,10 +13,32 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use thiserror::Error;
 
-use crate::meter::gpu::{GpuSource, NvmlGpus, ReplayGpus};
-use crate::meter::sampler::monotonic_clock;
-use crate::meter::{self, Meter, MeterOptions, Sampler, WindowReading};
-use crate::results::{ResultsError, write_atomic};
+use energy_star_meter::gpu::{GpuSource, NvmlGpus, ReplayGpus};
+use energy_star_meter::sampler::monotonic_clock;
+use energy_star_meter::{self as meter, MAX_IDLE_S, Meter, MeterOptions, Sampler, WindowReading};
+use energy_star_results::{ResultsError, write_atomic};
+
+use crate::cli::MeasureArgs;
+
+/// `energy-star measure`: prints the table; exits as the command did (130 after Ctrl-C).
+pub fn command(args: &MeasureArgs) -> anyhow::Result<std::process::ExitCode> {
+    let plan = MeasurePlan {
+        gpus: args.gpus.clone(),
+        interval: Duration::from_millis(args.interval_ms),
+        idle_s: args.idle,
+        output: args.output.clone(),
+        rapl: !args.no_rapl,
+        replay: args.replay.clone(),
+        command: args.command.clone(),
+    };
+    let done = run(&plan)?;
+    out!("{}", report(&done, &plan.command))?;
+    Ok(match &done.command {
+        None => std::process::ExitCode::SUCCESS,
+        Some(c) if c.interrupted => std::process::ExitCode::from(130),
+        Some(c) => std::process::ExitCode::from(c.exit_code.and_then(|code| u8::try_from(code).ok()).unwrap_or(1)),
+    })
+}
 
 #[derive(Debug, Error)]
 pub enum MeasureError {
@@ -52,8 +74,17 @@ pub struct MeasurePlan {
 /// What was measured.
 pub struct Measured {
     pub idle: Option<WindowReading>,
-    pub command: Option<(WindowReading, Option<i32>, bool)>,
+    pub command: Option<MeasuredCommand>,
     pub output: PathBuf,
+}
+
+/// The measured command and how it ended.
+pub struct MeasuredCommand {
+    pub reading: WindowReading,
+    /// Its exit code; none when a signal ended it.
+    pub exit_code: Option<i32>,
+    /// Whether Ctrl-C stopped it.
+    pub interrupted: bool,
 }
 
 /// Set by Ctrl-C.
@@ -64,7 +95,7 @@ pub fn run(plan: &MeasurePlan) -> Result<Measured, MeasureError> {
         return Err(MeasureError::Nothing);
     }
     if let Some(s) = plan.idle_s
-        && !(s > 0.0 && s <= crate::run::MAX_IDLE_S)
+        && !(s > 0.0 && s <= MAX_IDLE_S)
     {
         return Err(MeasureError::BadIdle(s));
     }
@@ -119,7 +150,7 @@ pub fn run(plan: &MeasurePlan) -> Result<Measured, MeasureError> {
         let outcome = run_command(&plan.command);
         let reading = lock()?.end_window(id).map_err(|e| MeasureError::Meter(e.to_string()))?;
         let (status, interrupted) = outcome?;
-        Some((reading, status.code(), interrupted))
+        Some(MeasuredCommand { reading, exit_code: status.code(), interrupted })
     };
     sampler.stop();
 
@@ -127,11 +158,11 @@ pub fn run(plan: &MeasurePlan) -> Result<Measured, MeasureError> {
     meter::timeline::write(&m, &plan.output)?;
     let record = json!({
         "command": plan.command,
-        "exit_code": command.as_ref().and_then(|c| c.1),
-        "interrupted": command.as_ref().is_some_and(|c| c.2),
-        "devices": m.devices().iter().map(|d| json!({"device": d.label(), "name": d.name, "source": d.source.as_str()})).collect::<Vec<_>>(),
-        "idle": idle.as_ref().map(WindowReading::to_json),
-        "measurement": command.as_ref().map(|c| c.0.to_json()),
+        "exit_code": command.as_ref().and_then(|c| c.exit_code),
+        "interrupted": command.as_ref().is_some_and(|c| c.interrupted),
+        "devices": m.devices().iter().map(|d| d.record()).collect::<Vec<_>>(),
+        "idle": idle.as_ref().map(WindowReading::record),
+        "measurement": command.as_ref().map(|c| c.reading.record()),
         "sampler": {"interval_ms": m.interval().as_secs_f64() * 1000.0, "cpu_s": m.sampler_cpu_s, "wall_s": m.sampler_wall_s},
         "notices": m.notices(),
     });
@@ -216,7 +247,7 @@ pub fn report(m: &Measured, command: &[String]) -> String {
         out.push_str(&format!("\nIdle power over {:.1} s:\n", idle.duration_s()));
         out.push_str(&table(idle));
     }
-    if let Some((r, code, interrupted)) = &m.command {
+    if let Some(MeasuredCommand { reading: r, exit_code: code, interrupted }) = &m.command {
         out.push_str(&format!(
             "\nEnergy of `{}` ({:.3} s, {}):\n",
             command.join(" "),

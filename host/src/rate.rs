@@ -7,6 +7,32 @@
 //! [low, high), the top one includes the maximum. A cohort of one model, or of equal values,
 //! gets 5 stars. Rows without an energy figure (failed runs) get no stars and are listed.
 
+use std::process::ExitCode;
+
+use crate::cli::RateArgs;
+
+/// `energy-star rate`.
+pub fn command(args: &RateArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.table).map_err(|e| anyhow::anyhow!("{}: {e}", args.table.display()))?;
+    let (rows, metric) =
+        rate_csv(&text, args.metric.as_deref()).map_err(|e| anyhow::anyhow!("{}: {e}", args.table.display()))?;
+    let out = to_csv(&rows, &metric);
+    for r in rows.iter().filter(|r| r.energy.is_none()) {
+        eprintln!("warning: {} has no {metric}: no stars", r.model);
+    }
+    match &args.output {
+        Some(p) => {
+            energy_star_results::write_atomic(p, out.as_bytes())?;
+            let rated = rows.iter().filter(|r| r.stars.is_some()).count();
+            let unrated =
+                if rated < rows.len() { format!(" ({} without a figure)", rows.len() - rated) } else { String::new() };
+            outln!("rated {rated} of {} models by {metric}{unrated}: {}", rows.len(), p.display())?;
+        }
+        None => out!("{out}")?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 use std::collections::BTreeMap;
 
 /// One rated row.

@@ -169,7 +169,8 @@ fn one_folder_of_broken_plugins_costs_only_those_plugins() {
     let junk = energy_star_tests::write_junk_plugins(dir.path());
     std::fs::copy(&guests().codecarbon_summarizer, dir.path().join("codecarbon.wasm")).expect("copy");
     // A stale backend file under the name a user selects.
-    std::fs::write(dir.path().join("tensorrt.wasm"), b"\0asm\x0d\0\x01\0 truncated by a failed download").expect("write");
+    std::fs::write(dir.path().join("tensorrt.wasm"), b"\0asm\x0d\0\x01\0 truncated by a failed download")
+        .expect("write");
     let limit = ["--plugin-time-limit-s", "1", "--plugin-dir", "."];
     let with = |args: &[&str]| -> Vec<String> { limit.iter().chain(args).map(|s| s.to_string()).collect() };
     let args = with(&["plugins"]);
@@ -217,7 +218,11 @@ fn one_folder_of_broken_plugins_costs_only_those_plugins() {
     let cwd = tempfile::tempdir().expect("tmp");
     energy_star(cwd.path(), &run, &[("BENCHMARK_BACKEND", "tensorrt")]).fails_with(
         1,
-        &["BENCHMARK_BACKEND=tensorrt names a backend whose plugin file is broken", "tensorrt.wasm", "not a valid component"],
+        &[
+            "BENCHMARK_BACKEND=tensorrt names a backend whose plugin file is broken",
+            "tensorrt.wasm",
+            "not a valid component",
+        ],
     );
     assert!(!cwd.path().join("results").exists(), "nothing is written when the backend cannot load");
     // Strict mode refuses the folder, naming every broken file.

@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use energy_star::plugins::{Origin, PluginError, PluginRuntime, RuntimeOptions, SandboxLimits, load_plugin};
+use energy_star_plugin_host::{Origin, PluginError, PluginRuntime, RuntimeOptions, SandboxLimits, load_plugin};
 use energy_star_tests::{energy_star, folder_with, guests};
 
 fn hostile_report(dir: &Path, mode: &str) {

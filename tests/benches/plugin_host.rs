@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use energy_star::plugins::{HostServices, Origin, PluginKind, PluginRuntime, PluginSet, RuntimeOptions, load_plugin};
+use energy_star_plugin_host::{
+    HostServices, Origin, PluginKind, PluginRuntime, PluginSet, RuntimeOptions, load_plugin,
+};
 use energy_star_tests::{bin, fixtures, folder_with, guests};
 
 fn stats(mut xs: Vec<Duration>) -> (Duration, Duration, Duration) {
@@ -40,7 +42,7 @@ fn main() {
             .and_then(Path::parent)
             .and_then(Path::parent)
             .expect("target")
-            .join("plugins/wasm32-wasip2/plugin/es_summarizer_optimum.wasm"),
+            .join("plugins/wasm32-wasip2/plugin/energy_star_summarizer_optimum.wasm"),
     )
     .expect("the built-in optimum summarizer (built by host/build.rs)");
     let report = std::fs::read_to_string(fixtures().join("samples/optimum/benchlab-llama3_8B-benchmark_report.json"))

@@ -12,7 +12,21 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::results::{ResultsError, write_atomic};
+use std::process::ExitCode;
+
+use energy_star_results::{ResultsError, write_atomic};
+
+use crate::cli::ReportArgs;
+
+/// `energy-star report`.
+pub fn command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let done = write_report(&crate::results_target(args.target.clone()))?;
+    outln!("report: {}", done.html.display())?;
+    for f in &done.figures {
+        outln!("figure: {}", f.display())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
 use svg::{Series, Span, esc};
 
 #[derive(Debug, Error)]
@@ -122,7 +136,7 @@ fn fmt_opt(v: Option<f64>, unit: &str) -> String {
 
 /// Points to the set-aside runs of a folder that holds only those.
 fn earlier_runs_hint(dir: &Path) -> String {
-    let earlier = dir.join(crate::results::PREVIOUS_RUNS);
+    let earlier = dir.join(energy_star_results::PREVIOUS_RUNS);
     let mut runs: Vec<String> = std::fs::read_dir(&earlier)
         .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
@@ -376,7 +390,7 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
     );
 
     let fig_dir = dir.join("figures");
-    crate::results::ensure_dir(&fig_dir)?;
+    energy_star_results::ensure_dir(&fig_dir)?;
     let mut written = Vec::new();
     for (file, _, fig) in &figures {
         let p = fig_dir.join(file);

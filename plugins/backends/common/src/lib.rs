@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 /// Conversions from a backend's generated WIT types (`meter`, `inference`) to this crate's
 /// plain ones. The WIT types are generated inside each backend crate, so this expands there:
-/// call `es_backend_common::wit_conversions!();` after `wit_bindgen::generate!`.
+/// call `energy_star_backend_common::wit_conversions!();` after `wit_bindgen::generate!`.
 #[macro_export]
 macro_rules! wit_conversions {
     () => {

@@ -18,13 +18,13 @@ wit_bindgen::generate!({
 });
 
 use energy_star::plugin::{datasets, inference, log, meter, results};
-use es_backend_common::{Energy, Settings, Window, derived_provenance, efficiency, phase, provenance};
+use energy_star_backend_common::{Energy, Settings, Window, derived_provenance, efficiency, phase, provenance};
 use exports::energy_star::plugin::backend::{BackendInfo, Guest, RunOutput, RunRequest};
 use serde_json::{Value, json};
 
 struct Optimum;
 
-es_backend_common::wit_conversions!();
+energy_star_backend_common::wit_conversions!();
 
 fn params(max: u32, min: u32, s: &Settings) -> inference::GenerationParams {
     inference::GenerationParams {

@@ -18,11 +18,11 @@ wit_bindgen::generate!({
 });
 
 use energy_star::plugin::{datasets, inference, log, meter};
-use es_backend_common::{Energy, Settings, provenance};
+use energy_star_backend_common::{Energy, Settings, provenance};
 use exports::energy_star::plugin::backend::{BackendInfo, Guest, RunOutput, RunRequest};
 use serde_json::{Value, json};
 
-es_backend_common::wit_conversions!();
+energy_star_backend_common::wit_conversions!();
 
 struct Pytorch;
 
@@ -57,8 +57,9 @@ impl Guest for Pytorch {
     fn run(req: RunRequest) -> Result<RunOutput, String> {
         let cfg: Value = serde_json::from_str(&req.config_json).map_err(|e| format!("config is not JSON: {e}"))?;
         let s = Settings::read(&cfg, "pytorch", 10)?;
-        let sampling =
-            es_backend_common::get(&cfg, "scenario.generate_kwargs.do_sample").and_then(Value::as_bool).unwrap_or(true);
+        let sampling = energy_star_backend_common::get(&cfg, "scenario.generate_kwargs.do_sample")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
         let rows = datasets::load(&datasets::DatasetSpec {
             name: s.dataset.clone(),
             config: s.dataset_config.clone(),
@@ -155,15 +156,15 @@ impl Guest for Pytorch {
                 "total_completion_tokens": tally.completion_tokens,
                 "throughput_tokens_per_second": if w.duration_s > 0.0 { json!(total_tokens as f64 / w.duration_s) } else { Value::Null },
             },
-            "energy": es_backend_common::ai_energy_benchmarks_energy(&e, w.duration_s, &s.name),
-            "gpu_stats": es_backend_common::ai_energy_benchmarks_gpu_stats(&w),
+            "energy": energy_star_backend_common::ai_energy_benchmarks_energy(&e, w.duration_s, &s.name),
+            "gpu_stats": energy_star_backend_common::ai_energy_benchmarks_gpu_stats(&w),
             "backend_info": {
                 "backend": "pytorch",
                 "model": s.model,
                 "device": s.device,
                 "device_ids": s.device_ids,
                 "torch_dtype": s.dtype,
-                "device_map": es_backend_common::get(&cfg, "backend.device_map"),
+                "device_map": energy_star_backend_common::get(&cfg, "backend.device_map"),
                 "initialized": true,
                 "healthy": !tally.stopped_early,
             },

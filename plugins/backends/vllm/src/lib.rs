@@ -16,12 +16,12 @@ wit_bindgen::generate!({
 
 use energy_star::plugin::inference::{self, FailureKind, LoadProfile, RateProfile, TokenCountSource};
 use energy_star::plugin::{datasets, log, meter, results};
-use es_backend_common::serving::{self, Req, ServingConfig};
-use es_backend_common::{Energy, Settings, provenance};
+use energy_star_backend_common::serving::{self, Req, ServingConfig};
+use energy_star_backend_common::{Energy, Settings, provenance};
 use exports::energy_star::plugin::backend::{BackendInfo, Guest, RequiredSetting, RunOutput, RunRequest};
 use serde_json::{Value, json};
 
-es_backend_common::wit_conversions!();
+energy_star_backend_common::wit_conversions!();
 
 struct Vllm;
 
@@ -72,13 +72,13 @@ impl Guest for Vllm {
         let endpoint = setting(&req, "VLLM_ENDPOINT").ok_or("VLLM_ENDPOINT was not passed by the host")?.to_string();
         // The server applies the chat template and any reasoning: the local-engine limits on
         // `scenario.reasoning` do not apply here.
-        let reasoning = es_backend_common::bool_at(&cfg, "scenario.reasoning") == Some(true);
+        let reasoning = energy_star_backend_common::bool_at(&cfg, "scenario.reasoning") == Some(true);
         let mut local_view = cfg.clone();
         if let Some(s) = local_view.get_mut("scenario").and_then(Value::as_object_mut) {
             s.remove("reasoning");
         }
         // No model given: the server's first listed model (`backend.model=null`).
-        let model_given = es_backend_common::str_at(&cfg, "backend.model").filter(|m| !m.is_empty());
+        let model_given = energy_star_backend_common::str_at(&cfg, "backend.model").filter(|m| !m.is_empty());
         if model_given.is_none()
             && let Some(b) = local_view.get_mut("backend").and_then(Value::as_object_mut)
         {
@@ -92,8 +92,9 @@ impl Guest for Vllm {
             inference::RemoteApi::Completions
         };
         // ai_energy_benchmarks sends temperature 0.7; `do_sample: false` asks for greedy.
-        let sampling =
-            es_backend_common::get(&cfg, "scenario.generate_kwargs.do_sample").and_then(Value::as_bool).unwrap_or(true);
+        let sampling = energy_star_backend_common::get(&cfg, "scenario.generate_kwargs.do_sample")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
         let fixed_length = s.min_new_tokens == s.max_new_tokens;
         let params = inference::GenerationParams {
             max_new_tokens: s.max_new_tokens,
@@ -308,8 +309,8 @@ impl Guest for Vllm {
                 "total_completion_tokens": completion_tokens,
                 "throughput_tokens_per_second": if w.duration_s > 0.0 { json!((prompt_tokens + completion_tokens) as f64 / w.duration_s) } else { Value::Null },
             },
-            "energy": es_backend_common::ai_energy_benchmarks_energy(&e, w.duration_s, &s.name),
-            "gpu_stats": es_backend_common::ai_energy_benchmarks_gpu_stats(&w),
+            "energy": energy_star_backend_common::ai_energy_benchmarks_energy(&e, w.duration_s, &s.name),
+            "gpu_stats": energy_star_backend_common::ai_energy_benchmarks_gpu_stats(&w),
             "backend_info": {
                 "backend": "vllm",
                 "endpoint": endpoint,

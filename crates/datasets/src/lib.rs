@@ -1,0 +1,391 @@
+//! Datasets for backends: local files (JSONL, JSON, CSV, Parquet), folders of them, and Hugging
+//! Face dataset ids in the local hub cache (`datasets--ORG--NAME/snapshots/REV`). Nothing is
+//! downloaded. Errors name the missing file or column.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use thiserror::Error;
+
+use energy_star_hub::{cached_snapshot, hub_cache, looks_like_hub_id};
+
+/// The offline default's prompt set (`energy-star/prompts`, column `text`): 48 prompts the
+/// project wrote, as JSON lines, for the built-in toy model.
+pub const PROMPTS_JSONL: &str = include_str!("../assets/prompts.jsonl");
+/// The dataset name of [`PROMPTS_JSONL`].
+pub const TOY_PROMPTS: &str = "energy-star/prompts";
+
+#[derive(Debug, Error)]
+pub enum DatasetError {
+    #[error("dataset {name:?}: {why}")]
+    NotFound { name: String, why: String },
+    #[error("dataset file {path}: {why}")]
+    Read { path: PathBuf, why: String },
+    #[error("dataset {name:?} has no column {column:?}; its columns are: {available}")]
+    NoColumn { name: String, column: String, available: String },
+    #[error("dataset {name:?} has {rows} row(s); {wanted} were asked for")]
+    TooFew { name: String, rows: usize, wanted: usize },
+}
+
+/// What to read.
+#[derive(Debug, Clone)]
+pub struct DatasetSpec {
+    pub name: String,
+    pub config: String,
+    pub split: String,
+    pub columns: Vec<String>,
+    pub num_samples: Option<usize>,
+}
+
+/// What was read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetRows {
+    pub source: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+const EXTENSIONS: &[&str] = &["jsonl", "json", "csv", "parquet"];
+
+fn ext(p: &Path) -> Option<&str> {
+    p.extension().and_then(|e| e.to_str()).filter(|e| EXTENSIONS.contains(e))
+}
+
+/// Data files of a dataset folder for a split, in name order: files whose name starts with the
+/// split (`train.jsonl`, `train-00000-of-00002.parquet`), searched in the folder, `data/`, and
+/// the config's subfolder; else, when the folder holds a single data file, that one.
+fn split_files(dir: &Path, config: &str, split: &str) -> Vec<PathBuf> {
+    let mut roots = vec![dir.to_path_buf(), dir.join("data")];
+    if !config.is_empty() {
+        roots.insert(0, dir.join(config));
+    }
+    for root in &roots {
+        let Ok(entries) = std::fs::read_dir(root) else { continue };
+        let mut files: Vec<PathBuf> =
+            entries.flatten().map(|e| e.path()).filter(|p| p.is_file() && ext(p).is_some()).collect();
+        files.sort();
+        let matching: Vec<PathBuf> = files
+            .iter()
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(split)))
+            .cloned()
+            .collect();
+        if !matching.is_empty() {
+            return matching;
+        }
+        if files.len() == 1 {
+            return files;
+        }
+    }
+    Vec::new()
+}
+
+/// Finds the files for `spec`.
+pub fn locate(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Result<Vec<PathBuf>, DatasetError> {
+    let nf = |why: String| DatasetError::NotFound { name: spec.name.clone(), why };
+    if spec.name.trim().is_empty() {
+        return Err(nf("scenario.dataset_name is empty".into()));
+    }
+    let p = Path::new(&spec.name);
+    if p.is_file() {
+        return if ext(p).is_some() {
+            Ok(vec![p.to_path_buf()])
+        } else {
+            Err(nf(format!("{} is not a .jsonl, .json, .csv or .parquet file", p.display())))
+        };
+    }
+    let is_data_file = ext(p).is_some();
+    let dir = if p.is_dir() {
+        p.to_path_buf()
+    } else if is_data_file || !looks_like_hub_id(&spec.name) {
+        return Err(nf(format!("no such file or folder: {}", p.display())));
+    } else {
+        let cache = hub_cache(env);
+        match cache.as_deref().and_then(|c| cached_snapshot(c, "datasets", &spec.name)) {
+            Some(d) => d,
+            None => {
+                return Err(nf(format!(
+                    "not a file or folder, and not in the Hugging Face cache at {}; energy-star does not download datasets: fetch it first (`hf download --repo-type dataset {}`) or give a local file",
+                    cache.map(|c| c.display().to_string()).unwrap_or_else(|| "(no HF_HOME or HOME)".into()),
+                    spec.name
+                )));
+            }
+        }
+    };
+    let files = split_files(&dir, &spec.config, &spec.split);
+    if files.is_empty() {
+        return Err(nf(format!(
+            "{} has no data file for split {:?} (.jsonl, .json, .csv or .parquet)",
+            dir.display(),
+            spec.split
+        )));
+    }
+    Ok(files)
+}
+
+/// Loads the rows of `spec`'s columns.
+pub fn load(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Result<DatasetRows, DatasetError> {
+    if spec.name == TOY_PROMPTS {
+        return builtin_prompts(spec);
+    }
+    let files = locate(spec, env)?;
+    let mut rows = Vec::new();
+    let want = spec.num_samples;
+    for f in &files {
+        let records = read_file(f)?;
+        if let Some(first) = records.first() {
+            for c in &spec.columns {
+                if !first.contains_key(c) {
+                    let mut available: Vec<&str> = first.keys().map(String::as_str).collect();
+                    available.sort();
+                    return Err(DatasetError::NoColumn {
+                        name: spec.name.clone(),
+                        column: c.clone(),
+                        available: available.join(", "),
+                    });
+                }
+            }
+        }
+        for r in records {
+            rows.push(spec.columns.iter().map(|c| value_text(r.get(c))).collect::<Vec<_>>());
+            if want.is_some_and(|n| rows.len() >= n) {
+                break;
+            }
+        }
+        if want.is_some_and(|n| rows.len() >= n) {
+            break;
+        }
+    }
+    if let Some(n) = want
+        && rows.len() < n
+    {
+        return Err(DatasetError::TooFew { name: spec.name.clone(), rows: rows.len(), wanted: n });
+    }
+    Ok(DatasetRows {
+        source: files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
+        columns: spec.columns.clone(),
+        rows,
+    })
+}
+
+/// The project's own prompt set, built into the binary.
+fn builtin_prompts(spec: &DatasetSpec) -> Result<DatasetRows, DatasetError> {
+    let records: Vec<Record> =
+        PROMPTS_JSONL.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()?.as_object().cloned()).collect();
+    for c in &spec.columns {
+        if c != "text" {
+            return Err(DatasetError::NoColumn {
+                name: spec.name.clone(),
+                column: c.clone(),
+                available: "text".into(),
+            });
+        }
+    }
+    let n = spec.num_samples.unwrap_or(records.len());
+    if n > records.len() {
+        return Err(DatasetError::TooFew { name: spec.name.clone(), rows: records.len(), wanted: n });
+    }
+    Ok(DatasetRows {
+        source: "built-in prompt set (crates/datasets/assets/prompts.jsonl)".into(),
+        columns: spec.columns.clone(),
+        rows: records.iter().take(n).map(|r| spec.columns.iter().map(|c| value_text(r.get(c))).collect()).collect(),
+    })
+}
+
+fn value_text(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+type Record = serde_json::Map<String, Value>;
+
+fn read_file(path: &Path) -> Result<Vec<Record>, DatasetError> {
+    let err = |why: String| DatasetError::Read { path: path.to_path_buf(), why };
+    match ext(path) {
+        Some("jsonl") => {
+            let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(n, l)| match serde_json::from_str::<Value>(l) {
+                    Ok(Value::Object(o)) => Ok(o),
+                    Ok(_) => Err(err(format!("line {} is not a JSON object", n + 1))),
+                    Err(e) => Err(err(format!("line {}: {e}", n + 1))),
+                })
+                .collect()
+        }
+        Some("json") => {
+            let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+            match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Array(items)) => items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        Value::Object(o) => Ok(o),
+                        _ => Err(err(format!("item {i} is not an object"))),
+                    })
+                    .collect(),
+                // `datasets` also reads {"data": [...]}-style files through `field=`; take the
+                // only list of objects if there is exactly one.
+                Ok(Value::Object(o)) => {
+                    let lists: Vec<&Vec<Value>> = o.values().filter_map(Value::as_array).collect();
+                    match lists.as_slice() {
+                        [one] => Ok(one.iter().filter_map(|v| v.as_object().cloned()).collect()),
+                        _ => Err(err("expected a list of objects".into())),
+                    }
+                }
+                // A file of JSON lines with a .json name.
+                Err(_) => text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .enumerate()
+                    .map(|(n, l)| match serde_json::from_str::<Value>(l) {
+                        Ok(Value::Object(o)) => Ok(o),
+                        _ => Err(err(format!("neither a JSON document nor JSON lines (line {})", n + 1))),
+                    })
+                    .collect(),
+                Ok(_) => Err(err("expected a list of objects".into())),
+            }
+        }
+        Some("csv") => {
+            let mut r = csv::Reader::from_path(path).map_err(|e| err(e.to_string()))?;
+            let headers: Vec<String> =
+                r.headers().map_err(|e| err(e.to_string()))?.iter().map(str::to_string).collect();
+            r.records()
+                .map(|rec| {
+                    let rec = rec.map_err(|e| err(e.to_string()))?;
+                    Ok(headers.iter().cloned().zip(rec.iter().map(|f| Value::String(f.to_string()))).collect())
+                })
+                .collect()
+        }
+        Some("parquet") => read_parquet(path).map_err(err),
+        _ => Err(err("unsupported file type".into())),
+    }
+}
+
+fn read_parquet(path: &Path) -> Result<Vec<Record>, String> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = SerializedFileReader::new(file).map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    let rows = reader.get_row_iter(None).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for row in rows {
+        let row = row.map_err(|e| format!("{e} (energy-star reads uncompressed and snappy Parquet)"))?;
+        let mut rec = Record::new();
+        for (name, field) in row.get_column_iter() {
+            let v = match field {
+                Field::Null => Value::Null,
+                Field::Str(s) => Value::String(s.clone()),
+                Field::Bool(b) => Value::Bool(*b),
+                Field::Int(i) => Value::from(*i),
+                Field::Long(i) => Value::from(*i),
+                Field::Double(d) => Value::from(*d),
+                Field::Float(f) => Value::from(f64::from(*f)),
+                other => Value::String(other.to_string()),
+            };
+            rec.insert(name.clone(), v);
+        }
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, columns: &[&str], n: Option<usize>) -> DatasetSpec {
+        DatasetSpec {
+            name: name.into(),
+            config: String::new(),
+            split: "train".into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            num_samples: n,
+        }
+    }
+
+    fn none(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn local_files_of_each_kind() {
+        let d = tempfile::tempdir().expect("tmp");
+        std::fs::write(d.path().join("a.jsonl"), "{\"text\": \"one\", \"n\": 1}\n\n{\"text\": \"two\", \"n\": 2}\n")
+            .expect("w");
+        std::fs::write(d.path().join("b.json"), r#"[{"text": "one"}, {"text": "two"}, {"text": null}]"#).expect("w");
+        std::fs::write(d.path().join("c.csv"), "text,label\n\"one, with comma\",0\ntwo,1\n").expect("w");
+        let p = |f: &str| d.path().join(f).display().to_string();
+        assert_eq!(
+            load(&spec(&p("a.jsonl"), &["text", "n"], None), &none).expect("jsonl").rows,
+            vec![vec!["one", "1"], vec!["two", "2"]]
+        );
+        assert_eq!(
+            load(&spec(&p("b.json"), &["text"], Some(2)), &none).expect("json").rows,
+            vec![vec!["one"], vec!["two"]]
+        );
+        assert_eq!(load(&spec(&p("c.csv"), &["text"], None), &none).expect("csv").rows[0], vec!["one, with comma"]);
+        let err = load(&spec(&p("a.jsonl"), &["prompt"], None), &none).unwrap_err().to_string();
+        assert!(err.contains("no column \"prompt\"") && err.contains("n, text"), "{err}");
+        let err = load(&spec(&p("a.jsonl"), &["text"], Some(5)), &none).unwrap_err().to_string();
+        assert!(err.contains("2 row(s); 5 were asked for"), "{err}");
+        assert!(
+            load(&spec(&p("missing.jsonl"), &["text"], None), &none)
+                .unwrap_err()
+                .to_string()
+                .contains("no such file or folder")
+        );
+    }
+
+    #[test]
+    fn hub_cache_dataset_split_files() {
+        let home = tempfile::tempdir().expect("tmp");
+        let snap = home.path().join("hub/datasets--EnergyStarAI--text_generation/snapshots/r1/data");
+        std::fs::create_dir_all(&snap).expect("mkdir");
+        std::fs::write(snap.join("train-00000-of-00002.jsonl"), "{\"text\": \"a\"}\n").expect("w");
+        std::fs::write(snap.join("train-00001-of-00002.jsonl"), "{\"text\": \"b\"}\n").expect("w");
+        std::fs::write(snap.join("test.jsonl"), "{\"text\": \"t\"}\n").expect("w");
+        let h = home.path().display().to_string();
+        let env = |k: &str| (k == "HF_HOME").then(|| h.clone());
+        let rows = load(&spec("EnergyStarAI/text_generation", &["text"], None), &env).expect("cache");
+        assert_eq!(rows.rows, vec![vec!["a"], vec!["b"]]);
+        let mut s = spec("EnergyStarAI/text_generation", &["text"], None);
+        s.split = "validation".into();
+        assert!(load(&s, &env).unwrap_err().to_string().contains("no data file for split \"validation\""));
+        // A missing id suggests a download; a missing path is named as a path, never as an id.
+        let id = load(&spec("org/absent", &["text"], None), &env).unwrap_err().to_string();
+        assert!(id.contains("hf download --repo-type dataset org/absent"), "{id}");
+        for path in ["/data/absent", "./absent", "data/prompts/absent", "absent.jsonl"] {
+            let err = load(&spec(path, &["text"], None), &env).unwrap_err().to_string();
+            assert!(err.contains(&format!("no such file or folder: {path}")) && !err.contains("hf download"), "{err}");
+        }
+    }
+
+    #[test]
+    fn parquet_files_are_read() {
+        use parquet::data_type::ByteArrayType;
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        use parquet::schema::parser::parse_message_type;
+        use std::sync::Arc;
+        let d = tempfile::tempdir().expect("tmp");
+        let path = d.path().join("train.parquet");
+        let schema = Arc::new(parse_message_type("message s { REQUIRED BYTE_ARRAY text (UTF8); }").expect("schema"));
+        let file = std::fs::File::create(&path).expect("create");
+        let props = Arc::new(WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).build());
+        let mut w = SerializedFileWriter::new(file, schema, props).expect("writer");
+        let mut rg = w.next_row_group().expect("row group");
+        let mut col = rg.next_column().expect("col").expect("some");
+        let values: Vec<parquet::data_type::ByteArray> =
+            ["first prompt", "second prompt"].iter().map(|s| (*s).into()).collect();
+        col.typed::<ByteArrayType>().write_batch(&values, None, None).expect("write");
+        col.close().expect("close col");
+        rg.close().expect("close rg");
+        w.close().expect("close");
+        let rows = load(&spec(&d.path().display().to_string(), &["text"], None), &none).expect("parquet");
+        assert_eq!(rows.rows, vec![vec!["first prompt"], vec!["second prompt"]]);
+    }
+}

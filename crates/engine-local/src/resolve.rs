@@ -1,0 +1,137 @@
+//! Finds a model's files: a local folder, or a Hugging Face id in the local hub cache
+//! (`HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`, laid out as
+//! `models--ORG--NAME/snapshots/REV`).
+//!
+//! Downloading is not built in: a model missing from the cache is an error that says how to get
+//! it, and with `HF_HUB_OFFLINE=1` it says that too.
+
+use std::path::{Path, PathBuf};
+
+use energy_star_hub::{cached_snapshot, hub_cache, looks_like_hub_id};
+
+/// The files of a model folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFiles {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub generation_config: Option<PathBuf>,
+    pub tokenizer: PathBuf,
+    /// One file, or the shards named by `model.safetensors.index.json`.
+    pub weights: Vec<PathBuf>,
+}
+
+/// Resolves `model` (a folder, or a hub id) to its files.
+pub fn resolve(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<ModelFiles, String> {
+    let path = Path::new(model);
+    let dir = if model == crate::toy::TOY_MODEL {
+        crate::toy::ensure(env)?
+    } else if path.is_dir() {
+        path.to_path_buf()
+    } else if path.exists() {
+        return Err(format!("{model} is a file; give the model's folder (config.json, tokenizer.json, *.safetensors)"));
+    } else {
+        let looks_like_id = looks_like_hub_id(model);
+        let offline = env("HF_HUB_OFFLINE").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"));
+        let cache = hub_cache(env);
+        match (looks_like_id, cache.as_deref().and_then(|c| cached_snapshot(c, "models", model))) {
+            (true, Some(d)) => d,
+            (true, None) => {
+                let where_ = cache.map(|c| c.display().to_string()).unwrap_or_else(|| "(no HF_HOME or HOME)".into());
+                return Err(if offline {
+                    format!(
+                        "{model} is not a folder and not in the Hugging Face cache at {where_}, and HF_HUB_OFFLINE=1 forbids downloading"
+                    )
+                } else {
+                    format!(
+                        "{model} is not a folder and not in the Hugging Face cache at {where_}; energy-star does not download models: fetch it first (`hf download {model}` or `huggingface-cli download {model}`) or pass its folder"
+                    )
+                });
+            }
+            (false, _) => return Err(format!("model folder {model} does not exist")),
+        }
+    };
+    let need = |name: &str| -> Result<PathBuf, String> {
+        let p = dir.join(name);
+        if p.is_file() { Ok(p) } else { Err(format!("{} has no {name}", dir.display())) }
+    };
+    let config = need("config.json")?;
+    let tokenizer = need("tokenizer.json")?;
+    let generation_config = Some(dir.join("generation_config.json")).filter(|p| p.is_file());
+    let single = dir.join("model.safetensors");
+    let index = dir.join("model.safetensors.index.json");
+    let weights = if single.is_file() {
+        vec![single]
+    } else if index.is_file() {
+        let text = std::fs::read_to_string(&index).map_err(|e| format!("{}: {e}", index.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", index.display()))?;
+        let map = v
+            .get("weight_map")
+            .and_then(serde_json::Value::as_object)
+            .ok_or_else(|| format!("{} has no weight_map", index.display()))?;
+        let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
+        files.sort();
+        files.dedup();
+        let mut out = Vec::new();
+        for f in files {
+            if f.contains('/') || f.contains("..") {
+                return Err(format!("{} names a shard outside the folder: {f}", index.display()));
+            }
+            let p = dir.join(&f);
+            if !p.is_file() {
+                return Err(format!("{} is missing shard {f} (a partial download?)", dir.display()));
+            }
+            out.push(p);
+        }
+        if out.is_empty() {
+            return Err(format!("{} lists no shards", index.display()));
+        }
+        out
+    } else {
+        return Err(format!("{} has no model.safetensors or model.safetensors.index.json", dir.display()));
+    };
+    Ok(ModelFiles { dir, config, generation_config, tokenizer, weights })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_cache_layout_and_errors() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let home = tmp.path().to_str().expect("utf-8").to_string();
+        let env = |k: &str| (k == "HF_HOME").then(|| home.clone());
+        let snap = tmp.path().join("hub/models--org--tiny/snapshots/abc123");
+        std::fs::create_dir_all(&snap).expect("mkdir");
+        std::fs::create_dir_all(tmp.path().join("hub/models--org--tiny/refs")).expect("mkdir");
+        std::fs::write(tmp.path().join("hub/models--org--tiny/refs/main"), "abc123\n").expect("ref");
+        let err = resolve("org/tiny", &env).unwrap_err();
+        assert!(err.contains("no config.json"), "{err}");
+        for f in ["config.json", "tokenizer.json"] {
+            std::fs::write(snap.join(f), "{}").expect("write");
+        }
+        assert!(resolve("org/tiny", &env).unwrap_err().contains("no model.safetensors"));
+        std::fs::write(
+            snap.join("model.safetensors.index.json"),
+            r#"{"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#,
+        )
+        .expect("index");
+        std::fs::write(snap.join("model-00001-of-00002.safetensors"), "").expect("shard");
+        let err = resolve("org/tiny", &env).unwrap_err();
+        assert!(err.contains("missing shard model-00002-of-00002.safetensors"), "{err}");
+        std::fs::write(snap.join("model-00002-of-00002.safetensors"), "").expect("shard");
+        let files = resolve("org/tiny", &env).expect("resolved");
+        assert_eq!(files.weights.len(), 2);
+        assert_eq!(files.dir, snap);
+        let err = resolve("org/absent", &env).unwrap_err();
+        assert!(err.contains("not in the Hugging Face cache") && err.contains("hf download org/absent"), "{err}");
+        let offline = |k: &str| match k {
+            "HF_HOME" => Some(home.clone()),
+            "HF_HUB_OFFLINE" => Some("1".to_string()),
+            _ => None,
+        };
+        assert!(resolve("org/absent", &offline).unwrap_err().contains("HF_HUB_OFFLINE=1"));
+        assert!(resolve("/no/such/folder", &env).unwrap_err().contains("does not exist"));
+    }
+}

@@ -1,0 +1,405 @@
+//! One streamed request: its body, its timing and its failure, by kind. Never retried: a
+//! retry would run the generation again and the energy of both would land on one record.
+//!
+//! Timing follows `vllm bench serve`: TTFT is the time to the first chunk with a choice; each
+//! later chunk adds its gap to ITL, and a chunk that carries k tokens (by continuous usage)
+//! adds k−1 zeros after it (ML.ENERGY's rule); E2E ends at the last chunk with a choice, so a
+//! trailing usage-only chunk or `[DONE]` does not move it.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::Api;
+use super::sse::{self, Chunk};
+use energy_star_engine::GenerationParams;
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureKind {
+    /// No connection (refused, reset before an answer, DNS).
+    Connect,
+    /// The request timeout passed.
+    Timeout,
+    /// HTTP 4xx.
+    HttpClientError,
+    /// HTTP 5xx (and other non-2xx).
+    HttpServerError,
+    /// The server sent `{"error": ...}` inside the stream.
+    StreamError,
+    /// A chunk that is not a completion chunk.
+    MalformedStream,
+    /// The stream ended or broke off before `[DONE]` and before a finish reason.
+    TruncatedStream,
+    /// The stream finished without generating anything.
+    EmptyResponse,
+    /// Stopped by the user (Ctrl-C) while in flight, after the drain time.
+    Cancelled,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Connect => "connect",
+            FailureKind::Timeout => "timeout",
+            FailureKind::HttpClientError => "http-4xx",
+            FailureKind::HttpServerError => "http-5xx",
+            FailureKind::StreamError => "stream-error",
+            FailureKind::MalformedStream => "malformed-stream",
+            FailureKind::TruncatedStream => "truncated-stream",
+            FailureKind::EmptyResponse => "empty-response",
+            FailureKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+    pub http_status: Option<u16>,
+}
+
+/// Where a request's token counts come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    ServerUsage,
+    Tokenizer,
+    StreamChunks,
+}
+
+/// One request as the client saw it. Times are ns since the load's clock origin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRecord {
+    /// Index of the prompt in the list given.
+    pub index: u32,
+    /// Sent as `x-request-id`, so records join with server logs.
+    pub request_id: String,
+    /// When the schedule meant to send it.
+    pub scheduled_ns: u64,
+    /// When it was sent (after any wait for a concurrency slot).
+    pub start_ns: u64,
+    pub ttft_ns: Option<u64>,
+    /// To the last chunk with a choice (or to the failure).
+    pub e2e_ns: u64,
+    pub itl_ns: Vec<u64>,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub token_source: TokenSource,
+    pub text: String,
+    pub finish_reason: Option<String>,
+    pub failure: Option<Failure>,
+}
+
+impl RequestRecord {
+    /// Client queue time: waiting for a concurrency slot after the scheduled time.
+    pub fn queue_ns(&self) -> u64 {
+        self.start_ns.saturating_sub(self.scheduled_ns)
+    }
+}
+
+/// The JSON body for one prompt.
+pub fn body(api: Api, model: &str, prompt: &str, p: &GenerationParams) -> Value {
+    let mut b = match api {
+        Api::Completions => json!({"model": model, "prompt": prompt, "max_tokens": p.max_new_tokens}),
+        Api::ChatCompletions => {
+            json!({"model": model, "messages": [{"role": "user", "content": prompt}], "max_completion_tokens": p.max_new_tokens})
+        }
+    };
+    b["stream"] = json!(true);
+    b["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
+    if p.do_sample {
+        b["temperature"] = json!(p.temperature);
+        b["top_p"] = json!(p.top_p);
+    } else {
+        b["temperature"] = json!(0.0);
+    }
+    if let Some(seed) = p.seed.filter(|_| p.do_sample) {
+        b["seed"] = json!(seed);
+    }
+    // vLLM's extensions for fixed-length runs; sent only when asked, since strict servers
+    // refuse fields they do not know.
+    if p.ignore_eos {
+        b["ignore_eos"] = json!(true);
+    }
+    if p.min_new_tokens > 0 {
+        b["min_tokens"] = json!(p.min_new_tokens);
+    }
+    b
+}
+
+pub fn excerpt(text: &str) -> String {
+    let t = text.trim();
+    // An OpenAI error body says it best.
+    if let Ok(v) = serde_json::from_str::<Value>(t)
+        && let Some(m) = v.pointer("/error/message").or_else(|| v.get("message")).and_then(Value::as_str)
+    {
+        return m.to_string();
+    }
+    let cut: String = t.chars().take(300).collect();
+    if cut.len() < t.len() { format!("{cut}…") } else { cut }
+}
+
+pub fn describe_reqwest(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    // reqwest's own text is "error sending request"; the cause says what happened.
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    msg
+}
+
+fn since(origin: Instant) -> u64 {
+    energy_star_types::ns_since(origin, Instant::now())
+}
+
+/// Tokens of `text` by a local tokenizer, when there is one.
+pub fn count_tokens(tokenizer: Option<&tokenizers::Tokenizer>, text: &str, add_special_tokens: bool) -> Option<u32> {
+    tokenizer?.encode(text, add_special_tokens).ok().map(|e| e.get_ids().len() as u32)
+}
+
+/// What a request task needs of the engine, shared between tasks.
+#[derive(Clone)]
+pub struct Sender {
+    pub client: reqwest::Client,
+    pub api_key: Option<String>,
+    pub request_timeout: Duration,
+}
+
+impl Sender {
+    /// Sends one request and follows its stream. `abort` turning true stops it at once,
+    /// recorded as cancelled with what arrived so far.
+    pub async fn send(
+        &self,
+        url: &str,
+        index: u32,
+        body: Bytes,
+        origin: Instant,
+        scheduled_ns: u64,
+        abort: watch::Receiver<bool>,
+    ) -> RequestRecord {
+        send(self, url, index, body, origin, scheduled_ns, abort).await
+    }
+}
+
+async fn send(
+    engine: &Sender,
+    url: &str,
+    index: u32,
+    body: Bytes,
+    origin: Instant,
+    scheduled_ns: u64,
+    mut abort: watch::Receiver<bool>,
+) -> RequestRecord {
+    let request_id = format!("energy-star-{index}");
+    let start = Instant::now();
+    let start_ns = since(origin);
+    let deadline = tokio::time::Instant::from_std(start + engine.request_timeout);
+    let mut rec = RequestRecord {
+        index,
+        request_id: request_id.clone(),
+        scheduled_ns,
+        start_ns,
+        ttft_ns: None,
+        e2e_ns: 0,
+        itl_ns: Vec::new(),
+        input_tokens: 0,
+        output_tokens: 0,
+        token_source: TokenSource::StreamChunks,
+        text: String::new(),
+        finish_reason: None,
+        failure: None,
+    };
+    let fail = |rec: &mut RequestRecord, kind: FailureKind, message: String, status: Option<u16>| {
+        rec.e2e_ns = since(origin).saturating_sub(start_ns);
+        rec.failure = Some(Failure { kind, message, http_status: status });
+    };
+    let timeout_msg =
+        || format!("no complete answer within the request timeout of {:.1} s", engine.request_timeout.as_secs_f64());
+    let mut req = engine
+        .client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-request-id", &request_id)
+        .body(body);
+    if let Some(k) = &engine.api_key {
+        req = req.bearer_auth(k);
+    }
+    let resp = tokio::select! {
+        r = tokio::time::timeout_at(deadline, req.send()) => r,
+        _ = abort.wait_for(|a| *a) => {
+            fail(&mut rec, FailureKind::Cancelled, "stopped before the server answered".into(), None);
+            return rec;
+        }
+    };
+    let resp = match resp {
+        Err(_) => {
+            fail(&mut rec, FailureKind::Timeout, timeout_msg(), None);
+            return rec;
+        }
+        Ok(Err(e)) => {
+            let kind = if e.is_timeout() { FailureKind::Timeout } else { FailureKind::Connect };
+            fail(&mut rec, kind, describe_reqwest(&e), None);
+            return rec;
+        }
+        Ok(Ok(r)) => r,
+    };
+    let status = resp.status();
+    if !status.is_success() {
+        let text = tokio::time::timeout_at(deadline, resp.text()).await.ok().and_then(Result::ok).unwrap_or_default();
+        let kind = if status.is_client_error() { FailureKind::HttpClientError } else { FailureKind::HttpServerError };
+        fail(&mut rec, kind, format!("HTTP {status}: {}", excerpt(&text)), Some(status.as_u16()));
+        return rec;
+    }
+    // A server that ignores `stream: true` answers with one JSON body: not a stream to time.
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !content_type.is_empty() && !content_type.contains("event-stream") {
+        let text = tokio::time::timeout_at(deadline, resp.text()).await.ok().and_then(Result::ok).unwrap_or_default();
+        fail(
+            &mut rec,
+            FailureKind::MalformedStream,
+            format!(
+                "the server answered {content_type}, not an event stream (does it ignore `stream: true`?): {}",
+                excerpt(&text)
+            ),
+            None,
+        );
+        return rec;
+    }
+    let mut stream = resp.bytes_stream();
+    let mut parser = sse::Parser::new();
+    let mut last_token_ns: Option<u64> = None;
+    let mut usage: Option<sse::Usage> = None;
+    let mut counted_tokens: u64 = 0;
+    let mut chunks: u64 = 0;
+    // Chunks that carried text (a chat stream's first, role-only chunk carries none).
+    let mut text_chunks: u64 = 0;
+    // Usage on every choice chunk so far (continuous usage): only then does a usage jump mean
+    // a chunk of several tokens.
+    let mut usage_on_every_chunk = true;
+    let mut done = false;
+    let mut ended: Option<(FailureKind, String)> = None;
+    'read: loop {
+        let next = tokio::select! {
+            n = tokio::time::timeout_at(deadline, stream.next()) => n,
+            _ = abort.wait_for(|a| *a) => {
+                ended = Some((FailureKind::Cancelled, format!("stopped by the user after {chunks} chunks")));
+                break 'read;
+            }
+        };
+        // Stamped as the bytes arrive, before any parsing.
+        let now = since(origin);
+        let (events, finished) = match next {
+            Err(_) => {
+                ended = Some((FailureKind::Timeout, timeout_msg()));
+                break;
+            }
+            Ok(None) => (parser.finish().into_iter().collect::<Vec<_>>(), true),
+            Ok(Some(Err(e))) => {
+                // After a finish reason the answer is whole; only the closing lines are lost.
+                if rec.finish_reason.is_none() {
+                    ended = Some((
+                        FailureKind::TruncatedStream,
+                        format!("the stream broke off after {chunks} chunks: {}", describe_reqwest(&e)),
+                    ));
+                }
+                break;
+            }
+            Ok(Some(Ok(bytes))) => (parser.feed(&bytes), false),
+        };
+        // All events of one read arrived together: one timestamp for them.
+        for ev in events {
+            match sse::interpret(&ev.data) {
+                Chunk::Done => {
+                    done = true;
+                    break 'read;
+                }
+                Chunk::Text { text, finish_reason, usage: u } => {
+                    chunks += 1;
+                    match last_token_ns {
+                        None => rec.ttft_ns = Some(now.saturating_sub(start_ns)),
+                        Some(prev) => rec.itl_ns.push(now.saturating_sub(prev)),
+                    }
+                    match u {
+                        Some(u) => {
+                            if usage_on_every_chunk {
+                                // A chunk of k tokens adds k−1 zero gaps (bounded: a server's
+                                // absurd count must not exhaust memory).
+                                let k = u.completion_tokens.saturating_sub(counted_tokens).min(1 << 16);
+                                for _ in 1..k.max(1) {
+                                    rec.itl_ns.push(0);
+                                }
+                            }
+                            counted_tokens = counted_tokens.max(u.completion_tokens);
+                            usage = Some(u);
+                        }
+                        None => usage_on_every_chunk = false,
+                    }
+                    if !text.is_empty() {
+                        text_chunks += 1;
+                    }
+                    last_token_ns = Some(now);
+                    rec.text.push_str(&text);
+                    if let Some(f) = finish_reason {
+                        rec.finish_reason = Some(f.into_owned());
+                    }
+                }
+                Chunk::UsageOnly(u) => usage = Some(u),
+                Chunk::Error(m) => {
+                    ended =
+                        Some((FailureKind::StreamError, format!("the server reported an error in the stream: {m}")));
+                    break 'read;
+                }
+                Chunk::Malformed(m) => {
+                    ended = Some((FailureKind::MalformedStream, m));
+                    break 'read;
+                }
+            }
+        }
+        if finished {
+            break;
+        }
+    }
+    rec.e2e_ns = last_token_ns.unwrap_or_else(|| since(origin)).saturating_sub(start_ns);
+    // Token counts: the server's usage, else the local tokenizer, else chunks.
+    match usage {
+        Some(u) => {
+            rec.token_source = TokenSource::ServerUsage;
+            rec.input_tokens = u32::try_from(u.prompt_tokens).unwrap_or(u32::MAX);
+            rec.output_tokens = u32::try_from(u.completion_tokens).unwrap_or(u32::MAX);
+        }
+        // Counted from the text later (a local tokenizer, after the load): encoding here
+        // would hold up every other stream's timestamps on this one thread.
+        None => {
+            rec.token_source = TokenSource::StreamChunks;
+            rec.output_tokens = u32::try_from(text_chunks).unwrap_or(u32::MAX);
+        }
+    }
+    if let Some((kind, message)) = ended {
+        rec.failure = Some(Failure { kind, message, http_status: None });
+    } else if !done && rec.finish_reason.is_none() {
+        rec.failure = Some(Failure {
+            kind: FailureKind::TruncatedStream,
+            message: format!("the stream ended after {chunks} chunks without [DONE] or a finish reason"),
+            http_status: None,
+        });
+    } else if text_chunks == 0 && counted_tokens == 0 {
+        rec.failure = Some(Failure {
+            kind: FailureKind::EmptyResponse,
+            message: "the stream ended without generating anything".into(),
+            http_status: None,
+        });
+    }
+    rec
+}

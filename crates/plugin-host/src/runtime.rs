@@ -1,0 +1,310 @@
+//! The sandbox: one wasmtime engine, a compile cache on disk, and per-call stores with bounded
+//! memory and compute.
+//!
+//! Limits: memory through the store's limiter (default 1 GiB; a refused growth traps), compute
+//! through epoch interruption: a ticker thread advances the epoch every [`TICK`], and at each
+//! tick the running guest is stopped if it has computed longer than its time limit since it last
+//! got control back from the host. Time spent inside host calls (inference, metering) does not
+//! count, so an honest backend can run for hours while a plugin stuck in a loop is stopped.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
+
+use super::PluginKind;
+use super::bindings::{self, ACCEPTED_API_VERSIONS, PACKAGE};
+use super::error::{PluginError, StopReason, classify};
+use super::host::HostServices;
+use super::state::PluginState;
+
+/// Longest a plugin may compute in its start function and `info` during discovery.
+pub const INFO_TIME_LIMIT: Duration = Duration::from_secs(5);
+
+/// Epoch tick: the resolution of the compute limit.
+pub const TICK: Duration = Duration::from_millis(50);
+
+/// Sandbox limits for every plugin call.
+#[derive(Debug, Clone)]
+pub struct SandboxLimits {
+    pub memory_bytes: u64,
+    pub time_limit: Duration,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self { memory_bytes: 1 << 30, time_limit: Duration::from_secs(60) }
+    }
+}
+
+/// Options for [`PluginRuntime::new`].
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeOptions {
+    pub limits: SandboxLimits,
+    /// Folder for compiled components; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The default compile-cache folder: `ENERGY_STAR_CACHE_DIR`, else `$XDG_CACHE_HOME` or
+/// `~/.cache`, under `energy-star/components`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("ENERGY_STAR_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("energy-star").join("components"))
+}
+
+/// Owns the engine and the linkers; cheap to share by reference across calls.
+pub struct PluginRuntime {
+    engine: Engine,
+    backend_linker: Linker<PluginState>,
+    summarizer_linker: Linker<PluginState>,
+    limits: SandboxLimits,
+    cache_dir: Option<PathBuf>,
+    /// Stops the ticker thread when the runtime is dropped.
+    _ticker: Arc<()>,
+}
+
+/// How a component was obtained, for the benchmarks and `--verbose` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileSource {
+    Compiled,
+    Cache,
+}
+
+impl PluginRuntime {
+    pub fn new(options: RuntimeOptions) -> Result<Self, PluginError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+
+        let mut backend_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut backend_linker)
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        forbid_timers(&mut backend_linker)?;
+        bindings::backend::BackendPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut backend_linker,
+            |s| s,
+        )
+        .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        let mut summarizer_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut summarizer_linker)
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        forbid_timers(&mut summarizer_linker)?;
+
+        // The ticker holds only a weak handle, so it ends soon after the runtime is dropped.
+        let alive = Arc::new(());
+        let weak = Arc::downgrade(&alive);
+        let ticking = engine.clone();
+        std::thread::Builder::new()
+            .name("energy-star-epoch".into())
+            .spawn(move || {
+                while weak.upgrade().is_some() {
+                    std::thread::sleep(TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .map_err(|e| PluginError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+
+        let cache_dir = options.cache_dir.filter(|d| std::fs::create_dir_all(d).is_ok());
+        Ok(Self { engine, backend_linker, summarizer_linker, limits: options.limits, cache_dir, _ticker: alive })
+    }
+
+    pub fn limits(&self) -> &SandboxLimits {
+        &self.limits
+    }
+
+    /// The compile cache folder, if caching is on.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
+    /// Compiles `bytes` (or loads the compiled form from the cache) after checking that it is a
+    /// component at all.
+    pub fn load_component(&self, bytes: &[u8], origin: &str) -> Result<(Component, CompileSource), PluginError> {
+        // A component's preamble is `\0asm` + version 0x0d + layer 0x01; a core module's layer is 0.
+        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+            return Err(PluginError::NotWasm { origin: origin.to_string() });
+        }
+        if bytes[6..8] == [0, 0] {
+            return Err(PluginError::CoreModule { origin: origin.to_string() });
+        }
+        let cache_path = self.cache_dir.as_ref().map(|dir| dir.join(format!("{}.cwasm", self.cache_key(bytes))));
+        if let Some(path) = &cache_path
+            && path.is_file()
+            && let Some(component) = self.deserialize_cached(path)
+        {
+            return Ok((component, CompileSource::Cache));
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| PluginError::Compile { origin: origin.to_string(), message: format!("{e:#}") })?;
+        if let Some(path) = cache_path {
+            // The cache is an optimisation: a failure to write it is not an error.
+            if let Ok(serialized) = component.serialize() {
+                let _ = energy_star_results::write_atomic(&path, &serialized);
+            }
+        }
+        Ok((component, CompileSource::Compiled))
+    }
+
+    /// Key: the component's content hash plus the engine's compatibility hash (wasmtime version,
+    /// target, settings), so a new energy-star or a changed plugin never loads stale code.
+    fn cache_key(&self, bytes: &[u8]) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut compat = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut compat);
+        let mut h = Sha256::new();
+        h.update(bytes);
+        h.update(compat.finish().to_le_bytes());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[allow(unsafe_code)]
+    fn deserialize_cached(&self, path: &Path) -> Option<Component> {
+        // SAFETY: `deserialize_file` runs the file's machine code without validation. The cache
+        // folder holds only files this host wrote (named by content and engine hash, written
+        // atomically), in the user's own cache folder; wasmtime still checks the header and the
+        // engine compatibility and refuses a mismatched file, in which case we recompile.
+        unsafe { Component::deserialize_file(&self.engine, path) }.ok()
+    }
+
+    /// Reads which plugin world a component implements and the API version it was built for.
+    pub fn inspect(&self, component: &Component, origin: &str) -> Result<(PluginKind, String), PluginError> {
+        let ty = component.component_type();
+        let mut names = Vec::new();
+        let mut found = None;
+        for (name, item) in ty.exports(&self.engine) {
+            names.push(name.to_string());
+            let Some(rest) = name.strip_prefix(PACKAGE).and_then(|r| r.strip_prefix('/')) else { continue };
+            let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
+            if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+                continue;
+            }
+            let kind = match iface {
+                "summarizer" => PluginKind::Summarizer,
+                "backend" => PluginKind::Backend,
+                _ => continue,
+            };
+            found = Some((kind, version.to_string()));
+        }
+        let (kind, version) = found.ok_or_else(|| PluginError::NotAPlugin {
+            origin: origin.to_string(),
+            exports: if names.is_empty() { "nothing".into() } else { names.join(", ") },
+        })?;
+        if !ACCEPTED_API_VERSIONS.contains(&version.as_str()) {
+            return Err(PluginError::WrongApiVersion {
+                origin: origin.to_string(),
+                found: if version.is_empty() { "(unversioned)".into() } else { version },
+                accepted: ACCEPTED_API_VERSIONS.join(", "),
+            });
+        }
+        Ok((kind, version))
+    }
+
+    /// Links `component` for its world; fails when it imports what the host does not provide.
+    pub fn prepare(&self, component: &Component, kind: PluginKind, origin: &str) -> Result<Prepared, PluginError> {
+        let link_err = |e: wasmtime::Error| PluginError::Link { origin: origin.to_string(), message: format!("{e:#}") };
+        Ok(match kind {
+            PluginKind::Summarizer => {
+                let pre = self.summarizer_linker.instantiate_pre(component).map_err(link_err)?;
+                Prepared::Summarizer(bindings::summarizer::SummarizerPluginPre::new(pre).map_err(link_err)?)
+            }
+            PluginKind::Backend => {
+                let pre = self.backend_linker.instantiate_pre(component).map_err(link_err)?;
+                Prepared::Backend(bindings::backend::BackendPluginPre::new(pre).map_err(link_err)?)
+            }
+        })
+    }
+
+    /// A fresh store for one call: limits armed, compute budget started.
+    pub(crate) fn store(&self, services: Option<HostServices>) -> Store<PluginState> {
+        self.store_with_time_limit(services, self.limits.time_limit)
+    }
+
+    /// A store for reading a plugin's metadata at discovery: `info` answers at once, so a
+    /// plugin that computes for long there (or in its start function) is stopped after at
+    /// most [`INFO_TIME_LIMIT`] instead of holding up every command for the full limit.
+    pub(crate) fn discovery_store(&self, services: Option<HostServices>) -> Store<PluginState> {
+        self.store_with_time_limit(services, self.limits.time_limit.min(INFO_TIME_LIMIT))
+    }
+
+    fn store_with_time_limit(&self, services: Option<HostServices>, time_limit: Duration) -> Store<PluginState> {
+        let state = PluginState::new(self.limits.memory_bytes, time_limit, services);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            if state.last_host_return.elapsed() > state.time_limit {
+                let reason = StopReason::TimeLimit;
+                let mut ctx = ctx;
+                ctx.data_mut().stop = reason;
+                return Err(wasmtime::Error::msg("plugin time limit exceeded"));
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        store
+    }
+
+    /// Turns a failed call into a [`PluginError`] naming the plugin and the call.
+    pub(crate) fn failure(
+        &self,
+        store: &Store<PluginState>,
+        err: wasmtime::Error,
+        plugin: &str,
+        call: &'static str,
+    ) -> PluginError {
+        let state = store.data();
+        classify(
+            err,
+            state.stop,
+            plugin,
+            call,
+            self.limits.memory_bytes,
+            state.time_limit.as_secs_f64(),
+            &state.stderr.contents(),
+        )
+    }
+}
+
+/// WASI version whose clock interface the host provides (wasmtime-wasi 48); guests built for
+/// any 0.2.x reach it through the linker's semver matching.
+const WASI_CLOCKS: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// Replaces WASI's timer subscriptions with traps. A plugin blocked in a sleep would wait
+/// inside the host, where epoch interruption cannot stop it; a plugin has nothing to wait for,
+/// so waiting is refused outright. Reading the clocks stays allowed.
+fn forbid_timers(linker: &mut Linker<PluginState>) -> Result<(), PluginError> {
+    let engine_err = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
+    linker.allow_shadowing(true);
+    let mut clocks = linker.instance(WASI_CLOCKS).map_err(engine_err)?;
+    for name in ["subscribe-duration", "subscribe-instant"] {
+        clocks
+            .func_new(name, move |_store, _ty, _params, _results| {
+                Err(wasmtime::Error::msg(format!("plugins may not sleep or wait on timers (wasi:clocks {name}); nothing in energy-star's API needs it")))
+            })
+            .map_err(engine_err)?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// A linked component, ready to instantiate once per call.
+#[derive(Clone)]
+pub enum Prepared {
+    Summarizer(bindings::summarizer::SummarizerPluginPre<PluginState>),
+    Backend(bindings::backend::BackendPluginPre<PluginState>),
+}
+
+/// Starts the compute budget of a top-level call.
+pub(crate) fn start_budget(store: &mut Store<PluginState>) {
+    store.data_mut().last_host_return = Instant::now();
+}

@@ -1,0 +1,219 @@
+//! The host's own records in a results folder, one serde type each, shared by the code that
+//! writes them and every reader (`summarize`, `report`, `batch --collect`): the host learns
+//! what it needs from these, never from a backend's report.
+//!
+//! - [`RunStatus`]: `run_status.json`, written before the backend starts and again at the end.
+//! - [`EnergyRecord`]: `energy_meter.json`, every reading the meter gave and where it came from.
+
+use std::path::Path;
+
+use energy_star_types::{DeviceKind, EnergySource, ValidityFlag};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{ResultsError, write_atomic};
+
+/// `run_status.json`.
+pub const RUN_STATUS: &str = "run_status.json";
+/// `energy_meter.json`.
+pub const ENERGY_RECORD: &str = "energy_meter.json";
+
+/// Writes a record as pretty JSON with a final newline, atomically.
+pub fn write_record<T: Serialize>(path: &Path, record: &T) -> Result<(), ResultsError> {
+    let mut text = serde_json::to_string_pretty(record)
+        .map_err(|e| ResultsError::Write { path: path.to_path_buf(), source: std::io::Error::other(e) })?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// Reads a record: `Ok(None)` when the file does not exist, an error naming the file when it
+/// does not read as the record.
+pub fn read_record<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, ResultsError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ResultsError::Read { path: path.to_path_buf(), source }),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| ResultsError::Malformed { path: path.to_path_buf(), why: e.to_string() })
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// The backend is running (or the process died while it was).
+    Running,
+    /// Finished, every part of the workload done.
+    Complete,
+    /// Finished part-way (Ctrl-C, failures); what was measured is kept and marked.
+    Incomplete,
+    /// Stopped by an error before there was anything to report.
+    Failed,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Complete => "complete",
+            RunState::Incomplete => "incomplete",
+            RunState::Failed => "failed",
+        }
+    }
+}
+
+/// `run_status.json`: the run's state, written before the backend starts and at the end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStatus {
+    pub complete: bool,
+    pub state: RunState,
+    /// The backend's label: kind, name, version, origin.
+    pub backend: String,
+    pub config_name: String,
+    pub config_source: String,
+    pub started_unix_s: f64,
+    /// Where the earlier run in this folder was moved, relative to it.
+    #[serde(default)]
+    pub earlier_run_moved_to: Option<String>,
+    #[serde(default)]
+    pub finished_unix_s: Option<f64>,
+    #[serde(default)]
+    pub energy_files: Vec<String>,
+    #[serde(default)]
+    pub files_written_by_backend: Vec<String>,
+    #[serde(default)]
+    pub incomplete_reasons: Vec<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Files of the host that could not be written.
+    #[serde(default)]
+    pub problems: Vec<String>,
+}
+
+/// A metered device and where its figures come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// `gpu0`, `cpu`, `ram`.
+    pub device: String,
+    pub kind: DeviceKind,
+    pub name: String,
+    pub source: EnergySource,
+    /// Whether the source is a measurement (not an estimate or nothing).
+    pub measured: bool,
+}
+
+/// One device's figures over one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceEnergyRecord {
+    pub device: String,
+    pub kind: DeviceKind,
+    pub name: String,
+    pub energy_j: Option<f64>,
+    pub energy_wh: Option<f64>,
+    pub mean_power_w: Option<f64>,
+    pub peak_power_w: Option<f64>,
+    pub source: EnergySource,
+    pub flags: Vec<ValidityFlag>,
+    pub idle_power_w: Option<f64>,
+    pub energy_above_idle_j: Option<f64>,
+    /// Counter-read GPUs: the integrated power samples, as a cross-check.
+    pub power_integrated_j: Option<f64>,
+}
+
+/// One window's reading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowRecord {
+    /// The window's number in the run (the order readings were taken, from 0).
+    pub id: u32,
+    pub name: String,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub duration_s: f64,
+    pub devices: Vec<DeviceEnergyRecord>,
+    pub warnings: Vec<String>,
+}
+
+impl WindowRecord {
+    /// The GPUs' energy together; none when there is no GPU figure or any GPU's is unknown.
+    pub fn gpu_energy_j(&self) -> Option<f64> {
+        let gpus: Vec<&DeviceEnergyRecord> = self.devices.iter().filter(|d| d.kind == DeviceKind::Gpu).collect();
+        if gpus.is_empty() {
+            return None;
+        }
+        gpus.iter().map(|d| d.energy_j).sum()
+    }
+}
+
+/// What the meter's sampler cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplerRecord {
+    pub interval_ms: f64,
+    pub cpu_s: f64,
+    pub wall_s: f64,
+    pub cpu_s_per_hour: Option<f64>,
+    pub busy_s: f64,
+    pub busy_s_per_hour: Option<f64>,
+}
+
+/// The idle baseline measured before the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdleRecord {
+    pub duration_s: f64,
+    /// Mean idle power by device label.
+    pub power_w: std::collections::BTreeMap<String, f64>,
+}
+
+/// `energy_meter.json`: every window the run's meter read, the devices and their sources, the
+/// meter's notices and the sampler's cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnergyRecord {
+    pub devices: Vec<DeviceRecord>,
+    /// What the meter said once about the machine (no NVML, estimates in use, ...).
+    pub notices: Vec<String>,
+    pub sampler: SamplerRecord,
+    pub idle_baseline: Option<IdleRecord>,
+    pub windows: Vec<WindowRecord>,
+    /// Windows still open when the run ended (a backend that did not close them).
+    pub open_windows: Vec<String>,
+}
+
+impl EnergyRecord {
+    /// The window numbered `id`.
+    pub fn window(&self, id: u32) -> Option<&WindowRecord> {
+        self.windows.iter().find(|w| w.id == id)
+    }
+
+    /// Whether any metered GPU has a measured source.
+    pub fn gpu_metered(&self) -> bool {
+        self.devices.iter().any(|d| d.kind == DeviceKind::Gpu && d.measured)
+    }
+
+    /// The source of the figures of each kind of device, e.g. the GPUs'.
+    pub fn source_of(&self, kind: DeviceKind) -> Option<EnergySource> {
+        self.devices.iter().find(|d| d.kind == kind).map(|d| d.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_round_trips_and_reads_what_earlier_versions_wrote() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join(RUN_STATUS);
+        assert!(read_record::<RunStatus>(&path).expect("absent").is_none());
+        // run_status.json as energy-star 0.1 wrote it before a run ended.
+        std::fs::write(&path, r#"{"complete": false, "state": "running", "backend": "backend optimum 0.1.0 (built-in)", "config_name": "t", "config_source": "built-in", "started_unix_s": 1.5}"#).expect("write");
+        let s: RunStatus = read_record(&path).expect("read").expect("present");
+        assert_eq!((s.state, s.finished_unix_s, s.incomplete_reasons.len()), (RunState::Running, None, 0));
+        let done = RunStatus { state: RunState::Incomplete, incomplete_reasons: vec!["Ctrl-C".into()], ..s };
+        write_record(&path, &done).expect("write");
+        assert_eq!(read_record::<RunStatus>(&path).expect("read"), Some(done));
+        std::fs::write(&path, "{\"state\": 3}").expect("write");
+        let err = read_record::<RunStatus>(&path).unwrap_err().to_string();
+        assert!(err.contains(RUN_STATUS), "{err}");
+    }
+}

@@ -1,0 +1,309 @@
+//! `energy-star summarize`: find a report, let every summarizer plugin say how sure it is of the
+//! format, summarize with the most confident, and write `GPU_ENERGY_WH.txt` and
+//! `GPU_ENERGY_SUMMARY.json` next to the report, atomically.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde_json::{Map, Value, json};
+use thiserror::Error;
+
+use std::process::ExitCode;
+
+use energy_star_plugin_host::{Plugin, PluginError, PluginKind, PluginRuntime, PluginSet, Summary};
+use energy_star_results::{ResultsError, write_atomic};
+
+use crate::cli::{PluginOptions, SummarizeArgs};
+
+/// `energy-star summarize`.
+pub fn command(opts: &PluginOptions, args: SummarizeArgs) -> anyhow::Result<ExitCode> {
+    let (rt, set) = crate::plugins::load(opts)?;
+    let done = summarize(&rt, &set, &crate::results_target(args.target))?;
+    out!("{}", banner(&done))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Report file names looked for, in order of preference.
+pub const REPORT_NAMES: &[&str] = &["benchmark_report.json", "benchmark.json"];
+
+/// A summarizer must be at least this sure to be used.
+pub const MIN_CONFIDENCE: f32 = 0.5;
+
+#[derive(Debug, Error)]
+pub enum SummaryError {
+    #[error("no benchmark_report.json (or benchmark.json) in {dir} or below; is this a results folder?")]
+    NoReport { dir: PathBuf },
+    #[error("{path} does not exist")]
+    Missing { path: PathBuf },
+    #[error("cannot read report {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("report {path} is not valid JSON ({why}); was the run interrupted while writing it?")]
+    Json { path: PathBuf, why: String },
+    #[error(
+        "report {path} is in no format the installed summarizers read ({formats}); add a summarizer plugin for it (see docs/plugins.md){broken}"
+    )]
+    UnknownFormat { path: PathBuf, formats: String, broken: String },
+    #[error("summarizing {path}: {source}")]
+    Plugin { path: PathBuf, source: PluginError },
+    #[error(transparent)]
+    Write(#[from] ResultsError),
+}
+
+/// Finds the report: `target` itself if it is a file, else a report directly in `target`, else
+/// the newest one anywhere below it, never inside a set-aside earlier run (`previous-runs/`):
+/// those are read only when `target` points into one.
+pub fn find_report(target: &Path) -> Result<PathBuf, SummaryError> {
+    if target.is_file() {
+        return Ok(target.to_path_buf());
+    }
+    if !target.exists() {
+        return Err(SummaryError::Missing { path: target.to_path_buf() });
+    }
+    for name in REPORT_NAMES {
+        let p = target.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    for name in REPORT_NAMES {
+        let mut newest: Option<(SystemTime, PathBuf)> = None;
+        walk(target, name, &mut newest, 0);
+        if let Some((_, p)) = newest {
+            return Ok(p);
+        }
+    }
+    Err(SummaryError::NoReport { dir: target.to_path_buf() })
+}
+
+fn walk(dir: &Path, name: &str, newest: &mut Option<(SystemTime, PathBuf)>, depth: usize) {
+    if depth > 32 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            let set_aside = e.file_name() == energy_star_results::PREVIOUS_RUNS
+                || e.file_name() == energy_star_results::LEGACY_PREVIOUS_RUN;
+            if !set_aside {
+                walk(&p, name, newest, depth + 1);
+            }
+        } else if ft.is_file() && p.file_name().is_some_and(|n| n == name) {
+            let t = e.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+            if newest.as_ref().is_none_or(|(nt, np)| t > *nt || (t == *nt && p > *np)) {
+                *newest = Some((t, p));
+            }
+        }
+    }
+}
+
+/// The outcome of summarizing one report.
+#[derive(Debug)]
+pub struct Summarized {
+    pub report: PathBuf,
+    pub summarizer: String,
+    pub summary: Summary,
+    /// The rounded total as written to `GPU_ENERGY_WH.txt`; None for a run without a GPU.
+    pub total_wh_rounded: Option<f64>,
+}
+
+/// Picks the summarizer for `text`: the most confident at or above [`MIN_CONFIDENCE`].
+pub fn choose<'a>(
+    rt: &PluginRuntime,
+    plugins: &'a PluginSet,
+    text: &str,
+    path: &Path,
+) -> Result<&'a Plugin, SummaryError> {
+    let mut best: Option<(f32, &Plugin)> = None;
+    for p in plugins.of_kind(PluginKind::Summarizer) {
+        // One broken summarizer must not stop every other format from being read.
+        let c = match p.detect(rt, text) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("warning: skipping a summarizer: {e}");
+                continue;
+            }
+        };
+        if c >= MIN_CONFIDENCE && best.is_none_or(|(bc, _)| c > bc) {
+            best = Some((c, p));
+        }
+    }
+    best.map(|(_, p)| p).ok_or_else(|| SummaryError::UnknownFormat {
+        path: path.to_path_buf(),
+        formats: plugins
+            .of_kind(PluginKind::Summarizer)
+            .flat_map(|p| p.meta.formats.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+        broken: broken_summarizers(plugins),
+    })
+}
+
+/// The broken plugin files that might have read a report no summarizer reads.
+fn broken_summarizers(plugins: &PluginSet) -> String {
+    let files: Vec<String> =
+        plugins.broken.iter().filter(|b| b.may_be_kind(PluginKind::Summarizer)).map(|b| b.describe()).collect();
+    if files.is_empty() {
+        return String::new();
+    }
+    format!("; these plugin files might have read it but are broken: {}", files.join("; "))
+}
+
+/// Summarizes the report found at `target` and writes the two summary files beside it.
+pub fn summarize(rt: &PluginRuntime, plugins: &PluginSet, target: &Path) -> Result<Summarized, SummaryError> {
+    let report = find_report(target)?;
+    let text =
+        std::fs::read_to_string(&report).map_err(|source| SummaryError::Read { path: report.clone(), source })?;
+    // The host checks JSON itself so that a truncated report gets one clear message, not a
+    // "no summarizer" answer.
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+        return Err(SummaryError::Json { path: report.clone(), why: e.to_string() });
+    }
+    let plugin = choose(rt, plugins, &text, &report)?;
+    let summary =
+        plugin.summarize(rt, &text).map_err(|source| SummaryError::Plugin { path: report.clone(), source })?;
+    let (total_wh_rounded, summary_json) = render(&summary, &plugin.meta.label(), &report);
+    let dir = report.parent().unwrap_or(Path::new("."));
+    // A run without a GPU has no GPU figure: "n/a" makes a reader that expects a number fail
+    // loudly instead of averaging in a zero.
+    let txt = match total_wh_rounded {
+        Some(t) => format!("{t:.2}\n"),
+        None => "n/a\n".to_string(),
+    };
+    write_atomic(&dir.join("GPU_ENERGY_WH.txt"), txt.as_bytes())?;
+    let mut body = serde_json::to_string_pretty(&summary_json).unwrap_or_default();
+    body.push('\n');
+    write_atomic(&dir.join("GPU_ENERGY_SUMMARY.json"), body.as_bytes())?;
+    Ok(Summarized { report, summarizer: plugin.meta.label(), summary, total_wh_rounded })
+}
+
+/// Rounds as the original summarizer does: `round(x + 1e-12, 2)`.
+pub fn round2(x: f64) -> f64 {
+    let s = format!("{:.2}", x + 1e-12);
+    s.parse().unwrap_or(x)
+}
+
+/// The summary JSON: the original summarizer's keys first (`units`, `total`, `format`,
+/// `preprocess_wh`, `prefill_wh`, `decode_wh`), then every phase found, then what energy-star
+/// adds (which phases were counted, warnings, provenance).
+pub fn render(summary: &Summary, summarizer: &str, report: &Path) -> (Option<f64>, Value) {
+    let total = summary.total_wh.map(round2);
+    let r2 = |v: Option<f64>| v.map(round2);
+    let mut m = Map::new();
+    m.insert("units".into(), json!("Wh"));
+    m.insert("total".into(), json!(total));
+    m.insert("format".into(), json!(summary.format));
+    let phase_sum = |names: &[&str]| -> Option<f64> {
+        let found: Vec<&energy_star_plugin_host::PhaseEnergy> =
+            summary.phases.iter().filter(|p| names.contains(&p.name.as_str())).collect();
+        summary.total_wh?;
+        // A phase that exists without a GPU figure is unknown, not 0; the original writes 0.0
+        // only for a phase the format lacks, and so does this.
+        found.iter().map(|p| p.gpu_wh).sum::<Option<f64>>()
+    };
+    // The leaderboard's three phases: on `main` reports preprocess is `preprocess_dataset`.
+    m.insert("preprocess_wh".into(), json!(r2(phase_sum(&["preprocess", "preprocess_dataset"]))));
+    m.insert("prefill_wh".into(), json!(r2(phase_sum(&["prefill"]))));
+    m.insert("decode_wh".into(), json!(r2(phase_sum(&["decode"]))));
+    for p in &summary.phases {
+        let key = format!("{}_wh", p.name);
+        if !m.contains_key(&key) {
+            m.insert(key, json!(r2(p.gpu_wh)));
+        }
+    }
+    m.insert("total_unrounded_wh".into(), json!(summary.total_wh));
+    if let Some(reason) = &summary.gpu_absent_reason {
+        m.insert("gpu_absent_reason".into(), json!(reason));
+    }
+    m.insert("cpu_wh".into(), json!(summary.cpu_wh));
+    m.insert("ram_wh".into(), json!(summary.ram_wh));
+    m.insert(
+        "counted_phases".into(),
+        json!(summary.phases.iter().filter(|p| p.counted).map(|p| p.name.clone()).collect::<Vec<_>>()),
+    );
+    m.insert(
+        "phases".into(),
+        Value::Array(
+            summary
+                .phases
+                .iter()
+                .map(|p| json!({"name": p.name, "gpu_wh": p.gpu_wh, "cpu_wh": p.cpu_wh, "ram_wh": p.ram_wh, "counted": p.counted}))
+                .collect(),
+        ),
+    );
+    m.insert("warnings".into(), json!(summary.warnings));
+    m.insert(
+        "source".into(),
+        json!(
+            "energy as the report states it; the summary converts units and sums phases, and measures nothing itself"
+        ),
+    );
+    m.insert("report".into(), json!(report.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
+    m.insert("summarizer".into(), json!(summarizer));
+    (total, Value::Object(m))
+}
+
+/// The banner the original summarizer prints.
+pub fn banner(s: &Summarized) -> String {
+    let fmt = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "n/a".into());
+    let phases: Vec<String> =
+        s.summary.phases.iter().filter(|p| p.counted).map(|p| format!("{}={} Wh", p.name, fmt(p.gpu_wh))).collect();
+    let mut out = format!(
+        "\n===============================\nGPU Energy (Wh): {}\n({})\n===============================\n",
+        fmt(s.total_wh_rounded),
+        phases.join(", ")
+    );
+    if let Some(reason) = &s.summary.gpu_absent_reason {
+        out.push_str(&format!("no GPU energy: {reason}\n"));
+    }
+    if s.summary.cpu_wh.is_some() || s.summary.ram_wh.is_some() {
+        let fmt4 = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into());
+        out.push_str(&format!(
+            "CPU energy (Wh): {}, RAM energy (Wh): {} (sources in warnings)\n",
+            fmt4(s.summary.cpu_wh),
+            fmt4(s.summary.ram_wh)
+        ));
+    }
+    out.push_str(&format!("format: {} (read by {})\nreport: {}\n", s.summary.format, s.summarizer, s.report.display()));
+    for w in &s.summary.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_matches_the_original() {
+        assert_eq!(round2(133.714), 133.71);
+        assert_eq!(round2(12.34567), 12.35);
+        assert_eq!(round2(0.0), 0.0);
+        assert_eq!(round2(-80.18), -80.18);
+    }
+
+    #[test]
+    fn finds_the_newest_report_below_a_folder() {
+        let dir = tempfile::tempdir().expect("tmp");
+        assert!(matches!(find_report(dir.path()), Err(SummaryError::NoReport { .. })));
+        std::fs::create_dir_all(dir.path().join("a/b")).expect("mkdir");
+        std::fs::write(dir.path().join("a/benchmark_report.json"), "{}").expect("w");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.path().join("a/b/benchmark_report.json"), "{}").expect("w");
+        assert_eq!(find_report(dir.path()).expect("found"), dir.path().join("a/b/benchmark_report.json"));
+        // An earlier run that was set aside is never picked, however new.
+        std::fs::create_dir_all(dir.path().join("a/previous-runs/x-1")).expect("mkdir");
+        std::fs::write(dir.path().join("a/previous-runs/x-1/benchmark_report.json"), "{}").expect("w");
+        assert_eq!(find_report(dir.path()).expect("found"), dir.path().join("a/b/benchmark_report.json"));
+        let only_earlier = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(only_earlier.path().join("previous-runs/x-1")).expect("mkdir");
+        std::fs::write(only_earlier.path().join("previous-runs/x-1/benchmark_report.json"), "{}").expect("w");
+        assert!(matches!(find_report(only_earlier.path()), Err(SummaryError::NoReport { .. })));
+        let pointed = only_earlier.path().join("previous-runs/x-1");
+        assert_eq!(find_report(&pointed).expect("pointed at"), pointed.join("benchmark_report.json"));
+        std::fs::write(dir.path().join("benchmark_report.json"), "{}").expect("w");
+        assert_eq!(find_report(dir.path()).expect("found"), dir.path().join("benchmark_report.json"));
+    }
+}
