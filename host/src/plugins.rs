@@ -109,5 +109,5 @@ fn print_plugins(set: &PluginSet, json: bool) -> std::io::Result<()> {
             outln!("  {}", b.describe())?;
         }
     }
-    outln!("\nAPI versions accepted: {}", host::bindings::ACCEPTED_API_VERSIONS.join(", "))
+    outln!("\nAPI versions accepted: {}", host::wit::ACCEPTED_API_VERSIONS.join(", "))
 }

@@ -1,24 +1,41 @@
-//! `energy-star run`: select the backend plugin (`BENCHMARK_BACKEND`), check the settings it
-//! requires, compose the config, run it, write the report and the run status, and summarize.
+//! `energy-star run`: the run's life cycle.
 //!
-//! Nothing measured is lost: the run status is written before the backend starts and again at
-//! the end, files the backend wrote stay when it fails, and the report is written atomically.
+//! 1. Select the backend (`BENCHMARK_BACKEND`), read the settings it requires, compose the
+//!    config.
+//! 2. `prepare`: the backend checks the config and declares the run plan (models, datasets,
+//!    endpoints, GPUs, report format). The host checks the plan: the files exist, endpoints
+//!    are settings the user gave, a summarizer reads the format, the results folder is usable.
+//!    A refusal here touches nothing.
+//! 3. Set the earlier run aside, write the config and the status, open the meter on the
+//!    plan's GPUs, run the backend with a grant of exactly what the plan named.
+//! 4. Whatever happened: close the windows the backend left open, write the energy record,
+//!    the run record (plan and facts, typed), the report, the status; summarize.
+//!
+//! Nothing measured is lost: the status is written before the backend starts and at the end,
+//! files the backend wrote stay when it fails, and every file is written atomically.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use serde_json::json;
-use thiserror::Error;
-
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use energy_star_config::{self as config, Config, ConfigError, ConfigSource};
 use energy_star_meter::{self as meter, MAX_IDLE_S, Meter, MeterOptions, Sampler, SharedMeter};
-use energy_star_plugin_host::{HostServices, Plugin, PluginError, PluginKind, PluginRuntime, PluginSet};
+use energy_star_plugin_host::{
+    BackendOutcome, Grant, HostServices, Plugin, PluginError, PluginKind, PluginRuntime, PluginSet, PrepareError,
+    RunRequest,
+};
+use energy_star_results::records::{
+    self, ENERGY_RECORD, EnergyRecord, GpuUse, IdleRecord, RUN_RECORD, RUN_STATUS, RunPlan, RunRecord, RunState,
+    RunStatus, SamplerRecord,
+};
 use energy_star_results::{self as results, ResultsError, write_atomic};
+use thiserror::Error;
 
 use crate::cli::{PluginOptions, RunArgs};
 use crate::summarize::{self as summary, SummaryError};
+
+/// The backend used when `BENCHMARK_BACKEND` is unset or empty.
+pub const DEFAULT_BACKEND: &str = "optimum";
 
 /// `energy-star run`.
 pub fn command(opts: &PluginOptions, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -34,7 +51,7 @@ pub fn command(opts: &PluginOptions, args: RunArgs) -> anyhow::Result<ExitCode> 
             std::process::exit(130);
         }
     });
-    let plan = RunPlan {
+    let plan = RunArgsResolved {
         config_dir: args.config_dir,
         config_name: args.config_name,
         overrides: args.overrides,
@@ -46,14 +63,11 @@ pub fn command(opts: &PluginOptions, args: RunArgs) -> anyhow::Result<ExitCode> 
     out!("{}", summary::banner(&done.summary))?;
     outln!("results: {}", done.results_dir.display())?;
     if !done.complete {
-        eprintln!("warning: the run is incomplete; see {}", done.results_dir.join("run_status.json").display());
+        eprintln!("warning: the run is incomplete; see {}", done.results_dir.join(RUN_STATUS).display());
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
-
-/// The backend used when `BENCHMARK_BACKEND` is unset or empty.
-pub const DEFAULT_BACKEND: &str = "optimum";
 
 #[derive(Debug, Error)]
 pub enum RunError {
@@ -66,6 +80,12 @@ pub enum RunError {
     MissingSetting { message: String },
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("the {backend} backend refused the config: {source}")]
+    Refused { backend: String, source: Box<PrepareError> },
+    #[error("the run plan of the {backend} backend cannot run here: {why}")]
+    Plan { backend: String, why: String },
+    #[error("results folder {path}: {why}")]
+    ResultsFolder { path: PathBuf, why: String },
     #[error(transparent)]
     Results(#[from] ResultsError),
     #[error("backend run stopped: {source}\nthe run is marked {state} in {status}; files written before that are kept")]
@@ -79,11 +99,14 @@ pub enum RunError {
 /// Picks the backend plugin by name (`BENCHMARK_BACKEND`, default `optimum`).
 pub fn select_backend<'a>(plugins: &'a PluginSet, requested: Option<&str>) -> Result<&'a Plugin, RunError> {
     let name = requested.map(str::trim).filter(|s| !s.is_empty()).unwrap_or(DEFAULT_BACKEND);
+    if let Some(p) = plugins.find(PluginKind::Backend, name) {
+        return Ok(p);
+    }
     let broken: Vec<String> = plugins.broken_candidates(PluginKind::Backend, name).map(|b| b.describe()).collect();
-    if !broken.is_empty() && plugins.find(PluginKind::Backend, name).is_none() {
+    if !broken.is_empty() {
         return Err(RunError::BrokenBackend { name: name.to_string(), files: broken.join("; ") });
     }
-    plugins.find(PluginKind::Backend, name).ok_or_else(|| RunError::UnknownBackend {
+    Err(RunError::UnknownBackend {
         name: name.to_string(),
         valid: plugins.of_kind(PluginKind::Backend).map(|p| p.meta.name.clone()).collect::<Vec<_>>().join(", "),
     })
@@ -113,7 +136,7 @@ pub fn required_settings(
 }
 
 /// Everything `run` needs, resolved from the command line and environment.
-pub struct RunPlan {
+pub struct RunArgsResolved {
     pub config_dir: Option<PathBuf>,
     pub config_name: String,
     pub overrides: Vec<String>,
@@ -126,35 +149,28 @@ pub struct RunPlan {
 
 /// Where results go: `--results-dir`, else an explicit `hydra.run.dir=` override (the original
 /// entrypoint appends `hydra.run.dir=/results`), else `RESULTS_DIR`, else `./results`.
-pub fn results_dir(plan: &RunPlan) -> PathBuf {
-    if let Some(d) = &plan.results_dir {
+pub fn results_dir(args: &RunArgsResolved) -> PathBuf {
+    if let Some(d) = &args.results_dir {
         return d.clone();
     }
-    let from_override = plan.overrides.iter().rev().find_map(|o| {
+    let from_override = args.overrides.iter().rev().find_map(|o| {
         let o = o.trim_start_matches('+');
         o.strip_prefix("hydra.run.dir=").map(|v| PathBuf::from(v.trim_matches(['\'', '"'])))
     });
-    from_override.or_else(|| plan.results_dir_env.clone()).unwrap_or_else(|| PathBuf::from("results"))
+    from_override.or_else(|| args.results_dir_env.clone()).unwrap_or_else(|| PathBuf::from("results"))
 }
 
 fn now_s() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-fn write_status(dir: &Path, status: &serde_json::Value) -> Result<PathBuf, ResultsError> {
-    let path = dir.join("run_status.json");
-    let mut text = serde_json::to_string_pretty(status).unwrap_or_default();
-    text.push('\n');
-    write_atomic(&path, text.as_bytes())?;
-    Ok(path)
-}
-
-/// The file with every window's figures, the devices and the sampler's cost.
-pub const ENERGY_RECORD: &str = "energy_meter.json";
-
-/// Meter settings from the config: GPUs from `backend.device`/`backend.device_ids` through
-/// `CUDA_VISIBLE_DEVICES`, and `metering.*`.
-pub fn meter_options(cfg: &Config, env: &impl Fn(&str) -> Option<String>) -> Result<MeterOptions, RunError> {
+/// `metering.*` from the config, and the plan's GPUs as NVML indices (through
+/// `CUDA_VISIBLE_DEVICES`).
+pub fn meter_options(
+    cfg: &Config,
+    gpus: &GpuUse,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<MeterOptions, RunError> {
     use serde_json::Value;
     let mut o = MeterOptions::default();
     let num = |k: &str| -> Result<Option<f64>, RunError> {
@@ -184,50 +200,100 @@ pub fn meter_options(cfg: &Config, env: &impl Fn(&str) -> Option<String>) -> Res
     if cfg.get("metering.rapl") == Some(&Value::Bool(false)) {
         o.rapl_root = None;
     }
-    let device = cfg.get("backend.device").and_then(Value::as_str).unwrap_or("cuda");
-    if device.starts_with("cuda") {
-        let ids = parse_device_ids(cfg.get("backend.device_ids")).map_err(RunError::Metering)?;
-        let visible = env("CUDA_VISIBLE_DEVICES");
-        let indices = meter::nvml_indices(&ids, visible.as_deref(), meter::gpu::NvmlGpus::index_of_uuid)
-            .map_err(RunError::Metering)?;
-        o.gpu_indices = Some(indices);
-    } else {
-        o.gpu_indices = Some(Vec::new());
-    }
+    o.gpu_indices = Some(match gpus {
+        GpuUse::Gpus(ids) => {
+            let visible = env("CUDA_VISIBLE_DEVICES");
+            meter::nvml_indices(ids, visible.as_deref(), meter::gpu::NvmlGpus::index_of_uuid)
+                .map_err(RunError::Metering)?
+        }
+        GpuUse::None(_) => Vec::new(),
+    });
     Ok(o)
 }
 
-/// Parses `backend.device_ids` as configs write it: `0`, `"0, 1, 2"`, `[0, 1]`, or null.
-pub fn parse_device_ids(value: Option<&serde_json::Value>) -> Result<Vec<u32>, String> {
-    use serde_json::Value;
-    let bad = |v: &Value| format!("backend.device_ids = {v}: expected a GPU index, a comma-separated list or a list");
-    match value {
-        None | Some(Value::Null) => Ok(vec![0]),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .and_then(|i| u32::try_from(i).ok())
-            .map(|i| vec![i])
-            .ok_or_else(|| bad(&Value::Number(n.clone()))),
-        Some(v @ Value::String(s)) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| p.parse::<u32>().map_err(|_| bad(v)))
-            .collect(),
-        Some(v @ Value::Array(items)) => {
-            items.iter().map(|i| i.as_u64().and_then(|i| u32::try_from(i).ok()).ok_or_else(|| bad(v))).collect()
+/// Checks a run plan before anything is touched: every model and dataset is there, every
+/// endpoint is a setting the user gave, and a summarizer reads the report format.
+fn check_plan(
+    plan: &RunPlan,
+    backend: &Plugin,
+    plugins: &PluginSet,
+    settings: &[(String, String)],
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), RunError> {
+    let refuse = |why: String| RunError::Plan { backend: backend.meta.name.clone(), why };
+    if backend.declares_its_plan() {
+        for m in &plan.models {
+            energy_star_engine_local::resolve::resolve(m, env).map_err(refuse)?;
         }
-        Some(v) => Err(bad(v)),
+        for d in &plan.datasets {
+            energy_star_datasets::locate_root(d, env).map_err(|e| refuse(e.to_string()))?;
+        }
     }
+    for e in &plan.endpoints {
+        if !settings.iter().any(|(_, v)| v.trim() == e.trim()) {
+            return Err(refuse(format!(
+                "endpoint {e:?} is not the value of any setting the user gave ({}); a backend may reach only what the user set",
+                settings.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let readers = plugins.of_kind(PluginKind::Summarizer).any(|s| s.meta.formats.contains(&plan.report_format));
+    // A 0.1.0 backend was never held to its declared format (reports were detected).
+    if !readers && backend.declares_its_plan() {
+        return Err(refuse(format!(
+            "it writes reports in format {:?}, which no installed summarizer reads ({}); add a summarizer plugin for it",
+            plan.report_format,
+            plugins.of_kind(PluginKind::Summarizer).flat_map(|p| p.meta.formats.clone()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(())
 }
 
-/// Opens the meter; a CPU-only run meters no GPU and says so.
-fn open_meter(options: MeterOptions) -> SharedMeter {
-    let m = if options.gpu_indices.as_ref().is_some_and(Vec::is_empty) {
-        let clock = meter::sampler::monotonic_clock();
-        Meter::with_sources(options, Err("backend.device is not cuda: no GPU is metered".into()), clock)
-    } else {
-        Meter::open(options)
+/// The results folder must be a folder this process can write, apart from the plugin compile
+/// cache (compiled plugins are loaded from it as machine code; a backend writes into results).
+fn check_results_folder(dir: &Path, rt: &PluginRuntime) -> Result<(), RunError> {
+    let bad = |why: String| RunError::ResultsFolder { path: dir.to_path_buf(), why };
+    if dir.exists() && !dir.is_dir() {
+        return Err(bad("it exists and is not a folder".into()));
+    }
+    let absolute = |p: &Path| {
+        let p = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(p) };
+        // The deepest part that exists, resolved; the rest as given.
+        let mut existing = p.clone();
+        let mut rest = Vec::new();
+        while !existing.exists() {
+            match (existing.file_name().map(|n| n.to_os_string()), existing.parent().map(Path::to_path_buf)) {
+                (Some(n), Some(parent)) => {
+                    rest.push(n);
+                    existing = parent;
+                }
+                _ => break,
+            }
+        }
+        let mut resolved = existing.canonicalize().unwrap_or(existing);
+        resolved.extend(rest.iter().rev());
+        resolved
+    };
+    if let Some(cache) = rt.cache_dir() {
+        let (results, cache) = (absolute(dir), absolute(cache));
+        if results.starts_with(&cache) || cache.starts_with(&results) {
+            return Err(bad(format!(
+                "it overlaps the plugin compile cache {}; choose another --results-dir or ENERGY_STAR_CACHE_DIR",
+                cache.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Opens the meter; a run without GPUs meters none and says why.
+fn open_meter(options: MeterOptions, gpus: &GpuUse) -> SharedMeter {
+    let m = match gpus {
+        GpuUse::None(why) => {
+            let clock = meter::sampler::monotonic_clock();
+            Meter::with_sources(options, Err(format!("{why}: no GPU is metered")), clock)
+        }
+        GpuUse::Gpus(_) => Meter::open(options),
     };
     std::sync::Arc::new(std::sync::Mutex::new(m))
 }
@@ -246,29 +312,43 @@ fn measure_idle(shared: &SharedMeter, seconds: f64) -> Result<(), RunError> {
     Ok(())
 }
 
+/// Closes the windows a backend left open (a trap, an early return), so their readings are
+/// kept: nothing measured is lost.
+fn close_abandoned_windows(shared: &SharedMeter, readings: &mut Vec<meter::WindowReading>) {
+    let Ok(mut m) = shared.lock() else { return };
+    for (id, name) in m.open_windows() {
+        if let Ok(mut r) = m.end_window(id) {
+            r.warnings
+                .push(format!("window {name} was left open by the backend and closed by the host at the run's end"));
+            readings.push(r);
+        }
+    }
+}
+
 /// Writes the timeline, the window boundaries and `energy_meter.json`.
-pub fn write_meter_record(shared: &SharedMeter, windows: &[meter::WindowReading], dir: &Path) -> Result<(), RunError> {
+pub fn write_meter_record(shared: &SharedMeter, readings: &[meter::WindowReading], dir: &Path) -> Result<(), RunError> {
     let m = shared.lock().map_err(|_| RunError::Metering("the meter's lock is poisoned".into()))?;
     meter::timeline::write(&m, dir)?;
     let hours = m.sampler_wall_s / 3600.0;
-    let record = json!({
-        "devices": m.devices().iter().map(|d| json!({"device": d.label(), "name": d.name, "source": d.source.as_str(), "measured": d.source.is_measurement()})).collect::<Vec<_>>(),
-        "notices": m.notices(),
-        "sampler": {
-            "interval_ms": m.interval().as_secs_f64() * 1000.0,
-            "cpu_s": m.sampler_cpu_s,
-            "wall_s": m.sampler_wall_s,
-            "cpu_s_per_hour": if hours > 0.0 { Some(m.sampler_cpu_s / hours) } else { None },
-            "busy_s": m.sampler_busy_s,
-            "busy_s_per_hour": if hours > 0.0 { Some(m.sampler_busy_s / hours) } else { None },
+    let per_hour = |v: f64| (hours > 0.0).then(|| v / hours);
+    let record = EnergyRecord {
+        devices: m.devices().iter().map(meter::DeviceInfo::record).collect(),
+        notices: m.notices().to_vec(),
+        sampler: SamplerRecord {
+            interval_ms: m.interval().as_secs_f64() * 1000.0,
+            cpu_s: m.sampler_cpu_s,
+            wall_s: m.sampler_wall_s,
+            cpu_s_per_hour: per_hour(m.sampler_cpu_s),
+            busy_s: m.sampler_busy_s,
+            busy_s_per_hour: per_hour(m.sampler_busy_s),
         },
-        "idle_baseline": m.idle_baseline().map(|b| json!({"duration_s": b.duration.as_secs_f64(), "power_w": b.power_w})),
-        "windows": windows.iter().map(meter::WindowReading::record).collect::<Vec<_>>(),
-        "open_windows": m.open_windows().iter().map(|(_, n)| n.clone()).collect::<Vec<_>>(),
-    });
-    let mut text = serde_json::to_string_pretty(&record).unwrap_or_default();
-    text.push('\n');
-    write_atomic(&dir.join(ENERGY_RECORD), text.as_bytes())?;
+        idle_baseline: m
+            .idle_baseline()
+            .map(|b| IdleRecord { duration_s: b.duration.as_secs_f64(), power_w: b.power_w.clone() }),
+        windows: readings.iter().map(meter::WindowReading::record).collect(),
+        open_windows: m.open_windows().into_iter().map(|(_, n)| n).collect(),
+    };
+    records::write_record(&dir.join(ENERGY_RECORD), &record)?;
     Ok(())
 }
 
@@ -279,37 +359,33 @@ pub struct RunReport {
     pub summary: summary::Summarized,
 }
 
-/// Runs the plan: backend chosen and settings checked before anything is written.
+/// Runs: backend chosen, settings read, config composed and the plan checked before anything
+/// is written.
 pub fn run(
     rt: &PluginRuntime,
     plugins: &PluginSet,
-    plan: &RunPlan,
-    env: impl Fn(&str) -> Option<String>,
+    args: &RunArgsResolved,
+    env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
 ) -> Result<RunReport, RunError> {
-    let backend = select_backend(plugins, plan.backend.as_deref())?;
+    let backend = select_backend(plugins, args.backend.as_deref())?;
     let settings = required_settings(backend, &env)?;
-    let source = ConfigSource::new(plan.config_dir.clone())?;
-    let cfg = config::compose(&source, &plan.config_name, &plan.overrides)?;
-    // Everything that can be refused is checked before anything is written.
-    let options = meter_options(&cfg, &env)?;
+    let source = ConfigSource::new(args.config_dir.clone())?;
+    let cfg = config::compose(&source, &args.config_name, &args.overrides)?;
+    let config_json = serde_json::to_string(&cfg.tree).unwrap_or_default();
+    let plan = backend
+        .prepare(rt, &config_json, &settings)
+        .map_err(|source| RunError::Refused { backend: backend.meta.name.clone(), source: Box::new(source) })?;
+    check_plan(&plan, backend, plugins, &settings, &env)?;
+    let options = meter_options(&cfg, &plan.gpus, &env)?;
     let idle_s = cfg.get("metering.idle_seconds").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
     if !(0.0..=MAX_IDLE_S).contains(&idle_s) {
         return Err(RunError::Metering(format!("metering.idle_seconds = {idle_s} must be between 0 and {MAX_IDLE_S}")));
     }
-    let dir = results_dir(plan);
+    let dir = results_dir(args);
+    check_results_folder(&dir, rt)?;
+
+    // From here on the results folder is touched.
     results::ensure_dir(&dir)?;
-    // Compiled plugins are loaded from the cache as machine code; a backend writes into the
-    // results folder, so the two must never overlap.
-    if let (Some(cache), Ok(results)) = (rt.cache_dir(), dir.canonicalize())
-        && let Ok(cache) = cache.canonicalize()
-        && (results.starts_with(&cache) || cache.starts_with(&results))
-    {
-        return Err(RunError::Metering(format!(
-            "the results folder {} overlaps the plugin compile cache {}; choose another --results-dir or ENERGY_STAR_CACHE_DIR",
-            results.display(),
-            cache.display()
-        )));
-    }
     let set_aside = results::set_aside_earlier_run(&dir)?;
     if let Some(to) = &set_aside.moved_to {
         eprintln!("energy-star: the earlier run in {} was moved to {}", dir.display(), to.display());
@@ -322,19 +398,29 @@ pub fn run(
         );
     }
     write_atomic(&dir.join("effective_config.yaml"), cfg.to_yaml().as_bytes())?;
-    let started = now_s();
-    let mut status = json!({
-        "complete": false,
-        "state": "running",
-        "backend": backend.meta.label(),
-        "config_name": cfg.name,
-        "config_source": cfg.source,
-        "started_unix_s": started,
-        "earlier_run_moved_to": set_aside.moved_to.as_ref().and_then(|p| p.strip_prefix(&dir).ok()).map(|p| p.display().to_string()),
-    });
-    write_status(&dir, &status)?;
+    let mut status = RunStatus {
+        complete: false,
+        state: RunState::Running,
+        backend: backend.meta.label(),
+        config_name: cfg.name.clone(),
+        config_source: cfg.source.clone(),
+        started_unix_s: now_s(),
+        earlier_run_moved_to: set_aside
+            .moved_to
+            .as_ref()
+            .and_then(|p| p.strip_prefix(&dir).ok())
+            .map(|p| p.display().to_string()),
+        finished_unix_s: None,
+        energy_files: Vec::new(),
+        files_written_by_backend: Vec::new(),
+        incomplete_reasons: Vec::new(),
+        error: None,
+        problems: Vec::new(),
+    };
+    let status_path = dir.join(RUN_STATUS);
+    records::write_record(&status_path, &status)?;
 
-    let shared = open_meter(options);
+    let shared = open_meter(options, &plan.gpus);
     if let Ok(m) = shared.lock() {
         for n in m.notices() {
             eprintln!("energy-star: {n}");
@@ -342,91 +428,80 @@ pub fn run(
     }
     let sampler = Sampler::start(shared.clone());
     let idle = if idle_s > 0.0 { measure_idle(&shared, idle_s) } else { Ok(()) };
-
-    let outcome = match idle {
-        Ok(()) => {
-            let mut services = HostServices::new(&backend.meta.name, dir.clone());
-            services.meter = Some(shared.clone());
-            services.allowed = Some(allowed_names(&cfg));
-            // A remote engine may reach only an endpoint the user set (VLLM_ENDPOINT and the
-            // like): the values of the backend's required settings.
-            services.endpoints = settings.iter().map(|(_, v)| v.clone()).collect();
-            let config_json = serde_json::to_string(&cfg.tree).unwrap_or_default();
-            backend.run_backend(rt, services, &config_json, settings)
-        }
-        Err(e) => energy_star_plugin_host::BackendOutcome {
+    let mut services = HostServices::new(&backend.meta.name, dir.clone());
+    services.meter = Some(shared.clone());
+    services.grant = Some(Grant::of_plan(&plan, backend.declares_its_plan()));
+    services.env = std::sync::Arc::new(env);
+    let request = RunRequest { config_json, settings, plan: plan.clone() };
+    let BackendOutcome { result, mut services } = match idle {
+        Ok(()) => backend.run_backend(rt, services, &request),
+        Err(e) => BackendOutcome {
             result: Err(PluginError::Guest { plugin: "host".into(), message: e.to_string() }),
-            incomplete: Vec::new(),
-            written: Vec::new(),
-            windows: Vec::new(),
+            services,
         },
     };
     sampler.stop();
-    // From here on nothing returns early: the meter's record, the report and the status are
-    // each written whatever happened to the others, and failures are recorded in the status.
+
+    // From here on nothing returns early: the meter's record, the run record, the report and
+    // the status are each written whatever happened to the others, and failures are recorded
+    // in the status.
+    close_abandoned_windows(&shared, &mut services.readings);
     let mut problems: Vec<String> = Vec::new();
-    if let Err(e) = write_meter_record(&shared, &outcome.windows, &dir) {
+    if let Err(e) = write_meter_record(&shared, &services.readings, &dir) {
         problems.push(format!("energy record: {e}"));
     }
-    status["finished_unix_s"] = json!(now_s());
-    status["energy_files"] = json!([meter::timeline::TIMELINE_CSV, meter::timeline::WINDOWS_CSV, ENERGY_RECORD]);
-    status["files_written_by_backend"] = json!(outcome.written);
-    status["incomplete_reasons"] = json!(outcome.incomplete);
+    let record = RunRecord {
+        backend: backend.meta.label(),
+        api_version: backend.meta.api_version.clone(),
+        plan,
+        facts: result.as_ref().ok().map(|o| o.facts.clone()),
+        request_latencies_ms: std::mem::take(&mut services.request_latencies_ms),
+    };
+    if let Err(e) = records::write_record(&dir.join(RUN_RECORD), &record) {
+        problems.push(format!("run record: {e}"));
+    }
+    status.finished_unix_s = Some(now_s());
+    status.energy_files = vec![
+        meter::timeline::TIMELINE_CSV.to_string(),
+        meter::timeline::WINDOWS_CSV.to_string(),
+        ENERGY_RECORD.to_string(),
+        RUN_RECORD.to_string(),
+    ];
+    status.files_written_by_backend = services.results.written.clone();
+    status.incomplete_reasons = services.results.incomplete.clone();
     let interrupted = energy_star_plugin_host::interrupted();
-    let output = match outcome.result {
+    let output = match result {
         Ok(o) => o,
         Err(source) => {
             // Stopped by Ctrl-C: incomplete, not failed; the backend's error says where it was.
-            status["state"] = json!(if interrupted { "incomplete" } else { "failed" });
+            let state = if interrupted { RunState::Incomplete } else { RunState::Failed };
+            status.state = state;
             if interrupted {
-                status["incomplete_reasons"] = json!(["interrupted by the user (Ctrl-C)"]);
+                status.incomplete_reasons.push("interrupted by the user (Ctrl-C)".into());
             }
-            status["error"] = json!(source.to_string());
-            status["problems"] = json!(problems);
-            let status = write_status(&dir, &status)?;
-            return Err(RunError::Backend {
-                source: Box::new(source),
-                status,
-                state: if interrupted { "incomplete" } else { "failed" },
-            });
+            status.error = Some(source.to_string());
+            status.problems = problems;
+            records::write_record(&status_path, &status)?;
+            return Err(RunError::Backend { source: Box::new(source), status: status_path, state: state.as_str() });
         }
     };
+    for why in &output.facts.incomplete_reasons {
+        if !status.incomplete_reasons.contains(why) {
+            status.incomplete_reasons.push(why.clone());
+        }
+    }
     let report_path = dir.join("benchmark_report.json");
     let report_written = write_atomic(&report_path, output.report_json.as_bytes());
     if let Err(e) = &report_written {
         problems.push(format!("report: {e}"));
     }
-    let complete = output.complete && outcome.incomplete.is_empty() && problems.is_empty();
-    status["complete"] = json!(complete);
-    status["state"] = json!(if complete { "complete" } else { "incomplete" });
-    status["problems"] = json!(problems);
-    write_status(&dir, &status)?;
+    let complete = status.incomplete_reasons.is_empty() && problems.is_empty();
+    status.complete = complete;
+    status.state = if complete { RunState::Complete } else { RunState::Incomplete };
+    status.problems = problems;
+    records::write_record(&status_path, &status)?;
     report_written?;
     let summary = summary::summarize(rt, plugins, &dir)
         .map_err(|source| RunError::Summary { report: report_path, source: Box::new(source) })?;
     Ok(RunReport { results_dir: dir, complete, summary })
-}
-
-/// The model, processor and dataset the config names: the only ones a backend may open.
-fn allowed_names(cfg: &Config) -> Vec<String> {
-    ["backend.model", "backend.processor", "scenario.dataset_name"]
-        .iter()
-        .filter_map(|k| cfg.get(k).and_then(serde_json::Value::as_str).map(str::to_string))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn device_ids_parse_as_configs_write_them() {
-        assert_eq!(parse_device_ids(None), Ok(vec![0]));
-        assert_eq!(parse_device_ids(Some(&json!(3))), Ok(vec![3]));
-        assert_eq!(parse_device_ids(Some(&json!("0, 1, 2, 3"))), Ok(vec![0, 1, 2, 3]));
-        assert_eq!(parse_device_ids(Some(&json!([1, 2]))), Ok(vec![1, 2]));
-        assert!(parse_device_ids(Some(&json!("0, x"))).is_err());
-        assert!(parse_device_ids(Some(&json!(-1))).is_err());
-    }
 }

@@ -10,7 +10,8 @@ use thiserror::Error;
 
 use std::process::ExitCode;
 
-use energy_star_plugin_host::{Plugin, PluginError, PluginKind, PluginRuntime, PluginSet, Summary};
+use energy_star_plugin_host::{LeaderboardPhase, Plugin, PluginError, PluginKind, PluginRuntime, PluginSet, Summary};
+use energy_star_results::records::{self, RUN_RECORD, RUN_STATUS, RunRecord, RunState, RunStatus};
 use energy_star_results::{ResultsError, write_atomic};
 
 use crate::cli::{PluginOptions, SummarizeArgs};
@@ -45,8 +46,52 @@ pub enum SummaryError {
     UnknownFormat { path: PathBuf, formats: String, broken: String },
     #[error("summarizing {path}: {source}")]
     Plugin { path: PathBuf, source: PluginError },
+    #[error(
+        "report {path} has no GPU energy figure, and nothing says the run used no GPU (no run record of energy-star's beside it, and the report does not say): a GPU reading that failed?"
+    )]
+    NoGpuFigure { path: PathBuf },
     #[error(transparent)]
     Write(#[from] ResultsError),
+}
+
+/// What the host's own records beside a report say about its run, when energy-star ran it.
+#[derive(Debug, Default)]
+pub struct RunContext {
+    pub record: Option<RunRecord>,
+    pub status: Option<RunStatus>,
+}
+
+impl RunContext {
+    pub fn read(dir: &Path) -> Result<Self, SummaryError> {
+        Ok(Self {
+            record: records::read_record(&dir.join(RUN_RECORD))?,
+            status: records::read_record(&dir.join(RUN_STATUS))?,
+        })
+    }
+
+    /// Why no GPU took part, as the run's facts (or plan) say.
+    fn gpu_absent_reason(&self) -> Option<String> {
+        let r = self.record.as_ref()?;
+        let gpus = r.facts.as_ref().map(|f| &f.gpus).unwrap_or(&r.plan.gpus);
+        gpus.absent_reason().map(str::to_string)
+    }
+
+    /// Why the run is incomplete, when its status says it is.
+    fn incomplete(&self) -> Option<Vec<String>> {
+        let s = self.status.as_ref()?;
+        if s.state == RunState::Complete {
+            return None;
+        }
+        let mut why = s.incomplete_reasons.clone();
+        why.extend(s.problems.iter().cloned());
+        if let Some(e) = &s.error {
+            why.push(e.clone());
+        }
+        if why.is_empty() {
+            why.push(format!("the run is marked {}", s.state.as_str()));
+        }
+        Some(why)
+    }
 }
 
 /// Finds the report: `target` itself if it is a file, else a report directly in `target`, else
@@ -104,8 +149,16 @@ pub struct Summarized {
     pub report: PathBuf,
     pub summarizer: String,
     pub summary: Summary,
-    /// The rounded total as written to `GPU_ENERGY_WH.txt`; None for a run without a GPU.
+    /// The rounded total as written to `GPU_ENERGY_WH.txt`; none for a run without a GPU or an
+    /// incomplete run.
     pub total_wh_rounded: Option<f64>,
+    /// Why the run is incomplete, when it is: its figures cover only part of the workload.
+    pub incomplete: Option<Vec<String>>,
+}
+
+/// The summarizer of a declared format (the one the backend said it writes).
+fn summarizer_for<'a>(plugins: &'a PluginSet, format: &str) -> Option<&'a Plugin> {
+    plugins.of_kind(PluginKind::Summarizer).find(|p| p.meta.formats.iter().any(|f| f == format))
 }
 
 /// Picks the summarizer for `text`: the most confident at or above [`MIN_CONFIDENCE`].
@@ -160,22 +213,39 @@ pub fn summarize(rt: &PluginRuntime, plugins: &PluginSet, target: &Path) -> Resu
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
         return Err(SummaryError::Json { path: report.clone(), why: e.to_string() });
     }
-    let plugin = choose(rt, plugins, &text, &report)?;
-    let summary =
-        plugin.summarize(rt, &text).map_err(|source| SummaryError::Plugin { path: report.clone(), source })?;
-    let (total_wh_rounded, summary_json) = render(&summary, &plugin.meta.label(), &report);
     let dir = report.parent().unwrap_or(Path::new("."));
-    // A run without a GPU has no GPU figure: "n/a" makes a reader that expects a number fail
-    // loudly instead of averaging in a zero.
-    let txt = match total_wh_rounded {
-        Some(t) => format!("{t:.2}\n"),
-        None => "n/a\n".to_string(),
+    let run = RunContext::read(dir)?;
+    // energy-star's own runs name their report format; reports from elsewhere are detected.
+    let declared = run.record.as_ref().and_then(|r| summarizer_for(plugins, &r.plan.report_format));
+    let plugin = match declared {
+        Some(p) => p,
+        None => choose(rt, plugins, &text, &report)?,
+    };
+    let mut summary =
+        plugin.summarize(rt, &text).map_err(|source| SummaryError::Plugin { path: report.clone(), source })?;
+    // Whether a GPU took part is the host's to say when it ran the benchmark.
+    if summary.total_wh.is_none()
+        && let Some(why) = run.gpu_absent_reason()
+    {
+        summary.gpu_absent_reason = Some(why);
+    }
+    if summary.total_wh.is_none() && summary.gpu_absent_reason.is_none() {
+        return Err(SummaryError::NoGpuFigure { path: report.clone() });
+    }
+    let incomplete = run.incomplete();
+    let (total_wh_rounded, summary_json) = render(&summary, &plugin.meta.label(), &report, incomplete.as_deref());
+    // A run without a GPU has no GPU figure, and an incomplete run's is not the benchmark's:
+    // "n/a" makes a reader that expects a number fail loudly instead of averaging it in.
+    let txt = match (total_wh_rounded, &incomplete) {
+        (Some(t), None) => format!("{t:.2}\n"),
+        _ => "n/a\n".to_string(),
     };
     write_atomic(&dir.join("GPU_ENERGY_WH.txt"), txt.as_bytes())?;
     let mut body = serde_json::to_string_pretty(&summary_json).unwrap_or_default();
     body.push('\n');
     write_atomic(&dir.join("GPU_ENERGY_SUMMARY.json"), body.as_bytes())?;
-    Ok(Summarized { report, summarizer: plugin.meta.label(), summary, total_wh_rounded })
+    let total_wh_rounded = total_wh_rounded.filter(|_| incomplete.is_none());
+    Ok(Summarized { report, summarizer: plugin.meta.label(), summary, total_wh_rounded, incomplete })
 }
 
 /// Rounds as the original summarizer does: `round(x + 1e-12, 2)`.
@@ -187,32 +257,44 @@ pub fn round2(x: f64) -> f64 {
 /// The summary JSON: the original summarizer's keys first (`units`, `total`, `format`,
 /// `preprocess_wh`, `prefill_wh`, `decode_wh`), then every phase found, then what energy-star
 /// adds (which phases were counted, warnings, provenance).
-pub fn render(summary: &Summary, summarizer: &str, report: &Path) -> (Option<f64>, Value) {
+/// An incomplete run's total is written as `null`, with the figure of what was measured as
+/// `partial_total_wh`.
+pub fn render(
+    summary: &Summary,
+    summarizer: &str,
+    report: &Path,
+    incomplete: Option<&[String]>,
+) -> (Option<f64>, Value) {
     let total = summary.total_wh.map(round2);
     let r2 = |v: Option<f64>| v.map(round2);
     let mut m = Map::new();
     m.insert("units".into(), json!("Wh"));
-    m.insert("total".into(), json!(total));
+    m.insert("total".into(), json!(total.filter(|_| incomplete.is_none())));
     m.insert("format".into(), json!(summary.format));
-    let phase_sum = |names: &[&str]| -> Option<f64> {
+    let phase_sum = |phase: LeaderboardPhase| -> Option<f64> {
         let found: Vec<&energy_star_plugin_host::PhaseEnergy> =
-            summary.phases.iter().filter(|p| names.contains(&p.name.as_str())).collect();
+            summary.phases.iter().filter(|p| p.leaderboard_phase == Some(phase)).collect();
         summary.total_wh?;
         // A phase that exists without a GPU figure is unknown, not 0; the original writes 0.0
         // only for a phase the format lacks, and so does this.
         found.iter().map(|p| p.gpu_wh).sum::<Option<f64>>()
     };
-    // The leaderboard's three phases: on `main` reports preprocess is `preprocess_dataset`.
-    m.insert("preprocess_wh".into(), json!(r2(phase_sum(&["preprocess", "preprocess_dataset"]))));
-    m.insert("prefill_wh".into(), json!(r2(phase_sum(&["prefill"]))));
-    m.insert("decode_wh".into(), json!(r2(phase_sum(&["decode"]))));
+    // The leaderboard's three phases, as the summarizer identified them.
+    for phase in [LeaderboardPhase::Preprocess, LeaderboardPhase::Prefill, LeaderboardPhase::Decode] {
+        m.insert(format!("{}_wh", phase.as_str()), json!(r2(phase_sum(phase))));
+    }
     for p in &summary.phases {
         let key = format!("{}_wh", p.name);
         if !m.contains_key(&key) {
             m.insert(key, json!(r2(p.gpu_wh)));
         }
     }
-    m.insert("total_unrounded_wh".into(), json!(summary.total_wh));
+    m.insert("total_unrounded_wh".into(), json!(summary.total_wh.filter(|_| incomplete.is_none())));
+    m.insert("complete".into(), json!(incomplete.is_none()));
+    if let Some(why) = incomplete {
+        m.insert("incomplete_reasons".into(), json!(why));
+        m.insert("partial_total_wh".into(), json!(summary.total_wh));
+    }
     if let Some(reason) = &summary.gpu_absent_reason {
         m.insert("gpu_absent_reason".into(), json!(reason));
     }
@@ -254,6 +336,10 @@ pub fn banner(s: &Summarized) -> String {
         fmt(s.total_wh_rounded),
         phases.join(", ")
     );
+    if let Some(why) = &s.incomplete {
+        let partial = s.summary.total_wh.map(|t| format!(" ({t:.2} Wh over what was measured)")).unwrap_or_default();
+        out.push_str(&format!("INCOMPLETE run: no total{partial}: {}\n", why.join("; ")));
+    }
     if let Some(reason) = &s.summary.gpu_absent_reason {
         out.push_str(&format!("no GPU energy: {reason}\n"));
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use energy_star_plugin_host::{
-    HostServices, Origin, PluginKind, PluginRuntime, PluginSet, RuntimeOptions, load_plugin,
+    HostServices, Origin, PluginKind, PluginRuntime, PluginSet, RunRequest, RuntimeOptions, load_plugin,
 };
 use energy_star_tests::{bin, fixtures, folder_with, guests};
 
@@ -106,12 +106,10 @@ fn main() {
         .map(|_| {
             let n_calls = 1_000_000u64;
             let report = format!("{{\"bench_host_calls\": {n_calls}}}");
-            let out = backend.run_backend(
-                &rt,
-                HostServices::new("echo", results.path().to_path_buf()),
-                "{}",
-                vec![("ECHO_REPORT".into(), report)],
-            );
+            let settings = vec![("ECHO_REPORT".to_string(), report)];
+            let plan = backend.prepare(&rt, "{}", &settings).expect("plan");
+            let request = RunRequest { config_json: "{}".into(), settings, plan };
+            let out = backend.run_backend(&rt, HostServices::new("echo", results.path().to_path_buf()), &request);
             out.result.expect("echo run");
             let notes: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(results.path().join("echo/notes.json")).expect("notes"))

@@ -79,38 +79,47 @@ fn split_files(dir: &Path, config: &str, split: &str) -> Vec<PathBuf> {
     Vec::new()
 }
 
-/// Finds the files for `spec`.
-pub fn locate(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Result<Vec<PathBuf>, DatasetError> {
-    let nf = |why: String| DatasetError::NotFound { name: spec.name.clone(), why };
-    if spec.name.trim().is_empty() {
+/// Where dataset `name` lives: a data file, a folder, or a snapshot in the hub cache. Checks
+/// only that it is there, before a run touches anything; [`locate`] then picks the split's
+/// files.
+pub fn locate_root(name: &str, env: &impl Fn(&str) -> Option<String>) -> Result<PathBuf, DatasetError> {
+    let nf = |why: String| DatasetError::NotFound { name: name.to_string(), why };
+    if name.trim().is_empty() {
         return Err(nf("scenario.dataset_name is empty".into()));
     }
-    let p = Path::new(&spec.name);
+    if name == TOY_PROMPTS {
+        return Ok(PathBuf::from(TOY_PROMPTS));
+    }
+    let p = Path::new(name);
     if p.is_file() {
         return if ext(p).is_some() {
-            Ok(vec![p.to_path_buf()])
+            Ok(p.to_path_buf())
         } else {
             Err(nf(format!("{} is not a .jsonl, .json, .csv or .parquet file", p.display())))
         };
     }
-    let is_data_file = ext(p).is_some();
-    let dir = if p.is_dir() {
-        p.to_path_buf()
-    } else if is_data_file || !looks_like_hub_id(&spec.name) {
+    if p.is_dir() {
+        return Ok(p.to_path_buf());
+    }
+    if ext(p).is_some() || !looks_like_hub_id(name) {
         return Err(nf(format!("no such file or folder: {}", p.display())));
-    } else {
-        let cache = hub_cache(env);
-        match cache.as_deref().and_then(|c| cached_snapshot(c, "datasets", &spec.name)) {
-            Some(d) => d,
-            None => {
-                return Err(nf(format!(
-                    "not a file or folder, and not in the Hugging Face cache at {}; energy-star does not download datasets: fetch it first (`hf download --repo-type dataset {}`) or give a local file",
-                    cache.map(|c| c.display().to_string()).unwrap_or_else(|| "(no HF_HOME or HOME)".into()),
-                    spec.name
-                )));
-            }
-        }
-    };
+    }
+    let cache = hub_cache(env);
+    cache.as_deref().and_then(|c| cached_snapshot(c, "datasets", name)).ok_or_else(|| {
+        nf(format!(
+            "not a file or folder, and not in the Hugging Face cache at {}; energy-star does not download datasets: fetch it first (`hf download --repo-type dataset {name}`) or give a local file",
+            cache.map(|c| c.display().to_string()).unwrap_or_else(|| "(no HF_HOME or HOME)".into()),
+        ))
+    })
+}
+
+/// Finds the files for `spec`.
+pub fn locate(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Result<Vec<PathBuf>, DatasetError> {
+    let nf = |why: String| DatasetError::NotFound { name: spec.name.clone(), why };
+    let dir = locate_root(&spec.name, env)?;
+    if dir.is_file() {
+        return Ok(vec![dir]);
+    }
     let files = split_files(&dir, &spec.config, &spec.split);
     if files.is_empty() {
         return Err(nf(format!(

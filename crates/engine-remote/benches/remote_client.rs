@@ -57,6 +57,7 @@ fn engine(server: &MockServer) -> RemoteEngine {
         api: Api::Completions,
         request_timeout: Duration::from_secs(60),
         api_key: None,
+        body: energy_star_engine_remote::request::BodyOptions { stream_usage: true, ..Default::default() },
     };
     RemoteEngine::open(&spec, &|_: &str| None).expect("open")
 }

@@ -42,6 +42,8 @@ pub struct RemoteSpec {
     pub request_timeout: Duration,
     /// Bearer token, when the server wants one (`VLLM_API_KEY` / `OPENAI_API_KEY`).
     pub api_key: Option<String>,
+    /// Usage in the stream, and fields added to every body.
+    pub body: request::BodyOptions,
 }
 
 /// A connected server.
@@ -61,6 +63,7 @@ pub struct RemoteEngine {
     pub(crate) client: reqwest::Client,
     pub(crate) runtime: tokio::runtime::Runtime,
     pub(crate) api_key: Option<String>,
+    pub body: request::BodyOptions,
 }
 
 /// `localhost:8000`, `http://h:8000/`, `http://h:8000/v1/` → `http://h:8000/v1`.
@@ -108,6 +111,12 @@ impl RemoteEngine {
         tokenizer_for: &dyn Fn(&str) -> Option<tokenizers::Tokenizer>,
     ) -> Result<Self, InferenceError> {
         let (base_url, mut notes) = normalize_endpoint(&spec.endpoint).map_err(InferenceError::Invalid)?;
+        if let Some(k) = spec.body.extra.keys().find(|k| request::HOST_BODY_FIELDS.contains(&k.as_str())) {
+            return Err(InferenceError::Invalid(format!(
+                "extra request field {k:?} is one the host sets itself ({}); it cannot be replaced",
+                request::HOST_BODY_FIELDS.join(", ")
+            )));
+        }
         if spec.request_timeout.is_zero() {
             return Err(InferenceError::Invalid("the request timeout must be above zero".into()));
         }
@@ -188,6 +197,7 @@ impl RemoteEngine {
             client,
             runtime,
             api_key,
+            body: spec.body.clone(),
         })
     }
 
@@ -196,11 +206,12 @@ impl RemoteEngine {
         request::count_tokens(self.tokenizer.as_deref(), text, add_special_tokens)
     }
 
-    pub fn sender(&self) -> request::Sender {
+    pub fn sender(&self, id_seed: u64) -> request::Sender {
         request::Sender {
             client: self.client.clone(),
             api_key: self.api_key.clone(),
             request_timeout: self.request_timeout,
+            id_seed,
         }
     }
 }

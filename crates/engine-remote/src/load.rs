@@ -90,7 +90,9 @@ pub struct LoadOutcome {
     /// Prompts never sent, because dispatch stopped early.
     pub not_sent: u32,
     /// Why dispatch stopped early.
-    pub stopped: Option<String>,
+    pub stopped: Option<StopReason>,
+    /// Ctrl-C came while the load was stopping for another reason (or draining after it).
+    pub then_interrupted: bool,
     /// First dispatch and last completion, ns since the clock origin.
     pub start_ns: u64,
     pub end_ns: u64,
@@ -144,7 +146,43 @@ struct Tally {
 #[derive(Debug, Clone, PartialEq)]
 enum Stop {
     Running,
-    Stopped(String),
+    Stopped(StopReason),
+}
+
+/// Why a load stopped sending before every prompt was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// `max_duration` passed.
+    TimeBound,
+    /// This many requests failed in a row.
+    ConsecutiveFailures(u32),
+    /// The user stopped the run (Ctrl-C).
+    Interrupted,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::TimeBound => f.write_str("the time bound was reached"),
+            StopReason::ConsecutiveFailures(m) => {
+                write!(f, "{m} requests failed in a row; the server looks unable to serve")
+            }
+            StopReason::Interrupted => f.write_str("interrupted by the user (Ctrl-C)"),
+        }
+    }
+}
+
+impl LoadOutcome {
+    /// Why sending stopped, in words, Ctrl-C after another reason included.
+    pub fn stopped_text(&self) -> Option<String> {
+        self.stopped.map(|why| {
+            if self.then_interrupted && why != StopReason::Interrupted {
+                format!("{why}; then interrupted by the user (Ctrl-C)")
+            } else {
+                why.to_string()
+            }
+        })
+    }
 }
 
 impl RemoteEngine {
@@ -185,10 +223,13 @@ impl RemoteEngine {
             )));
         }
         // Bodies are serialised before the clock starts: none of that cost is in the timings.
-        let bodies: Vec<Bytes> =
-            prompts.iter().map(|p| Bytes::from(request::body(self.api, &self.model, p, params).to_string())).collect();
+        let bodies: Vec<Bytes> = prompts
+            .iter()
+            .map(|p| Bytes::from(request::body(self.api, &self.model, p, params, &self.body).to_string()))
+            .collect();
         let url = format!("{}/{}", self.base_url, self.api.path());
-        let mut out = self.runtime.block_on(self.drive(&url, bodies, &offsets, profile, limits, origin, stop));
+        let id_seed = params.seed.unwrap_or(0);
+        let mut out = self.runtime.block_on(self.drive(&url, bodies, &offsets, profile, limits, origin, stop, id_seed));
         // Servers that sent no usage: tokens by the local tokenizer when there is one, counted
         // now that the clock has stopped.
         for r in &mut out.requests {
@@ -215,9 +256,10 @@ impl RemoteEngine {
         limits: &LoadLimits,
         origin: Instant,
         stop: Arc<dyn Fn() -> bool + Send + Sync>,
+        id_seed: u64,
     ) -> LoadOutcome {
         let n = bodies.len();
-        let sender = Arc::new(self.sender());
+        let sender = Arc::new(self.sender(id_seed));
         let url: Arc<str> = Arc::from(url);
         let cap =
             profile.concurrency_cap().map(|c| c as usize).unwrap_or(Semaphore::MAX_PERMITS).min(Semaphore::MAX_PERMITS);
@@ -240,7 +282,7 @@ impl RemoteEngine {
             tokio::spawn(async move {
                 loop {
                     let why = if stop() {
-                        Some("interrupted by the user (Ctrl-C)".to_string())
+                        Some(StopReason::Interrupted)
                     } else {
                         limit_reached(deadline, max_failures, &tally)
                     };
@@ -256,7 +298,7 @@ impl RemoteEngine {
         let mut sent = 0usize;
         let mut stop_wait = stop_rx.clone();
         let deadline = limits.max_duration.map(|d| start + d);
-        let mut stopped_here: Option<String> = None;
+        let mut stopped_here: Option<StopReason> = None;
         // Checked before each send as well as by the watcher, so fast failures cannot race
         // past the limit between two of the watcher's polls.
         let check = |tally: &Tally| limit_reached(deadline, limits.max_consecutive_failures, tally);
@@ -314,7 +356,7 @@ impl RemoteEngine {
             sent += 1;
         }
         let stopped = stopped_here.or_else(|| match &*stop_rx.borrow() {
-            Stop::Stopped(why) => Some(why.clone()),
+            Stop::Stopped(why) => Some(*why),
             Stop::Running => None,
         });
         // Drain: everything sent finishes (each request has its own timeout). A Ctrl-C, before
@@ -352,17 +394,16 @@ impl RemoteEngine {
         watcher.abort();
         requests.sort_by_key(|r| r.index);
         let end_ns = energy_star_types::ns_since(origin, Instant::now());
-        let stopped = match (stopped, interrupted) {
-            (Some(why), true) if !why.contains("Ctrl-C") => {
-                Some(format!("{why}; then interrupted by the user (Ctrl-C)"))
-            }
-            (None, true) => Some("interrupted by the user (Ctrl-C)".to_string()),
-            (why, _) => why,
+        let (stopped, then_interrupted) = match (stopped, interrupted) {
+            (Some(why), true) => (Some(why), why != StopReason::Interrupted),
+            (None, true) => (Some(StopReason::Interrupted), false),
+            (why, false) => (why, false),
         };
         LoadOutcome {
             requests,
             not_sent: (n - sent) as u32,
             stopped,
+            then_interrupted,
             start_ns,
             end_ns,
             peak_concurrency: tally.peak.load(Ordering::SeqCst),
@@ -371,13 +412,13 @@ impl RemoteEngine {
 }
 
 /// Why sending must stop, if a limit is reached: the time bound, or failures in a row.
-fn limit_reached(deadline: Option<Instant>, max_failures: Option<u32>, tally: &Tally) -> Option<String> {
+fn limit_reached(deadline: Option<Instant>, max_failures: Option<u32>, tally: &Tally) -> Option<StopReason> {
     if deadline.is_some_and(|d| Instant::now() >= d) {
-        return Some("the time bound was reached".to_string());
+        return Some(StopReason::TimeBound);
     }
     max_failures
         .filter(|m| tally.consecutive_failures.load(Ordering::SeqCst) >= *m)
-        .map(|m| format!("{m} requests failed in a row; the server looks unable to serve"))
+        .map(StopReason::ConsecutiveFailures)
 }
 
 fn log_join_error(e: &tokio::task::JoinError) {
@@ -395,7 +436,14 @@ mod tests {
     use crate::{Api, RemoteSpec};
 
     fn engine(server: &MockServer, api: Api, timeout: Duration) -> RemoteEngine {
-        let spec = RemoteSpec { endpoint: server.url(), model: None, api, request_timeout: timeout, api_key: None };
+        let spec = RemoteSpec {
+            endpoint: server.url(),
+            model: None,
+            api,
+            request_timeout: timeout,
+            api_key: None,
+            body: request::BodyOptions { stream_usage: true, ..Default::default() },
+        };
         RemoteEngine::open(&spec, &|_: &str| None).expect("open")
     }
 
@@ -535,10 +583,10 @@ mod tests {
         let e = engine(&server, Api::Completions, Duration::from_secs(10));
         let prompts = prompts(1);
         let url = format!("{}/{}", e.base_url, e.api.path());
-        let mut body = request::body(e.api, &e.model, &prompts[0], &fixed(6));
+        let mut body = request::body(e.api, &e.model, &prompts[0], &fixed(6), &e.body);
         body["stream_options"] = serde_json::json!({"include_usage": true});
         let (_tx, rx) = watch::channel(false);
-        let rec = e.runtime.block_on(e.sender().send(&url, 0, Bytes::from(body.to_string()), Instant::now(), 0, rx));
+        let rec = e.runtime.block_on(e.sender(0).send(&url, 0, Bytes::from(body.to_string()), Instant::now(), 0, rx));
         assert!(rec.failure.is_none(), "{rec:?}");
         assert_eq!((rec.output_tokens, rec.itl_ns.len(), rec.token_source), (6, 5, TokenSource::ServerUsage));
     }
@@ -578,7 +626,7 @@ mod tests {
         let out = e
             .run_load(&prompts(50), &fixed(1), &LoadProfile::Sequential, &limits, Instant::now(), never())
             .expect("load");
-        assert!(out.stopped.as_deref().is_some_and(|s| s.contains("time bound")), "{:?}", out.stopped);
+        assert!(out.stopped == Some(StopReason::TimeBound), "{:?}", out.stopped);
         assert!((2..=4).contains(&out.requests.len()), "{}", out.requests.len());
         assert_eq!(out.requests.len() as u32 + out.not_sent, 50);
         assert!(out.requests.iter().all(|r| r.failure.is_none()), "in-flight requests finished");
@@ -587,7 +635,7 @@ mod tests {
         let limits = LoadLimits { max_consecutive_failures: Some(5), ..LoadLimits::default() };
         let out =
             e.run_load(&failing, &fixed(1), &LoadProfile::Sequential, &limits, Instant::now(), never()).expect("load");
-        assert!(out.stopped.as_deref().is_some_and(|s| s.contains("5 requests failed in a row")), "{:?}", out.stopped);
+        assert!(out.stopped == Some(StopReason::ConsecutiveFailures(5)), "{:?}", out.stopped);
         assert!(
             out.requests.len() < 30
                 && out.requests.iter().all(|r| r
@@ -626,7 +674,10 @@ mod tests {
             assert_eq!(f.kind, FailureKind::Cancelled);
             assert!(r.output_tokens >= 2 && r.ttft_ns.is_some(), "what arrived is kept: {r:?}");
         }
-        assert!(out.stopped.as_deref().is_some_and(|s| s.contains("interrupted")));
+        assert!(
+            out.stopped == Some(StopReason::Interrupted)
+                && out.stopped_text().is_some_and(|s| s.contains("interrupted"))
+        );
     }
 
     #[test]
@@ -639,6 +690,7 @@ mod tests {
             api: Api::Completions,
             request_timeout: Duration::from_secs(5),
             api_key: None,
+            body: request::BodyOptions { stream_usage: true, ..Default::default() },
         };
         let e = RemoteEngine::open(&spec(Some("a/b")), &|_: &str| None).expect("served");
         assert_eq!((e.max_model_len, e.base_url.as_str()), (Some(4096), server.url().as_str()));

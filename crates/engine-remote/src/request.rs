@@ -17,44 +17,7 @@ use super::Api;
 use super::sse::{self, Chunk};
 use energy_star_engine::GenerationParams;
 
-/// Why a request failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FailureKind {
-    /// No connection (refused, reset before an answer, DNS).
-    Connect,
-    /// The request timeout passed.
-    Timeout,
-    /// HTTP 4xx.
-    HttpClientError,
-    /// HTTP 5xx (and other non-2xx).
-    HttpServerError,
-    /// The server sent `{"error": ...}` inside the stream.
-    StreamError,
-    /// A chunk that is not a completion chunk.
-    MalformedStream,
-    /// The stream ended or broke off before `[DONE]` and before a finish reason.
-    TruncatedStream,
-    /// The stream finished without generating anything.
-    EmptyResponse,
-    /// Stopped by the user (Ctrl-C) while in flight, after the drain time.
-    Cancelled,
-}
-
-impl FailureKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::Connect => "connect",
-            FailureKind::Timeout => "timeout",
-            FailureKind::HttpClientError => "http-4xx",
-            FailureKind::HttpServerError => "http-5xx",
-            FailureKind::StreamError => "stream-error",
-            FailureKind::MalformedStream => "malformed-stream",
-            FailureKind::TruncatedStream => "truncated-stream",
-            FailureKind::EmptyResponse => "empty-response",
-            FailureKind::Cancelled => "cancelled",
-        }
-    }
-}
+pub use energy_star_types::{FailureKind, TokenCountSource as TokenSource};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
@@ -63,20 +26,13 @@ pub struct Failure {
     pub http_status: Option<u16>,
 }
 
-/// Where a request's token counts come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenSource {
-    ServerUsage,
-    Tokenizer,
-    StreamChunks,
-}
-
 /// One request as the client saw it. Times are ns since the load's clock origin.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestRecord {
     /// Index of the prompt in the list given.
     pub index: u32,
-    /// Sent as `x-request-id`, so records join with server logs.
+    /// Sent as `X-Request-Id`: a UUID fixed by the run's seed and the prompt's index (see
+    /// [`request_uuid`]), so records join with server logs and a rerun sends the same ids.
     pub request_id: String,
     /// When the schedule meant to send it.
     pub scheduled_ns: u64,
@@ -101,8 +57,59 @@ impl RequestRecord {
     }
 }
 
+/// A version-4-shaped UUID (RFC 9562 layout: version nibble 4, variant `10`) made from the
+/// run's seed and the prompt's index with SplitMix64, so the same run sends the same ids.
+/// Servers built on starlette-context (llama-cpp-python's, among others) refuse an
+/// `X-Request-Id` that is not a UUID with HTTP 400; vLLM accepts any string.
+pub fn request_uuid(seed: u64, index: u32) -> String {
+    fn splitmix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let hi = splitmix(seed ^ splitmix(u64::from(index)));
+    let lo = splitmix(hi ^ u64::from(index).rotate_left(32));
+    let hi = (hi & !0xf000) | 0x4000; // version 4 in bits 12..16 of the third group
+    let lo = (lo & !(0b11 << 62)) | (0b10 << 62); // variant 10
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xffff,
+        hi & 0xffff,
+        lo >> 48,
+        lo & 0xffff_ffff_ffff
+    )
+}
+
+/// Body fields the host sets itself; extra fields may not replace them.
+pub const HOST_BODY_FIELDS: &[&str] = &[
+    "model",
+    "prompt",
+    "messages",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "min_tokens",
+    "ignore_eos",
+    "temperature",
+    "top_p",
+    "seed",
+];
+
+/// How every request's body is built, beyond the prompt and the generation parameters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BodyOptions {
+    /// Ask for usage in the stream (`stream_options`); servers that refuse it run without.
+    pub stream_usage: bool,
+    /// Fields merged into every body (`reasoning_effort`, `chat_template_kwargs`, ...); none
+    /// of [`HOST_BODY_FIELDS`].
+    pub extra: serde_json::Map<String, Value>,
+}
+
 /// The JSON body for one prompt.
-pub fn body(api: Api, model: &str, prompt: &str, p: &GenerationParams) -> Value {
+pub fn body(api: Api, model: &str, prompt: &str, p: &GenerationParams, options: &BodyOptions) -> Value {
     let mut b = match api {
         Api::Completions => json!({"model": model, "prompt": prompt, "max_tokens": p.max_new_tokens}),
         Api::ChatCompletions => {
@@ -110,7 +117,9 @@ pub fn body(api: Api, model: &str, prompt: &str, p: &GenerationParams) -> Value 
         }
     };
     b["stream"] = json!(true);
-    b["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
+    if options.stream_usage {
+        b["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
+    }
     if p.do_sample {
         b["temperature"] = json!(p.temperature);
         b["top_p"] = json!(p.top_p);
@@ -127,6 +136,9 @@ pub fn body(api: Api, model: &str, prompt: &str, p: &GenerationParams) -> Value 
     }
     if p.min_new_tokens > 0 {
         b["min_tokens"] = json!(p.min_new_tokens);
+    }
+    for (k, v) in &options.extra {
+        b[k] = v.clone();
     }
     b
 }
@@ -170,6 +182,8 @@ pub struct Sender {
     pub client: reqwest::Client,
     pub api_key: Option<String>,
     pub request_timeout: Duration,
+    /// The seed request ids are made from.
+    pub id_seed: u64,
 }
 
 impl Sender {
@@ -197,7 +211,7 @@ async fn send(
     scheduled_ns: u64,
     mut abort: watch::Receiver<bool>,
 ) -> RequestRecord {
-    let request_id = format!("energy-star-{index}");
+    let request_id = request_uuid(engine.id_seed, index);
     let start = Instant::now();
     let start_ns = since(origin);
     let deadline = tokio::time::Instant::from_std(start + engine.request_timeout);
@@ -402,4 +416,40 @@ async fn send(
         });
     }
     rec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_uuids_fixed_by_seed_and_index() {
+        let id = request_uuid(42, 7);
+        assert_eq!(id, request_uuid(42, 7), "the same run sends the same ids");
+        assert_ne!(id, request_uuid(42, 8));
+        assert_ne!(id, request_uuid(43, 7));
+        let parts: Vec<&str> = id.split('-').collect();
+        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [8, 4, 4, 4, 12], "{id}");
+        assert!(id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+        assert!(parts[2].starts_with('4'), "version 4: {id}");
+        assert!(matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'), "variant 10: {id}");
+        let mut seen = std::collections::HashSet::new();
+        assert!((0..10_000).all(|i| seen.insert(request_uuid(1, i))), "no collisions over a run");
+    }
+
+    #[test]
+    fn bodies_carry_usage_only_when_asked_and_the_extra_fields() {
+        let p = GenerationParams { max_new_tokens: 5, ..Default::default() };
+        let plain = body(Api::ChatCompletions, "m", "hi", &p, &BodyOptions::default());
+        assert!(plain.get("stream_options").is_none() && plain["stream"] == json!(true));
+        let mut extra = serde_json::Map::new();
+        extra.insert("reasoning_effort".into(), json!("high"));
+        extra.insert("chat_template_kwargs".into(), json!({"enable_thinking": true}));
+        let b = body(Api::ChatCompletions, "m", "hi", &p, &BodyOptions { stream_usage: true, extra });
+        assert_eq!(b["stream_options"]["include_usage"], json!(true));
+        assert_eq!(
+            (b["reasoning_effort"].clone(), b["chat_template_kwargs"]["enable_thinking"].clone()),
+            (json!("high"), json!(true))
+        );
+    }
 }

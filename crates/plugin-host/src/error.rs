@@ -27,14 +27,14 @@ pub enum PluginError {
 
     #[error(
         "{origin} exports no energy-star plugin interface (expected `{package}/summarizer@VERSION` or `{package}/backend@VERSION`); it exports: {exports}",
-        package = super::bindings::PACKAGE
+        package = crate::wit::PACKAGE
     )]
     NotAPlugin { origin: String, exports: String },
 
     #[error(
-        "{origin} was built for energy-star plugin API {found}; this energy-star accepts {accepted}; rebuild the plugin against wit/energy-star-plugin@{accepted}"
+        "{origin} was built for energy-star plugin API {found}; this energy-star accepts {accepted}; rebuild the plugin against wit/energy-star-plugin@{latest}"
     )]
-    WrongApiVersion { origin: String, found: String, accepted: String },
+    WrongApiVersion { origin: String, found: String, accepted: String, latest: &'static str },
 
     #[error("{origin} needs host interfaces this energy-star does not provide: {message}")]
     Link { origin: String, message: String },

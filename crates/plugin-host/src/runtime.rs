@@ -12,14 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
-use wasmtime::{Config, Engine, Store, UpdateDeadline};
+use wasmtime::component::{Component, Linker, types::ComponentItem};
+use wasmtime::{CallHook, Config, Engine, Store, UpdateDeadline};
 
-use super::PluginKind;
-use super::bindings::{self, ACCEPTED_API_VERSIONS, PACKAGE};
-use super::error::{PluginError, StopReason, classify};
-use super::host::HostServices;
-use super::state::PluginState;
+use crate::PluginKind;
+use crate::error::{PluginError, StopReason, classify};
+use crate::host::HostServices;
+use crate::plugin::Calls;
+use crate::state::{self, PluginState};
+use crate::wit::{ACCEPTED_API_VERSIONS, PACKAGE, v0_1_0, v0_2_0};
 
 /// Longest a plugin may compute in its start function and `info` during discovery.
 pub const INFO_TIME_LIMIT: Duration = Duration::from_secs(5);
@@ -64,7 +65,11 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 /// Owns the engine and the linkers; cheap to share by reference across calls.
 pub struct PluginRuntime {
     engine: Engine,
+    /// Backends of API 0.2.0: WASI (no timers) and the 0.2.0 host interfaces.
     backend_linker: Linker<PluginState>,
+    /// Backends of API 0.1.0: WASI (no timers) and the 0.1.0 interfaces, adapted to 0.2.0's.
+    backend_v0_1_linker: Linker<PluginState>,
+    /// Summarizers of either version import nothing of the host's.
     summarizer_linker: Linker<PluginState>,
     limits: SandboxLimits,
     cache_dir: Option<PathBuf>,
@@ -86,19 +91,18 @@ impl PluginRuntime {
         config.wasm_component_model(true);
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
 
-        let mut backend_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut backend_linker)
-            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        forbid_timers(&mut backend_linker)?;
-        bindings::backend::BackendPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(
-            &mut backend_linker,
-            |s| s,
-        )
-        .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        let mut summarizer_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut summarizer_linker)
-            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        forbid_timers(&mut summarizer_linker)?;
+        let engine_err = |e: wasmtime::Error| PluginError::Engine(format!("{e:#}"));
+        let wasi_linker = || -> Result<Linker<PluginState>, PluginError> {
+            let mut l = Linker::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_sync(&mut l).map_err(engine_err)?;
+            forbid_timers(&mut l)?;
+            Ok(l)
+        };
+        let mut backend_linker = wasi_linker()?;
+        link_latest_backend(&mut backend_linker).map_err(engine_err)?;
+        let mut backend_v0_1_linker = wasi_linker()?;
+        v0_1_0::add_to_linker(&mut backend_v0_1_linker).map_err(engine_err)?;
+        let summarizer_linker = wasi_linker()?;
 
         // The ticker holds only a weak handle, so it ends soon after the runtime is dropped.
         let alive = Arc::new(());
@@ -115,7 +119,15 @@ impl PluginRuntime {
             .map_err(|e| PluginError::Engine(format!("cannot start the epoch ticker: {e}")))?;
 
         let cache_dir = options.cache_dir.filter(|d| std::fs::create_dir_all(d).is_ok());
-        Ok(Self { engine, backend_linker, summarizer_linker, limits: options.limits, cache_dir, _ticker: alive })
+        Ok(Self {
+            engine,
+            backend_linker,
+            backend_v0_1_linker,
+            summarizer_linker,
+            limits: options.limits,
+            cache_dir,
+            _ticker: alive,
+        })
     }
 
     pub fn limits(&self) -> &SandboxLimits {
@@ -204,42 +216,73 @@ impl PluginRuntime {
                 origin: origin.to_string(),
                 found: if version.is_empty() { "(unversioned)".into() } else { version },
                 accepted: ACCEPTED_API_VERSIONS.join(", "),
+                latest: crate::wit::LATEST_API_VERSION,
             });
         }
         Ok((kind, version))
     }
 
-    /// Links `component` for its world; fails when it imports what the host does not provide.
-    pub fn prepare(&self, component: &Component, kind: PluginKind, origin: &str) -> Result<Prepared, PluginError> {
+    /// Links `component` for its world and version; fails when it imports what the host does
+    /// not provide.
+    pub(crate) fn prepare(
+        &self,
+        component: &Component,
+        kind: PluginKind,
+        api_version: &str,
+        origin: &str,
+    ) -> Result<Calls, PluginError> {
         let link_err = |e: wasmtime::Error| PluginError::Link { origin: origin.to_string(), message: format!("{e:#}") };
-        Ok(match kind {
-            PluginKind::Summarizer => {
+        let legacy = api_version == "0.1.0";
+        Ok(match (kind, legacy) {
+            (PluginKind::Summarizer, true) => {
                 let pre = self.summarizer_linker.instantiate_pre(component).map_err(link_err)?;
-                Prepared::Summarizer(bindings::summarizer::SummarizerPluginPre::new(pre).map_err(link_err)?)
+                let pre = v0_1_0::summarizer::SummarizerPluginPre::new(pre).map_err(link_err)?;
+                Calls::Summarizer(Arc::new(v0_1_0::Summarizer(pre)))
             }
-            PluginKind::Backend => {
+            (PluginKind::Summarizer, false) => {
+                let pre = self.summarizer_linker.instantiate_pre(component).map_err(link_err)?;
+                let pre = v0_2_0::summarizer::SummarizerPluginPre::new(pre).map_err(link_err)?;
+                Calls::Summarizer(Arc::new(v0_2_0::Summarizer(pre)))
+            }
+            (PluginKind::Backend, true) => {
+                let pre = self.backend_v0_1_linker.instantiate_pre(component).map_err(link_err)?;
+                let pre = v0_1_0::backend::BackendPluginPre::new(pre).map_err(link_err)?;
+                Calls::Backend(Arc::new(v0_1_0::Backend(pre)))
+            }
+            (PluginKind::Backend, false) => {
                 let pre = self.backend_linker.instantiate_pre(component).map_err(link_err)?;
-                Prepared::Backend(bindings::backend::BackendPluginPre::new(pre).map_err(link_err)?)
+                let pre = v0_2_0::backend::BackendPluginPre::new(pre).map_err(link_err)?;
+                Calls::Backend(Arc::new(v0_2_0::Backend(pre)))
             }
         })
     }
 
     /// A fresh store for one call: limits armed, compute budget started.
-    pub(crate) fn store(&self, services: Option<HostServices>) -> Store<PluginState> {
+    pub(crate) fn store(&self, services: HostServices) -> Store<PluginState> {
         self.store_with_time_limit(services, self.limits.time_limit)
     }
 
     /// A store for reading a plugin's metadata at discovery: `info` answers at once, so a
     /// plugin that computes for long there (or in its start function) is stopped after at
     /// most [`INFO_TIME_LIMIT`] instead of holding up every command for the full limit.
-    pub(crate) fn discovery_store(&self, services: Option<HostServices>) -> Store<PluginState> {
+    pub(crate) fn discovery_store(&self, services: HostServices) -> Store<PluginState> {
         self.store_with_time_limit(services, self.limits.time_limit.min(INFO_TIME_LIMIT))
     }
 
-    fn store_with_time_limit(&self, services: Option<HostServices>, time_limit: Duration) -> Store<PluginState> {
+    fn store_with_time_limit(&self, services: HostServices, time_limit: Duration) -> Store<PluginState> {
         let state = PluginState::new(self.limits.memory_bytes, time_limit, services);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+        // Every return from one of the host's interfaces restarts the guest's compute budget:
+        // time spent in host calls (inference, metering) never counts against the limit.
+        store.call_hook(|mut ctx, hook| {
+            let state = ctx.data_mut();
+            if matches!(hook, CallHook::ReturningFromHost) && state.in_host_import {
+                state.in_host_import = false;
+                state.last_host_return = Instant::now();
+            }
+            Ok(())
+        });
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| {
             let state = ctx.data();
@@ -297,11 +340,17 @@ fn forbid_timers(linker: &mut Linker<PluginState>) -> Result<(), PluginError> {
     Ok(())
 }
 
-/// A linked component, ready to instantiate once per call.
-#[derive(Clone)]
-pub enum Prepared {
-    Summarizer(bindings::summarizer::SummarizerPluginPre<PluginState>),
-    Backend(bindings::backend::BackendPluginPre<PluginState>),
+/// The 0.2.0 host interfaces, each on its narrow view.
+fn link_latest_backend(l: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    use v0_2_0::backend::energy_star::plugin as api;
+    api::types::add_to_linker::<PluginState, state::Log>(l, PluginState::log_view)?;
+    api::log::add_to_linker::<PluginState, state::Log>(l, PluginState::log_view)?;
+    api::clock::add_to_linker::<PluginState, state::Clock>(l, PluginState::clock_view)?;
+    api::meter::add_to_linker::<PluginState, state::Meter>(l, PluginState::meter_view)?;
+    api::inference::add_to_linker::<PluginState, state::Inference>(l, PluginState::inference_view)?;
+    api::datasets::add_to_linker::<PluginState, state::Datasets>(l, PluginState::datasets_view)?;
+    api::results::add_to_linker::<PluginState, state::Results>(l, PluginState::results_view)?;
+    Ok(())
 }
 
 /// Starts the compute budget of a top-level call.

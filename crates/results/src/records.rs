@@ -4,10 +4,12 @@
 //!
 //! - [`RunStatus`]: `run_status.json`, written before the backend starts and again at the end.
 //! - [`EnergyRecord`]: `energy_meter.json`, every reading the meter gave and where it came from.
+//! - [`RunRecord`]: `run_record.json`, what the backend planned and the facts it reported,
+//!   typed: devices used, phases and their windows, counts, completeness.
 
 use std::path::Path;
 
-use energy_star_types::{DeviceKind, EnergySource, ValidityFlag};
+use energy_star_types::{DeviceKind, EnergySource, TokenCountSource, ValidityFlag};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +19,8 @@ use crate::{ResultsError, write_atomic};
 pub const RUN_STATUS: &str = "run_status.json";
 /// `energy_meter.json`.
 pub const ENERGY_RECORD: &str = "energy_meter.json";
+/// `run_record.json`.
+pub const RUN_RECORD: &str = "run_record.json";
 
 /// Writes a record as pretty JSON with a final newline, atomically.
 pub fn write_record<T: Serialize>(path: &Path, record: &T) -> Result<(), ResultsError> {
@@ -194,6 +198,142 @@ impl EnergyRecord {
     pub fn source_of(&self, kind: DeviceKind) -> Option<EnergySource> {
         self.devices.iter().find(|d| d.kind == kind).map(|d| d.source)
     }
+}
+
+/// The GPUs a run uses, or why it uses none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GpuUse {
+    /// CUDA GPUs as the config numbers them (after `CUDA_VISIBLE_DEVICES`).
+    Gpus(Vec<u32>),
+    /// Why no GPU of this machine takes part.
+    None(String),
+}
+
+impl GpuUse {
+    /// Why no GPU took part, when none did.
+    pub fn absent_reason(&self) -> Option<&str> {
+        match self {
+            GpuUse::Gpus(_) => None,
+            GpuUse::None(why) => Some(why),
+        }
+    }
+}
+
+/// What a run needs, as its backend declared it before anything was touched, and the host
+/// accepted it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunPlan {
+    pub models: Vec<String>,
+    pub datasets: Vec<String>,
+    pub endpoints: Vec<String>,
+    pub gpus: GpuUse,
+    pub report_format: String,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// How a phase's figure is obtained from the meter's windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseDerivation {
+    /// The reading of one window.
+    Measured,
+    /// The mean of several windows (iterations).
+    MeanOfWindows,
+    /// A difference of windows (decode = generate − prefill), then the mean.
+    DifferenceOfWindows,
+    /// A share of one window, attributed, not metered apart.
+    Attributed,
+}
+
+/// A count of what a phase processed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Volume {
+    pub count: u64,
+    pub unit: String,
+}
+
+/// One phase of the report, as the backend described it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseFact {
+    pub name: String,
+    /// The windows its figure comes from (`WindowRecord::id`).
+    pub windows: Vec<u32>,
+    pub derivation: PhaseDerivation,
+    pub definition: Option<String>,
+    pub volume: Option<Volume>,
+    /// False when the phase was cut short: its figure covers only part of its work.
+    pub complete: bool,
+}
+
+/// Requests (prompts) of the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCounts {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub not_sent: u64,
+}
+
+/// Tokens of the successful requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCounts {
+    pub input: u64,
+    pub output: u64,
+    pub source: TokenCountSource,
+}
+
+/// A figure the backend derived (per token, per request), with its unit and definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+    pub definition: String,
+}
+
+/// What the run did, as its backend reported it (typed, beside the report).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunFacts {
+    pub gpus: GpuUse,
+    pub phases: Vec<PhaseFact>,
+    pub requests: Option<RequestCounts>,
+    pub tokens: Option<TokenCounts>,
+    pub workload_ns: Option<u64>,
+    pub mean_e2e_ns: Option<u64>,
+    pub mean_ttft_ns: Option<u64>,
+    #[serde(default)]
+    pub figures: Vec<Figure>,
+    /// (prompt index, GPU J) attributed per request by the backend; not measurements.
+    #[serde(default)]
+    pub request_gpu_energy_j: Vec<(u32, f64)>,
+    #[serde(default)]
+    pub incomplete_reasons: Vec<String>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+impl RunFacts {
+    /// The phase named `name`.
+    pub fn phase(&self, name: &str) -> Option<&PhaseFact> {
+        self.phases.iter().find(|p| p.name == name)
+    }
+}
+
+/// `run_record.json`: the run's plan and facts, as typed records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The backend's label (kind, name, version, origin).
+    pub backend: String,
+    /// The plugin API version the backend was built for.
+    pub api_version: String,
+    pub plan: RunPlan,
+    /// None when the backend failed before it could report.
+    pub facts: Option<RunFacts>,
+    /// End-to-end latency of each successful request, as the host timed it (ms).
+    #[serde(default)]
+    pub request_latencies_ms: Vec<f64>,
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
-use crate::bindings::backend::energy_star::plugin::clock::Host;
-use crate::state::PluginState;
+//! `clock`: the host's time base, the meter's.
 
-impl Host for PluginState {
+use crate::wit::latest::backend::energy_star::plugin::clock::Host;
+
+use super::ClockView;
+
+impl Host for ClockView {
     fn now_ns(&mut self) -> u64 {
-        let ns = self.services().now_ns();
-        self.host_returned();
-        ns
+        self.clock.now_ns()
     }
 }

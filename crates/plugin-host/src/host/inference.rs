@@ -1,33 +1,39 @@
+//! `inference`: local and remote engines as resources; the host times every request.
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bindings::backend::energy_star::plugin::inference::{
-    BatchOutcome, EngineInfo, EngineSpec, FailureKind, GenerationParams, Host, InferenceError, LoadLimits, LoadOutcome,
-    LoadProfile, RemoteApi, RequestError, RequestOutcome, TokenCountSource,
-};
-use crate::state::PluginState;
-use energy_star_engine::{self as inference, InferenceError as HostError};
+use energy_star_engine::{self as engine, InferenceError as EngineError};
 use energy_star_engine_local::{CandleEngine, LocalSpec};
-use energy_star_engine_remote::load::{LoadLimits as HostLimits, LoadProfile as HostProfile};
-use energy_star_engine_remote::request::{FailureKind as HostFailure, TokenSource};
-use energy_star_engine_remote::{Api, RemoteEngine, RemoteSpec};
+use energy_star_engine_remote::load::{LoadLimits as HostLimits, LoadProfile as HostProfile, StopReason as HostStop};
+use energy_star_engine_remote::request::{BodyOptions, FailureKind as HostFailure, TokenSource as HostTokens};
+use energy_star_engine_remote::{Api, RemoteEngine as Remote, RemoteSpec};
+use wasmtime::component::Resource;
 
-use super::{Engine, interrupted};
+use crate::wit::latest::backend::energy_star::plugin::inference::{
+    BatchOutcome, EngineInfo, FailureKind, GenerationParams, Host, HostLocalEngine, HostRemoteEngine, LoadLimits,
+    LoadOutcome, LoadProfile, LocalEngineSpec, RemoteApi, RemoteEngineSpec, RequestError, RequestOutcome, StopReason,
+};
+use crate::wit::latest::backend::energy_star::plugin::types::{Device, Dtype, Error, FinishReason, TokenCountSource};
 
-fn to_wit(e: HostError) -> InferenceError {
+use super::{Env, InferenceView, check_interrupted};
+
+/// A model loaded on this machine.
+pub struct LocalEngine(Box<CandleEngine>);
+
+/// A connection to an OpenAI-compatible server.
+pub struct RemoteEngine(Box<Remote>);
+
+fn engine_error(e: EngineError) -> Error {
     match e {
-        HostError::Invalid(m) => InferenceError::Invalid(m),
-        HostError::Device { .. } => InferenceError::Unavailable(e.to_string()),
-        other => InferenceError::Failed(other.to_string()),
+        EngineError::Invalid(m) => Error::Invalid(m),
+        EngineError::Device { .. } => Error::Unavailable(e.to_string()),
+        other => Error::Failed(other.to_string()),
     }
 }
 
-fn stop() -> InferenceError {
-    InferenceError::Failed("interrupted by the user (Ctrl-C)".into())
-}
-
-fn host_params(p: &GenerationParams) -> inference::GenerationParams {
-    inference::GenerationParams {
+pub(crate) fn host_params(p: &GenerationParams) -> engine::GenerationParams {
+    engine::GenerationParams {
         max_new_tokens: p.max_new_tokens,
         min_new_tokens: p.min_new_tokens,
         ignore_eos: p.ignore_eos,
@@ -53,82 +59,143 @@ fn failure_kind(k: HostFailure) -> FailureKind {
     }
 }
 
+fn token_source(s: HostTokens) -> TokenCountSource {
+    match s {
+        HostTokens::Engine => TokenCountSource::Engine,
+        HostTokens::ServerUsage => TokenCountSource::ServerUsage,
+        HostTokens::Tokenizer => TokenCountSource::Tokenizer,
+        HostTokens::StreamChunks => TokenCountSource::StreamChunks,
+    }
+}
+
+fn finish_reason(text: &str) -> FinishReason {
+    match text {
+        "stop" | "eos" => FinishReason::Stop,
+        "length" => FinishReason::Length,
+        other => FinishReason::Other(other.to_string()),
+    }
+}
+
+fn dtype_name(d: Dtype) -> &'static str {
+    match d {
+        Dtype::Auto => "auto",
+        Dtype::Float32 => "float32",
+        Dtype::Bfloat16 => "bfloat16",
+        Dtype::Float16 => "float16",
+    }
+}
+
 /// A local tokenizer for a served model name, when one is at hand (a folder, the hub cache,
 /// the built-in toy model); never a download.
-fn local_tokenizer(model: &str, env: &super::Env) -> Option<tokenizers::Tokenizer> {
+fn local_tokenizer(model: &str, env: &Env) -> Option<tokenizers::Tokenizer> {
     let files = energy_star_engine_local::resolve::resolve(model, &|k: &str| env(k)).ok()?;
     tokenizers::Tokenizer::from_file(files.tokenizer).ok()
 }
 
-impl Host for PluginState {
-    fn open_engine(&mut self, spec: EngineSpec) -> Result<u64, InferenceError> {
-        let s = self.services();
-        let env = s.env.clone();
-        let out = match spec {
-            _ if interrupted() => Err(stop()),
-            EngineSpec::Local(l) => {
-                // The engine runs on the first listed GPU (CUDA numbering, as the config
-                // gives it); every listed GPU is metered, as optimum-benchmark meters its
-                // device_ids.
-                let device = match (l.device.as_str(), l.device_ids.first()) {
-                    ("cuda", Some(id)) => format!("cuda:{id}"),
-                    _ => l.device.clone(),
-                };
-                let spec = LocalSpec { model: l.model, device, dtype: l.dtype, processor: l.processor };
-                let allowed = s.check_allowed("model", &spec.model).and_then(|()| match &spec.processor {
-                    Some(p) => s.check_allowed("processor", p),
-                    None => Ok(()),
-                });
-                allowed
-                    .map_err(InferenceError::Invalid)
-                    .and_then(|()| CandleEngine::open(&spec, &|k: &str| env(k)).map_err(to_wit))
-                    .map(|e| Engine::Local(Box::new(e)))
-            }
-            EngineSpec::Remote(r) => {
-                // The endpoint must be one the user set (a required setting's value) and the
-                // API key comes from the host's environment: a backend cannot point the client
-                // anywhere the user did not, nor read the key.
-                let endpoint = s.endpoints.iter().find(|e| e.trim() == r.endpoint.trim()).cloned();
-                match endpoint {
-                    None => Err(InferenceError::Invalid(format!(
-                        "a plugin may open only an endpoint the user set in the backend's required settings ({}), not {:?}",
-                        if s.endpoints.is_empty() { "none set".to_string() } else { s.endpoints.join(", ") },
-                        r.endpoint
-                    ))),
-                    Some(endpoint) => {
-                        let spec = RemoteSpec {
-                            endpoint,
-                            model: r.model,
-                            api: match r.api {
-                                RemoteApi::Completions => Api::Completions,
-                                RemoteApi::ChatCompletions => Api::ChatCompletions,
-                            },
-                            request_timeout: Duration::from_millis(r.request_timeout_ms),
-                            api_key: env("VLLM_API_KEY").or_else(|| env("OPENAI_API_KEY")).filter(|k| !k.is_empty()),
-                        };
-                        let env2 = env.clone();
-                        RemoteEngine::open(&spec, &move |m: &str| local_tokenizer(m, &env2))
-                            .map_err(to_wit)
-                            .map(|e| Engine::Remote(Box::new(e)))
-                    }
-                }
-            }
-        };
-        let out = out.map(|engine| {
-            let id = s.next_engine;
-            s.next_engine += 1;
-            s.engines.insert(id, engine);
-            id
-        });
-        self.host_returned();
-        out
+/// The extra body fields: a JSON object, when given.
+fn extra_body(json: Option<&str>) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+    match json.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(Default::default()),
+        Some(t) => match serde_json::from_str::<serde_json::Value>(t) {
+            Ok(serde_json::Value::Object(m)) => Ok(m),
+            Ok(other) => Err(Error::Invalid(format!("extra-body-json must be a JSON object, not {other}"))),
+            Err(e) => Err(Error::Invalid(format!("extra-body-json is not JSON: {e}"))),
+        },
+    }
+}
+
+impl InferenceView<'_> {
+    fn push<T: Send + 'static>(&mut self, value: T) -> Result<Resource<T>, Error> {
+        self.table.push(value).map_err(|e| Error::Failed(format!("engine table: {e}")))
     }
 
-    fn describe_engine(&mut self, engine: u64) -> Result<EngineInfo, InferenceError> {
-        let out = match self.services().engines.get(&engine) {
-            Some(Engine::Local(e)) => {
+    /// Opens a local engine (also for the 0.1.0 imports, which name devices as text).
+    pub(crate) fn open_local(&mut self, spec: LocalSpec) -> Result<Resource<LocalEngine>, Error> {
+        check_interrupted()?;
+        if let Some(grant) = self.grant {
+            grant.model(&spec.model)?;
+            if let Some(p) = &spec.processor {
+                grant.model(p)?;
+            }
+        }
+        let env = self.env.clone();
+        let engine = CandleEngine::open(&spec, &|k: &str| env(k)).map_err(engine_error)?;
+        self.push(LocalEngine(Box::new(engine)))
+    }
+
+    /// Connects a remote engine to an endpoint the plan declared; the API key comes from the
+    /// host's environment, never from the plugin.
+    pub(crate) fn connect_remote(
+        &mut self,
+        endpoint: &str,
+        model: Option<String>,
+        api: Api,
+        request_timeout: Duration,
+        body: BodyOptions,
+    ) -> Result<Resource<RemoteEngine>, Error> {
+        check_interrupted()?;
+        let endpoint = match self.grant {
+            Some(grant) => grant.endpoint(endpoint)?,
+            None => endpoint.to_string(),
+        };
+        let env = self.env.clone();
+        let spec = RemoteSpec {
+            endpoint,
+            model,
+            api,
+            request_timeout,
+            api_key: env("VLLM_API_KEY").or_else(|| env("OPENAI_API_KEY")).filter(|k| !k.is_empty()),
+            body,
+        };
+        let env2 = env.clone();
+        let engine = Remote::open(&spec, &move |m: &str| local_tokenizer(m, &env2)).map_err(engine_error)?;
+        self.push(RemoteEngine(Box::new(engine)))
+    }
+
+    fn local(&self, e: &Resource<LocalEngine>) -> Result<&CandleEngine, Error> {
+        self.table.get(e).map(|l| &*l.0).map_err(|err| Error::Invalid(format!("local engine: {err}")))
+    }
+
+    fn remote(&self, e: &Resource<RemoteEngine>) -> Result<&Remote, Error> {
+        self.table.get(e).map(|r| &*r.0).map_err(|err| Error::Invalid(format!("remote engine: {err}")))
+    }
+}
+
+impl Host for InferenceView<'_> {
+    fn open_local_engine(&mut self, spec: LocalEngineSpec) -> Result<Resource<LocalEngine>, Error> {
+        // The engine runs on the first listed GPU (CUDA numbering); every listed GPU is
+        // metered, as the plan declares.
+        let device = match &spec.device {
+            Device::Cpu => "cpu".to_string(),
+            Device::Cuda(ids) => match ids.first() {
+                Some(id) => format!("cuda:{id}"),
+                None => "cuda".to_string(),
+            },
+        };
+        self.open_local(LocalSpec {
+            model: spec.model,
+            device,
+            dtype: dtype_name(spec.dtype).to_string(),
+            processor: spec.processor,
+        })
+    }
+
+    fn connect_remote_engine(&mut self, spec: RemoteEngineSpec) -> Result<Resource<RemoteEngine>, Error> {
+        let body = BodyOptions { stream_usage: spec.stream_usage, extra: extra_body(spec.extra_body_json.as_deref())? };
+        let api = match spec.api {
+            RemoteApi::Completions => Api::Completions,
+            RemoteApi::ChatCompletions => Api::ChatCompletions,
+        };
+        self.connect_remote(&spec.endpoint, spec.model, api, Duration::from_millis(spec.request_timeout_ms), body)
+    }
+}
+
+impl HostLocalEngine for InferenceView<'_> {
+    fn describe(&mut self, engine: Resource<LocalEngine>) -> EngineInfo {
+        match self.local(&engine) {
+            Ok(e) => {
                 let c = e.config();
-                Ok(EngineInfo {
+                EngineInfo {
                     model: e.model_name.clone(),
                     max_context_tokens: u32::try_from(c.max_position_embeddings).ok(),
                     notes: vec![
@@ -140,161 +207,170 @@ impl Host for PluginState {
                         ),
                         format!("loaded in {:.3} s", e.load_s),
                     ],
-                })
+                }
             }
-            Some(Engine::Remote(e)) => {
+            Err(e) => EngineInfo { model: String::new(), max_context_tokens: None, notes: vec![format!("{e:?}")] },
+        }
+    }
+
+    fn tokenize(
+        &mut self,
+        engine: Resource<LocalEngine>,
+        text: String,
+        add_special_tokens: bool,
+    ) -> Result<Vec<u32>, Error> {
+        self.local(&engine)?.encode(&text, add_special_tokens).map_err(engine_error)
+    }
+
+    fn generate_batch(
+        &mut self,
+        engine: Resource<LocalEngine>,
+        prompts: Vec<String>,
+        params: GenerationParams,
+    ) -> Result<BatchOutcome, Error> {
+        check_interrupted()?;
+        let start_ns = self.clock.now_ns();
+        let out = self.local(&engine)?.generate(&prompts, &host_params(&params)).map_err(engine_error)?;
+        self.request_latencies_ms.extend(out.requests.iter().map(|r| r.e2e_ns as f64 / 1e6));
+        let max = params.max_new_tokens as usize;
+        Ok(BatchOutcome {
+            prefill_ns: out.prefill_ns,
+            decode_step_ns: out.decode_step_ns,
+            requests: out
+                .requests
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| RequestOutcome {
+                    prompt_index: i as u32,
+                    request_id: None,
+                    input_tokens: r.input_ids.len() as u32,
+                    output_tokens: r.output_ids.len() as u32,
+                    token_source: TokenCountSource::Engine,
+                    start_ns,
+                    queue_ns: None,
+                    ttft_ns: Some(r.ttft_ns),
+                    e2e_ns: r.e2e_ns,
+                    itl_ns: r.itl_ns,
+                    finish_reason: Some(if r.output_ids.len() >= max {
+                        FinishReason::Length
+                    } else {
+                        FinishReason::Stop
+                    }),
+                    output_ids: r.output_ids,
+                    text: r.text,
+                    error: None,
+                })
+                .collect(),
+        })
+    }
+
+    fn drop(&mut self, engine: Resource<LocalEngine>) -> wasmtime::Result<()> {
+        self.table.delete(engine)?;
+        Ok(())
+    }
+}
+
+impl HostRemoteEngine for InferenceView<'_> {
+    fn describe(&mut self, engine: Resource<RemoteEngine>) -> EngineInfo {
+        match self.remote(&engine) {
+            Ok(e) => {
                 let mut notes = vec![
                     format!("endpoint {}", e.base_url),
                     format!("API {}", e.api.path()),
                     format!("served models: {}", e.served_models.join(", ")),
                 ];
                 notes.extend(e.notes.iter().cloned());
-                Ok(EngineInfo { model: e.model.clone(), max_context_tokens: e.max_model_len, notes })
+                EngineInfo { model: e.model.clone(), max_context_tokens: e.max_model_len, notes }
             }
-            None => Err(InferenceError::UnknownEngine(engine)),
-        };
-        self.host_returned();
-        out
+            Err(e) => EngineInfo { model: String::new(), max_context_tokens: None, notes: vec![format!("{e:?}")] },
+        }
     }
 
-    fn tokenize(&mut self, engine: u64, text: String, add_special_tokens: bool) -> Result<Vec<u32>, InferenceError> {
-        let out = match self.services().engines.get(&engine) {
-            Some(Engine::Local(e)) => e.encode(&text, add_special_tokens).map_err(to_wit),
-            Some(Engine::Remote(e)) => match &e.tokenizer {
-                Some(t) => t
-                    .encode(text.as_str(), add_special_tokens)
-                    .map(|enc| enc.get_ids().to_vec())
-                    .map_err(|err| InferenceError::Failed(format!("tokenizer: {err}"))),
-                None => Err(InferenceError::Unavailable(format!("no local tokenizer for {}", e.model))),
-            },
-            None => Err(InferenceError::UnknownEngine(engine)),
-        };
-        self.host_returned();
-        out
-    }
-
-    fn generate_batch(
+    fn tokenize(
         &mut self,
-        engine: u64,
-        prompts: Vec<String>,
-        params: GenerationParams,
-    ) -> Result<BatchOutcome, InferenceError> {
-        let s = self.services();
-        let start_ns = s.now_ns();
-        let out = match s.engines.get(&engine) {
-            _ if interrupted() => Err(stop()),
-            Some(Engine::Local(e)) => {
-                e.generate(&prompts, &host_params(&params)).map_err(to_wit).map(|b| BatchOutcome {
-                    prefill_ns: Some(b.prefill_ns),
-                    decode_step_ns: b.decode_step_ns,
-                    requests: b
-                        .requests
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, r)| RequestOutcome {
-                            prompt_index: i as u32,
-                            input_tokens: r.input_ids.len() as u32,
-                            output_tokens: r.output_ids.len() as u32,
-                            token_source: TokenCountSource::Engine,
-                            start_ns,
-                            queue_ns: 0,
-                            ttft_ns: Some(r.ttft_ns),
-                            e2e_ns: r.e2e_ns,
-                            itl_ns: r.itl_ns,
-                            output_ids: r.output_ids,
-                            text: r.text,
-                            finish_reason: None,
-                            error: None,
-                        })
-                        .collect(),
-                })
-            }
-            Some(Engine::Remote(_)) => {
-                Err(InferenceError::Invalid("generate-batch is for local engines; remote engines use run-load".into()))
-            }
-            None => Err(InferenceError::UnknownEngine(engine)),
-        };
-        self.host_returned();
-        out
+        engine: Resource<RemoteEngine>,
+        text: String,
+        add_special_tokens: bool,
+    ) -> Result<Vec<u32>, Error> {
+        let e = self.remote(&engine)?;
+        let t =
+            e.tokenizer.as_ref().ok_or_else(|| Error::Unavailable(format!("no local tokenizer for {}", e.model)))?;
+        t.encode(text.as_str(), add_special_tokens)
+            .map(|enc| enc.get_ids().to_vec())
+            .map_err(|err| Error::Failed(format!("tokenizer: {err}")))
     }
 
     fn run_load(
         &mut self,
-        engine: u64,
+        engine: Resource<RemoteEngine>,
         prompts: Vec<String>,
         params: GenerationParams,
         profile: LoadProfile,
         limits: LoadLimits,
-    ) -> Result<LoadOutcome, InferenceError> {
-        let s = self.services();
+    ) -> Result<LoadOutcome, Error> {
+        check_interrupted()?;
         // Request times share the meter's clock, so windows can be cut from them.
-        let origin = s.clock_instant();
-        let out = match s.engines.get(&engine) {
-            _ if interrupted() => Err(stop()),
-            Some(Engine::Remote(e)) => {
-                let profile = match profile {
-                    LoadProfile::Sequential => HostProfile::Sequential,
-                    LoadProfile::Concurrency(n) => HostProfile::Concurrency(n),
-                    LoadProfile::Rate(r) => HostProfile::Rate {
-                        requests_per_s: r.requests_per_s,
-                        burstiness: r.burstiness,
-                        seed: r.seed,
-                        max_concurrency: r.max_concurrency,
-                    },
-                };
-                let limits = HostLimits {
-                    max_duration: (limits.max_duration_ms > 0).then(|| Duration::from_millis(limits.max_duration_ms)),
-                    max_consecutive_failures: limits.max_consecutive_failures,
-                    drain_timeout: Duration::from_millis(limits.drain_timeout_ms),
-                };
-                e.run_load(&prompts, &host_params(&params), &profile, &limits, origin, Arc::new(interrupted))
-                    .map_err(to_wit)
-                    .map(|o| LoadOutcome {
-                        not_sent: o.not_sent,
-                        stopped: o.stopped,
-                        start_ns: o.start_ns,
-                        end_ns: o.end_ns,
-                        peak_concurrency: o.peak_concurrency,
-                        requests: o
-                            .requests
-                            .into_iter()
-                            .map(|r| RequestOutcome {
-                                prompt_index: r.index,
-                                input_tokens: r.input_tokens,
-                                output_tokens: r.output_tokens,
-                                token_source: match r.token_source {
-                                    TokenSource::ServerUsage => TokenCountSource::ServerUsage,
-                                    TokenSource::Tokenizer => TokenCountSource::Tokenizer,
-                                    TokenSource::StreamChunks => TokenCountSource::StreamChunks,
-                                },
-                                start_ns: r.start_ns,
-                                queue_ns: r.queue_ns(),
-                                ttft_ns: r.ttft_ns,
-                                e2e_ns: r.e2e_ns,
-                                itl_ns: r.itl_ns,
-                                output_ids: Vec::new(),
-                                text: r.text,
-                                finish_reason: r.finish_reason,
-                                error: r.failure.map(|f| RequestError {
-                                    kind: failure_kind(f.kind),
-                                    message: f.message,
-                                    http_status: f.http_status,
-                                }),
-                            })
-                            .collect(),
-                    })
-            }
-            Some(Engine::Local(_)) => {
-                Err(InferenceError::Invalid("run-load is for remote engines; local engines use generate-batch".into()))
-            }
-            None => Err(InferenceError::UnknownEngine(engine)),
+        let origin = self.clock.origin_instant();
+        let profile = match profile {
+            LoadProfile::Sequential => HostProfile::Sequential,
+            LoadProfile::Concurrency(n) => HostProfile::Concurrency(n),
+            LoadProfile::Rate(r) => HostProfile::Rate {
+                requests_per_s: r.requests_per_s,
+                burstiness: r.burstiness,
+                seed: r.seed,
+                max_concurrency: r.max_concurrency,
+            },
         };
-        self.host_returned();
-        out
+        let limits = HostLimits {
+            max_duration: limits.max_duration_ms.filter(|ms| *ms > 0).map(Duration::from_millis),
+            max_consecutive_failures: limits.max_consecutive_failures,
+            drain_timeout: Duration::from_millis(limits.drain_timeout_ms),
+        };
+        let o = self
+            .remote(&engine)?
+            .run_load(&prompts, &host_params(&params), &profile, &limits, origin, Arc::new(super::interrupted))
+            .map_err(engine_error)?;
+        self.request_latencies_ms
+            .extend(o.requests.iter().filter(|r| r.failure.is_none()).map(|r| r.e2e_ns as f64 / 1e6));
+        Ok(LoadOutcome {
+            not_sent: o.not_sent,
+            stopped: o.stopped.map(|s| match s {
+                HostStop::TimeBound => StopReason::TimeBound,
+                HostStop::ConsecutiveFailures(n) => StopReason::ConsecutiveFailures(n),
+                HostStop::Interrupted => StopReason::Interrupted,
+            }),
+            start_ns: o.start_ns,
+            end_ns: o.end_ns,
+            peak_concurrency: o.peak_concurrency,
+            requests: o
+                .requests
+                .into_iter()
+                .map(|r| RequestOutcome {
+                    prompt_index: r.index,
+                    queue_ns: Some(r.queue_ns()),
+                    request_id: Some(r.request_id),
+                    input_tokens: r.input_tokens,
+                    output_tokens: r.output_tokens,
+                    token_source: token_source(r.token_source),
+                    start_ns: r.start_ns,
+                    ttft_ns: r.ttft_ns,
+                    e2e_ns: r.e2e_ns,
+                    itl_ns: r.itl_ns,
+                    output_ids: Vec::new(),
+                    text: r.text,
+                    finish_reason: r.finish_reason.as_deref().map(finish_reason),
+                    error: r.failure.map(|f| RequestError {
+                        kind: failure_kind(f.kind),
+                        message: f.message,
+                        http_status: f.http_status,
+                    }),
+                })
+                .collect(),
+        })
     }
 
-    fn close_engine(&mut self, engine: u64) {
-        self.services().engines.remove(&engine);
-        self.host_returned();
+    fn drop(&mut self, engine: Resource<RemoteEngine>) -> wasmtime::Result<()> {
+        self.table.delete(engine)?;
+        Ok(())
     }
 }

@@ -1,11 +1,23 @@
-use crate::bindings::backend::energy_star::plugin::meter as wit;
-use crate::bindings::backend::energy_star::plugin::meter::{DeviceInfo, Host, MeterError, WindowReading};
-use crate::state::PluginState;
-use energy_star_meter::{self as meter, DeviceKind, EnergySource, ValidityFlag as Flag};
+//! `meter`: windows as resources, readings kept for the results folder.
 
-use super::interrupted;
+use energy_star_meter::{self as meter, DeviceKind, EnergySource, ValidityFlag};
+use wasmtime::component::Resource;
 
-fn source(s: EnergySource) -> wit::EnergySource {
+use crate::wit::latest::backend::energy_star::plugin::meter::{
+    DeviceEnergy, DeviceInfo, Host, HostWindow, WindowReading,
+};
+use crate::wit::latest::backend::energy_star::plugin::types::{self as wit, Error};
+
+use super::{MeterView, check_interrupted};
+
+/// An open (or ended) measurement window: the meter's window id.
+#[derive(Debug)]
+pub struct MeterWindow {
+    id: u64,
+    ended: bool,
+}
+
+pub(crate) fn source(s: EnergySource) -> wit::EnergySource {
     match s {
         EnergySource::NvmlEnergyCounter => wit::EnergySource::NvmlEnergyCounter,
         EnergySource::NvmlPowerIntegration => wit::EnergySource::NvmlPowerIntegration,
@@ -16,38 +28,38 @@ fn source(s: EnergySource) -> wit::EnergySource {
     }
 }
 
-fn device(d: &meter::DeviceInfo) -> DeviceInfo {
-    DeviceInfo {
-        kind: match d.kind {
-            DeviceKind::Gpu => wit::DeviceKind::Gpu,
-            DeviceKind::Cpu => wit::DeviceKind::Cpu,
-            DeviceKind::Ram => wit::DeviceKind::Ram,
-        },
-        index: d.index,
-        name: d.name.clone(),
-        source: source(d.source),
+fn kind(k: DeviceKind) -> wit::DeviceKind {
+    match k {
+        DeviceKind::Gpu => wit::DeviceKind::Gpu,
+        DeviceKind::Cpu => wit::DeviceKind::Cpu,
+        DeviceKind::Ram => wit::DeviceKind::Ram,
     }
 }
 
-fn flag(f: Flag) -> wit::ValidityFlag {
+fn flag(f: ValidityFlag) -> wit::ValidityFlag {
     match f {
-        Flag::TooShort => wit::ValidityFlag::TooShort,
-        Flag::ZeroReading => wit::ValidityFlag::ZeroReading,
-        Flag::CounterReset => wit::ValidityFlag::CounterReset,
-        Flag::MigWholeGpu => wit::ValidityFlag::MigWholeGpu,
-        Flag::GapInSamples => wit::ValidityFlag::GapInSamples,
+        ValidityFlag::TooShort => wit::ValidityFlag::TooShort,
+        ValidityFlag::ZeroReading => wit::ValidityFlag::ZeroReading,
+        ValidityFlag::CounterReset => wit::ValidityFlag::CounterReset,
+        ValidityFlag::MigWholeGpu => wit::ValidityFlag::MigWholeGpu,
+        ValidityFlag::GapInSamples => wit::ValidityFlag::GapInSamples,
     }
 }
 
-fn reading(r: &meter::WindowReading) -> WindowReading {
+pub(crate) fn device(d: &meter::DeviceInfo) -> DeviceInfo {
+    DeviceInfo { kind: kind(d.kind), index: d.index, name: d.name.clone(), source: source(d.source) }
+}
+
+pub(crate) fn reading(r: &meter::WindowReading) -> WindowReading {
     WindowReading {
+        id: u32::try_from(r.id).unwrap_or(u32::MAX),
         name: r.name.clone(),
         start_ns: r.start_ns,
         end_ns: r.end_ns,
         devices: r
             .devices
             .iter()
-            .map(|d| wit::DeviceEnergy {
+            .map(|d| DeviceEnergy {
                 device: device(&d.device),
                 energy_j: d.energy_j,
                 mean_power_w: d.mean_power_w,
@@ -62,75 +74,73 @@ fn reading(r: &meter::WindowReading) -> WindowReading {
     }
 }
 
-fn unavailable() -> MeterError {
-    MeterError::Unavailable("no energy meter was opened for this run".into())
+fn unavailable() -> Error {
+    Error::Unavailable("no energy meter was opened for this run".into())
 }
 
-fn failed(e: meter::MeterError) -> MeterError {
+fn failed(e: meter::MeterError) -> Error {
     match e {
-        meter::MeterError::UnknownWindow(id) => MeterError::UnknownWindow(id),
-        other => MeterError::Failed(other.to_string()),
+        meter::MeterError::EmptyName => Error::Invalid(e.to_string()),
+        other => Error::Failed(other.to_string()),
     }
 }
 
-impl Host for PluginState {
-    fn devices(&mut self) -> Result<Vec<DeviceInfo>, MeterError> {
-        let out = match &self.services().meter {
-            Some(m) => match m.lock() {
-                Ok(m) => Ok(m.devices().iter().map(device).collect()),
-                Err(_) => Err(MeterError::Failed("the meter's lock is poisoned".into())),
-            },
-            None => Err(unavailable()),
-        };
-        self.host_returned();
-        out
+impl MeterView<'_> {
+    fn with_meter<T>(&mut self, f: impl FnOnce(&mut meter::Meter) -> Result<T, Error>) -> Result<T, Error> {
+        let m = self.meter.ok_or_else(unavailable)?;
+        let mut m = m.lock().map_err(|_| Error::Failed("the meter's lock is poisoned".into()))?;
+        f(&mut m)
     }
 
-    fn begin_window(&mut self, name: String) -> Result<u64, MeterError> {
-        let out = if interrupted() {
-            Err(MeterError::Failed("interrupted by the user (Ctrl-C)".into()))
-        } else {
-            match &self.services().meter {
-                Some(m) => match m.lock() {
-                    Ok(mut m) => m.begin_window(&name).map_err(failed),
-                    Err(_) => Err(MeterError::Failed("the meter's lock is poisoned".into())),
-                },
-                None => Err(unavailable()),
-            }
-        };
-        self.host_returned();
-        out
+    /// A reading the meter gave: kept for the results folder, returned to the plugin.
+    fn keep(&mut self, r: meter::WindowReading) -> WindowReading {
+        let w = reading(&r);
+        self.readings.push(r);
+        w
     }
 
-    fn end_window(&mut self, id: u64) -> Result<WindowReading, MeterError> {
-        self.closed_reading(|m| m.end_window(id))
-    }
-
-    fn reading_between(&mut self, name: String, start_ns: u64, end_ns: u64) -> Result<WindowReading, MeterError> {
-        self.closed_reading(|m| m.reading_between(&name, start_ns, end_ns))
+    /// Closes the meter's window `id` and keeps its reading.
+    fn close(&mut self, id: u64) -> Result<WindowReading, Error> {
+        let r = self.with_meter(|m| m.end_window(id).map_err(failed))?;
+        Ok(self.keep(r))
     }
 }
 
-impl PluginState {
-    /// A reading from the meter, kept for the results folder and returned to the plugin.
-    fn closed_reading(
-        &mut self,
-        read: impl FnOnce(&mut meter::Meter) -> Result<meter::WindowReading, meter::MeterError>,
-    ) -> Result<WindowReading, MeterError> {
-        let s = self.services();
-        let out = match &s.meter {
-            Some(m) => match m.lock() {
-                Ok(mut m) => read(&mut m).map_err(failed),
-                Err(_) => Err(MeterError::Failed("the meter's lock is poisoned".into())),
-            },
-            None => Err(unavailable()),
-        };
-        let out = out.map(|r| {
-            let w = reading(&r);
-            s.windows.push(r);
-            w
-        });
-        self.host_returned();
-        out
+impl Host for MeterView<'_> {
+    fn devices(&mut self) -> Result<Vec<DeviceInfo>, Error> {
+        self.with_meter(|m| Ok(m.devices().iter().map(device).collect()))
+    }
+
+    fn begin_window(&mut self, name: String) -> Result<Resource<MeterWindow>, Error> {
+        check_interrupted()?;
+        let id = self.with_meter(|m| m.begin_window(&name).map_err(failed))?;
+        self.table.push(MeterWindow { id, ended: false }).map_err(|e| Error::Failed(format!("window table: {e}")))
+    }
+
+    fn reading_between(&mut self, name: String, start_ns: u64, end_ns: u64) -> Result<WindowReading, Error> {
+        let r = self.with_meter(|m| m.reading_between(&name, start_ns, end_ns).map_err(failed))?;
+        Ok(self.keep(r))
+    }
+}
+
+impl HostWindow for MeterView<'_> {
+    fn end(&mut self, window: Resource<MeterWindow>) -> Result<WindowReading, Error> {
+        let w = self.table.get_mut(&window).map_err(|e| Error::Invalid(format!("window: {e}")))?;
+        if w.ended {
+            return Err(Error::Invalid("this window was ended already".into()));
+        }
+        w.ended = true;
+        let id = w.id;
+        self.close(id)
+    }
+
+    fn drop(&mut self, window: Resource<MeterWindow>) -> wasmtime::Result<()> {
+        let w = self.table.delete(window)?;
+        // A window the plugin dropped unclosed (a panic, an early return) is closed here:
+        // its reading is kept all the same.
+        if !w.ended {
+            let _ = self.close(w.id);
+        }
+        Ok(())
     }
 }

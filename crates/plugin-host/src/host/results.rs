@@ -1,20 +1,21 @@
-use crate::bindings::backend::energy_star::plugin::results::Host;
-use crate::state::PluginState;
+//! `results`: files a backend writes beside its report, and its incompleteness.
+
 use energy_star_results::{resolve_inside, write_atomic};
 
-impl Host for PluginState {
-    fn write_file(&mut self, name: String, contents: Vec<u8>) -> Result<(), String> {
-        let s = self.services();
-        let outcome = resolve_inside(&s.results_dir, &name)
-            .and_then(|path| write_atomic(&path, &contents))
-            .map(|()| s.written.push(name))
-            .map_err(|e| e.to_string());
-        self.host_returned();
-        outcome
+use crate::wit::latest::backend::energy_star::plugin::results::Host;
+use crate::wit::latest::backend::energy_star::plugin::types::Error;
+
+use super::ResultsView;
+
+impl Host for ResultsView<'_> {
+    fn write_file(&mut self, name: String, contents: Vec<u8>) -> Result<(), Error> {
+        let path = resolve_inside(&self.results.dir, &name).map_err(|e| Error::Invalid(e.to_string()))?;
+        write_atomic(&path, &contents).map_err(|e| Error::Failed(e.to_string()))?;
+        self.results.written.push(name);
+        Ok(())
     }
 
     fn mark_incomplete(&mut self, reason: String) {
-        self.services().incomplete.push(reason);
-        self.host_returned();
+        self.results.incomplete.push(reason);
     }
 }

@@ -1,4 +1,4 @@
-//! A summarizer built for API 0.2.0, which this host must refuse by name.
+//! A summarizer built for API 9.0.0 (from the future), which this host must refuse by name.
 
 wit_bindgen::generate!({ path: "wit", world: "summarizer-plugin" });
 
