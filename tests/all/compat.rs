@@ -1,0 +1,103 @@
+//! Plugins of API 0.1.0 keep working on a host of 0.2.0: every built-in plugin as built at
+//! 0.1.0 (`tests/fixtures/plugins-0.1.0`, built at efaa97b, the last commit of 0.1.0), dropped
+//! into a plugin folder, replaces the 0.2.0 built-in and gives the same figures; and a test
+//! guest built today from the frozen 0.1.0 WIT (`tests/guests/echo-backend`) runs.
+
+use std::path::{Path, PathBuf};
+
+use energy_star_tests::{energy_star, fixtures, folder_with, read_json};
+
+fn v0_1_plugins() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    for entry in std::fs::read_dir(fixtures().join("plugins-0.1.0")).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+        }
+    }
+    dir
+}
+
+fn sample(rel: &str) -> PathBuf {
+    fixtures().join("samples").join(rel)
+}
+
+fn total_of(plugins: &Path, report: &Path) -> String {
+    let dir = folder_with(&[(report, "benchmark_report.json")]);
+    energy_star(
+        dir.path(),
+        &["--strict-plugins", "--plugin-dir", plugins.to_str().expect("utf-8"), "summarize", "."],
+        &[],
+    )
+    .success();
+    std::fs::read_to_string(dir.path().join("GPU_ENERGY_WH.txt")).expect("txt")
+}
+
+#[test]
+fn the_0_1_0_builtins_load_replace_todays_and_give_the_same_figures() {
+    let old = v0_1_plugins();
+    let dirs = old.path().to_str().expect("utf-8");
+    let cwd = tempfile::tempdir().expect("tmp");
+    let list = energy_star(cwd.path(), &["--strict-plugins", "--plugin-dir", dirs, "plugins", "--json"], &[]).success();
+    let list: Vec<serde_json::Value> = list.stdout().lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    for (kind, name) in [
+        ("backend", "optimum"),
+        ("backend", "pytorch"),
+        ("backend", "vllm"),
+        ("summarizer", "optimum"),
+        ("summarizer", "ai_energy_benchmarks"),
+    ] {
+        let p = list.iter().find(|p| p["kind"] == kind && p["name"] == name).expect("listed");
+        assert_eq!(p["api_version"], "0.1.0", "{p}");
+        assert_eq!(p["replaces"], serde_json::json!(["built-in"]), "{p}");
+    }
+    // The same totals as today's summarizers give (tests/all/summarize.rs).
+    let empty = tempfile::tempdir().expect("tmp");
+    for (report, total) in [
+        ("optimum/aienergyscore-results_benchmark_report.json", "133.71\n"),
+        ("optimum/benchlab-llama3_8B-benchmark_report.json", "194.68\n"),
+        ("ai_energy_benchmarks/SYNTHETIC_pytorch_benchmark_report.json", "55.12\n"),
+        ("ai_energy_benchmarks/SYNTHETIC_vllm_benchmark_report.json", "5.98\n"),
+    ] {
+        assert_eq!(total_of(old.path(), &sample(report)), total, "0.1.0 on {report}");
+        assert_eq!(total_of(empty.path(), &sample(report)), total, "0.2.0 on {report}");
+    }
+}
+
+#[test]
+fn the_0_1_0_backends_run_the_offline_default() {
+    let old = v0_1_plugins();
+    let dirs = old.path().to_str().expect("utf-8");
+    for backend in ["optimum", "pytorch"] {
+        let cwd = tempfile::tempdir().expect("tmp");
+        let run = energy_star(
+            cwd.path(),
+            &[
+                "--strict-plugins",
+                "--plugin-dir",
+                dirs,
+                "--config-name",
+                "text_generation_offline",
+                "scenario.num_samples=4",
+                "scenario.generate_kwargs.max_new_tokens=3",
+                "scenario.generate_kwargs.min_new_tokens=3",
+                "scenario.warmup_runs=1",
+            ],
+            &[("BENCHMARK_BACKEND", backend)],
+        )
+        .success();
+        assert!(run.stdout().contains("no GPU energy: backend.device=cpu"), "{backend}: {}", run.stdout());
+        let r = cwd.path().join("results");
+        assert_eq!(read_json(&r.join("run_status.json"))["state"], "complete", "{backend}");
+        let record = read_json(&r.join("run_record.json"));
+        assert_eq!(record["api_version"], "0.1.0", "{backend}");
+        assert!(record["backend"].as_str().expect("label").contains(dirs), "{record}");
+        assert_eq!(record["plan"]["models"], serde_json::json!(["energy-star/toy-llama"]), "{backend}: {record}");
+        // The host saw the windows it closed: they are the 0.1.0 run's phases.
+        let phases = record["facts"]["phases"].as_array().expect("phases");
+        assert!(!phases.is_empty(), "{record}");
+        let summary = read_json(&r.join("GPU_ENERGY_SUMMARY.json"));
+        assert!(summary["summarizer"].as_str().expect("by").contains("0.1.0"), "{summary}");
+        assert!(summary["cpu_wh"].as_f64().is_some_and(|w| w > 0.0), "{summary}");
+    }
+}
