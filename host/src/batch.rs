@@ -588,23 +588,13 @@ pub fn run_local(
         };
         let error = match cmd.status() {
             Ok(st) if st.success() => None,
-            Ok(st) => {
-                let tail: String = std::fs::read_to_string(&log_path)
-                    .unwrap_or_default()
-                    .lines()
-                    .filter(|l| l.starts_with("Error:") || l.starts_with("warning:"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                Some(if tail.is_empty() {
-                    format!(
-                        "exit {}; see {}",
-                        st.code().map(|c| c.to_string()).unwrap_or_else(|| "by signal".into()),
-                        log_path.display()
-                    )
-                } else {
-                    tail
-                })
-            }
+            Ok(st) => Some(failure_in_log(&log_path).unwrap_or_else(|| {
+                format!(
+                    "exit {}; see {}",
+                    st.code().map(|c| c.to_string()).unwrap_or_else(|| "by signal".into()),
+                    log_path.display()
+                )
+            })),
             Err(e) => Some(format!("cannot start {}: {e}", exe.display())),
         };
         done.ran += 1;
@@ -617,16 +607,32 @@ pub fn run_local(
     Ok(done)
 }
 
-/// `--collect`: the table from the run folders already there (after cluster jobs).
+/// The errors and warnings a run printed in its log, when it printed any.
+fn failure_in_log(log: &Path) -> Option<String> {
+    let tail: String = std::fs::read_to_string(log)
+        .ok()?
+        .lines()
+        .filter(|l| l.starts_with("Error:") || l.starts_with("warning:"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!tail.is_empty()).then_some(tail)
+}
+
+/// `--collect`: the table from the run folders already there (after cluster jobs). A run
+/// refused before it made its folder (its plan could not run) is found by its log.
 pub fn collect_all(rows: &[ModelRow], out: &Path) -> Result<(PathBuf, usize, usize, usize), String> {
     let master = out.join("master_results.csv");
     let mut table = Vec::new();
     let (mut found, mut missing) = (0, 0);
     for row in rows {
         let dir = out.join("individual_runs").join(row.slug());
+        let log = out.join("logs").join(format!("{}.log", row.slug()));
         if dir.is_dir() {
             found += 1;
             upsert(&mut table, collect_row(row, &dir, None));
+        } else if let Some(error) = failure_in_log(&log) {
+            found += 1;
+            upsert(&mut table, collect_row(row, &dir, Some(error)));
         } else {
             missing += 1;
             upsert(&mut table, collect_row(row, &dir, Some(format!("no results folder at {}", dir.display()))));

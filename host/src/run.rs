@@ -60,7 +60,9 @@ pub fn command(opts: &PluginOptions, args: RunArgs) -> anyhow::Result<ExitCode> 
         backend: std::env::var("BENCHMARK_BACKEND").ok(),
     };
     let done = run(&rt, &set, &plan, |k| std::env::var(k).ok())?;
-    out!("{}", summary::banner(&done.summary))?;
+    if let Some(s) = &done.summary {
+        out!("{}", summary::banner(s))?;
+    }
     outln!("results: {}", done.results_dir.display())?;
     if !done.complete {
         eprintln!("warning: the run is incomplete; see {}", done.results_dir.join(RUN_STATUS).display());
@@ -356,7 +358,8 @@ pub fn write_meter_record(shared: &SharedMeter, readings: &[meter::WindowReading
 pub struct RunReport {
     pub results_dir: PathBuf,
     pub complete: bool,
-    pub summary: summary::Summarized,
+    /// None for an incomplete run whose report no summary can be made of.
+    pub summary: Option<summary::Summarized>,
 }
 
 /// Runs: backend chosen, settings read, config composed and the plan checked before anything
@@ -501,7 +504,15 @@ pub fn run(
     status.problems = problems;
     records::write_record(&status_path, &status)?;
     report_written?;
-    let summary = summary::summarize(rt, plugins, &dir)
-        .map_err(|source| RunError::Summary { report: report_path, source: Box::new(source) })?;
+    let summary = match summary::summarize(rt, plugins, &dir) {
+        Ok(s) => Some(s),
+        // An incomplete run may have none of the phases a summary counts: say so, keep the
+        // report, and let the status say the rest.
+        Err(e) if !complete => {
+            eprintln!("energy-star: no summary of this incomplete run: {e}");
+            None
+        }
+        Err(source) => return Err(RunError::Summary { report: report_path, source: Box::new(source) }),
+    };
     Ok(RunReport { results_dir: dir, complete, summary })
 }

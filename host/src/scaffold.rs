@@ -1,24 +1,31 @@
 //! `energy-star plugins new NAME --kind backend|summarizer`: a plugin crate that builds at
-//! once. It carries its own copy of the guest SDK and of the WIT files (API 0.1.0), so it needs
-//! nothing of this repository: `cargo build --release --target wasm32-wasip2` and drop the
-//! `.wasm` into a plugin folder.
+//! once. It carries its own copy of the guest SDK, of the shared names (`energy-star-types`)
+//! and of the WIT files (API 0.2.0), so it needs nothing of this repository: `cargo build
+//! --release --target wasm32-wasip2` and drop the `.wasm` into a plugin folder.
 
 use std::path::{Path, PathBuf};
 
 use energy_star_results::write_atomic;
 
-/// The SDK and the WIT files as this binary was built with them.
+/// The SDK, the shared names and the WIT files as this binary was built with them.
 const SDK_FILES: &[(&str, &str)] = &[
-    ("sdk/Cargo.toml", include_str!("../../plugins/sdk/Cargo.toml")),
     ("sdk/src/lib.rs", include_str!("../../plugins/sdk/src/lib.rs")),
-    ("sdk/wit/backend.wit", include_str!("../../wit/energy-star-plugin@0.1.0/backend.wit")),
-    ("sdk/wit/datasets.wit", include_str!("../../wit/energy-star-plugin@0.1.0/datasets.wit")),
-    ("sdk/wit/host.wit", include_str!("../../wit/energy-star-plugin@0.1.0/host.wit")),
-    ("sdk/wit/inference.wit", include_str!("../../wit/energy-star-plugin@0.1.0/inference.wit")),
-    ("sdk/wit/meter.wit", include_str!("../../wit/energy-star-plugin@0.1.0/meter.wit")),
-    ("sdk/wit/summarizer.wit", include_str!("../../wit/energy-star-plugin@0.1.0/summarizer.wit")),
-    ("sdk/wit/worlds.wit", include_str!("../../wit/energy-star-plugin@0.1.0/worlds.wit")),
+    ("types/Cargo.toml", include_str!("../../crates/types/Cargo.toml")),
+    ("types/src/lib.rs", include_str!("../../crates/types/src/lib.rs")),
+    ("sdk/wit/backend.wit", include_str!("../../wit/energy-star-plugin@0.2.0/backend.wit")),
+    ("sdk/wit/datasets.wit", include_str!("../../wit/energy-star-plugin@0.2.0/datasets.wit")),
+    ("sdk/wit/host.wit", include_str!("../../wit/energy-star-plugin@0.2.0/host.wit")),
+    ("sdk/wit/inference.wit", include_str!("../../wit/energy-star-plugin@0.2.0/inference.wit")),
+    ("sdk/wit/meter.wit", include_str!("../../wit/energy-star-plugin@0.2.0/meter.wit")),
+    ("sdk/wit/summarizer.wit", include_str!("../../wit/energy-star-plugin@0.2.0/summarizer.wit")),
+    ("sdk/wit/types.wit", include_str!("../../wit/energy-star-plugin@0.2.0/types.wit")),
+    ("sdk/wit/worlds.wit", include_str!("../../wit/energy-star-plugin@0.2.0/worlds.wit")),
 ];
+
+/// The SDK's manifest, with its dependency on the shared names pointed at the copy beside it.
+fn sdk_manifest() -> String {
+    include_str!("../../plugins/sdk/Cargo.toml").replace(r#"path = "../../crates/types""#, r#"path = "../types""#)
+}
 
 const CARGO_TOML: &str = r#"[package]
 name = "{crate}"
@@ -35,7 +42,7 @@ serde_json = "1"
 
 # A plugin is its own workspace, whatever folder it is made in.
 [workspace]
-members = [".", "sdk"]
+members = [".", "sdk", "types"]
 
 [profile.release]
 opt-level = "s"
@@ -48,7 +55,7 @@ const SUMMARIZER: &str = r#"//! Summarizer `{name}`: reads the reports of a tool
 //! `summarize` to read your format; keep them honest: refuse what you do not recognise.
 
 use energy_star_plugin_sdk::json::{self, Value};
-use energy_star_plugin_sdk::summarizer::{Guest, PhaseEnergy, Summary, SummarizerInfo};
+use energy_star_plugin_sdk::summarizer::{Guest, LeaderboardPhase, PhaseEnergy, Summary, SummarizerInfo};
 use energy_star_plugin_sdk::units;
 
 struct Plugin;
@@ -81,7 +88,13 @@ impl Guest for Plugin {
         if let Some(p) = v.get("phases").and_then(Value::as_object) {
             for (phase, j) in p {
                 let j = j.as_f64().ok_or_else(|| format!("phases.{phase} is not a number"))?;
-                phases.push(PhaseEnergy { name: phase.clone(), gpu_wh: Some(units::j_to_wh(j)), cpu_wh: None, ram_wh: None, counted: true });
+                // Which of AI Energy Score's phases it is, if one (GPU_ENERGY_SUMMARY.json names them).
+                let leaderboard_phase = match phase.as_str() {
+                    "prefill" => Some(LeaderboardPhase::Prefill),
+                    "decode" => Some(LeaderboardPhase::Decode),
+                    _ => None,
+                };
+                phases.push(PhaseEnergy { name: phase.clone(), leaderboard_phase, gpu_wh: Some(units::j_to_wh(j)), cpu_wh: None, ram_wh: None, counted: true });
             }
         }
         Ok(Summary {
@@ -102,17 +115,57 @@ energy_star_plugin_sdk::export_summarizer!(Plugin);
 const BACKEND: &str = r#"//! Backend `{name}`: runs the config's model on the host's local engine over the config's
 //! dataset, one metered window around the prompts, and writes a report in the
 //! ai_energy_benchmarks format (so the built-in summarizer reads it). Select it with
-//! `BENCHMARK_BACKEND={name}`. Change `run` to set your own workload.
+//! `BENCHMARK_BACKEND={name}`. Change `run` to set your own workload, and `prepare` to say
+//! what it needs: the host checks that before anything is touched, and lets `run` open only
+//! what `prepare` named.
 
-use energy_star_plugin_sdk::backend::host::{datasets, inference, log};
-use energy_star_plugin_sdk::backend::{self, BackendInfo, Guest, RunOutput, RunRequest};
+use energy_star_plugin_sdk::backend::host::inference::{self, GenerationParams, LocalEngineSpec};
+use energy_star_plugin_sdk::backend::host::types::{Device, DeviceKind, Dtype, GpuUse, TokenCountSource};
+use energy_star_plugin_sdk::backend::host::{datasets, log};
+use energy_star_plugin_sdk::backend::{
+    self, BackendInfo, ConfigError, Guest, PhaseDerivation, PhaseFact, PrepareRequest, RequestCounts, RunFacts,
+    RunOutput, RunPlan, RunRequest, TokenCounts,
+};
 use energy_star_plugin_sdk::json::{self, Value, json};
 use energy_star_plugin_sdk::units;
 
 struct Plugin;
 
+/// What the config asks for.
+struct Asked {
+    model: String,
+    dataset: String,
+    split: String,
+    column: String,
+    num_samples: Option<u32>,
+    new_tokens: u32,
+    device: String,
+}
+
 fn text(cfg: &Value, path: &str, default: &str) -> String {
     json::get(cfg, path).and_then(Value::as_str).unwrap_or(default).to_string()
+}
+
+fn read(config_json: &str) -> Result<Asked, ConfigError> {
+    let cfg: Value = serde_json::from_str(config_json)
+        .map_err(|e| ConfigError { key: None, message: format!("config is not JSON: {e}") })?;
+    let model = text(&cfg, "backend.model", "");
+    if model.is_empty() {
+        return Err(ConfigError { key: Some("backend.model".into()), message: "backend.model is not set".into() });
+    }
+    let dataset = text(&cfg, "scenario.dataset_name", "");
+    if dataset.is_empty() {
+        return Err(ConfigError { key: Some("scenario.dataset_name".into()), message: "scenario.dataset_name is not set".into() });
+    }
+    Ok(Asked {
+        model,
+        dataset,
+        split: text(&cfg, "scenario.dataset_split", "train"),
+        column: text(&cfg, "scenario.text_column_name", "text"),
+        num_samples: json::number(&cfg, "scenario.num_samples").filter(|n| *n > 0.0).map(|n| n as u32),
+        new_tokens: json::number(&cfg, "scenario.generate_kwargs.max_new_tokens").unwrap_or(10.0) as u32,
+        device: text(&cfg, "backend.device", "cpu"),
+    })
 }
 
 impl Guest for Plugin {
@@ -126,34 +179,40 @@ impl Guest for Plugin {
         }
     }
 
+    fn prepare(req: PrepareRequest) -> Result<RunPlan, ConfigError> {
+        let a = read(&req.config_json)?;
+        Ok(RunPlan {
+            models: vec![a.model],
+            datasets: vec![a.dataset],
+            endpoints: Vec::new(),
+            gpus: if a.device.starts_with("cuda") { GpuUse::Gpus(vec![0]) } else { GpuUse::None(format!("backend.device={}", a.device)) },
+            report_format: "ai_energy_benchmarks".into(),
+            notes: Vec::new(),
+        })
+    }
+
     fn run(req: RunRequest) -> Result<RunOutput, String> {
-        let cfg: Value = serde_json::from_str(&req.config_json).map_err(|e| format!("config is not JSON: {e}"))?;
-        let model = text(&cfg, "backend.model", "");
-        if model.is_empty() {
-            return Err("backend.model is not set".into());
-        }
-        let device = text(&cfg, "backend.device", "cpu");
-        let num_samples = json::number(&cfg, "scenario.num_samples").filter(|n| *n > 0.0).map(|n| n as u32);
-        let new_tokens = json::number(&cfg, "scenario.generate_kwargs.max_new_tokens").unwrap_or(10.0) as u32;
+        let a = read(&req.config_json).map_err(|e| e.message)?;
+        let err = |e: energy_star_plugin_sdk::backend::host::types::Error| backend::describe(&e);
         let rows = datasets::load(&datasets::DatasetSpec {
-            name: text(&cfg, "scenario.dataset_name", ""),
-            config: String::new(),
-            split: text(&cfg, "scenario.dataset_split", "train"),
-            columns: vec![text(&cfg, "scenario.text_column_name", "text")],
-            num_samples,
-        })?;
+            name: a.dataset.clone(),
+            config: None,
+            split: Some(a.split.clone()),
+            columns: vec![a.column.clone()],
+            num_samples: a.num_samples,
+        })
+        .map_err(err)?;
         let prompts: Vec<String> = rows.rows.into_iter().filter_map(|r| r.into_iter().next()).collect();
-        let engine = inference::open_engine(&inference::EngineSpec::Local(inference::LocalEngineSpec {
-            model: model.clone(),
-            device: device.clone(),
-            device_ids: vec![0],
-            dtype: text(&cfg, "backend.torch_dtype", "auto"),
+        let engine = inference::open_local_engine(&LocalEngineSpec {
+            model: a.model.clone(),
+            device: if a.device.starts_with("cuda") { Device::Cuda(vec![0]) } else { Device::Cpu },
+            dtype: Dtype::Auto,
             processor: None,
-        }))
-        .map_err(|e| format!("{e:?}"))?;
-        let params = inference::GenerationParams {
-            max_new_tokens: new_tokens,
-            min_new_tokens: new_tokens,
+        })
+        .map_err(err)?;
+        let params = GenerationParams {
+            max_new_tokens: a.new_tokens,
+            min_new_tokens: a.new_tokens,
             ignore_eos: false,
             do_sample: false,
             temperature: 1.0,
@@ -161,32 +220,54 @@ impl Guest for Plugin {
             seed: None,
             truncate: true,
         };
-        let (tokens, reading) = backend::metered("inference", || {
-            let mut tokens = 0u64;
+        let m = backend::metered("inference", || {
+            let (mut input, mut output) = (0u64, 0u64);
             for (i, p) in prompts.iter().enumerate() {
-                let out = inference::generate_batch(engine, std::slice::from_ref(p), params).map_err(|e| format!("{e:?}"))?;
-                tokens += out.requests.iter().map(|r| u64::from(r.output_tokens)).sum::<u64>();
-                log::progress("inference", i as u64 + 1, prompts.len() as u64, "prompts");
+                let out = engine.generate_batch(std::slice::from_ref(p), params)?;
+                input += out.requests.iter().map(|r| u64::from(r.input_tokens)).sum::<u64>();
+                output += out.requests.iter().map(|r| u64::from(r.output_tokens)).sum::<u64>();
+                log::progress("inference", i as u64 + 1, Some(prompts.len() as u64), "prompts");
             }
-            Ok(tokens)
-        })?;
-        inference::close_engine(engine);
+            Ok::<_, energy_star_plugin_sdk::backend::host::types::Error>((input, output))
+        })
+        .map_err(err)?;
+        let (input, output) = m.result.map_err(err)?;
+        let reading = m.reading;
         let gpu_wh = backend::gpu_energy_j(&reading).map(units::j_to_wh);
-        let of = |kind| reading.devices.iter().find(|d| d.device.kind == kind).and_then(|d| d.energy_j).map(units::j_to_wh);
+        let of = |kind| backend::energy_j(&reading, kind).map(units::j_to_wh);
         let report = json!({
-            "config": {"name": "{name}", "backend": "{name}", "model": model, "num_samples": prompts.len()},
-            "summary": {"total_prompts": prompts.len(), "successful_prompts": prompts.len(), "total_completion_tokens": tokens},
+            "config": {"name": "{name}", "backend": "{name}", "model": a.model, "num_samples": prompts.len()},
+            "summary": {"total_prompts": prompts.len(), "successful_prompts": prompts.len(), "total_completion_tokens": output},
             "energy": {
                 "gpu_energy_wh": gpu_wh,
-                "cpu_energy_wh": of(energy_star_plugin_sdk::backend::host::meter::DeviceKind::Cpu),
-                "ram_energy_wh": of(energy_star_plugin_sdk::backend::host::meter::DeviceKind::Ram),
-                "duration_seconds": reading.end_ns.saturating_sub(reading.start_ns) as f64 / 1e9,
+                "cpu_energy_wh": of(DeviceKind::Cpu),
+                "ram_energy_wh": of(DeviceKind::Ram),
+                "duration_seconds": backend::duration_s(&reading),
             },
-            // The summarizer reads a missing GPU figure as an error unless the report says
-            // why there is none.
-            "energy_star": {"gpu_used": gpu_wh.is_some(), "gpu_absent_reason": if gpu_wh.is_none() { json!(format!("backend.device={device}: no GPU metered")) } else { Value::Null }, "warnings": reading.warnings},
         });
-        Ok(RunOutput { report_json: report.to_string(), complete: true })
+        // What the run did, typed: the host keeps it in run_record.json.
+        let n = prompts.len() as u64;
+        let facts = RunFacts {
+            gpus: if a.device.starts_with("cuda") { GpuUse::Gpus(vec![0]) } else { GpuUse::None(format!("backend.device={}", a.device)) },
+            phases: vec![PhaseFact {
+                name: "inference".into(),
+                windows: vec![reading.id],
+                derivation: PhaseDerivation::Measured,
+                definition: None,
+                volume: None,
+                complete: true,
+            }],
+            requests: Some(RequestCounts { total: n, succeeded: n, failed: 0, not_sent: 0 }),
+            tokens: Some(TokenCounts { input, output, source: TokenCountSource::Engine }),
+            workload_ns: Some(reading.end_ns.saturating_sub(reading.start_ns)),
+            mean_e2e_ns: None,
+            mean_ttft_ns: None,
+            figures: Vec::new(),
+            request_gpu_energy_j: Vec::new(),
+            incomplete_reasons: Vec::new(),
+            warnings: reading.warnings,
+        };
+        Ok(RunOutput { report_json: report.to_string(), facts })
     }
 }
 
@@ -205,7 +286,8 @@ energy-star --plugin-dir target/wasm32-wasip2/release plugins
 
 Then drop `target/wasm32-wasip2/release/{crate_file}.wasm` into a plugin folder
 (`--plugin-dir DIR`, `ENERGY_STAR_PLUGIN_PATH`, or `/opt/energy-star/plugins` in the container).
-`sdk/` is the guest SDK with the WIT files of the plugin API (0.1.0); see energy-star's
+`sdk/` is the guest SDK with the WIT files of the plugin API (0.2.0), `types/` the names it
+shares with the host; see energy-star's
 docs/plugins.md for the API, the sandbox and versioning.
 "#;
 
@@ -248,6 +330,7 @@ pub fn scaffold(dir: &Path, name: &str, kind: &str) -> Result<PathBuf, String> {
         ("README.md".into(), fill(README)),
         (".gitignore".into(), "/target\n".into()),
     ];
+    files.push(("sdk/Cargo.toml".into(), sdk_manifest()));
     files.extend(SDK_FILES.iter().map(|(p, c)| (p.to_string(), c.to_string())));
     for (rel, content) in files {
         let path = root.join(&rel);

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use energy_star_tests::{energy_star, read_json, root};
+use energy_star_tests::{energy_star, root};
 
 /// The final stage's instructions, continuation lines joined: (INSTRUCTION, rest).
 fn final_stage() -> Vec<(String, String)> {
@@ -110,15 +110,15 @@ fn the_seeds_commands_work_unchanged() {
     let tmp = tempfile::tempdir().expect("tmp");
     let results = tmp.path().join("results");
     // `docker run --gpus all energy_star --config-name text_generation backend.model=...`: the
-    // real task config; the model is not in the (empty) cache, so the run fails clearly and
-    // its record stays in /results.
+    // real task config; the model is not in the (empty) cache, so the run's plan is refused
+    // clearly before /results is touched.
     let run = as_container(
         tmp.path(),
         &["--config-name", "text_generation", "backend.model=openai/gpt-oss-20b", "scenario.num_samples=3"],
         &[],
     );
-    run.fails_with(1, &["EnergyStarAI/text_generation"]);
-    assert_eq!(read_json(&results.join("run_status.json"))["state"], "failed");
+    run.fails_with(1, &["openai/gpt-oss-20b", "hf download openai/gpt-oss-20b"]);
+    assert!(!results.join("run_status.json").exists(), "a plan that cannot run touches nothing");
     // The same with the offline config: results and the summary land in /results.
     let seed = [
         "--config-name",

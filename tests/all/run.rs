@@ -36,21 +36,56 @@ fn vllm_without_endpoint_is_the_original_error() {
 }
 
 #[test]
-fn a_run_that_cannot_start_keeps_its_record_and_says_why() {
+fn a_run_that_cannot_start_touches_nothing_and_one_that_fails_keeps_what_it_measured() {
     let cwd = tempfile::tempdir().expect("tmp");
-    // The real task config names a Hugging Face dataset that is not in the (empty) cache.
+    // The real task config names a Hugging Face dataset that is not in the (empty) cache: the
+    // backend's plan is refused before the results folder is created.
     let results = cwd.path().join("optimum");
     let home = cwd.path().to_str().expect("utf-8");
     let run = energy_star(
         cwd.path(),
-        &["--config-name", "text_generation", "--results-dir", results.to_str().expect("utf-8")],
+        &[
+            "--config-name",
+            "text_generation",
+            "backend.model=energy-star/toy-llama",
+            "--results-dir",
+            results.to_str().expect("utf-8"),
+        ],
         &[("HF_HOME", home)],
     );
-    run.fails_with(1, &["EnergyStarAI/text_generation", "does not download datasets", "marked failed"]);
+    run.fails_with(1, &["EnergyStarAI/text_generation", "does not download datasets"]);
+    assert!(!results.exists(), "a plan that cannot run touches nothing");
+    // A model whose weights do not load fails half-way: what was measured before is kept in a
+    // report marked incomplete, with the phase that failed named.
+    let broken = cwd.path().join("broken-model");
+    std::fs::create_dir_all(&broken).expect("mkdir");
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+        std::fs::copy(energy_star_tests::root().join("tests/fixtures/tiny-llama").join(f), broken.join(f))
+            .expect("copy");
+    }
+    std::fs::write(broken.join("model.safetensors"), b"not safetensors").expect("write");
+    let model_arg = format!("backend.model={}", broken.display());
+    let run = energy_star(
+        cwd.path(),
+        &["--config-name", "text_generation_offline", &model_arg, "--results-dir", results.to_str().expect("utf-8")],
+        &[],
+    );
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
     let status = read_json(&results.join("run_status.json"));
-    assert_eq!((status["complete"].as_bool(), status["state"].as_str()), (Some(false), Some("failed")));
-    assert!(results.join("energy_meter.json").exists(), "what was metered is kept");
-    assert!(!results.join("benchmark_report.json").exists());
+    assert_eq!((status["complete"].as_bool(), status["state"].as_str()), (Some(false), Some("incomplete")));
+    assert!(status["incomplete_reasons"][0].as_str().expect("why").contains("load_model failed"), "{status}");
+    let report = read_json(&results.join("benchmark_report.json"));
+    assert!(report["load_dataset"]["energy"].is_object(), "the finished phase is kept: {report}");
+    assert!(report.get("prefill").is_none() && report.get("decode").is_none());
+    assert_eq!(report["energy_star"]["interrupted_phase"]["phase"], "load_model");
+    // No phase the leaderboard counts was finished: no summary, and a clear word why.
+    assert!(
+        run.stderr().contains("no summary of this incomplete run")
+            && run.stderr().contains("phases present: load_dataset"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!results.join("GPU_ENERGY_SUMMARY.json").exists());
     // vLLM: nothing listens on the endpoint; the error says so before anything is metered.
     let results = cwd.path().join("vllm");
     let run = energy_star(
@@ -178,10 +213,22 @@ fn the_offline_default_runs_the_ai_energy_benchmarks_workload() {
 
 #[test]
 fn bad_scenario_settings_are_clear_errors() {
-    let (_cwd, run) = offline("optimum", &["scenario.generate_kwargs.min_new_tokens=2"]);
-    run.fails_with(1, &["min_new_tokens (2) and max_new_tokens (4) differ"]);
-    let (_cwd, run) = offline("optimum", &["scenario.input_shapes.batch_size=0"]);
-    run.fails_with(1, &["batch_size = 0"]);
+    // Everything the config decides is checked by the backend's `prepare`, before the results
+    // folder is created or changed.
+    for backend in ["optimum", "pytorch"] {
+        for (bad, says) in [
+            ("scenario.generate_kwargs.min_new_tokens=2", "min_new_tokens (2) and max_new_tokens (4) differ"),
+            ("scenario.input_shapes.batch_size=0", "batch_size = 0"),
+            ("++scenario.reasoning=true", "scenario.reasoning=true needs the model's chat template"),
+            ("backend.task=image-classification", "backend.task=image-classification is not supported"),
+            ("scenario.num_samples=abc", "scenario.num_samples = \"abc\" must be an integer"),
+            ("backend.torch_dtype=float8", "backend.torch_dtype = \"float8\""),
+        ] {
+            let (cwd, run) = offline(backend, &[bad]);
+            run.fails_with(1, &[says, &format!("the {backend} backend refused the config")]);
+            assert!(!cwd.path().join("results").exists(), "{backend} {bad}: the results folder was touched");
+        }
+    }
     let (_cwd, run) = offline("optimum", &["scenario.text_column_name=prompt"]);
     run.fails_with(1, &["no column \"prompt\""]);
     let (_cwd, run) = offline("optimum", &["scenario.num_samples=500"]);
@@ -394,4 +441,97 @@ fn results_folder_precedence() {
     // `run` spelled out works the same.
     echo_run(cwd.path(), &["run", "--config-name=text_generation", "--results-dir", &p("explicit")], &[]).success();
     assert!(cwd.path().join("explicit/GPU_ENERGY_WH.txt").exists());
+}
+
+/// Starts `energy-star` and sends it SIGINT once its stderr shows `needle`; returns its output.
+fn interrupt_when(cwd: &Path, args: &[&str], env: &[(&str, &str)], needle: &str) -> std::process::Output {
+    use std::io::BufRead;
+    let mut c = std::process::Command::new(energy_star_tests::bin());
+    c.current_dir(cwd)
+        .args(args)
+        .env("ENERGY_STAR_CACHE_DIR", energy_star_tests::cache_dir())
+        .env_remove("RESULTS_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let pid = child.id().to_string();
+    let needle = needle.to_string();
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        let mut sent = false;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && line.contains(&needle) {
+                let ok = std::process::Command::new("kill").args(["-INT", &pid]).status().expect("kill");
+                assert!(ok.success());
+                sent = true;
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        (seen, sent)
+    });
+    let out = child.wait_with_output().expect("wait");
+    let (stderr, sent) = reader.join().expect("reader");
+    assert!(sent, "never saw {:?}:\n{stderr}", "the phase");
+    std::process::Output { stderr: stderr.into_bytes(), ..out }
+}
+
+/// Ctrl-C during an optimum run keeps what was measured: the phases finished, the one cut
+/// short with its energy up to then (never counted as a phase), the report and a summary that
+/// say the run is incomplete.
+#[test]
+fn ctrl_c_in_a_local_run_keeps_a_partial_report() {
+    let cwd = tempfile::tempdir().expect("tmp");
+    let args = [
+        "--config-name",
+        "text_generation_offline",
+        "scenario.num_samples=48",
+        "scenario.input_shapes.batch_size=1",
+        "scenario.warmup_runs=0",
+        "scenario.generate_kwargs.max_new_tokens=96",
+        "scenario.generate_kwargs.min_new_tokens=96",
+    ];
+    let out = interrupt_when(cwd.path(), &args, &[("BENCHMARK_BACKEND", "optimum")], "phase generate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let r = cwd.path().join("results");
+    let status = read_json(&r.join("run_status.json"));
+    assert_eq!(status["state"], "incomplete", "{status}");
+    assert!(
+        status["incomplete_reasons"].to_string().contains("interrupted by the user (Ctrl-C) during generate"),
+        "{status}"
+    );
+    let report = read_json(&r.join("benchmark_report.json"));
+    for finished in ["load_dataset", "preprocess_dataset", "load_model", "prefill"] {
+        assert!(report[finished]["energy"].is_object(), "{finished} is kept: {report}");
+    }
+    assert!(report.get("decode").is_none(), "a cut-short generate gives no decode: {report}");
+    let cut = &report["energy_star"]["interrupted_phase"];
+    assert_eq!((cut["phase"].as_str(), cut["flags"][0].as_str()), (Some("generate"), Some("interrupted")));
+    assert!(cut["energy"]["cpu"].as_f64().is_some_and(|j| j > 0.0), "its energy up to the interruption: {cut}");
+    assert_eq!(report["energy_star"]["complete"], false);
+    let record = read_json(&r.join("run_record.json"));
+    let generate =
+        record["facts"]["phases"].as_array().expect("phases").iter().find(|p| p["name"] == "generate").cloned();
+    assert_eq!(generate.map(|p| p["complete"].clone()), Some(serde_json::json!(false)), "{record}");
+    let summary = read_json(&r.join("GPU_ENERGY_SUMMARY.json"));
+    assert_eq!((summary["complete"].as_bool(), summary["total"].is_null()), (Some(false), true), "{summary}");
+    assert_eq!(std::fs::read_to_string(r.join("GPU_ENERGY_WH.txt")).expect("txt"), "n/a\n");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("INCOMPLETE run"));
+
+    // pytorch: the loop stops at the next batch; the report covers the prompts done.
+    let cwd = tempfile::tempdir().expect("tmp");
+    let out = interrupt_when(cwd.path(), &args, &[("BENCHMARK_BACKEND", "pytorch")], "phase inference");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = cwd.path().join("results");
+    let report = read_json(&r.join("benchmark_report.json"));
+    let done = report["summary"]["successful_prompts"].as_u64().expect("done");
+    assert!(done < 48 && report["summary"]["failed_prompts"] == 0, "prompts not run are not failures: {report}");
+    assert!(report["energy"]["cpu_energy_wh"].as_f64().is_some_and(|w| w > 0.0));
+    assert_eq!(read_json(&r.join("run_status.json"))["state"], "incomplete");
+    assert_eq!(read_json(&r.join("GPU_ENERGY_SUMMARY.json"))["complete"], false);
 }

@@ -104,7 +104,15 @@ fn a_streamed_run_writes_the_ai_energy_benchmarks_report_with_serving_metrics() 
             && r["output_tokens"] == 8
             && r["itl_ms"].as_array().map(Vec::len) == Some(7))
     );
-    assert_eq!(recs[3]["request_id"], "energy-star-3");
+    // Request ids are UUIDs (servers built on starlette-context refuse others), the same for
+    // the same seed and prompt, one per request, and what the server received.
+    let ids: Vec<&str> = recs.iter().map(|r| r["request_id"].as_str().expect("id")).collect();
+    assert!(
+        ids.iter().all(|id| id.len() == 36 && id.split('-').map(str::len).collect::<Vec<_>>() == [8, 4, 4, 4, 12]),
+        "{ids:?}"
+    );
+    assert_eq!(ids.iter().collect::<std::collections::BTreeSet<_>>().len(), 12);
+    assert_eq!(server.last_request_id().as_deref(), Some(ids[11]), "the last request's id is the one the server saw");
     // The summary the leaderboard reads: no GPU in this run, said so, not 0.
     assert_eq!(std::fs::read_to_string(r.join("GPU_ENERGY_WH.txt")).expect("txt"), "n/a\n");
     assert_eq!(read_json(&r.join("run_status.json"))["state"], "complete");
@@ -266,4 +274,91 @@ fn ctrl_c_stops_sending_and_keeps_a_partial_report() {
     assert!(recs.iter().all(|r| r["success"] == true), "in-flight requests finished within the drain time");
     assert_eq!(read_json(&r.join("run_status.json"))["complete"], false);
     assert!(r.join("GPU_ENERGY_SUMMARY.json").exists());
+}
+
+/// `scenario.reasoning` goes to the chat API with what vLLM accepts: `reasoning_effort` at the
+/// top (gpt-oss) and `chat_template_kwargs` (`enable_thinking` and the other reasoning params).
+/// The mock types them as vLLM's request model does, so a wrong value is a 400 there.
+#[test]
+fn reasoning_settings_reach_the_server_as_vllm_takes_them() {
+    let server = mock(MockConfig::default());
+    let cwd = tempfile::tempdir().expect("tmp");
+    let on = [
+        "backend.model=mock/model",
+        "scenario.num_samples=2",
+        "++scenario.reasoning=True",
+        "++scenario.reasoning_params.reasoning_effort=high",
+        "++scenario.reasoning_params.use_prompt_based_reasoning=true",
+    ];
+    vllm(cwd.path(), &server.url(), &on).success();
+    let body = server.last_body().expect("a request");
+    assert!(body.get("messages").is_some(), "reasoning uses the chat API: {body}");
+    assert_eq!(body["reasoning_effort"], "high", "{body}");
+    assert_eq!(
+        body["chat_template_kwargs"],
+        serde_json::json!({"enable_thinking": true, "use_prompt_based_reasoning": true})
+    );
+    let report = read_json(&cwd.path().join("results/benchmark_report.json"));
+    assert_eq!(report["energy_star"]["request_extra_fields"]["reasoning_effort"], "high");
+    // Reasoning off on the chat API asks templates not to think; on completions nothing is added.
+    vllm(
+        cwd.path(),
+        &server.url(),
+        &["backend.model=mock/model", "scenario.num_samples=2", "serving.api=chat", "++scenario.reasoning=False"],
+    )
+    .success();
+    let body = server.last_body().expect("a request");
+    assert_eq!(body["chat_template_kwargs"], serde_json::json!({"enable_thinking": false}));
+    assert!(body.get("reasoning_effort").is_none());
+    vllm(
+        cwd.path(),
+        &server.url(),
+        &["backend.model=mock/model", "scenario.num_samples=2", "++scenario.reasoning=False"],
+    )
+    .success();
+    let body = server.last_body().expect("a request");
+    assert!(body.get("prompt").is_some() && body.get("chat_template_kwargs").is_none(), "{body}");
+    // A value the server refuses: every request fails with its error body quoted.
+    let run = vllm(
+        cwd.path(),
+        &server.url(),
+        &[
+            "backend.model=mock/model",
+            "scenario.num_samples=2",
+            "++scenario.reasoning=True",
+            "++scenario.reasoning_params.reasoning_effort=extreme",
+        ],
+    );
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    let recs = lines(&cwd.path().join("results/requests.jsonl"));
+    let msg = recs[0]["error"]["message"].as_str().expect("message");
+    assert!(msg.contains("HTTP 400") && msg.contains("reasoning_effort must be low, medium or high"), "{msg}");
+}
+
+/// A client machine benchmarking a remote server (or one with no NVML) meters no GPU: the run
+/// ends as a run without a GPU does, exit 0, `n/a`, and the reason, with the serving metrics.
+#[test]
+fn a_server_whose_gpus_are_not_metered_here_is_not_a_failure() {
+    let server = mock(MockConfig::default());
+    let cwd = tempfile::tempdir().expect("tmp");
+    let run = energy_star(
+        cwd.path(),
+        &[
+            "--config-name",
+            "text_generation",
+            "backend.model=mock/model",
+            "scenario.dataset_name=energy-star/prompts",
+            "scenario.num_samples=3",
+        ],
+        &[("BENCHMARK_BACKEND", "vllm"), ("VLLM_ENDPOINT", &server.url())],
+    )
+    .success();
+    assert!(run.stdout().contains("no GPU energy: no GPU of this machine could be metered"), "{}", run.stdout());
+    let r = cwd.path().join("results");
+    assert_eq!(std::fs::read_to_string(r.join("GPU_ENERGY_WH.txt")).expect("txt"), "n/a\n");
+    let summary = read_json(&r.join("GPU_ENERGY_SUMMARY.json"));
+    assert!(summary["gpu_absent_reason"].as_str().expect("why").contains("not on this machine"), "{summary}");
+    let report = read_json(&r.join("benchmark_report.json"));
+    assert_eq!(report["energy_star"]["serving"]["completed"], 3);
+    assert!(read_json(&r.join("run_record.json"))["facts"]["gpus"]["none"].is_string());
 }

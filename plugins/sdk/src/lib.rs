@@ -1,6 +1,6 @@
 //! The energy-star plugin SDK: write a backend or a summarizer in Rust against the plugin API
-//! (WIT package `energy-star:plugin@0.1.0`, in `wit/`), build it for `wasm32-wasip2`, drop
-//! the `.wasm` into a plugin folder.
+//! (WIT package `energy-star:plugin@0.2.0`, in `wit/`), build it for `wasm32-wasip2`, drop the
+//! `.wasm` into a plugin folder. The built-in plugins are written on it too.
 //!
 //! ```ignore
 //! use energy_star_plugin_sdk::summarizer::{Guest, PhaseEnergy, Summary, SummarizerInfo};
@@ -16,16 +16,23 @@
 //!
 //! A plugin sees nothing of the machine but the host's interfaces: no files, no network, no
 //! environment, bounded memory and compute. Backends reach GPUs, engines, datasets and the
-//! results folder only through [`backend::host`]'s modules.
+//! results folder only through [`backend::host`]'s modules, and only what their run plan named.
+//!
+//! The names of energy sources, flags and failure kinds, and the unit conversions, are
+//! [`energy_star_types`]'s: the same definitions the host uses.
+
+#![deny(missing_docs)]
 
 pub use backend::export_backend;
+pub use energy_star_types as types;
 pub use summarizer::export_summarizer;
 
 /// The API version these bindings speak; the host refuses plugins of versions it does not list.
-pub const API_VERSION: &str = "0.1.0";
+pub const API_VERSION: &str = "0.2.0";
 
 /// The `summarizer-plugin` world: implement [`summarizer::Guest`], then
 /// `energy_star_plugin_sdk::export_summarizer!(YourType);`.
+#[allow(missing_docs)]
 pub mod summarizer {
     wit_bindgen::generate!({
         path: "wit",
@@ -34,11 +41,12 @@ pub mod summarizer {
         export_macro_name: "export_summarizer",
         default_bindings_module: "energy_star_plugin_sdk::summarizer",
     });
-    pub use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, SummarizerInfo, Summary};
+    pub use exports::energy_star::plugin::summarizer::{Guest, LeaderboardPhase, PhaseEnergy, SummarizerInfo, Summary};
 }
 
 /// The `backend-plugin` world: implement [`backend::Guest`], then
 /// `energy_star_plugin_sdk::export_backend!(YourType);`.
+#[allow(missing_docs)]
 pub mod backend {
     wit_bindgen::generate!({
         path: "wit",
@@ -47,46 +55,153 @@ pub mod backend {
         export_macro_name: "export_backend",
         default_bindings_module: "energy_star_plugin_sdk::backend",
     });
-    pub use exports::energy_star::plugin::backend::{BackendInfo, Guest, RequiredSetting, RunOutput, RunRequest};
+    pub use exports::energy_star::plugin::backend::{
+        BackendInfo, ConfigError, Figure, Guest, PhaseDerivation, PhaseFact, PrepareRequest, RequestCounts,
+        RequiredSetting, RunFacts, RunOutput, RunPlan, RunRequest, TokenCounts, Volume,
+    };
 
-    /// What the host lends a backend: log, clock, meter, inference, datasets, results.
+    /// What the host lends a backend: log, clock, meter, inference, datasets, results, and the
+    /// shared types.
     pub mod host {
-        pub use super::energy_star::plugin::{clock, datasets, inference, log, meter, results};
+        pub use super::energy_star::plugin::{clock, datasets, inference, log, meter, results, types};
     }
 
-    /// Runs `f` inside a metered window named `name` and returns its result with the
-    /// window's reading (the window is closed even when `f` fails).
-    pub fn metered<T>(
-        name: &str,
-        f: impl FnOnce() -> Result<T, String>,
-    ) -> Result<(T, host::meter::WindowReading), String> {
-        let id = host::meter::begin_window(name).map_err(|e| format!("energy meter: {e:?}"))?;
-        let out = f();
-        let reading = host::meter::end_window(id).map_err(|e| format!("energy meter: {e:?}"))?;
-        Ok((out?, reading))
+    use host::meter::WindowReading;
+    use host::types::{DeviceKind, EnergySource, Error, ValidityFlag};
+
+    /// What happened inside a metered window: the work's result and the window's reading,
+    /// which is kept even when the work failed (its energy up to the failure).
+    pub struct Metered<T, E> {
+        pub result: Result<T, E>,
+        pub reading: WindowReading,
     }
 
-    /// GPU joules of a window (summed over GPUs); None when any GPU was not measured.
-    pub fn gpu_energy_j(r: &host::meter::WindowReading) -> Option<f64> {
-        let gpus: Vec<_> = r.devices.iter().filter(|d| d.device.kind == host::meter::DeviceKind::Gpu).collect();
-        if gpus.is_empty() {
+    /// Runs `f` inside a metered window named `name`; the window is closed whatever `f`
+    /// returns. An error opening or closing the window is the host's.
+    pub fn metered<T, E>(name: &str, f: impl FnOnce() -> Result<T, E>) -> Result<Metered<T, E>, Error> {
+        let window = host::meter::begin_window(name)?;
+        let result = f();
+        let reading = window.end()?;
+        Ok(Metered { result, reading })
+    }
+
+    /// The energy of one kind of device over a window, J, summed over its devices; none when
+    /// the window has no such device or any of them was not measured.
+    pub fn energy_j(r: &WindowReading, kind: DeviceKind) -> Option<f64> {
+        let devices: Vec<_> = r.devices.iter().filter(|d| d.device.kind == kind).collect();
+        if devices.is_empty() {
             return None;
         }
-        gpus.iter().map(|d| d.energy_j).sum()
+        devices.iter().map(|d| d.energy_j).sum()
+    }
+
+    /// GPU joules of a window (summed over GPUs); none when any GPU was not measured.
+    pub fn gpu_energy_j(r: &WindowReading) -> Option<f64> {
+        energy_j(r, DeviceKind::Gpu)
+    }
+
+    /// The window's duration, s.
+    pub fn duration_s(r: &WindowReading) -> f64 {
+        r.end_ns.saturating_sub(r.start_ns) as f64 / 1e9
+    }
+
+    /// Whether the user stopped the run (every host call then answers so).
+    pub fn is_interrupted(e: &Error) -> bool {
+        matches!(e, Error::Interrupted)
+    }
+
+    /// A host error in words.
+    pub fn describe(e: &Error) -> String {
+        match e {
+            Error::Unavailable(m) => format!("unavailable: {m}"),
+            Error::Invalid(m) => format!("invalid: {m}"),
+            Error::Denied(m) => format!("denied: {m}"),
+            Error::Interrupted => "interrupted by the user (Ctrl-C)".into(),
+            Error::Failed(m) => m.clone(),
+        }
+    }
+
+    impl From<EnergySource> for energy_star_types::EnergySource {
+        fn from(s: EnergySource) -> Self {
+            use energy_star_types::EnergySource as S;
+            match s {
+                EnergySource::NvmlEnergyCounter => S::NvmlEnergyCounter,
+                EnergySource::NvmlPowerIntegration => S::NvmlPowerIntegration,
+                EnergySource::Rapl => S::Rapl,
+                EnergySource::EstimateTdp => S::EstimateTdp,
+                EnergySource::EstimateDimm => S::EstimateDimm,
+                EnergySource::Unavailable => S::Unavailable,
+            }
+        }
+    }
+
+    impl From<ValidityFlag> for energy_star_types::ValidityFlag {
+        fn from(f: ValidityFlag) -> Self {
+            use energy_star_types::ValidityFlag as F;
+            match f {
+                ValidityFlag::TooShort => F::TooShort,
+                ValidityFlag::ZeroReading => F::ZeroReading,
+                ValidityFlag::CounterReset => F::CounterReset,
+                ValidityFlag::MigWholeGpu => F::MigWholeGpu,
+                ValidityFlag::GapInSamples => F::GapInSamples,
+            }
+        }
+    }
+
+    impl From<DeviceKind> for energy_star_types::DeviceKind {
+        fn from(k: DeviceKind) -> Self {
+            use energy_star_types::DeviceKind as K;
+            match k {
+                DeviceKind::Gpu => K::Gpu,
+                DeviceKind::Cpu => K::Cpu,
+                DeviceKind::Ram => K::Ram,
+            }
+        }
+    }
+
+    impl From<host::inference::FailureKind> for energy_star_types::FailureKind {
+        fn from(k: host::inference::FailureKind) -> Self {
+            use energy_star_types::FailureKind as F;
+            use host::inference::FailureKind as W;
+            match k {
+                W::Connect => F::Connect,
+                W::Timeout => F::Timeout,
+                W::HttpClientError => F::HttpClientError,
+                W::HttpServerError => F::HttpServerError,
+                W::StreamError => F::StreamError,
+                W::MalformedStream => F::MalformedStream,
+                W::TruncatedStream => F::TruncatedStream,
+                W::EmptyResponse => F::EmptyResponse,
+                W::Cancelled => F::Cancelled,
+            }
+        }
+    }
+
+    impl From<host::types::TokenCountSource> for energy_star_types::TokenCountSource {
+        fn from(s: host::types::TokenCountSource) -> Self {
+            use energy_star_types::TokenCountSource as T;
+            use host::types::TokenCountSource as W;
+            match s {
+                W::Engine => T::Engine,
+                W::ServerUsage => T::ServerUsage,
+                W::Tokenizer => T::Tokenizer,
+                W::StreamChunks => T::StreamChunks,
+            }
+        }
+    }
+
+    /// A device's label in reports: `gpu0`, `cpu`, `ram`.
+    pub fn device_label(d: &host::meter::DeviceInfo) -> String {
+        match d.kind {
+            DeviceKind::Gpu => format!("gpu{}", d.index),
+            k => energy_star_types::DeviceKind::from(k).as_str().to_string(),
+        }
     }
 }
 
 /// Units: reports mix kWh, Wh and J; summaries are in Wh.
 pub mod units {
-    pub fn kwh_to_wh(kwh: f64) -> f64 {
-        kwh * 1000.0
-    }
-    pub fn j_to_wh(j: f64) -> f64 {
-        j / 3600.0
-    }
-    pub fn wh_to_j(wh: f64) -> f64 {
-        wh * 3600.0
-    }
+    pub use energy_star_types::units::*;
 }
 
 /// JSON helpers for reading reports and configs.

@@ -145,6 +145,8 @@ struct Shared {
     timing: Mutex<Vec<ChunkTimes>>,
     /// The last request body, for tests of what the client sends.
     last_body: Mutex<Option<Value>>,
+    /// The last request's `X-Request-Id`.
+    last_request_id: Mutex<Option<String>>,
 }
 
 /// A running mock server; stops when dropped.
@@ -174,6 +176,7 @@ impl MockServer {
             counters: Counters::default(),
             timing: Mutex::new(Vec::new()),
             last_body: Mutex::new(None),
+            last_request_id: Mutex::new(None),
         });
         let (tx, rx) = oneshot::channel();
         let s = shared.clone();
@@ -202,6 +205,11 @@ impl MockServer {
     /// The last request body received.
     pub fn last_body(&self) -> Option<Value> {
         self.shared.last_body.lock().ok().and_then(|b| b.clone())
+    }
+
+    /// The last request's `X-Request-Id` header.
+    pub fn last_request_id(&self) -> Option<String> {
+        self.shared.last_request_id.lock().ok().and_then(|b| b.clone())
     }
 }
 
@@ -298,6 +306,30 @@ async fn completion(req: Request<Incoming>, shared: Arc<Shared>, chat: bool, req
     };
     if let Ok(mut last) = shared.last_body.lock() {
         *last = Some(v.clone());
+    }
+    if let Ok(mut last) = shared.last_request_id.lock() {
+        *last = Some(request_id.clone());
+    }
+    // vLLM's chat request fields for reasoning, checked as vLLM's request model types them.
+    if chat {
+        if let Some(effort) = v.get("reasoning_effort")
+            && !matches!(effort.as_str(), Some("low" | "medium" | "high"))
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BadRequestError",
+                &format!("reasoning_effort must be low, medium or high, not {effort}"),
+            );
+        }
+        if let Some(kwargs) = v.get("chat_template_kwargs")
+            && !kwargs.is_object()
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BadRequestError",
+                &format!("chat_template_kwargs must be an object, not {kwargs}"),
+            );
+        }
     }
     let cfg = &shared.config;
     let model = v.get("model").and_then(Value::as_str).unwrap_or("");
@@ -561,6 +593,7 @@ mod tests {
             counters: Counters::default(),
             timing: Mutex::new(Vec::new()),
             last_body: Mutex::new(None),
+            last_request_id: Mutex::new(None),
         });
         for chat in [false, true] {
             let s = Stream {

@@ -1,123 +1,16 @@
-//! Policy shared by the built-in backends, in plain Rust (each backend converts its generated
-//! WIT types into these): what the config asks for, energy arithmetic in kWh with the source
-//! of every figure, and the pieces of the reports.
+//! Policy shared by the built-in backends, on the plugin SDK's types: what an
+//! optimum-benchmark-style config asks for ([`Settings`], with the config key of every
+//! refusal), energy arithmetic in kWh with the source of every figure ([`Energy`],
+//! [`provenance`]), the pieces of the reports, and the run facts the host keeps ([`facts`]).
 
+pub mod facts;
 pub mod serving;
 
+use energy_star_plugin_sdk::backend::host::meter::WindowReading;
+use energy_star_plugin_sdk::backend::host::types::{Device, DeviceKind, Dtype, EnergySource, GpuUse};
+use energy_star_plugin_sdk::backend::{self as sdk, ConfigError};
+use energy_star_plugin_sdk::types::{self as names, J_PER_KWH};
 use serde_json::{Map, Value, json};
-
-/// Conversions from a backend's generated WIT types (`meter`, `inference`) to this crate's
-/// plain ones. The WIT types are generated inside each backend crate, so this expands there:
-/// call `energy_star_backend_common::wit_conversions!();` after `wit_bindgen::generate!`.
-#[macro_export]
-macro_rules! wit_conversions {
-    () => {
-        fn meter_err(e: energy_star::plugin::meter::MeterError) -> String {
-            use energy_star::plugin::meter::MeterError;
-            match e {
-                MeterError::Unavailable(m) | MeterError::Failed(m) => format!("energy meter: {m}"),
-                MeterError::UnknownWindow(id) => format!("energy meter: no window {id}"),
-            }
-        }
-
-        fn inf_err(e: energy_star::plugin::inference::InferenceError) -> String {
-            use energy_star::plugin::inference::InferenceError;
-            match e {
-                InferenceError::Unavailable(m) | InferenceError::Failed(m) => m,
-                InferenceError::Invalid(m) => format!("invalid: {m}"),
-                InferenceError::UnknownEngine(id) => format!("unknown engine {id}"),
-            }
-        }
-
-        fn window(r: energy_star::plugin::meter::WindowReading) -> $crate::Window {
-            use energy_star::plugin::meter::{DeviceKind, EnergySource, ValidityFlag};
-            $crate::Window {
-                name: r.name.clone(),
-                duration_s: r.end_ns.saturating_sub(r.start_ns) as f64 / 1e9,
-                figures: r
-                    .devices
-                    .iter()
-                    .map(|d| $crate::Figure {
-                        device: match d.device.kind {
-                            DeviceKind::Gpu => format!("gpu{}", d.device.index),
-                            DeviceKind::Cpu => "cpu".into(),
-                            DeviceKind::Ram => "ram".into(),
-                        },
-                        kind: match d.device.kind {
-                            DeviceKind::Gpu => $crate::Kind::Gpu,
-                            DeviceKind::Cpu => $crate::Kind::Cpu,
-                            DeviceKind::Ram => $crate::Kind::Ram,
-                        },
-                        energy_j: d.energy_j,
-                        source: match d.source {
-                            EnergySource::NvmlEnergyCounter => "nvml-energy-counter",
-                            EnergySource::NvmlPowerIntegration => "nvml-power-integration",
-                            EnergySource::Rapl => "rapl",
-                            EnergySource::EstimateTdp => "estimate-tdp",
-                            EnergySource::EstimateDimm => "estimate-dimm",
-                            EnergySource::Unavailable => "unavailable",
-                        }
-                        .into(),
-                        flags: d
-                            .validity
-                            .iter()
-                            .map(|f| {
-                                match f {
-                                    ValidityFlag::TooShort => "too-short",
-                                    ValidityFlag::ZeroReading => "zero-reading",
-                                    ValidityFlag::CounterReset => "counter-reset",
-                                    ValidityFlag::MigWholeGpu => "mig-whole-gpu",
-                                    ValidityFlag::GapInSamples => "gap-in-samples",
-                                }
-                                .to_string()
-                            })
-                            .collect(),
-                        power_integrated_j: None,
-                    })
-                    .collect(),
-                warnings: r.warnings,
-            }
-        }
-
-        /// Runs `f` inside a metered window named `name`.
-        fn metered<T>(name: &str, f: impl FnOnce() -> Result<T, String>) -> Result<(T, $crate::Window), String> {
-            let id = energy_star::plugin::meter::begin_window(name).map_err(meter_err)?;
-            let out = f();
-            let reading = energy_star::plugin::meter::end_window(id).map_err(meter_err)?;
-            Ok((out?, window(reading)))
-        }
-    };
-}
-
-/// One device's figure over one window, as the meter gave it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Figure {
-    /// `gpu0`, `cpu`, `ram`.
-    pub device: String,
-    pub kind: Kind,
-    pub energy_j: Option<f64>,
-    pub source: String,
-    pub flags: Vec<String>,
-    pub power_integrated_j: Option<f64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Gpu,
-    Cpu,
-    Ram,
-}
-
-/// A window's reading, reduced to what reports need.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Window {
-    pub name: String,
-    pub duration_s: f64,
-    pub figures: Vec<Figure>,
-    pub warnings: Vec<String>,
-}
-
-const J_PER_KWH: f64 = 3.6e6;
 
 /// Energy by device class in kWh (optimum-benchmark's `Energy`); None where not measured.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -130,20 +23,12 @@ pub struct Energy {
     pub gpu_used: bool,
 }
 
-fn sum_kind(w: &Window, kind: Kind) -> Option<f64> {
-    let figs: Vec<&Figure> = w.figures.iter().filter(|f| f.kind == kind && f.source != "unavailable").collect();
-    if figs.is_empty() {
-        return None;
-    }
-    figs.iter().map(|f| f.energy_j).sum::<Option<f64>>().map(|j| j / J_PER_KWH)
-}
-
 impl Energy {
-    pub fn of(w: &Window, gpu_used: bool) -> Self {
+    pub fn of(w: &WindowReading, gpu_used: bool) -> Self {
         Self {
-            gpu_kwh: sum_kind(w, Kind::Gpu),
-            cpu_kwh: sum_kind(w, Kind::Cpu),
-            ram_kwh: sum_kind(w, Kind::Ram),
+            gpu_kwh: sum_kind(w, DeviceKind::Gpu),
+            cpu_kwh: sum_kind(w, DeviceKind::Cpu),
+            ram_kwh: sum_kind(w, DeviceKind::Ram),
             gpu_used,
         }
     }
@@ -188,6 +73,17 @@ impl Energy {
     }
 }
 
+/// The energy of a kind of device over a window, kWh; devices that could not be metered are
+/// left out, and none when no device of the kind was.
+fn sum_kind(w: &WindowReading, kind: DeviceKind) -> Option<f64> {
+    let figs: Vec<_> =
+        w.devices.iter().filter(|d| d.device.kind == kind && d.source != EnergySource::Unavailable).collect();
+    if figs.is_empty() {
+        return None;
+    }
+    figs.iter().map(|d| d.energy_j).sum::<Option<f64>>().map(|j| j / J_PER_KWH)
+}
+
 /// The `energy` block of an ai_energy_benchmarks report (its CodeCarbon keys) for a window of
 /// `duration_s`. Carbon figures are null: no grid-intensity data, none invented.
 pub fn ai_energy_benchmarks_energy(e: &Energy, duration_s: f64, project: &str) -> Value {
@@ -215,44 +111,48 @@ pub fn ai_energy_benchmarks_energy(e: &Energy, duration_s: f64, project: &str) -
 }
 
 /// The `gpu_stats` block of an ai_energy_benchmarks report: each measured GPU's mean power.
-pub fn ai_energy_benchmarks_gpu_stats(w: &Window) -> Value {
+pub fn ai_energy_benchmarks_gpu_stats(w: &WindowReading) -> Value {
     let mut stats = Map::new();
-    for f in w.figures.iter().filter(|f| f.kind == Kind::Gpu && f.energy_j.is_some()) {
-        stats.insert(
-            format!("gpu_{}", f.device.trim_start_matches("gpu")),
-            json!({"power_draw_w": f.energy_j.map(|j| j / w.duration_s.max(1e-9))}),
-        );
+    let duration_s = sdk::duration_s(w).max(1e-9);
+    for d in w.devices.iter().filter(|d| d.device.kind == DeviceKind::Gpu && d.energy_j.is_some()) {
+        stats.insert(format!("gpu_{}", d.device.index), json!({"power_draw_w": d.energy_j.map(|j| j / duration_s)}));
     }
     Value::Object(stats)
 }
 
+fn source_name(s: EnergySource) -> &'static str {
+    names::EnergySource::from(s).as_str()
+}
+
 /// Where a window's figures came from, for the `energy_star` block beside each phase.
-pub fn provenance(windows: &[&Window]) -> Value {
+pub fn provenance(windows: &[&WindowReading]) -> Value {
     let mut sources = Map::new();
     let mut flags: Vec<String> = Vec::new();
     let mut devices = Vec::new();
     for w in windows {
-        for f in &w.figures {
-            let key = match f.kind {
-                Kind::Gpu => "gpu_source",
-                Kind::Cpu => "cpu_source",
-                Kind::Ram => "ram_source",
+        for d in &w.devices {
+            let key = match d.device.kind {
+                DeviceKind::Gpu => "gpu_source",
+                DeviceKind::Cpu => "cpu_source",
+                DeviceKind::Ram => "ram_source",
             };
-            sources.entry(key.to_string()).or_insert_with(|| json!(f.source));
-            for fl in &f.flags {
-                let tagged = format!("{}:{fl}", f.device);
+            sources.entry(key.to_string()).or_insert_with(|| json!(source_name(d.source)));
+            let label = sdk::device_label(&d.device);
+            let device_flags: Vec<&str> = d.validity.iter().map(|f| names::ValidityFlag::from(*f).as_str()).collect();
+            for fl in &device_flags {
+                let tagged = format!("{label}:{fl}");
                 if !flags.contains(&tagged) {
                     flags.push(tagged);
                 }
             }
-            devices.push(json!({"window": w.name, "device": f.device, "energy_j": f.energy_j, "source": f.source, "flags": f.flags, "power_integrated_j": f.power_integrated_j}));
+            devices.push(json!({"window": w.name, "device": label, "energy_j": d.energy_j, "source": source_name(d.source), "flags": device_flags}));
         }
     }
     let mut out = sources;
     out.insert("flags".into(), json!(flags));
     out.insert(
         "windows".into(),
-        json!(windows.iter().map(|w| json!({"name": w.name, "duration_s": w.duration_s})).collect::<Vec<_>>()),
+        json!(windows.iter().map(|w| json!({"name": w.name, "duration_s": sdk::duration_s(w)})).collect::<Vec<_>>()),
     );
     out.insert("devices".into(), json!(devices));
     Value::Object(out)
@@ -261,12 +161,13 @@ pub fn provenance(windows: &[&Window]) -> Value {
 /// Flags of a measured window that also make a difference of two windows doubtful. A window
 /// too short to time well alone (`too-short`) says nothing about the difference, which covers
 /// the longer window's work.
-const DERIVATION_DOUBTS: &[&str] = &["zero-reading", "counter-reset"];
+const DERIVATION_DOUBTS: &[names::ValidityFlag] =
+    &[names::ValidityFlag::ZeroReading, names::ValidityFlag::CounterReset];
 
 /// Provenance of a derived phase (decode = generate − prefill, per iteration): the windows'
 /// sources and figures, and flags only for what makes the derivation doubtful: a zero reading
 /// or a counter reset in either window, or a negative result, each said in words.
-pub fn derived_provenance(definition: &str, windows: &[&Window], results: &[Energy]) -> Value {
+pub fn derived_provenance(definition: &str, windows: &[&WindowReading], results: &[Energy]) -> Value {
     let mut out = match provenance(windows) {
         Value::Object(m) => m,
         _ => Map::new(),
@@ -278,9 +179,10 @@ pub fn derived_provenance(definition: &str, windows: &[&Window], results: &[Ener
         }
     };
     for w in windows {
-        for f in &w.figures {
-            for fl in f.flags.iter().filter(|fl| DERIVATION_DOUBTS.contains(&fl.as_str())) {
-                push(format!("{}:{fl} in the {} window it is derived from", f.device, w.name));
+        for d in &w.devices {
+            for fl in d.validity.iter().map(|f| names::ValidityFlag::from(*f)).filter(|f| DERIVATION_DOUBTS.contains(f))
+            {
+                push(format!("{}:{fl} in the {} window it is derived from", sdk::device_label(&d.device), w.name));
             }
         }
     }
@@ -305,11 +207,18 @@ pub fn str_at(cfg: &Value, path: &str) -> Option<String> {
     get(cfg, path).and_then(Value::as_str).map(str::to_string)
 }
 
-pub fn int_at(cfg: &Value, path: &str) -> Result<Option<i64>, String> {
+/// A refusal of the config at `key`, as `prepare` returns it.
+pub fn refuse(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { key: Some(key.to_string()), message: message.into() }
+}
+
+pub fn int_at(cfg: &Value, path: &str) -> Result<Option<i64>, ConfigError> {
     match get(cfg, path) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| format!("{path} = {n} must be an integer")),
-        Some(v) => Err(format!("{path} = {v} must be an integer")),
+        Some(Value::Number(n)) => {
+            n.as_i64().map(Some).ok_or_else(|| refuse(path, format!("{path} = {n} must be an integer")))
+        }
+        Some(v) => Err(refuse(path, format!("{path} = {v} must be an integer"))),
     }
 }
 
@@ -347,41 +256,127 @@ pub struct Settings {
     pub notes: Vec<String>,
 }
 
+/// What [`Settings::read`] is told about the backend reading them.
+#[derive(Debug, Clone, Copy)]
+pub struct Reader<'a> {
+    /// The backend's name, for errors.
+    pub backend: &'a str,
+    /// Its default for max/min new tokens when the config sets neither (optimum-benchmark:
+    /// 100; ai_energy_benchmarks' path: 10).
+    pub default_tokens: u32,
+    /// Whether it can run `scenario.reasoning=true` (the server's chat template applies it).
+    pub reasoning: bool,
+}
+
+/// `backend.device_ids` as configs write it: `0`, `"0, 1, 2"`, `[0, 1]`, or null (GPU 0).
+pub fn device_ids(value: Option<&Value>) -> Result<Vec<u32>, ConfigError> {
+    let bad = |v: &Value| refuse("backend.device_ids", format!("backend.device_ids = {v} must be GPU indices"));
+    match value {
+        None | Some(Value::Null) => Ok(vec![0]),
+        Some(v @ Value::Number(n)) => Ok(vec![n.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(|| bad(v))?]),
+        Some(v @ Value::String(s)) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse::<u32>().map_err(|_| bad(v)))
+            .collect(),
+        Some(v @ Value::Array(a)) => {
+            a.iter().map(|x| x.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(|| bad(v))).collect()
+        }
+        Some(v) => Err(bad(v)),
+    }
+}
+
 impl Settings {
-    /// `backend` names the backend in errors; `default_tokens` is its default for max/min new
-    /// tokens when the config sets neither (optimum-benchmark: 100; ai_energy_benchmarks' path: 10).
-    pub fn read(cfg: &Value, backend: &str, default_tokens: u32) -> Result<Self, String> {
+    /// The GPUs a local run uses, or why none.
+    pub fn gpus(&self) -> GpuUse {
+        if self.device.starts_with("cuda") {
+            GpuUse::Gpus(self.device_ids.clone())
+        } else {
+            GpuUse::None(format!("backend.device={}: the run used no GPU", self.device))
+        }
+    }
+
+    /// Whether the run uses a GPU.
+    pub fn gpu_used(&self) -> bool {
+        matches!(self.gpus(), GpuUse::Gpus(_))
+    }
+
+    /// Where the local engine runs.
+    pub fn engine_device(&self) -> Device {
+        if self.gpu_used() { Device::Cuda(self.device_ids.clone()) } else { Device::Cpu }
+    }
+
+    /// The local engine's precision, from `backend.torch_dtype`.
+    pub fn engine_dtype(&self) -> Result<Dtype, ConfigError> {
+        Ok(match self.dtype.as_str() {
+            "auto" => Dtype::Auto,
+            "float32" | "fp32" | "f32" => Dtype::Float32,
+            "bfloat16" | "bf16" => Dtype::Bfloat16,
+            "float16" | "fp16" | "f16" | "half" => Dtype::Float16,
+            other => {
+                return Err(refuse(
+                    "backend.torch_dtype",
+                    format!("backend.torch_dtype = {other:?} must be auto, float32, bfloat16 or float16"),
+                ));
+            }
+        })
+    }
+
+    /// Reads and checks the config; a refusal names the key at fault.
+    pub fn read(cfg: &Value, reader: Reader<'_>) -> Result<Self, ConfigError> {
+        let Reader { backend, default_tokens, reasoning } = reader;
         let mut notes = Vec::new();
         let model = match get(cfg, "backend.model") {
             Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
             None | Some(Value::Null) | Some(Value::String(_)) => {
-                return Err("backend.model is not set; pass backend.model=ORG/NAME or a folder".into());
+                return Err(refuse(
+                    "backend.model",
+                    "backend.model is not set; pass backend.model=ORG/NAME or a folder",
+                ));
             }
             Some(v) => {
-                return Err(format!("backend.model = {v} must be a model id (ORG/NAME) or a folder, as a string"));
+                return Err(refuse(
+                    "backend.model",
+                    format!("backend.model = {v} must be a model id (ORG/NAME) or a folder, as a string"),
+                ));
             }
         };
         if let Some(t) = get(cfg, "backend.task").filter(|v| !v.is_null()) {
             match t.as_str() {
                 Some("text-generation" | "text2text-generation") => {}
                 Some(t) => {
-                    return Err(format!(
-                        "backend.task={t} is not supported by the {backend} backend yet (text-generation is)"
+                    return Err(refuse(
+                        "backend.task",
+                        format!("backend.task={t} is not supported by the {backend} backend yet (text-generation is)"),
                     ));
                 }
-                None => return Err(format!("backend.task = {t} must be a task name such as text-generation")),
+                None => {
+                    return Err(refuse(
+                        "backend.task",
+                        format!("backend.task = {t} must be a task name such as text-generation"),
+                    ));
+                }
             }
         }
-        if bool_at(cfg, "scenario.reasoning") == Some(true) {
-            return Err("scenario.reasoning=true needs the model's chat template, which the local engine does not apply yet; set scenario.reasoning=false".into());
+        if !reasoning && bool_at(cfg, "scenario.reasoning") == Some(true) {
+            return Err(refuse(
+                "scenario.reasoning",
+                format!(
+                    "scenario.reasoning=true needs the model's chat template, which the local engine of the {backend} backend does not apply yet; set scenario.reasoning=false, or run the model on a server with BENCHMARK_BACKEND=vllm"
+                ),
+            ));
         }
         let kw = "scenario.generate_kwargs";
         let max = int_at(cfg, &format!("{kw}.max_new_tokens"))?;
         let min = int_at(cfg, &format!("{kw}.min_new_tokens"))?;
         let (max, min) = match (max, min) {
             (Some(a), Some(b)) if a != b => {
-                return Err(format!(
-                    "{kw}: min_new_tokens ({b}) and max_new_tokens ({a}) differ; optimum-benchmark refuses that (\"non-deterministic behavior\") because it makes energy per token depend on when the model stops"
+                return Err(refuse(
+                    kw,
+                    format!(
+                        "{kw}: min_new_tokens ({b}) and max_new_tokens ({a}) differ; optimum-benchmark refuses that (\"non-deterministic behavior\") because it makes energy per token depend on when the model stops"
+                    ),
                 ));
             }
             (Some(a), _) | (None, Some(a)) => (a, a),
@@ -393,40 +388,43 @@ impl Settings {
             }
         };
         if !(1..=i64::from(u32::MAX)).contains(&max) {
-            return Err(format!("{kw}.max_new_tokens = {max} must be between 1 and {}", u32::MAX));
+            return Err(refuse(
+                &format!("{kw}.max_new_tokens"),
+                format!("{kw}.max_new_tokens = {max} must be between 1 and {}", u32::MAX),
+            ));
         }
         if let Some(b) = int_at(cfg, &format!("{kw}.num_beams"))?
             && b != 1
         {
-            return Err(format!("{kw}.num_beams = {b}: beam search is not supported (greedy or sampling)"));
+            return Err(refuse(
+                &format!("{kw}.num_beams"),
+                format!("{kw}.num_beams = {b}: beam search is not supported (greedy or sampling)"),
+            ));
         }
         let batch_size = int_at(cfg, "scenario.input_shapes.batch_size")?.unwrap_or(1);
         if !(1..=65_536).contains(&batch_size) {
-            return Err(format!("scenario.input_shapes.batch_size = {batch_size} must be between 1 and 65536"));
+            return Err(refuse(
+                "scenario.input_shapes.batch_size",
+                format!("scenario.input_shapes.batch_size = {batch_size} must be between 1 and 65536"),
+            ));
         }
         let num_samples = match int_at(cfg, "scenario.num_samples")? {
             None | Some(-1) => {
                 notes.push("scenario.num_samples is -1: every row of the dataset".into());
                 None
             }
-            Some(n) if n > 0 => Some(u32::try_from(n).map_err(|_| format!("scenario.num_samples = {n} is too large"))?),
-            Some(n) => return Err(format!("scenario.num_samples = {n} must be positive, or -1 for every row")),
-        };
-        let device_ids = match get(cfg, "backend.device_ids") {
-            None | Some(Value::Null) => vec![0],
-            Some(Value::Number(n)) => {
-                vec![n.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or("backend.device_ids must be GPU indices")?]
+            Some(n) if n > 0 => Some(
+                u32::try_from(n)
+                    .map_err(|_| refuse("scenario.num_samples", format!("scenario.num_samples = {n} is too large")))?,
+            ),
+            Some(n) => {
+                return Err(refuse(
+                    "scenario.num_samples",
+                    format!("scenario.num_samples = {n} must be positive, or -1 for every row"),
+                ));
             }
-            Some(Value::String(s)) => s
-                .split(',')
-                .map(|p| p.trim().parse::<u32>().map_err(|_| format!("backend.device_ids = {s:?} must be GPU indices")))
-                .collect::<Result<_, _>>()?,
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|v| v.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or("backend.device_ids must be GPU indices"))
-                .collect::<Result<_, _>>()?,
-            Some(v) => return Err(format!("backend.device_ids = {v} must be GPU indices")),
         };
+        let device_ids = device_ids(get(cfg, "backend.device_ids"))?;
         let f32_at = |p: &str, d: f32| get(cfg, p).and_then(Value::as_f64).map(|x| x as f32).unwrap_or(d);
         Ok(Self {
             name: str_at(cfg, "name").unwrap_or_else(|| "energy_star".into()),
@@ -437,7 +435,7 @@ impl Settings {
             dtype: str_at(cfg, "backend.torch_dtype").unwrap_or_else(|| "auto".into()),
             dataset: str_at(cfg, "scenario.dataset_name")
                 .filter(|d| !d.is_empty())
-                .ok_or("scenario.dataset_name is not set")?,
+                .ok_or_else(|| refuse("scenario.dataset_name", "scenario.dataset_name is not set"))?,
             dataset_config: str_at(cfg, "scenario.dataset_config").unwrap_or_default(),
             split: str_at(cfg, "scenario.dataset_split").unwrap_or_else(|| "train".into()),
             column: str_at(cfg, "scenario.text_column_name").unwrap_or_else(|| "text".into()),
@@ -492,108 +490,4 @@ pub fn phase(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn w(name: &str, gpu: Option<f64>, cpu: f64) -> Window {
-        Window {
-            name: name.into(),
-            duration_s: 10.0,
-            figures: vec![
-                Figure {
-                    device: "gpu0".into(),
-                    kind: Kind::Gpu,
-                    energy_j: gpu,
-                    source: if gpu.is_some() { "nvml-energy-counter".into() } else { "unavailable".into() },
-                    flags: vec![],
-                    power_integrated_j: None,
-                },
-                Figure {
-                    device: "cpu".into(),
-                    kind: Kind::Cpu,
-                    energy_j: Some(cpu),
-                    source: "estimate-tdp".into(),
-                    flags: vec!["too-short".into()],
-                    power_integrated_j: None,
-                },
-            ],
-            warnings: vec![],
-        }
-    }
-
-    #[test]
-    fn energy_arithmetic_as_optimum_does_it() {
-        let g = Energy::of(&w("generate", Some(3.6e6), 3.6e5), true);
-        let p = Energy::of(&w("prefill", Some(1.8e6), 1.8e5), true);
-        assert_eq!(g.gpu_kwh, Some(1.0));
-        assert_eq!(g.total_kwh(), Some(1.1));
-        let d = g.minus(&p);
-        assert_eq!((d.gpu_kwh, d.cpu_kwh), (Some(0.5), Some(0.05)));
-        assert_eq!(Energy::mean(&[g, p]).gpu_kwh, Some(0.75));
-        // No GPU: null, never 0, and the total covers what was measured.
-        let c = Energy::of(&w("cpu-run", None, 3.6e5), false);
-        assert_eq!((c.gpu_kwh, c.total_kwh()), (None, Some(0.1)));
-        assert_eq!(c.minus(&p).gpu_kwh, None);
-        // A GPU run whose GPU figure is missing has no total and no efficiency.
-        let lost = Energy::of(&w("gpu-run", None, 3.6e5), true);
-        assert_eq!(lost.total_kwh(), None);
-        assert!(efficiency(10.0, "tokens/kWh", &lost)["value"].is_null());
-        let e = efficiency(1000.0, "samples/kWh", &g);
-        assert!((e["value"].as_f64().unwrap_or(0.0) - 1000.0 / 1.1).abs() < 1e-9);
-        let prov = provenance(&[&w("prefill", Some(1.0), 1.0)]);
-        assert_eq!(prov["gpu_source"], "nvml-energy-counter");
-        assert_eq!(prov["flags"], json!(["cpu:too-short"]));
-    }
-
-    #[test]
-    fn a_derived_phase_is_flagged_only_for_what_makes_the_difference_doubtful() {
-        let prefill = w("prefill", Some(1.8e6), 1.8e5); // its cpu figure is too-short
-        let mut generate = w("generate", Some(3.6e6), 3.6e5);
-        generate.figures[1].flags.clear();
-        let decode = [Energy::of(&generate, true).minus(&Energy::of(&prefill, true))];
-        let p = derived_provenance("generate - prefill", &[&prefill, &generate], &decode);
-        assert_eq!(p["flags"], json!([]), "a short prefill does not make decode short");
-        assert_eq!(p["derived"], "generate - prefill");
-        generate.figures[0].flags.push("zero-reading".into());
-        let negative = [Energy::of(&prefill, true).minus(&Energy::of(&generate, true))];
-        let p = derived_provenance("generate - prefill", &[&prefill, &generate], &negative);
-        assert_eq!(
-            p["flags"],
-            json!([
-                "gpu0:zero-reading in the generate window it is derived from",
-                "gpu:negative-derived-value in iteration 0 (generate - prefill came out below zero)",
-                "cpu:negative-derived-value in iteration 0 (generate - prefill came out below zero)"
-            ])
-        );
-    }
-
-    #[test]
-    fn settings_follow_optimum_benchmark_rules() {
-        let cfg = json!({"name": "t", "backend": {"model": "m", "device": "cpu", "device_ids": "0, 1"},
-            "scenario": {"dataset_name": "d", "num_samples": 8, "input_shapes": {"batch_size": 4}, "generate_kwargs": {"max_new_tokens": 12}}});
-        let s = Settings::read(&cfg, "optimum", 100).expect("settings");
-        assert_eq!((s.max_new_tokens, s.min_new_tokens, s.batch_size, s.num_samples), (12, 12, 4, Some(8)));
-        assert_eq!(s.device_ids, vec![0, 1]);
-        let mut bad = cfg.clone();
-        bad["scenario"]["generate_kwargs"]["min_new_tokens"] = json!(5);
-        assert!(Settings::read(&bad, "optimum", 100).unwrap_err().contains("differ"));
-        let mut bad = cfg.clone();
-        bad["scenario"]["input_shapes"]["batch_size"] = json!(0);
-        assert!(Settings::read(&bad, "optimum", 100).unwrap_err().contains("batch_size = 0"));
-        bad["scenario"]["input_shapes"]["batch_size"] = json!(4_294_967_296u64);
-        assert!(Settings::read(&bad, "optimum", 100).is_err(), "no silent truncation to 0");
-        let mut bad = cfg.clone();
-        bad["backend"]["model"] = Value::Null;
-        assert!(Settings::read(&bad, "optimum", 100).unwrap_err().contains("backend.model is not set"));
-        bad["backend"]["model"] = json!([1, 2]);
-        let err = Settings::read(&bad, "optimum", 100).unwrap_err();
-        assert!(err.contains("backend.model = [1,2] must be a model id") && !err.contains("not set"), "{err}");
-        let mut bad = cfg.clone();
-        bad["backend"]["task"] = json!("image-classification");
-        let err = Settings::read(&bad, "vllm", 100).unwrap_err();
-        assert!(err.contains("not supported by the vllm backend") && !err.contains("local engine"), "{err}");
-        let mut none = cfg;
-        none["scenario"]["generate_kwargs"] = json!({});
-        assert_eq!(Settings::read(&none, "optimum", 100).expect("default").max_new_tokens, 100);
-    }
-}
+mod tests;

@@ -68,44 +68,93 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 
-/// mean, median, std, p90, p99 of `values` as `{stat}_{name}_ms` fields (null when empty).
-pub fn stats_ms(out: &mut Map<String, Value>, name: &str, values_ms: &[f64]) {
-    let mut v: Vec<f64> = values_ms.iter().copied().filter(|x| x.is_finite()).collect();
-    v.sort_by(f64::total_cmp);
-    let keys = ["mean", "median", "std", "p90", "p99"];
-    if v.is_empty() {
-        for k in keys {
-            out.insert(format!("{k}_{name}_ms"), Value::Null);
-        }
-        return;
-    }
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
-    out.insert(format!("mean_{name}_ms"), json!(mean));
-    out.insert(format!("median_{name}_ms"), json!(percentile(&v, 50.0)));
-    out.insert(format!("std_{name}_ms"), json!(std));
-    out.insert(format!("p90_{name}_ms"), json!(percentile(&v, 90.0)));
-    out.insert(format!("p99_{name}_ms"), json!(percentile(&v, 99.0)));
+/// mean, median, std, p90 and p99 of a sample, ms; none for an empty one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    pub mean: f64,
+    pub median: f64,
+    pub std: f64,
+    pub p90: f64,
+    pub p99: f64,
 }
 
-/// `vllm bench serve`'s result fields over `reqs` and a run of `duration_s`.
-pub fn metrics(reqs: &[Req], duration_s: f64, peak_concurrency: u32) -> Map<String, Value> {
+impl Stats {
+    /// Over the finite values; none when there are none.
+    pub fn of(values_ms: &[f64]) -> Option<Self> {
+        let mut v: Vec<f64> = values_ms.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+        Some(Self { mean, median: percentile(&v, 50.0), std, p90: percentile(&v, 90.0), p99: percentile(&v, 99.0) })
+    }
+
+    /// The `{stat}_{name}_ms` fields of `vllm bench serve` (null when there is no sample).
+    fn insert(stats: Option<Self>, out: &mut Map<String, Value>, name: &str) {
+        let values = stats.map(|s| [s.mean, s.median, s.std, s.p90, s.p99]);
+        for (i, k) in ["mean", "median", "std", "p90", "p99"].iter().enumerate() {
+            out.insert(format!("{k}_{name}_ms"), json!(values.map(|v| v[i])));
+        }
+    }
+}
+
+/// `vllm bench serve`'s result fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServingMetrics {
+    pub duration_s: f64,
+    pub completed: u64,
+    pub failed: u64,
+    pub total_input_tokens: u64,
+    pub total_output_tokens: u64,
+    /// Per second of the run; none for a run of no duration.
+    pub request_throughput: Option<f64>,
+    pub output_throughput: Option<f64>,
+    pub total_token_throughput: Option<f64>,
+    pub max_output_tokens_per_s: f64,
+    pub max_concurrent_requests: u32,
+    pub ttft: Option<Stats>,
+    pub tpot: Option<Stats>,
+    pub itl: Option<Stats>,
+    pub e2el: Option<Stats>,
+    pub client_queue: Option<Stats>,
+}
+
+impl ServingMetrics {
+    /// The metrics as `vllm bench serve` names them.
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("duration".into(), json!(self.duration_s));
+        m.insert("completed".into(), json!(self.completed));
+        m.insert("failed".into(), json!(self.failed));
+        m.insert("total_input_tokens".into(), json!(self.total_input_tokens));
+        m.insert("total_output_tokens".into(), json!(self.total_output_tokens));
+        m.insert("request_throughput".into(), json!(self.request_throughput));
+        m.insert("output_throughput".into(), json!(self.output_throughput));
+        m.insert("total_token_throughput".into(), json!(self.total_token_throughput));
+        m.insert("max_output_tokens_per_s".into(), json!(self.max_output_tokens_per_s));
+        m.insert("max_concurrent_requests".into(), json!(self.max_concurrent_requests));
+        for (name, stats) in [
+            ("ttft", self.ttft),
+            ("tpot", self.tpot),
+            ("itl", self.itl),
+            ("e2el", self.e2el),
+            ("client_queue", self.client_queue),
+        ] {
+            Stats::insert(stats, &mut m, name);
+        }
+        m
+    }
+}
+
+/// `vllm bench serve`'s metrics over `reqs` and a run of `duration_s`.
+pub fn metrics(reqs: &[Req], duration_s: f64, peak_concurrency: u32) -> ServingMetrics {
     let ok: Vec<&Req> = reqs.iter().filter(|r| r.ok()).collect();
     let total_in: u64 = ok.iter().map(|r| r.input_tokens).sum();
     let total_out: u64 = ok.iter().map(|r| r.output_tokens).sum();
-    let per_s = |x: f64| if duration_s > 0.0 { json!(x / duration_s) } else { Value::Null };
-    let mut m = Map::new();
-    m.insert("duration".into(), json!(duration_s));
-    m.insert("completed".into(), json!(ok.len()));
-    m.insert("failed".into(), json!(reqs.len() - ok.len()));
-    m.insert("total_input_tokens".into(), json!(total_in));
-    m.insert("total_output_tokens".into(), json!(total_out));
-    m.insert("request_throughput".into(), per_s(ok.len() as f64));
-    m.insert("output_throughput".into(), per_s(total_out as f64));
-    m.insert("total_token_throughput".into(), per_s((total_in + total_out) as f64));
-    m.insert("max_output_tokens_per_s".into(), json!(max_tokens_per_s(&ok)));
-    m.insert("max_concurrent_requests".into(), json!(peak_concurrency));
+    let per_s = |x: f64| (duration_s > 0.0).then(|| x / duration_s);
     let ms = |ns: u64| ns as f64 / 1e6;
     let ttft: Vec<f64> = ok.iter().filter_map(|r| r.ttft_ns.map(ms)).collect();
     let tpot: Vec<f64> = ok
@@ -116,12 +165,23 @@ pub fn metrics(reqs: &[Req], duration_s: f64, peak_concurrency: u32) -> Map<Stri
     let itl: Vec<f64> = ok.iter().flat_map(|r| r.itl_ns.iter().map(|g| ms(*g))).collect();
     let e2el: Vec<f64> = ok.iter().map(|r| ms(r.e2e_ns)).collect();
     let queue: Vec<f64> = ok.iter().map(|r| ms(r.queue_ns)).collect();
-    stats_ms(&mut m, "ttft", &ttft);
-    stats_ms(&mut m, "tpot", &tpot);
-    stats_ms(&mut m, "itl", &itl);
-    stats_ms(&mut m, "e2el", &e2el);
-    stats_ms(&mut m, "client_queue", &queue);
-    m
+    ServingMetrics {
+        duration_s,
+        completed: ok.len() as u64,
+        failed: (reqs.len() - ok.len()) as u64,
+        total_input_tokens: total_in,
+        total_output_tokens: total_out,
+        request_throughput: per_s(ok.len() as f64),
+        output_throughput: per_s(total_out as f64),
+        total_token_throughput: per_s((total_in + total_out) as f64),
+        max_output_tokens_per_s: max_tokens_per_s(&ok),
+        max_concurrent_requests: peak_concurrency,
+        ttft: Stats::of(&ttft),
+        tpot: Stats::of(&tpot),
+        itl: Stats::of(&itl),
+        e2el: Stats::of(&e2el),
+        client_queue: Stats::of(&queue),
+    }
 }
 
 /// Output tokens in the busiest whole second since the first request (vLLM's 1 s buckets).
@@ -201,6 +261,8 @@ pub struct ServingConfig {
     /// ML.ENERGY's `max_num_seqs` for the steady state; None: the profile's cap, else the
     /// observed peak concurrency.
     pub steady_state_concurrency: Option<u32>,
+    /// Ask for token usage in the stream (`stream_options`); off for servers that refuse it.
+    pub stream_usage: bool,
 }
 
 fn num(cfg: &Value, path: &str, default: f64) -> Result<f64, String> {
@@ -215,14 +277,23 @@ fn num(cfg: &Value, path: &str, default: f64) -> Result<f64, String> {
 }
 
 fn count(cfg: &Value, path: &str, default: Option<u32>) -> Result<Option<u32>, String> {
-    match crate::int_at(cfg, path)? {
+    match crate::int_at(cfg, path).map_err(|e| e.message)? {
         None => Ok(default),
         Some(n) => u32::try_from(n).map(Some).map_err(|_| format!("{path} = {n} must be between 0 and {}", u32::MAX)),
     }
 }
 
 impl ServingConfig {
-    pub fn read(cfg: &Value) -> Result<Self, String> {
+    /// Reads and checks the `serving` section; a refusal names the key at fault.
+    pub fn read(cfg: &Value) -> Result<Self, crate::ConfigError> {
+        Self::read_checked(cfg).map_err(|message| {
+            // Every message here starts with the key it is about.
+            let key = message.split([' ', '=']).next().unwrap_or("serving").trim_end_matches(':').to_string();
+            crate::ConfigError { key: Some(key), message }
+        })
+    }
+
+    fn read_checked(cfg: &Value) -> Result<Self, String> {
         let p = "serving";
         let api = crate::str_at(cfg, &format!("{p}.api")).unwrap_or_else(|| "completions".into());
         if !matches!(api.as_str(), "completions" | "chat") {
@@ -248,9 +319,9 @@ impl ServingConfig {
         if max_concurrency == Some(0) {
             return Err(format!("{p}.max_concurrency must be at least 1, or null"));
         }
-        let seed = match crate::int_at(cfg, &format!("{p}.seed"))? {
+        let seed = match crate::int_at(cfg, &format!("{p}.seed")).map_err(|e| e.message)? {
             Some(s) => s as u64,
-            None => crate::int_at(cfg, "backend.seed")?.unwrap_or(42) as u64,
+            None => crate::int_at(cfg, "backend.seed").map_err(|e| e.message)?.unwrap_or(42) as u64,
         };
         let secs = |k: &str, d: f64| -> Result<f64, String> {
             let v = num(cfg, &format!("{p}.{k}"), d)?;
@@ -282,6 +353,11 @@ impl ServingConfig {
             max_failed_fraction,
             drain_timeout_s: secs("drain_timeout_s", 30.0)?,
             steady_state_concurrency: count(cfg, &format!("{p}.steady_state_concurrency"), None)?.filter(|n| *n > 0),
+            stream_usage: match crate::get(cfg, &format!("{p}.stream_usage")) {
+                None | Some(Value::Null) => true,
+                Some(Value::Bool(b)) => *b,
+                Some(v) => return Err(format!("{p}.stream_usage = {v} must be true or false")),
+            },
         })
     }
 
@@ -359,7 +435,12 @@ mod tests {
             (json!({"serving": {"max_duration_s": "soon"}}), "must be a number"),
         ] {
             let e = ServingConfig::read(&bad).unwrap_err();
-            assert!(e.contains(says), "{bad}: {e}");
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+            assert!(
+                e.key.as_deref().is_some_and(|k| k.starts_with("serving.") && bad.to_string().contains(&k[8..])),
+                "{bad}: {:?}",
+                e.key
+            );
         }
     }
 
@@ -378,7 +459,7 @@ mod tests {
         // Two requests over a 1 s run: TTFT 100 and 300 ms; gaps 10, 20 and 30 ms.
         let mut reqs = vec![req(0, 0, 100, &[10, 20], 3), req(1, 0, 300, &[30], 2)];
         reqs.push(Req { index: 2, failure: Some("http-5xx".into()), ..Req::default() });
-        let m = metrics(&reqs, 1.0, 2);
+        let m = metrics(&reqs, 1.0, 2).to_json();
         assert_eq!(m["completed"], 2);
         assert_eq!(m["failed"], 1);
         assert_eq!(m["total_output_tokens"], 5);

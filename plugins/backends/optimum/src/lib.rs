@@ -9,25 +9,36 @@
 //! With `scenario.iterations` > 1 the two passes repeat; each phase reports the mean and its
 //! `measures`. Efficiency is volume per kWh of total energy, as optimum computes it.
 //!
+//! A run stopped part-way (Ctrl-C, a failure after the first phase) still reports: the phases
+//! finished, the one that was cut short with its energy up to then (in `energy_star`, never as
+//! a phase of its own), marked incomplete.
+//!
 //! One difference: the model is loaded before the dataset is tokenized (optimum loads a
 //! separate tokenizer first); the report keeps optimum's key order.
 
-wit_bindgen::generate!({
-    path: "../../../wit/energy-star-plugin@0.1.0",
-    world: "backend-plugin",
-});
-
-use energy_star::plugin::{datasets, inference, log, meter, results};
-use energy_star_backend_common::{Energy, Settings, Window, derived_provenance, efficiency, phase, provenance};
-use exports::energy_star::plugin::backend::{BackendInfo, Guest, RunOutput, RunRequest};
+use energy_star_backend_common::{Energy, Reader, Settings, derived_provenance, efficiency, facts, phase, provenance};
+use energy_star_plugin_sdk::backend::host::inference::{self, GenerationParams, LocalEngine, LocalEngineSpec};
+use energy_star_plugin_sdk::backend::host::meter::WindowReading;
+use energy_star_plugin_sdk::backend::host::types::Error;
+use energy_star_plugin_sdk::backend::host::{datasets, log, meter, results};
+use energy_star_plugin_sdk::backend::{
+    self as sdk, BackendInfo, ConfigError, Guest, PrepareRequest, RunFacts, RunOutput, RunPlan, RunRequest, TokenCounts,
+};
 use serde_json::{Value, json};
 
 struct Optimum;
 
-energy_star_backend_common::wit_conversions!();
+const READER: Reader<'static> = Reader { backend: "optimum", default_tokens: 100, reasoning: false };
 
-fn params(max: u32, min: u32, s: &Settings) -> inference::GenerationParams {
-    inference::GenerationParams {
+fn settings(config_json: &str) -> Result<(Value, Settings), ConfigError> {
+    let cfg: Value = serde_json::from_str(config_json)
+        .map_err(|e| ConfigError { key: None, message: format!("config is not JSON: {e}") })?;
+    let s = Settings::read(&cfg, READER)?;
+    Ok((cfg, s))
+}
+
+fn params(max: u32, min: u32, s: &Settings) -> GenerationParams {
+    GenerationParams {
         max_new_tokens: max,
         min_new_tokens: min,
         ignore_eos: false,
@@ -39,28 +50,323 @@ fn params(max: u32, min: u32, s: &Settings) -> inference::GenerationParams {
     }
 }
 
-/// One pass over every batch; returns (prompt tokens, new tokens, seconds in the engine).
-fn pass(
-    engine: u64,
-    batches: &[Vec<String>],
-    p: &inference::GenerationParams,
-    label: &str,
-    total: u64,
-) -> Result<(u64, u64, f64), String> {
-    let (mut input, mut output, mut ns) = (0u64, 0u64, 0u64);
+/// What one pass over every batch processed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pass {
+    input_tokens: u64,
+    new_tokens: u64,
+    engine_s: f64,
+}
+
+/// One pass over every batch.
+fn pass(engine: &LocalEngine, batches: &[Vec<String>], p: GenerationParams, label: &str) -> Result<Pass, Error> {
+    let total: u64 = batches.iter().map(|b| b.len() as u64).sum();
+    let mut out = Pass::default();
     let mut done = 0u64;
-    log::progress(label, 0, total, "samples");
+    log::progress(label, 0, Some(total), "samples");
+    let mut ns = 0u64;
     for b in batches {
-        let out = inference::generate_batch(engine, b, *p).map_err(inf_err)?;
-        ns += out.prefill_ns.unwrap_or(0) + out.decode_step_ns.iter().sum::<u64>();
-        for r in &out.requests {
-            input += u64::from(r.input_tokens);
-            output += u64::from(r.output_tokens);
+        let r = engine.generate_batch(b, p)?;
+        ns += r.prefill_ns + r.decode_step_ns.iter().sum::<u64>();
+        for req in &r.requests {
+            out.input_tokens += u64::from(req.input_tokens);
+            out.new_tokens += u64::from(req.output_tokens);
         }
         done += b.len() as u64;
-        log::progress(label, done, total, "samples");
+        log::progress(label, done, Some(total), "samples");
     }
-    Ok((input, output, ns as f64 / 1e9))
+    out.engine_s = ns as f64 / 1e9;
+    Ok(out)
+}
+
+/// Why the run stopped before its end, and the phase it stopped in (with what that phase's
+/// window read up to then).
+struct Stop {
+    phase: String,
+    reading: Option<WindowReading>,
+    reason: String,
+}
+
+impl Stop {
+    fn new(phase: &str, reading: Option<WindowReading>, e: &Error) -> Self {
+        let reason = if sdk::is_interrupted(e) {
+            format!("interrupted by the user (Ctrl-C) during {phase}")
+        } else {
+            format!("{phase} failed: {}", sdk::describe(e))
+        };
+        Self { phase: phase.to_string(), reading, reason }
+    }
+}
+
+/// Everything measured so far; the report and the facts are built from it however the run
+/// ended.
+#[derive(Default)]
+struct Measured {
+    load_dataset: Option<WindowReading>,
+    load_model: Option<WindowReading>,
+    preprocess: Option<WindowReading>,
+    samples: u64,
+    input_tokens: u64,
+    engine_notes: Vec<String>,
+    prefills: Vec<(WindowReading, Pass)>,
+    generates: Vec<(WindowReading, Pass)>,
+}
+
+/// A metered step: its result, or where the run stopped.
+fn step<T>(name: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<(T, WindowReading), Stop> {
+    log::log(log::Level::Info, &format!("phase {name}"));
+    let m = sdk::metered(name, f).map_err(|e| Stop::new(name, None, &e))?;
+    match m.result {
+        Ok(v) => Ok((v, m.reading)),
+        Err(e) => Err(Stop::new(name, Some(m.reading), &e)),
+    }
+}
+
+/// Runs the scenario's phases, recording each into `m` as it finishes.
+fn work(s: &Settings, m: &mut Measured) -> Result<(), Stop> {
+    let (rows, w) = step("load_dataset", || {
+        datasets::load(&datasets::DatasetSpec {
+            name: s.dataset.clone(),
+            config: Some(s.dataset_config.clone()).filter(|c| !c.is_empty()),
+            split: Some(s.split.clone()),
+            columns: vec![s.column.clone()],
+            num_samples: None,
+        })
+    })?;
+    m.load_dataset = Some(w);
+    let device = s.engine_device();
+    let dtype = s.engine_dtype().map_err(|e| Stop { phase: "load_model".into(), reading: None, reason: e.message })?;
+    let (engine, w) = step("load_model", || {
+        inference::open_local_engine(&LocalEngineSpec {
+            model: s.model.clone(),
+            device,
+            dtype,
+            processor: s.processor.clone(),
+        })
+    })?;
+    m.load_model = Some(w);
+    m.engine_notes = engine.describe().notes;
+
+    // preprocess_dataset: prefix, drop empty rows when batches are single prompts (as
+    // optimum does), select num_samples, tokenize.
+    let mut prompts: Vec<String> =
+        rows.rows.iter().map(|r| format!("{}{}", s.prefix, r.first().cloned().unwrap_or_default())).collect();
+    if s.batch_size == 1 {
+        prompts.retain(|p| !p.trim().is_empty());
+    }
+    if let Some(n) = s.num_samples {
+        if prompts.len() < n as usize {
+            return Err(Stop {
+                phase: "preprocess_dataset".into(),
+                reading: None,
+                reason: format!(
+                    "dataset {} has {} usable rows; scenario.num_samples asks for {n}",
+                    s.dataset,
+                    prompts.len()
+                ),
+            });
+        }
+        prompts.truncate(n as usize);
+    }
+    if prompts.is_empty() {
+        return Err(Stop {
+            phase: "preprocess_dataset".into(),
+            reading: None,
+            reason: format!("dataset {} has no prompts in column {}", s.dataset, s.column),
+        });
+    }
+    let (tokens, w) = step("preprocess_dataset", || {
+        let mut tokens = 0u64;
+        for p in &prompts {
+            tokens += engine.tokenize(p, true)?.len() as u64;
+        }
+        Ok(tokens)
+    })?;
+    m.preprocess = Some(w);
+    m.input_tokens = tokens;
+    m.samples = prompts.len() as u64;
+    let batches: Vec<Vec<String>> = prompts.chunks(s.batch_size as usize).map(<[String]>::to_vec).collect();
+
+    // Warmup, not metered: one full generate, then warmup_runs of 2 tokens.
+    let unmetered = |e: Error| Stop::new("warmup", None, &e);
+    let first = vec![batches[0].clone()];
+    pass(&engine, &first, params(s.max_new_tokens, s.min_new_tokens, s), "warmup").map_err(unmetered)?;
+    for _ in 0..s.warmup_runs {
+        engine.generate_batch(&first[0], params(2, 2, s)).map_err(unmetered)?;
+    }
+
+    for it in 0..s.iterations {
+        let suffix = if s.iterations > 1 { format!("_{it}") } else { String::new() };
+        let (p, w) = step(&format!("prefill{suffix}"), || pass(&engine, &batches, params(1, 1, s), "prefill"))?;
+        m.prefills.push((w, p));
+        let full = params(s.max_new_tokens, s.min_new_tokens, s);
+        let (g, w) = step(&format!("generate{suffix}"), || pass(&engine, &batches, full, "generate"))?;
+        m.generates.push((w, g));
+    }
+    Ok(())
+}
+
+/// Adds a window's notes to the run's warnings, once each.
+fn note_warnings(warnings: &mut Vec<String>, w: &WindowReading) {
+    for msg in &w.warnings {
+        if !warnings.contains(msg) {
+            warnings.push(msg.clone());
+        }
+    }
+}
+
+/// The report, its config and the facts, from what was measured.
+fn build(s: &Settings, cfg: &Value, m: &Measured, stop: Option<&Stop>) -> (Value, Value, RunFacts) {
+    let gpu_used = s.gpu_used();
+    let mut facts = facts::empty(s.gpus());
+    let mut report = serde_json::Map::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let n = m.samples;
+    if let Some(w) = &m.load_dataset {
+        note_warnings(&mut warnings, w);
+        report.insert("load_dataset".into(), phase(Some(&Energy::of(w, gpu_used)), None, None, Some(provenance(&[w]))));
+        facts.phases.push(facts::measured("load_dataset", &[w], None, true));
+    }
+    if let Some(w) = &m.preprocess {
+        note_warnings(&mut warnings, w);
+        let e = Energy::of(w, gpu_used);
+        let eff = efficiency(n as f64, "samples/kWh", &e);
+        report.insert("preprocess_dataset".into(), phase(Some(&e), Some(eff), None, Some(provenance(&[w]))));
+        facts.phases.push(facts::measured("preprocess_dataset", &[w], Some(facts::volume(n, "samples")), true));
+    }
+    if let Some(w) = &m.load_model {
+        note_warnings(&mut warnings, w);
+        report.insert("load_model".into(), phase(Some(&Energy::of(w, gpu_used)), None, None, Some(provenance(&[w]))));
+        facts.phases.push(facts::measured("load_model", &[w], None, true));
+    }
+    // Iterations count where their windows finished: prefill over every finished prefill,
+    // decode over the iterations whose generate finished too.
+    let prefills: Vec<&WindowReading> = m.prefills.iter().map(|(w, _)| w).collect();
+    let generates: Vec<&WindowReading> = m.generates.iter().map(|(w, _)| w).collect();
+    let measures = |v: &[Energy]| if s.iterations > 1 { Some(v.to_vec()) } else { None };
+    if !prefills.is_empty() {
+        let e_prefill: Vec<Energy> = prefills.iter().map(|w| Energy::of(w, gpu_used)).collect();
+        let prefill = Energy::mean(&e_prefill);
+        for w in &prefills {
+            note_warnings(&mut warnings, w);
+        }
+        report.insert(
+            "prefill".into(),
+            phase(
+                Some(&prefill),
+                Some(efficiency(n as f64, "samples/kWh", &prefill)),
+                measures(&e_prefill),
+                Some(provenance(&prefills)),
+            ),
+        );
+        facts.phases.push(facts::measured("prefill", &prefills, Some(facts::volume(n, "samples")), true));
+    }
+    if !generates.is_empty() {
+        let e_decode: Vec<Energy> = generates
+            .iter()
+            .zip(&prefills)
+            .map(|(g, p)| Energy::of(g, gpu_used).minus(&Energy::of(p, gpu_used)))
+            .collect();
+        let decode = Energy::mean(&e_decode);
+        for (i, d) in e_decode.iter().enumerate() {
+            for (dev, v) in [("gpu", d.gpu_kwh), ("cpu", d.cpu_kwh), ("ram", d.ram_kwh)] {
+                if v.is_some_and(|v| v < 0.0) {
+                    warnings.push(format!(
+                        "decode {dev} energy of iteration {i} is negative (generate read less than prefill): kept as measured, not hidden"
+                    ));
+                }
+            }
+        }
+        for w in &generates {
+            note_warnings(&mut warnings, w);
+        }
+        let decode_tokens = n * u64::from(s.max_new_tokens.saturating_sub(1));
+        let paired: Vec<&WindowReading> =
+            prefills.iter().take(generates.len()).chain(generates.iter()).copied().collect();
+        report.insert(
+            "decode".into(),
+            phase(
+                Some(&decode),
+                Some(efficiency(decode_tokens as f64, "tokens/kWh", &decode)),
+                measures(&e_decode),
+                Some(derived_provenance("generate - prefill", &paired, &e_decode)),
+            ),
+        );
+        facts.phases.push(facts::derived(
+            "decode",
+            &paired,
+            "generate − prefill, component by component, per iteration (optimum-benchmark's definition), then the mean",
+            Some(facts::volume(decode_tokens, "tokens")),
+        ));
+        let new_tokens = m.generates.last().map(|(_, g)| g.new_tokens).unwrap_or(0);
+        facts.tokens = Some(TokenCounts {
+            input: m.input_tokens,
+            output: new_tokens,
+            source: energy_star_plugin_sdk::backend::host::types::TokenCountSource::Engine,
+        });
+        facts.requests =
+            Some(energy_star_plugin_sdk::backend::RequestCounts { total: n, succeeded: n, failed: 0, not_sent: 0 });
+        facts.workload_ns = generates.last().map(|w| w.end_ns.saturating_sub(w.start_ns));
+    }
+    let interrupted = stop.map(|st| {
+        let reading = st.reading.as_ref();
+        if let Some(w) = reading {
+            facts.phases.push(facts::measured(&st.phase, &[w], None, false));
+        }
+        facts.incomplete_reasons.push(st.reason.clone());
+        json!({
+            "phase": st.phase,
+            "reason": st.reason,
+            "flags": ["interrupted"],
+            "energy": reading.map(|w| Energy::of(w, gpu_used).to_json()),
+            "duration_s": reading.map(sdk::duration_s),
+            "provenance": reading.map(|w| provenance(&[w])),
+            "note": "the phase was cut short: its energy covers only part of its work and is not counted as a phase",
+        })
+    });
+    let timings: Vec<Value> = m
+        .prefills
+        .iter()
+        .zip(m.generates.iter().map(Some).chain(std::iter::repeat(None)))
+        .map(|((_, p), g)| {
+            json!({
+                "prefill": {"engine_s": p.engine_s, "input_tokens": p.input_tokens, "new_tokens": p.new_tokens},
+                "generate": g.map(|(_, g)| json!({"engine_s": g.engine_s, "input_tokens": g.input_tokens, "new_tokens": g.new_tokens})),
+            })
+        })
+        .collect();
+    facts.warnings = warnings.clone();
+    report.insert(
+        "energy_star".into(),
+        json!({
+            "backend": "optimum",
+            "scenario": "energy_star",
+            "model": s.model,
+            "engine": m.engine_notes,
+            "device": s.device,
+            "num_samples": n,
+            "batch_size": s.batch_size,
+            "input_tokens": m.input_tokens,
+            "new_tokens_per_sample": s.max_new_tokens,
+            "iterations": s.iterations,
+            "timings": timings,
+            "decode_is": "generate - prefill, component by component (optimum-benchmark's definition)",
+            "complete": stop.is_none(),
+            "interrupted_phase": interrupted,
+            "notes": s.notes,
+            "warnings": warnings,
+        }),
+    );
+    let config = json!({
+        "name": s.name,
+        "backend": cfg.get("backend"),
+        "scenario": cfg.get("scenario"),
+        "launcher": cfg.get("launcher"),
+        "environment": {"energy_star_backend": "optimum", "energy_star_backend_version": env!("CARGO_PKG_VERSION"), "engine": m.engine_notes, "model": s.model},
+        "print_report": cfg.get("print_report"),
+        "log_report": cfg.get("log_report"),
+    });
+    (Value::Object(report), config, facts)
 }
 
 impl Guest for Optimum {
@@ -74,191 +380,49 @@ impl Guest for Optimum {
         }
     }
 
+    fn prepare(req: PrepareRequest) -> Result<RunPlan, ConfigError> {
+        let (_, s) = settings(&req.config_json)?;
+        s.engine_dtype()?;
+        Ok(RunPlan {
+            models: std::iter::once(s.model.clone()).chain(s.processor.clone()).collect(),
+            datasets: vec![s.dataset.clone()],
+            endpoints: Vec::new(),
+            gpus: s.gpus(),
+            report_format: "optimum".into(),
+            notes: s.notes.clone(),
+        })
+    }
+
     fn run(req: RunRequest) -> Result<RunOutput, String> {
-        let cfg: Value = serde_json::from_str(&req.config_json).map_err(|e| format!("config is not JSON: {e}"))?;
-        let s = Settings::read(&cfg, "optimum", 100)?;
+        let (cfg, s) = settings(&req.config_json).map_err(|e| e.message)?;
         for n in &s.notes {
             log::log(log::Level::Info, n);
         }
         log::log(log::Level::Info, &format!("model {} on {} ({}), dataset {}", s.model, s.device, s.dtype, s.dataset));
-        let devices = meter::devices().map_err(meter_err)?;
-        let gpu_used = s.device.starts_with("cuda");
-
-        // load_dataset: read the rows.
-        let (rows, w_load_dataset) = metered("load_dataset", || {
-            datasets::load(&datasets::DatasetSpec {
-                name: s.dataset.clone(),
-                config: s.dataset_config.clone(),
-                split: s.split.clone(),
-                columns: vec![s.column.clone()],
-                num_samples: None,
-            })
-        })?;
-
-        // load_model.
-        let (engine, w_load_model) = metered("load_model", || {
-            inference::open_engine(&inference::EngineSpec::Local(inference::LocalEngineSpec {
-                model: s.model.clone(),
-                device: s.device.clone(),
-                device_ids: s.device_ids.clone(),
-                dtype: s.dtype.clone(),
-                processor: s.processor.clone(),
-            }))
-            .map_err(inf_err)
-        })?;
-        let info = inference::describe_engine(engine).map_err(inf_err)?;
-
-        // preprocess_dataset: prefix, drop empty rows when batches are single prompts (as
-        // optimum does), select num_samples, tokenize.
-        let ((prompts, input_tokens), w_preprocess) = metered("preprocess_dataset", || {
-            let mut prompts: Vec<String> =
-                rows.rows.iter().map(|r| format!("{}{}", s.prefix, r.first().cloned().unwrap_or_default())).collect();
-            if s.batch_size == 1 {
-                prompts.retain(|p| !p.trim().is_empty());
-            }
-            if let Some(n) = s.num_samples {
-                if prompts.len() < n as usize {
-                    return Err(format!(
-                        "dataset {} has {} usable rows; scenario.num_samples asks for {n}",
-                        s.dataset,
-                        prompts.len()
-                    ));
-                }
-                prompts.truncate(n as usize);
-            }
-            let mut tokens = 0u64;
-            for p in &prompts {
-                tokens += inference::tokenize(engine, p, true).map_err(inf_err)?.len() as u64;
-            }
-            Ok((prompts, tokens))
-        })?;
-        if prompts.is_empty() {
-            return Err(format!("dataset {} has no prompts in column {}", s.dataset, s.column));
+        if let Err(e) = meter::devices() {
+            log::log(log::Level::Warn, &format!("energy meter: {}", sdk::describe(&e)));
         }
-        let n = prompts.len() as u64;
-        let batches: Vec<Vec<String>> = prompts.chunks(s.batch_size as usize).map(<[String]>::to_vec).collect();
-
-        // Warmup, not metered: one full generate, then warmup_runs of 2 tokens.
-        let first = vec![batches[0].clone()];
-        pass(engine, &first, &params(s.max_new_tokens, s.min_new_tokens, &s), "warmup", first[0].len() as u64)?;
-        for _ in 0..s.warmup_runs {
-            inference::generate_batch(engine, &first[0], params(2, 2, &s)).map_err(inf_err)?;
-        }
-
-        let mut prefills = Vec::new();
-        let mut generates = Vec::new();
-        let mut timings = Vec::new();
-        for it in 0..s.iterations {
-            let suffix = if s.iterations > 1 { format!("_{it}") } else { String::new() };
-            let ((pin, pout, ps), wp) =
-                metered(&format!("prefill{suffix}"), || pass(engine, &batches, &params(1, 1, &s), "prefill", n))?;
-            let ((gin, gout, gs), wg) = metered(&format!("generate{suffix}"), || {
-                pass(engine, &batches, &params(s.max_new_tokens, s.min_new_tokens, &s), "generate", n)
-            })?;
-            timings.push(json!({"prefill": {"engine_s": ps, "input_tokens": pin, "new_tokens": pout}, "generate": {"engine_s": gs, "input_tokens": gin, "new_tokens": gout}}));
-            prefills.push(wp);
-            generates.push(wg);
-        }
-        inference::close_engine(engine);
-
-        let e_prefill: Vec<Energy> = prefills.iter().map(|w| Energy::of(w, gpu_used)).collect();
-        let e_generate: Vec<Energy> = generates.iter().map(|w| Energy::of(w, gpu_used)).collect();
-        let e_decode: Vec<Energy> = e_generate.iter().zip(&e_prefill).map(|(g, p)| g.minus(p)).collect();
-        let prefill = Energy::mean(&e_prefill);
-        let decode = Energy::mean(&e_decode);
-        let mut warnings: Vec<String> = Vec::new();
-        for (i, d) in e_decode.iter().enumerate() {
-            for (dev, v) in [("gpu", d.gpu_kwh), ("cpu", d.cpu_kwh), ("ram", d.ram_kwh)] {
-                if v.is_some_and(|v| v < 0.0) {
-                    warnings.push(format!("decode {dev} energy of iteration {i} is negative (generate read less than prefill): kept as measured, not hidden"));
-                }
+        let mut m = Measured::default();
+        let stop = work(&s, &mut m).err();
+        if let Some(st) = &stop {
+            log::log(log::Level::Warn, &st.reason);
+            // Nothing finished: there is nothing to report, only the failure.
+            if m.load_dataset.is_none() {
+                return Err(st.reason.clone());
             }
         }
-        let e_load_dataset = Energy::of(&w_load_dataset, gpu_used);
-        let e_preprocess = Energy::of(&w_preprocess, gpu_used);
-        let e_load_model = Energy::of(&w_load_model, gpu_used);
-        let measures = |v: &[Energy]| if s.iterations > 1 { Some(v.to_vec()) } else { None };
-        let decode_volume = (n * u64::from(s.max_new_tokens.saturating_sub(1))) as f64;
-        let all: Vec<&Window> = prefills.iter().chain(generates.iter()).collect();
-        let mut report = serde_json::Map::new();
-        report.insert(
-            "load_dataset".into(),
-            phase(Some(&e_load_dataset), None, None, Some(provenance(&[&w_load_dataset]))),
-        );
-        report.insert(
-            "preprocess_dataset".into(),
-            phase(
-                Some(&e_preprocess),
-                Some(efficiency(n as f64, "samples/kWh", &e_preprocess)),
-                None,
-                Some(provenance(&[&w_preprocess])),
-            ),
-        );
-        report.insert("load_model".into(), phase(Some(&e_load_model), None, None, Some(provenance(&[&w_load_model]))));
-        report.insert(
-            "prefill".into(),
-            phase(
-                Some(&prefill),
-                Some(efficiency(n as f64, "samples/kWh", &prefill)),
-                measures(&e_prefill),
-                Some(provenance(&prefills.iter().collect::<Vec<_>>())),
-            ),
-        );
-        report.insert(
-            "decode".into(),
-            phase(
-                Some(&decode),
-                Some(efficiency(decode_volume, "tokens/kWh", &decode)),
-                measures(&e_decode),
-                Some(derived_provenance("generate - prefill", &all, &e_decode)),
-            ),
-        );
-        for w in
-            [&w_load_dataset, &w_preprocess, &w_load_model].into_iter().chain(prefills.iter()).chain(generates.iter())
-        {
-            for msg in &w.warnings {
-                if !warnings.contains(msg) {
-                    warnings.push(msg.clone());
-                }
-            }
-        }
-        report.insert(
-            "energy_star".into(),
-            json!({
-                "backend": "optimum",
-                "scenario": "energy_star",
-                "model": s.model,
-                "engine": info.notes,
-                "device": s.device,
-                "gpu_used": gpu_used,
-                "gpu_absent_reason": if gpu_used { Value::Null } else { json!(format!("backend.device={}: the run used no GPU", s.device)) },
-                "metered_devices": devices.iter().map(|d| format!("{:?} {} ({})", d.kind, d.index, d.name)).collect::<Vec<_>>(),
-                "num_samples": n,
-                "batch_size": s.batch_size,
-                "input_tokens": input_tokens,
-                "new_tokens_per_sample": s.max_new_tokens,
-                "iterations": s.iterations,
-                "timings": timings,
-                "decode_is": "generate - prefill, component by component (optimum-benchmark's definition)",
-                "notes": s.notes,
-                "warnings": warnings,
-            }),
-        );
-        let report = Value::Object(report);
-        let config = json!({
-            "name": s.name,
-            "backend": cfg.get("backend"),
-            "scenario": cfg.get("scenario"),
-            "launcher": cfg.get("launcher"),
-            "environment": {"energy_star_backend": "optimum", "energy_star_backend_version": env!("CARGO_PKG_VERSION"), "engine": info.notes, "model": info.model},
-            "print_report": cfg.get("print_report"),
-            "log_report": cfg.get("log_report"),
-        });
+        let (report, config, mut facts) = build(&s, &cfg, &m, stop.as_ref());
         let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
-        results::write_file("benchmark_config.json", pretty(&config).as_bytes())?;
-        results::write_file("benchmark.json", pretty(&json!({"config": config, "report": report})).as_bytes())?;
-        Ok(RunOutput { report_json: pretty(&report), complete: true })
+        let wrapper = json!({"config": config, "report": report});
+        for (name, body) in [("benchmark_config.json", &config), ("benchmark.json", &wrapper)] {
+            // A file beside the report that cannot be written is said, not fatal: the report
+            // still goes back to the host.
+            if let Err(e) = results::write_file(name, pretty(body).as_bytes()) {
+                facts.warnings.push(format!("{name} was not written: {}", sdk::describe(&e)));
+            }
+        }
+        Ok(RunOutput { report_json: pretty(&report), facts })
     }
 }
 
-export!(Optimum);
+energy_star_plugin_sdk::export_backend!(Optimum);

@@ -11,23 +11,25 @@
 //!
 //! Per-phase energy is added in the `energy_star` block: the loop's energy split between
 //! prefill and decode in proportion to the engine's time in each, labelled as attributed.
+//! Ctrl-C stops the loop at the next batch; the report then covers the prompts done, marked
+//! incomplete.
 
-wit_bindgen::generate!({
-    path: "../../../wit/energy-star-plugin@0.1.0",
-    world: "backend-plugin",
-});
-
-use energy_star::plugin::{datasets, inference, log, meter};
-use energy_star_backend_common::{Energy, Settings, provenance};
-use exports::energy_star::plugin::backend::{BackendInfo, Guest, RunOutput, RunRequest};
+use energy_star_backend_common::{Energy, Reader, Settings, facts, provenance};
+use energy_star_plugin_sdk::backend::host::inference::{self, GenerationParams, LocalEngineSpec};
+use energy_star_plugin_sdk::backend::host::types::TokenCountSource;
+use energy_star_plugin_sdk::backend::host::{datasets, log};
+use energy_star_plugin_sdk::backend::{
+    self as sdk, BackendInfo, ConfigError, Guest, PrepareRequest, RequestCounts, RunOutput, RunPlan, RunRequest,
+    TokenCounts,
+};
 use serde_json::{Value, json};
-
-energy_star_backend_common::wit_conversions!();
 
 struct Pytorch;
 
 /// ai_energy_benchmarks' fail-fast rule.
 const MAX_CONSECUTIVE_FAILURES: u32 = 3;
+
+const READER: Reader<'static> = Reader { backend: "pytorch", default_tokens: 10, reasoning: false };
 
 #[derive(Default)]
 struct Tally {
@@ -41,6 +43,15 @@ struct Tally {
     decode_s: f64,
     errors: Vec<String>,
     stopped_early: bool,
+    /// Why the loop stopped before the last prompt (Ctrl-C), when it did.
+    interrupted: bool,
+}
+
+fn settings(config_json: &str) -> Result<(Value, Settings), ConfigError> {
+    let cfg: Value = serde_json::from_str(config_json)
+        .map_err(|e| ConfigError { key: None, message: format!("config is not JSON: {e}") })?;
+    let s = Settings::read(&cfg, READER)?;
+    Ok((cfg, s))
 }
 
 impl Guest for Pytorch {
@@ -54,32 +65,44 @@ impl Guest for Pytorch {
         }
     }
 
+    fn prepare(req: PrepareRequest) -> Result<RunPlan, ConfigError> {
+        let (_, s) = settings(&req.config_json)?;
+        s.engine_dtype()?;
+        Ok(RunPlan {
+            models: std::iter::once(s.model.clone()).chain(s.processor.clone()).collect(),
+            datasets: vec![s.dataset.clone()],
+            endpoints: Vec::new(),
+            gpus: s.gpus(),
+            report_format: "ai_energy_benchmarks".into(),
+            notes: s.notes.clone(),
+        })
+    }
+
     fn run(req: RunRequest) -> Result<RunOutput, String> {
-        let cfg: Value = serde_json::from_str(&req.config_json).map_err(|e| format!("config is not JSON: {e}"))?;
-        let s = Settings::read(&cfg, "pytorch", 10)?;
+        let (cfg, s) = settings(&req.config_json).map_err(|e| e.message)?;
         let sampling = energy_star_backend_common::get(&cfg, "scenario.generate_kwargs.do_sample")
             .and_then(Value::as_bool)
             .unwrap_or(true);
         let rows = datasets::load(&datasets::DatasetSpec {
             name: s.dataset.clone(),
-            config: s.dataset_config.clone(),
-            split: s.split.clone(),
+            config: Some(s.dataset_config.clone()).filter(|c| !c.is_empty()),
+            split: Some(s.split.clone()),
             columns: vec![s.column.clone()],
             num_samples: s.num_samples,
-        })?;
+        })
+        .map_err(|e| sdk::describe(&e))?;
         let prompts: Vec<String> = rows.rows.iter().map(|r| r.first().cloned().unwrap_or_default()).collect();
         if prompts.is_empty() {
             return Err(format!("dataset {} has no prompts", s.dataset));
         }
-        let engine = inference::open_engine(&inference::EngineSpec::Local(inference::LocalEngineSpec {
+        let engine = inference::open_local_engine(&LocalEngineSpec {
             model: s.model.clone(),
-            device: s.device.clone(),
-            device_ids: s.device_ids.clone(),
-            dtype: s.dtype.clone(),
+            device: s.engine_device(),
+            dtype: s.engine_dtype().map_err(|e| e.message)?,
             processor: s.processor.clone(),
-        }))
-        .map_err(inf_err)?;
-        let params = inference::GenerationParams {
+        })
+        .map_err(|e| sdk::describe(&e))?;
+        let params = GenerationParams {
             max_new_tokens: s.max_new_tokens,
             min_new_tokens: s.min_new_tokens,
             ignore_eos: false,
@@ -90,15 +113,16 @@ impl Guest for Pytorch {
             truncate: s.truncation,
         };
         let total = prompts.len() as u64;
-        let (tally, w) = metered("inference", || {
+        log::log(log::Level::Info, &format!("phase inference: {total} prompts"));
+        let m = sdk::metered("inference", || -> Result<Tally, String> {
             let mut t = Tally::default();
             let mut consecutive = 0;
-            log::progress("inference", 0, total, "prompts");
+            log::progress("inference", 0, Some(total), "prompts");
             for batch in prompts.chunks(s.batch_size as usize) {
-                match inference::generate_batch(engine, batch, params) {
+                match engine.generate_batch(batch, params) {
                     Ok(out) => {
                         consecutive = 0;
-                        t.prefill_s += out.prefill_ns.unwrap_or(0) as f64 / 1e9;
+                        t.prefill_s += out.prefill_ns as f64 / 1e9;
                         t.decode_s += out.decode_step_ns.iter().sum::<u64>() as f64 / 1e9;
                         for r in &out.requests {
                             t.ok += 1;
@@ -110,8 +134,13 @@ impl Guest for Pytorch {
                             }
                         }
                     }
+                    // The prompts left are not failures: they were never run.
+                    Err(e) if sdk::is_interrupted(&e) => {
+                        t.interrupted = true;
+                        break;
+                    }
                     Err(e) => {
-                        let msg = inf_err(e);
+                        let msg = sdk::describe(&e);
                         log::log(log::Level::Warn, &format!("batch failed: {msg}"));
                         t.failed += batch.len() as u64;
                         t.errors.push(msg);
@@ -122,19 +151,36 @@ impl Guest for Pytorch {
                         }
                     }
                 }
-                log::progress("inference", t.ok + t.failed, total, "prompts");
+                log::progress("inference", t.ok + t.failed, Some(total), "prompts");
             }
             Ok(t)
-        })?;
-        inference::close_engine(engine);
-
-        let gpu_used = s.device.starts_with("cuda");
+        })
+        .map_err(|e| sdk::describe(&e))?;
+        let tally = m.result?;
+        let w = m.reading;
+        let duration_s = sdk::duration_s(&w);
+        let gpu_used = s.gpu_used();
         let e = Energy::of(&w, gpu_used);
         let mean = |v: &[f64]| if v.is_empty() { Value::Null } else { json!(v.iter().sum::<f64>() / v.len() as f64) };
         let total_tokens = tally.prompt_tokens + tally.completion_tokens;
+        let not_run = total - tally.ok - tally.failed;
         // Prefill and decode shares of the loop's energy, by engine time: an attribution.
         let engine_s = tally.prefill_s + tally.decode_s;
         let share = |part: f64, v: Option<f64>| v.filter(|_| engine_s > 0.0).map(|x| x * part / engine_s * 1000.0);
+        let mut incomplete: Vec<String> = Vec::new();
+        if tally.interrupted {
+            incomplete
+                .push(format!("interrupted by the user (Ctrl-C) after {} of {total} prompts", tally.ok + tally.failed));
+        }
+        if tally.stopped_early {
+            log::log(log::Level::Error, &format!("stopped after {MAX_CONSECUTIVE_FAILURES} consecutive failures"));
+            incomplete.push(format!(
+                "stopped after {MAX_CONSECUTIVE_FAILURES} consecutive failures; {not_run} prompts were not run"
+            ));
+        }
+        if tally.failed > 0 {
+            incomplete.push(format!("{} of {total} prompts failed", tally.failed));
+        }
         let report = json!({
             "config": {
                 "name": s.name,
@@ -148,15 +194,15 @@ impl Guest for Pytorch {
                 "total_prompts": total,
                 "successful_prompts": tally.ok,
                 "failed_prompts": tally.failed,
-                "total_duration_seconds": w.duration_s,
+                "total_duration_seconds": duration_s,
                 "avg_latency_seconds": mean(&tally.latency_s),
                 "avg_time_to_first_token": mean(&tally.ttft_s),
                 "total_tokens": total_tokens,
                 "total_prompt_tokens": tally.prompt_tokens,
                 "total_completion_tokens": tally.completion_tokens,
-                "throughput_tokens_per_second": if w.duration_s > 0.0 { json!(total_tokens as f64 / w.duration_s) } else { Value::Null },
+                "throughput_tokens_per_second": if duration_s > 0.0 { json!(total_tokens as f64 / duration_s) } else { Value::Null },
             },
-            "energy": energy_star_backend_common::ai_energy_benchmarks_energy(&e, w.duration_s, &s.name),
+            "energy": energy_star_backend_common::ai_energy_benchmarks_energy(&e, duration_s, &s.name),
             "gpu_stats": energy_star_backend_common::ai_energy_benchmarks_gpu_stats(&w),
             "backend_info": {
                 "backend": "pytorch",
@@ -177,8 +223,8 @@ impl Guest for Pytorch {
             },
             "energy_star": {
                 "backend": "pytorch",
-                "gpu_used": gpu_used,
-                "gpu_absent_reason": if gpu_used { Value::Null } else { json!(format!("backend.device={}: the run used no GPU", s.device)) },
+                "complete": incomplete.is_empty(),
+                "incomplete": incomplete,
                 "window": provenance(&[&w]),
                 "phases": {
                     "method": "attributed by engine time within the one metered window, not metered apart",
@@ -196,12 +242,31 @@ impl Guest for Pytorch {
                 "warnings": w.warnings,
             },
         });
-        let complete = tally.failed == 0;
-        if tally.stopped_early {
-            log::log(log::Level::Error, &format!("stopped after {MAX_CONSECUTIVE_FAILURES} consecutive failures"));
-        }
-        Ok(RunOutput { report_json: serde_json::to_string_pretty(&report).unwrap_or_default(), complete })
+        let mut f = facts::empty(s.gpus());
+        let complete = !tally.interrupted && !tally.stopped_early;
+        let attributed = "the loop's energy, split between prefill and decode by the engine's time in each";
+        f.phases.push(facts::measured("inference", &[&w], Some(facts::volume(tally.ok, "prompts")), complete));
+        f.phases.push(facts::attributed("prefill", &w, attributed, Some(facts::volume(tally.prompt_tokens, "tokens"))));
+        f.phases.push(facts::attributed(
+            "decode",
+            &w,
+            attributed,
+            Some(facts::volume(tally.completion_tokens, "tokens")),
+        ));
+        f.requests = Some(RequestCounts { total, succeeded: tally.ok, failed: tally.failed, not_sent: not_run });
+        f.tokens = Some(TokenCounts {
+            input: tally.prompt_tokens,
+            output: tally.completion_tokens,
+            source: TokenCountSource::Engine,
+        });
+        f.workload_ns = Some(w.end_ns.saturating_sub(w.start_ns));
+        let mean_ns = |v: &[f64]| (!v.is_empty()).then(|| (v.iter().sum::<f64>() / v.len() as f64 * 1e9) as u64);
+        f.mean_e2e_ns = mean_ns(&tally.latency_s);
+        f.mean_ttft_ns = mean_ns(&tally.ttft_s);
+        f.incomplete_reasons = incomplete;
+        f.warnings = w.warnings.clone();
+        Ok(RunOutput { report_json: serde_json::to_string_pretty(&report).unwrap_or_default(), facts: f })
     }
 }
 
-export!(Pytorch);
+energy_star_plugin_sdk::export_backend!(Pytorch);

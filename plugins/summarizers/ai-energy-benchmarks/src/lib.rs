@@ -4,12 +4,7 @@
 //! is reported as decode, as the original summarizer does. A report written with metrics
 //! disabled has an empty `energy` object; summarizing it is an error, never a zero.
 
-wit_bindgen::generate!({
-    path: "../../../wit/energy-star-plugin@0.1.0",
-    world: "summarizer-plugin",
-});
-
-use exports::energy_star::plugin::summarizer::{Guest, PhaseEnergy, SummarizerInfo, Summary};
+use energy_star_plugin_sdk::summarizer::{Guest, LeaderboardPhase, PhaseEnergy, SummarizerInfo, Summary};
 use serde_json::{Map, Value};
 
 const FORMAT: &str = "ai_energy_benchmarks";
@@ -46,7 +41,7 @@ impl Guest for AiEnergyBenchmarks {
     }
 }
 
-export!(AiEnergyBenchmarks);
+energy_star_plugin_sdk::export_summarizer!(AiEnergyBenchmarks);
 
 fn number(energy: &Map<String, Value>, key: &str) -> Result<Option<f64>, String> {
     match energy.get(key) {
@@ -70,24 +65,38 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
     let mut warnings = Vec::new();
     let wh = number(energy, "gpu_energy_wh")?;
     let kwh = number(energy, "gpu_energy_kwh")?;
-    let absent = obj
-        .get("energy_star")
-        .filter(|es| es.get("gpu_used") == Some(&Value::Bool(false)))
-        .map(|es| es.get("gpu_absent_reason").and_then(Value::as_str).unwrap_or("the run used no GPU").to_string());
-    if let (None, None, Some(reason)) = (wh, kwh, &absent) {
-        let cpu = number(energy, "cpu_energy_wh")?;
-        let ram = number(energy, "ram_energy_wh")?;
-        return Ok(Summary {
-            format: FORMAT.into(),
-            total_wh: None,
-            gpu_absent_reason: Some(reason.clone()),
-            cpu_wh: cpu,
-            ram_wh: ram,
-            phases: vec![PhaseEnergy { name: "decode".into(), gpu_wh: None, cpu_wh: cpu, ram_wh: ram, counted: true }],
-            warnings: vec!["this format meters the whole prompt loop as one window; reported as decode".into()],
-        });
-    }
+    // The report says which device ran the model (`backend_info.device`); a CPU run has no
+    // GPU figure, or CodeCarbon's 0.0 for it, and that is not a failed reading.
+    let cpu_run = obj
+        .get("backend_info")
+        .and_then(|b| b.get("device"))
+        .and_then(Value::as_str)
+        .filter(|d| !d.starts_with("cuda"))
+        .map(|d| format!("backend_info.device={d}: the run used no GPU"));
     let gpu_wh = match (wh, kwh) {
+        (None, None) => {
+            // No GPU figure: the report's reason when it gives one; otherwise the host decides
+            // from its record of the run (a server on another machine, no NVML), or says nothing
+            // explains the absence.
+            let cpu = number(energy, "cpu_energy_wh")?;
+            let ram = number(energy, "ram_energy_wh")?;
+            return Ok(Summary {
+                format: FORMAT.into(),
+                total_wh: None,
+                gpu_absent_reason: cpu_run,
+                cpu_wh: cpu,
+                ram_wh: ram,
+                phases: vec![PhaseEnergy {
+                    name: "decode".into(),
+                    leaderboard_phase: Some(LeaderboardPhase::Decode),
+                    gpu_wh: None,
+                    cpu_wh: cpu,
+                    ram_wh: ram,
+                    counted: true,
+                }],
+                warnings: vec!["this format meters the whole prompt loop as one window; reported as decode".into()],
+            });
+        }
         (Some(wh), Some(kwh)) => {
             if (wh - kwh * 1000.0).abs() > 1e-6 * wh.abs().max(1.0) {
                 warnings.push(format!(
@@ -98,9 +107,10 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
         }
         (Some(wh), None) => wh,
         (None, Some(kwh)) => kwh * 1000.0,
-        (None, None) => return Err("report has no energy.gpu_energy_wh or energy.gpu_energy_kwh".into()),
     };
-    if gpu_wh == 0.0 {
+    if gpu_wh == 0.0 && cpu_run.is_some() {
+        warnings.push("GPU energy is 0 Wh: the report says the run used no GPU (CodeCarbon writes 0.0 then)".into());
+    } else if gpu_wh == 0.0 {
         warnings.push("GPU energy is 0 Wh: likely a failed reading (CodeCarbon reports 0 on GPUs without an energy counter, codecarbon#1316)".into());
     } else if gpu_wh < 0.0 {
         warnings.push(format!("GPU energy is negative ({gpu_wh} Wh): not a valid measurement, kept as reported"));
@@ -120,6 +130,7 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
         ram_wh: number(energy, "ram_energy_wh")?,
         phases: vec![PhaseEnergy {
             name: "decode".into(),
+            leaderboard_phase: Some(LeaderboardPhase::Decode),
             gpu_wh: Some(gpu_wh),
             cpu_wh: number(energy, "cpu_energy_wh")?,
             ram_wh: number(energy, "ram_energy_wh")?,

@@ -1,0 +1,129 @@
+use energy_star_plugin_sdk::backend::host::meter::{DeviceEnergy, DeviceInfo};
+use energy_star_plugin_sdk::backend::host::types::ValidityFlag;
+
+use super::*;
+
+fn device(kind: DeviceKind, energy_j: Option<f64>, source: EnergySource, validity: Vec<ValidityFlag>) -> DeviceEnergy {
+    DeviceEnergy {
+        device: DeviceInfo { kind, index: 0, name: format!("{kind:?}"), source },
+        energy_j,
+        mean_power_w: None,
+        peak_power_w: None,
+        source,
+        validity,
+        idle_power_w: None,
+        energy_above_idle_j: None,
+    }
+}
+
+fn w(name: &str, gpu: Option<f64>, cpu: f64) -> WindowReading {
+    let gpu_source = if gpu.is_some() { EnergySource::NvmlEnergyCounter } else { EnergySource::Unavailable };
+    WindowReading {
+        id: 0,
+        name: name.into(),
+        start_ns: 0,
+        end_ns: 10_000_000_000,
+        devices: vec![
+            device(DeviceKind::Gpu, gpu, gpu_source, vec![]),
+            device(DeviceKind::Cpu, Some(cpu), EnergySource::EstimateTdp, vec![ValidityFlag::TooShort]),
+        ],
+        warnings: vec![],
+    }
+}
+
+fn optimum() -> Reader<'static> {
+    Reader { backend: "optimum", default_tokens: 100, reasoning: false }
+}
+
+#[test]
+fn energy_arithmetic_as_optimum_does_it() {
+    let g = Energy::of(&w("generate", Some(3.6e6), 3.6e5), true);
+    let p = Energy::of(&w("prefill", Some(1.8e6), 1.8e5), true);
+    assert_eq!(g.gpu_kwh, Some(1.0));
+    assert_eq!(g.total_kwh(), Some(1.1));
+    let d = g.minus(&p);
+    assert_eq!((d.gpu_kwh, d.cpu_kwh), (Some(0.5), Some(0.05)));
+    assert_eq!(Energy::mean(&[g, p]).gpu_kwh, Some(0.75));
+    // No GPU: null, never 0, and the total covers what was measured.
+    let c = Energy::of(&w("cpu-run", None, 3.6e5), false);
+    assert_eq!((c.gpu_kwh, c.total_kwh()), (None, Some(0.1)));
+    assert_eq!(c.minus(&p).gpu_kwh, None);
+    // A GPU run whose GPU figure is missing has no total and no efficiency.
+    let lost = Energy::of(&w("gpu-run", None, 3.6e5), true);
+    assert_eq!(lost.total_kwh(), None);
+    assert!(efficiency(10.0, "tokens/kWh", &lost)["value"].is_null());
+    let e = efficiency(1000.0, "samples/kWh", &g);
+    assert!((e["value"].as_f64().unwrap_or(0.0) - 1000.0 / 1.1).abs() < 1e-9);
+    let prov = provenance(&[&w("prefill", Some(1.0), 1.0)]);
+    assert_eq!(prov["gpu_source"], "nvml-energy-counter");
+    assert_eq!(prov["flags"], json!(["cpu:too-short"]));
+}
+
+#[test]
+fn a_derived_phase_is_flagged_only_for_what_makes_the_difference_doubtful() {
+    let prefill = w("prefill", Some(1.8e6), 1.8e5); // its cpu figure is too-short
+    let mut generate = w("generate", Some(3.6e6), 3.6e5);
+    generate.devices[1].validity.clear();
+    let decode = [Energy::of(&generate, true).minus(&Energy::of(&prefill, true))];
+    let p = derived_provenance("generate - prefill", &[&prefill, &generate], &decode);
+    assert_eq!(p["flags"], json!([]), "a short prefill does not make decode short");
+    assert_eq!(p["derived"], "generate - prefill");
+    generate.devices[0].validity.push(ValidityFlag::ZeroReading);
+    let negative = [Energy::of(&prefill, true).minus(&Energy::of(&generate, true))];
+    let p = derived_provenance("generate - prefill", &[&prefill, &generate], &negative);
+    assert_eq!(
+        p["flags"],
+        json!([
+            "gpu0:zero-reading in the generate window it is derived from",
+            "gpu:negative-derived-value in iteration 0 (generate - prefill came out below zero)",
+            "cpu:negative-derived-value in iteration 0 (generate - prefill came out below zero)"
+        ])
+    );
+}
+
+#[test]
+fn settings_follow_optimum_benchmark_rules() {
+    let cfg = json!({"name": "t", "backend": {"model": "m", "device": "cpu", "device_ids": "0, 1"},
+        "scenario": {"dataset_name": "d", "num_samples": 8, "input_shapes": {"batch_size": 4}, "generate_kwargs": {"max_new_tokens": 12}}});
+    let s = Settings::read(&cfg, optimum()).expect("settings");
+    assert_eq!((s.max_new_tokens, s.min_new_tokens, s.batch_size, s.num_samples), (12, 12, 4, Some(8)));
+    assert_eq!(s.device_ids, vec![0, 1]);
+    let mut bad = cfg.clone();
+    bad["scenario"]["generate_kwargs"]["min_new_tokens"] = json!(5);
+    assert!(Settings::read(&bad, optimum()).unwrap_err().message.contains("differ"));
+    let mut bad = cfg.clone();
+    bad["scenario"]["input_shapes"]["batch_size"] = json!(0);
+    assert!(Settings::read(&bad, optimum()).unwrap_err().message.contains("batch_size = 0"));
+    bad["scenario"]["input_shapes"]["batch_size"] = json!(4_294_967_296u64);
+    assert!(Settings::read(&bad, optimum()).is_err(), "no silent truncation to 0");
+    let mut bad = cfg.clone();
+    bad["backend"]["model"] = Value::Null;
+    assert!(Settings::read(&bad, optimum()).unwrap_err().message.contains("backend.model is not set"));
+    bad["backend"]["model"] = json!([1, 2]);
+    let err = Settings::read(&bad, optimum()).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("backend.model"));
+    assert!(
+        err.message.contains("backend.model = [1,2] must be a model id") && !err.message.contains("not set"),
+        "{}",
+        err.message
+    );
+    let mut bad = cfg.clone();
+    bad["backend"]["task"] = json!("image-classification");
+    let err = Settings::read(&bad, Reader { backend: "vllm", ..optimum() }).unwrap_err();
+    assert!(
+        err.message.contains("not supported by the vllm backend") && !err.message.contains("local engine"),
+        "{}",
+        err.message
+    );
+    // A value of the wrong type, and reasoning on a backend that cannot apply it, name their keys.
+    let mut bad = cfg.clone();
+    bad["scenario"]["num_samples"] = json!("abc");
+    assert_eq!(Settings::read(&bad, optimum()).unwrap_err().key.as_deref(), Some("scenario.num_samples"));
+    let mut reasoning = cfg.clone();
+    reasoning["scenario"]["reasoning"] = json!(true);
+    assert_eq!(Settings::read(&reasoning, optimum()).unwrap_err().key.as_deref(), Some("scenario.reasoning"));
+    assert!(Settings::read(&reasoning, Reader { reasoning: true, ..optimum() }).is_ok());
+    let mut none = cfg;
+    none["scenario"]["generate_kwargs"] = json!({});
+    assert_eq!(Settings::read(&none, optimum()).expect("default").max_new_tokens, 100);
+}
