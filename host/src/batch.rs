@@ -11,9 +11,13 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
+use energy_star_results::records::{
+    self, ENERGY_RECORD, EnergyRecord, RUN_RECORD, RUN_STATUS, RunRecord, RunState, RunStatus, SUMMARY, SummaryRecord,
+};
 use energy_star_results::write_atomic;
+use energy_star_types::DeviceKind;
 
 use crate::cli::{BatchArgs, Emit};
 
@@ -269,49 +273,40 @@ pub const COLUMNS: &[&str] = &[
     "results_dir",
 ];
 
-fn read_json(p: &Path) -> Option<Value> {
-    std::fs::read_to_string(p).ok().and_then(|t| serde_json::from_str(&t).ok())
-}
-
 fn cell(v: Option<f64>) -> String {
     v.filter(|x| x.is_finite()).map(|x| format!("{x}")).unwrap_or_default()
 }
 
-/// One results row from a run's folder (whatever state it is in).
+/// A host record of a run folder; none when absent or unreadable (the row then says less).
+fn record<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Option<T> {
+    records::read_record(&dir.join(name)).ok().flatten()
+}
+
+/// One results row from a run's folder (whatever state it is in), from the host's records
+/// only: the status, the run record's facts, the energy record and the summary.
 pub fn collect_row(row: &ModelRow, dir: &Path, error: Option<String>) -> Vec<String> {
-    let report = read_json(&dir.join("benchmark_report.json"));
-    let summary = read_json(&dir.join("GPU_ENERGY_SUMMARY.json"));
-    let status = read_json(&dir.join("run_status.json"));
-    let r = report.clone().unwrap_or(Value::Null);
-    let s = &r["summary"];
-    let f = |v: &Value| v.as_f64();
-    let gpu_wh = summary.as_ref().and_then(|s| s["total"].as_f64());
-    // ai_energy_benchmarks reports count prompts; optimum reports give num_samples in the config.
-    let total_prompts = f(&s["total_prompts"]).or_else(|| {
-        read_json(&dir.join("benchmark_config.json"))
-            .and_then(|c| c.pointer("/scenario/num_samples").and_then(Value::as_f64))
-    });
-    let successful = f(&s["successful_prompts"])
-        .or(total_prompts.filter(|_| status.as_ref().is_some_and(|st| st["complete"] == true)));
-    let total_tokens = f(&s["total_tokens"]);
-    let source = report.as_ref().and_then(|r| {
-        r.pointer("/energy_star/window/gpu_source")
-            .or_else(|| r.pointer("/energy_star/energy/whole_run/window/gpu_source"))
-            .or_else(|| r.pointer("/prefill/energy_star/gpu_source"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    });
-    let complete = status.as_ref().map(|st| st["complete"] == true);
+    let status: Option<RunStatus> = record(dir, RUN_STATUS);
+    let run: Option<RunRecord> = record(dir, RUN_RECORD);
+    let meter: Option<EnergyRecord> = record(dir, ENERGY_RECORD);
+    let summary: Option<SummaryRecord> = record(dir, SUMMARY);
+    let facts = run.as_ref().and_then(|r| r.facts.as_ref());
+    let gpu_wh = summary.as_ref().and_then(|s| s.total);
+    let requests = facts.and_then(|f| f.requests);
+    let tokens = facts.and_then(|f| f.tokens);
+    let n = |v: Option<u64>| v.map(|x| x as f64);
+    let total_prompts = n(requests.map(|r| r.total));
+    let successful = n(requests.map(|r| r.succeeded));
+    let total_tokens = n(tokens.map(|t| t.input + t.output));
+    let duration_s = facts.and_then(|f| f.workload_ns).map(|ns| ns as f64 / 1e9);
+    let complete = status.as_ref().map(|st| st.state == RunState::Complete);
     let error = error.or_else(|| {
-        status.as_ref().filter(|st| st["complete"] != true).map(|st| {
-            let reasons: Vec<String> = st["incomplete_reasons"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .chain(st["problems"].as_array().into_iter().flatten())
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            if reasons.is_empty() { "run incomplete".to_string() } else { reasons.join("; ") }
+        status.as_ref().filter(|st| st.state != RunState::Complete).map(|st| {
+            let reasons: Vec<String> = st.incomplete_reasons.iter().chain(&st.problems).cloned().collect();
+            if reasons.is_empty() {
+                st.error.clone().unwrap_or_else(|| format!("run {}", st.state.as_str()))
+            } else {
+                reasons.join("; ")
+            }
         })
     });
     let per_prompt_wh = gpu_wh.zip(successful.filter(|n| *n > 0.0)).map(|(w, n)| w / n);
@@ -322,22 +317,23 @@ pub fn collect_row(row: &ModelRow, dir: &Path, error: Option<String>) -> Vec<Str
         row.state().to_string(),
         cell(total_prompts),
         cell(successful),
-        cell(f(&s["failed_prompts"])),
-        cell(f(&s["total_duration_seconds"])),
-        cell(f(&s["avg_latency_seconds"])),
-        cell(f(&s["avg_time_to_first_token"])),
+        cell(n(requests.map(|r| r.failed + r.not_sent))),
+        cell(duration_s),
+        cell(facts.and_then(|f| f.mean_e2e_ns).map(|ns| ns as f64 / 1e9)),
+        cell(facts.and_then(|f| f.mean_ttft_ns).map(|ns| ns as f64 / 1e9)),
         cell(total_tokens),
-        cell(f(&s["total_prompt_tokens"])),
-        cell(f(&s["total_completion_tokens"])),
-        cell(f(&s["throughput_tokens_per_second"])),
+        cell(n(tokens.map(|t| t.input))),
+        cell(n(tokens.map(|t| t.output))),
+        cell(total_tokens.zip(duration_s.filter(|d| *d > 0.0)).map(|(t, d)| t / d)),
         cell(gpu_wh),
         cell(per_prompt_wh.map(|w| w * 1000.0)),
-        cell(f(&r["energy"]["emissions_g_co2eq"])),
+        // Emissions need grid intensity, which energy-star does not have: empty, not 0.
+        String::new(),
         cell(total_tokens.zip(gpu_wh.filter(|w| *w > 0.0)).map(|(t, w)| t / (w * 3600.0))),
         cell(per_prompt_wh),
-        status.as_ref().and_then(|st| st["finished_unix_s"].as_f64()).map(|t| format!("{t:.0}")).unwrap_or_default(),
+        status.as_ref().and_then(|st| st.finished_unix_s).map(|t| format!("{t:.0}")).unwrap_or_default(),
         error.unwrap_or_default(),
-        source.unwrap_or_default(),
+        meter.as_ref().and_then(|m| m.source_of(DeviceKind::Gpu)).map(|s| s.as_str().to_string()).unwrap_or_default(),
         complete.map(|c| c.to_string()).unwrap_or_default(),
         dir.display().to_string(),
     ]

@@ -11,7 +11,10 @@ use thiserror::Error;
 use std::process::ExitCode;
 
 use energy_star_plugin_host::{LeaderboardPhase, Plugin, PluginError, PluginKind, PluginRuntime, PluginSet, Summary};
-use energy_star_results::records::{self, RUN_RECORD, RUN_STATUS, RunRecord, RunState, RunStatus};
+use energy_star_results::records::{
+    self, RUN_RECORD, RUN_STATUS, RunRecord, RunState, RunStatus, SUMMARY, SUMMARY_WH, SummaryDetails, SummaryPhase,
+    SummaryRecord,
+};
 use energy_star_results::{ResultsError, write_atomic};
 
 use crate::cli::{PluginOptions, SummarizeArgs};
@@ -233,17 +236,15 @@ pub fn summarize(rt: &PluginRuntime, plugins: &PluginSet, target: &Path) -> Resu
         return Err(SummaryError::NoGpuFigure { path: report.clone() });
     }
     let incomplete = run.incomplete();
-    let (total_wh_rounded, summary_json) = render(&summary, &plugin.meta.label(), &report, incomplete.as_deref());
+    let (total_wh_rounded, summary_record) = render(&summary, &plugin.meta.label(), &report, incomplete.as_deref());
     // A run without a GPU has no GPU figure, and an incomplete run's is not the benchmark's:
     // "n/a" makes a reader that expects a number fail loudly instead of averaging it in.
     let txt = match (total_wh_rounded, &incomplete) {
         (Some(t), None) => format!("{t:.2}\n"),
         _ => "n/a\n".to_string(),
     };
-    write_atomic(&dir.join("GPU_ENERGY_WH.txt"), txt.as_bytes())?;
-    let mut body = serde_json::to_string_pretty(&summary_json).unwrap_or_default();
-    body.push('\n');
-    write_atomic(&dir.join("GPU_ENERGY_SUMMARY.json"), body.as_bytes())?;
+    write_atomic(&dir.join(SUMMARY_WH), txt.as_bytes())?;
+    records::write_record(&dir.join(SUMMARY), &summary_record)?;
     let total_wh_rounded = total_wh_rounded.filter(|_| incomplete.is_none());
     Ok(Summarized { report, summarizer: plugin.meta.label(), summary, total_wh_rounded, incomplete })
 }
@@ -264,13 +265,9 @@ pub fn render(
     summarizer: &str,
     report: &Path,
     incomplete: Option<&[String]>,
-) -> (Option<f64>, Value) {
+) -> (Option<f64>, SummaryRecord) {
     let total = summary.total_wh.map(round2);
     let r2 = |v: Option<f64>| v.map(round2);
-    let mut m = Map::new();
-    m.insert("units".into(), json!("Wh"));
-    m.insert("total".into(), json!(total.filter(|_| incomplete.is_none())));
-    m.insert("format".into(), json!(summary.format));
     let phase_sum = |phase: LeaderboardPhase| -> Option<f64> {
         let found: Vec<&energy_star_plugin_host::PhaseEnergy> =
             summary.phases.iter().filter(|p| p.leaderboard_phase == Some(phase)).collect();
@@ -279,51 +276,56 @@ pub fn render(
         // only for a phase the format lacks, and so does this.
         found.iter().map(|p| p.gpu_wh).sum::<Option<f64>>()
     };
-    // The leaderboard's three phases, as the summarizer identified them.
-    for phase in [LeaderboardPhase::Preprocess, LeaderboardPhase::Prefill, LeaderboardPhase::Decode] {
-        m.insert(format!("{}_wh", phase.as_str()), json!(r2(phase_sum(phase))));
-    }
+    // The leaderboard's three phases, as the summarizer identified them; then every other.
+    let [preprocess_wh, prefill_wh, decode_wh] =
+        [LeaderboardPhase::Preprocess, LeaderboardPhase::Prefill, LeaderboardPhase::Decode].map(|p| r2(phase_sum(p)));
+    let mut extra = Map::new();
     for p in &summary.phases {
         let key = format!("{}_wh", p.name);
-        if !m.contains_key(&key) {
-            m.insert(key, json!(r2(p.gpu_wh)));
+        if !matches!(key.as_str(), "preprocess_wh" | "prefill_wh" | "decode_wh") && !extra.contains_key(&key) {
+            extra.insert(key, json!(r2(p.gpu_wh)));
         }
     }
-    m.insert("total_unrounded_wh".into(), json!(summary.total_wh.filter(|_| incomplete.is_none())));
-    m.insert("complete".into(), json!(incomplete.is_none()));
-    if let Some(why) = incomplete {
-        m.insert("incomplete_reasons".into(), json!(why));
-        m.insert("partial_total_wh".into(), json!(summary.total_wh));
-    }
-    if let Some(reason) = &summary.gpu_absent_reason {
-        m.insert("gpu_absent_reason".into(), json!(reason));
-    }
-    m.insert("cpu_wh".into(), json!(summary.cpu_wh));
-    m.insert("ram_wh".into(), json!(summary.ram_wh));
-    m.insert(
-        "counted_phases".into(),
-        json!(summary.phases.iter().filter(|p| p.counted).map(|p| p.name.clone()).collect::<Vec<_>>()),
-    );
-    m.insert(
-        "phases".into(),
-        Value::Array(
-            summary
-                .phases
-                .iter()
-                .map(|p| json!({"name": p.name, "gpu_wh": p.gpu_wh, "cpu_wh": p.cpu_wh, "ram_wh": p.ram_wh, "counted": p.counted}))
-                .collect(),
-        ),
-    );
-    m.insert("warnings".into(), json!(summary.warnings));
-    m.insert(
-        "source".into(),
-        json!(
+    let details = SummaryDetails {
+        total_unrounded_wh: summary.total_wh.filter(|_| incomplete.is_none()),
+        complete: incomplete.is_none(),
+        incomplete_reasons: incomplete.map(<[String]>::to_vec).unwrap_or_default(),
+        partial_total_wh: summary.total_wh.filter(|_| incomplete.is_some()),
+        gpu_absent_reason: summary.gpu_absent_reason.clone(),
+        cpu_wh: summary.cpu_wh,
+        ram_wh: summary.ram_wh,
+        counted_phases: summary.phases.iter().filter(|p| p.counted).map(|p| p.name.clone()).collect(),
+        phases: summary
+            .phases
+            .iter()
+            .map(|p| SummaryPhase {
+                name: p.name.clone(),
+                gpu_wh: p.gpu_wh,
+                cpu_wh: p.cpu_wh,
+                ram_wh: p.ram_wh,
+                counted: p.counted,
+            })
+            .collect(),
+        warnings: summary.warnings.clone(),
+        source:
             "energy as the report states it; the summary converts units and sums phases, and measures nothing itself"
-        ),
-    );
-    m.insert("report".into(), json!(report.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
-    m.insert("summarizer".into(), json!(summarizer));
-    (total, Value::Object(m))
+                .into(),
+        report: report.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        summarizer: summarizer.to_string(),
+    };
+    if let Ok(Value::Object(d)) = serde_json::to_value(&details) {
+        extra.extend(d);
+    }
+    let record = SummaryRecord {
+        units: "Wh".into(),
+        total: total.filter(|_| incomplete.is_none()),
+        format: summary.format.clone(),
+        preprocess_wh,
+        prefill_wh,
+        decode_wh,
+        other_phases_wh: extra,
+    };
+    (total, record)
 }
 
 /// The banner the original summarizer prints.

@@ -6,6 +6,8 @@
 //! - [`EnergyRecord`]: `energy_meter.json`, every reading the meter gave and where it came from.
 //! - [`RunRecord`]: `run_record.json`, what the backend planned and the facts it reported,
 //!   typed: devices used, phases and their windows, counts, completeness.
+//! - [`SummaryRecord`]: `GPU_ENERGY_SUMMARY.json`, AI Energy Score's summary keys first, then
+//!   energy-star's.
 
 use std::path::Path;
 
@@ -21,6 +23,10 @@ pub const RUN_STATUS: &str = "run_status.json";
 pub const ENERGY_RECORD: &str = "energy_meter.json";
 /// `run_record.json`.
 pub const RUN_RECORD: &str = "run_record.json";
+/// `GPU_ENERGY_SUMMARY.json`.
+pub const SUMMARY: &str = "GPU_ENERGY_SUMMARY.json";
+/// `GPU_ENERGY_WH.txt`.
+pub const SUMMARY_WH: &str = "GPU_ENERGY_WH.txt";
 
 /// Writes a record as pretty JSON with a final newline, atomically.
 pub fn write_record<T: Serialize>(path: &Path, record: &T) -> Result<(), ResultsError> {
@@ -334,6 +340,63 @@ pub struct RunRecord {
     /// End-to-end latency of each successful request, as the host timed it (ms).
     #[serde(default)]
     pub request_latencies_ms: Vec<f64>,
+}
+
+/// One phase of a summary, Wh.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryPhase {
+    pub name: String,
+    pub gpu_wh: Option<f64>,
+    pub cpu_wh: Option<f64>,
+    pub ram_wh: Option<f64>,
+    pub counted: bool,
+}
+
+/// `GPU_ENERGY_SUMMARY.json`: the original summarizer's keys first (`units`, `total`, `format`,
+/// `preprocess_wh`, `prefill_wh`, `decode_wh`, then one `{phase}_wh` per other phase found),
+/// then what energy-star adds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryRecord {
+    pub units: String,
+    /// The leaderboard total, rounded as the original does; null without a GPU figure or for
+    /// an incomplete run.
+    pub total: Option<f64>,
+    pub format: String,
+    pub preprocess_wh: Option<f64>,
+    pub prefill_wh: Option<f64>,
+    pub decode_wh: Option<f64>,
+    /// `{phase}_wh` of every other phase, in report order.
+    #[serde(flatten)]
+    pub other_phases_wh: serde_json::Map<String, serde_json::Value>,
+}
+
+/// energy-star's part of the summary, read back by `report` and `batch` (the same file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryDetails {
+    pub total_unrounded_wh: Option<f64>,
+    pub complete: bool,
+    #[serde(default)]
+    pub incomplete_reasons: Vec<String>,
+    /// The counted phases' GPU total of an incomplete run: what was measured, not the run's.
+    #[serde(default)]
+    pub partial_total_wh: Option<f64>,
+    #[serde(default)]
+    pub gpu_absent_reason: Option<String>,
+    pub cpu_wh: Option<f64>,
+    pub ram_wh: Option<f64>,
+    pub counted_phases: Vec<String>,
+    pub phases: Vec<SummaryPhase>,
+    pub warnings: Vec<String>,
+    pub source: String,
+    pub report: String,
+    pub summarizer: String,
+}
+
+impl SummaryRecord {
+    /// The details energy-star adds, read from the same file's other keys.
+    pub fn details(&self) -> Result<SummaryDetails, String> {
+        serde_json::from_value(serde_json::Value::Object(self.other_phases_wh.clone())).map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,11 @@
 //! `energy-star report DIR`: a self-contained HTML page about one results folder, with its
 //! figures also written as SVG files: power over time per device with the metered phases
 //! shaded, energy per phase, energy per request or per token where the run knows it, and the
-//! source and warnings of every figure. It reads only what the run wrote; it measures nothing.
+//! source and warnings of every figure.
+//!
+//! It reads only the host's own records (run status, run record, energy record, summary, the
+//! timeline): never a backend's report, whose format is the backend's business. It measures
+//! nothing.
 
 pub mod svg;
 
@@ -9,12 +13,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-use thiserror::Error;
-
 use std::process::ExitCode;
 
+use energy_star_results::records::{
+    self, ENERGY_RECORD, EnergyRecord, PhaseDerivation, RUN_RECORD, RUN_STATUS, RunRecord, RunState, RunStatus,
+    SUMMARY, SummaryDetails, SummaryRecord,
+};
 use energy_star_results::{ResultsError, write_atomic};
+use thiserror::Error;
 
 use crate::cli::ReportArgs;
 
@@ -34,12 +40,10 @@ pub enum ReportError {
     #[error("{0} is not a folder")]
     NotAFolder(PathBuf),
     #[error(
-        "{0} is not a results folder: it has none of run_status.json, benchmark_report.json, energy_meter.json, energy_timeline.csv{1}"
+        "{0} is not a results folder: it has none of run_status.json, energy_meter.json, energy_timeline.csv, GPU_ENERGY_SUMMARY.json{1}"
     )]
     NotResults(PathBuf, String),
-    #[error(
-        "{dir} holds no measurements: its run ({state}) wrote no report and no energy record{why}; there is nothing to draw"
-    )]
+    #[error("{dir} holds no measurements: its run ({state}) wrote no energy record{why}; there is nothing to draw")]
     NoMeasurements { dir: PathBuf, state: String, why: String },
     #[error("{file}: {why}")]
     Unreadable { file: PathBuf, why: String },
@@ -52,17 +56,6 @@ pub enum ReportError {
 pub struct ReportDone {
     pub html: PathBuf,
     pub figures: Vec<PathBuf>,
-}
-
-fn read_json(dir: &Path, name: &str) -> Result<Option<Value>, ReportError> {
-    let p = dir.join(name);
-    match std::fs::read_to_string(&p) {
-        Ok(t) => serde_json::from_str(&t)
-            .map(Some)
-            .map_err(|e| ReportError::Unreadable { file: p, why: format!("not JSON: {e}") }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ReportError::Unreadable { file: p, why: e.to_string() }),
-    }
 }
 
 /// Power per device over time from `energy_timeline.csv`: the sampled power where there is
@@ -122,18 +115,6 @@ pub fn spans(csv_text: &str) -> Result<Vec<Span>, String> {
     Ok(out)
 }
 
-fn num(v: &Value) -> Option<f64> {
-    v.as_f64()
-}
-
-fn fmt_opt(v: Option<f64>, unit: &str) -> String {
-    match v {
-        Some(x) if x.abs() >= 0.01 || x == 0.0 => format!("{x:.4} {unit}"),
-        Some(x) => format!("{x:.3e} {unit}"),
-        None => "n/a".into(),
-    }
-}
-
 /// Points to the set-aside runs of a folder that holds only those.
 fn earlier_runs_hint(dir: &Path) -> String {
     let earlier = dir.join(energy_star_results::PREVIOUS_RUNS);
@@ -151,22 +132,141 @@ fn earlier_runs_hint(dir: &Path) -> String {
     }
 }
 
+fn read<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>, ReportError> {
+    records::read_record(&dir.join(name))
+        .map_err(|e| ReportError::Unreadable { file: dir.join(name), why: e.to_string() })
+}
+
+fn fmt_opt(v: Option<f64>, unit: &str) -> String {
+    match v {
+        Some(x) if x.abs() >= 0.01 || x == 0.0 => format!("{x:.4} {unit}"),
+        Some(x) => format!("{x:.3e} {unit}"),
+        None => "n/a".into(),
+    }
+}
+
+/// What a results folder holds, from the host's records.
+struct Folder {
+    status: Option<RunStatus>,
+    record: Option<RunRecord>,
+    meter: Option<EnergyRecord>,
+    summary: Option<(SummaryRecord, SummaryDetails)>,
+    timeline: Option<String>,
+    windows_csv: Option<String>,
+}
+
+impl Folder {
+    fn read(dir: &Path) -> Result<Self, ReportError> {
+        let summary: Option<SummaryRecord> = read(dir, SUMMARY)?;
+        let summary = match summary {
+            Some(s) => {
+                let d = s.details().map_err(|why| ReportError::Unreadable { file: dir.join(SUMMARY), why })?;
+                Some((s, d))
+            }
+            None => None,
+        };
+        Ok(Self {
+            status: read(dir, RUN_STATUS)?,
+            record: read(dir, RUN_RECORD)?,
+            meter: read(dir, ENERGY_RECORD)?,
+            summary,
+            timeline: std::fs::read_to_string(dir.join(energy_star_meter::timeline::TIMELINE_CSV)).ok(),
+            windows_csv: std::fs::read_to_string(dir.join(energy_star_meter::timeline::WINDOWS_CSV)).ok(),
+        })
+    }
+
+    fn facts(&self) -> Option<&records::RunFacts> {
+        self.record.as_ref().and_then(|r| r.facts.as_ref())
+    }
+}
+
+/// Every warning once, in the order first seen.
+fn dedup(all: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in all {
+        if !out.contains(&w) {
+            out.push(w);
+        }
+    }
+    out
+}
+
+/// The caption of the energy-per-phase figure: what the phases are, from the run's facts.
+fn phase_caption(f: &Folder) -> String {
+    let mut caption = "Energy per phase (Wh) as the report states it; n/a where a device was not measured.".to_string();
+    for p in f.facts().map(|f| f.phases.as_slice()).unwrap_or_default() {
+        let what = match p.derivation {
+            PhaseDerivation::DifferenceOfWindows => "derived",
+            PhaseDerivation::Attributed => "attributed",
+            PhaseDerivation::Measured | PhaseDerivation::MeanOfWindows => continue,
+        };
+        let def = p.definition.as_deref().unwrap_or("");
+        let _ = write!(caption, " {} is {what}: {def}.", p.name);
+        if p.derivation == PhaseDerivation::DifferenceOfWindows {
+            caption.push_str(" A difference can come out negative; such values are kept and flagged.");
+        }
+    }
+    caption
+}
+
+/// Per request and per token: the run's counts and figures, and GPU energy per output token
+/// from the summary's total.
+fn per_unit(f: &Folder) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let Some(facts) = f.facts() else { return rows };
+    if let Some(r) = &facts.requests {
+        rows.push((
+            "requests (prompts)".into(),
+            format!("{} in all, {} succeeded, {} failed, {} not sent", r.total, r.succeeded, r.failed, r.not_sent),
+        ));
+    }
+    let total_wh = f.summary.as_ref().and_then(|(s, d)| s.total.and(d.total_unrounded_wh));
+    if let Some(t) = &facts.tokens {
+        rows.push((
+            "tokens".into(),
+            format!("{} input, {} output (counted by {})", t.input, t.output, t.source.as_str()),
+        ));
+        let per_token = match (total_wh, t.output) {
+            (Some(wh), n) if n > 0 => {
+                format!("{:.6} J/token (the summary's GPU total ÷ output tokens)", wh * 3600.0 / n as f64)
+            }
+            (Some(_), _) => "n/a: no output tokens".into(),
+            (None, _) => "n/a: the run has no GPU total".into(),
+        };
+        rows.push(("GPU energy per output token".into(), per_token));
+        if let Some(ns) = facts.workload_ns.filter(|ns| *ns > 0) {
+            rows.push(("output tokens per second".into(), format!("{:.2}", t.output as f64 / (ns as f64 / 1e9))));
+        }
+    }
+    if let Some(ns) = facts.mean_e2e_ns {
+        rows.push(("mean end-to-end latency".into(), format!("{:.3} ms", ns as f64 / 1e6)));
+    }
+    if let Some(ns) = facts.mean_ttft_ns {
+        rows.push(("mean time to first token".into(), format!("{:.3} ms", ns as f64 / 1e6)));
+    }
+    for x in &facts.figures {
+        rows.push((x.name.clone(), format!("{:.6} {} ({})", x.value, x.unit, x.definition)));
+    }
+    for p in &facts.phases {
+        if let Some(v) = &p.volume {
+            rows.push((format!("{} processed", p.name), format!("{} {}", v.count, v.unit)));
+        }
+    }
+    rows
+}
+
 /// Writes `report.html` and `figures/*.svg` into `dir`.
 pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
     if !dir.is_dir() {
         return Err(ReportError::NotAFolder(dir.to_path_buf()));
     }
-    let status = read_json(dir, "run_status.json")?;
-    let summary = read_json(dir, "GPU_ENERGY_SUMMARY.json")?;
-    let meter = read_json(dir, "energy_meter.json")?;
-    let report = read_json(dir, "benchmark_report.json")?;
-    let timeline = std::fs::read_to_string(dir.join("energy_timeline.csv")).ok();
-    if report.is_none() && meter.is_none() && timeline.is_none() {
-        return Err(match &status {
+    let f = Folder::read(dir)?;
+    if f.meter.is_none() && f.timeline.is_none() && f.summary.is_none() {
+        return Err(match &f.status {
             Some(s) => ReportError::NoMeasurements {
                 dir: dir.to_path_buf(),
-                state: s["state"].as_str().unwrap_or("state unknown").to_string(),
-                why: s["error"].as_str().map(|e| format!(" (error: {e})")).unwrap_or_default(),
+                state: s.state.as_str().to_string(),
+                why: s.error.as_ref().map(|e| format!(" (error: {e})")).unwrap_or_default(),
             },
             None => ReportError::NotResults(dir.to_path_buf(), earlier_runs_hint(dir)),
         });
@@ -174,15 +274,15 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
     let mut figures: Vec<(String, String, String)> = Vec::new(); // (file, caption, svg)
 
     // Power over time, phases shaded.
-    let series = match &timeline {
+    let series = match &f.timeline {
         Some(t) => {
             power_series(t).map_err(|why| ReportError::Unreadable { file: dir.join("energy_timeline.csv"), why })?
         }
         None => Vec::new(),
     };
-    let windows = match std::fs::read_to_string(dir.join("energy_windows.csv")) {
-        Ok(t) => spans(&t).map_err(|why| ReportError::Unreadable { file: dir.join("energy_windows.csv"), why })?,
-        Err(_) => Vec::new(),
+    let windows = match &f.windows_csv {
+        Some(t) => spans(t).map_err(|why| ReportError::Unreadable { file: dir.join("energy_windows.csv"), why })?,
+        None => Vec::new(),
     };
     figures.push((
         "power.svg".into(),
@@ -191,73 +291,38 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
     ));
 
     // Energy per phase, from the summary (the leaderboard's view of the report).
-    let phases: Vec<&Value> =
-        summary.as_ref().and_then(|s| s["phases"].as_array()).map(|a| a.iter().collect()).unwrap_or_default();
-    if !phases.is_empty() {
-        let cats: Vec<String> = phases
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}{}",
-                    p["name"].as_str().unwrap_or("?"),
-                    if p["counted"] == false { " (not counted)" } else { "" }
-                )
-            })
-            .collect();
-        let col = |k: &str| phases.iter().map(|p| num(&p[k])).collect::<Vec<_>>();
+    if let Some((_, d)) = &f.summary
+        && !d.phases.is_empty()
+    {
+        let cats: Vec<String> =
+            d.phases.iter().map(|p| format!("{}{}", p.name, if p.counted { "" } else { " (not counted)" })).collect();
         let bars = vec![
-            ("GPU".to_string(), col("gpu_wh")),
-            ("CPU".to_string(), col("cpu_wh")),
-            ("RAM".to_string(), col("ram_wh")),
+            ("GPU".to_string(), d.phases.iter().map(|p| p.gpu_wh).collect()),
+            ("CPU".to_string(), d.phases.iter().map(|p| p.cpu_wh).collect()),
+            ("RAM".to_string(), d.phases.iter().map(|p| p.ram_wh).collect()),
         ];
         figures.push((
             "energy_by_phase.svg".into(),
-            "Energy per phase (Wh) as the report states it; n/a where a device was not measured. Negative decode values come from decode = generate − prefill.".into(),
+            phase_caption(&f),
             svg::bar_chart("fig-phases", "Energy per phase", "energy (Wh)", &cats, &bars),
         ));
     }
 
-    // Per request, where the run wrote one record per request.
-    let mut per_unit: Vec<(String, String)> = Vec::new();
-    if let Ok(text) = std::fs::read_to_string(dir.join("requests.jsonl")) {
-        let recs: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        let attributed: Vec<f64> = recs.iter().filter_map(|r| num(&r["gpu_energy_j_attributed"])).collect();
-        let latencies: Vec<f64> =
-            recs.iter().filter(|r| r["success"] == true).filter_map(|r| num(&r["e2el_ms"])).collect();
-        if !attributed.is_empty() {
-            figures.push(("energy_per_request.svg".into(), "GPU energy per request (J), attributed: steady-state J per output token × the request's output tokens (ML.ENERGY's method), not measured per request.".into(), svg::histogram("fig-requests", "GPU energy per request (attributed)", "J", &attributed, 12)));
-        } else if !latencies.is_empty() {
-            figures.push(("latency_per_request.svg".into(), "End-to-end latency per request (ms); no per-request energy is known for this run (no GPU metered, or no steady state).".into(), svg::histogram("fig-requests", "End-to-end latency per request", "ms", &latencies, 12)));
-        }
-        per_unit.push(("requests recorded".into(), recs.len().to_string()));
+    // Per request: energy where the backend attributed it, else the host's latencies.
+    if let Some(facts) = f.facts()
+        && !facts.request_gpu_energy_j.is_empty()
+    {
+        let values: Vec<f64> = facts.request_gpu_energy_j.iter().map(|(_, j)| *j).collect();
+        figures.push(("energy_per_request.svg".into(), "GPU energy per request (J), attributed by the backend (e.g. steady-state J per output token × the request's output tokens, ML.ENERGY's method), not measured per request.".into(), svg::histogram("fig-requests", "GPU energy per request (attributed)", "J", &values, 12)));
+    } else if let Some(r) = f.record.as_ref().filter(|r| !r.request_latencies_ms.is_empty()) {
+        figures.push((
+            "latency_per_request.svg".into(),
+            "End-to-end latency per request (ms), as the host timed it; no per-request energy is known for this run."
+                .into(),
+            svg::histogram("fig-requests", "End-to-end latency per request", "ms", &r.request_latencies_ms, 12),
+        ));
     }
-    if let Some(r) = &report {
-        for (label, path) in [
-            ("GPU J per output token, whole run", "/energy_star/energy/whole_run/gpu_energy_per_output_token_j"),
-            ("GPU J per output token, steady state", "/energy_star/energy/steady_state/gpu_energy_per_output_token_j"),
-            (
-                "GPU J per request (whole run ÷ completed, attributed)",
-                "/energy_star/energy/whole_run/gpu_energy_per_request_j_attributed",
-            ),
-            ("average GPU power, whole run (W)", "/energy_star/energy/whole_run/gpu_avg_power_w"),
-        ] {
-            if let Some(v) = r.pointer(path).and_then(Value::as_f64) {
-                per_unit.push((label.into(), format!("{v:.4}")));
-            }
-        }
-        if let Some(why) = r.pointer("/energy_star/energy/steady_state/unavailable").and_then(Value::as_str) {
-            per_unit.push(("steady state".into(), format!("not measured: {why}")));
-        }
-        if let (Some(v), Some(u)) = (
-            r.pointer("/decode/efficiency/value").and_then(Value::as_f64),
-            r.pointer("/decode/efficiency/unit").and_then(Value::as_str),
-        ) {
-            per_unit.push((
-                "decode efficiency (optimum-benchmark: tokens per kWh of total energy)".into(),
-                format!("{v:.4e} {u}"),
-            ));
-        }
-    }
+    let per_unit = per_unit(&f);
 
     // The page.
     let title = format!("energy-star report: {}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("results"));
@@ -268,50 +333,53 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
         esc(&title)
     );
     let _ = writeln!(h, "<h1>{}</h1>", esc(&title));
-    // The run and its state.
     h.push_str("<h2>Run</h2><table>");
     let row = |h: &mut String, k: &str, v: &str| {
         let _ = write!(h, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
     };
-    if let Some(s) = &status {
-        let state = s["state"].as_str().unwrap_or("?");
-        let _ = write!(
-            h,
-            "<tr><th>state</th><td class=\"{}\">{}</td></tr>",
-            if state == "complete" { "" } else { "bad" },
-            esc(state)
-        );
-        for k in ["backend", "config_name", "config_source"] {
-            if let Some(v) = s[k].as_str() {
-                row(&mut h, k, v);
+    match &f.status {
+        Some(s) => {
+            let _ = write!(
+                h,
+                "<tr><th>state</th><td class=\"{}\">{}</td></tr>",
+                if s.state == RunState::Complete { "" } else { "bad" },
+                esc(s.state.as_str())
+            );
+            row(&mut h, "backend", &s.backend);
+            row(&mut h, "config_name", &s.config_name);
+            row(&mut h, "config_source", &s.config_source);
+            for r in s.incomplete_reasons.iter().chain(&s.problems) {
+                let _ = write!(h, "<tr><th>incomplete</th><td class=\"bad\">{}</td></tr>", esc(r));
             }
         }
-        for r in s["incomplete_reasons"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .chain(s["problems"].as_array().into_iter().flatten())
-        {
-            let _ = write!(h, "<tr><th>incomplete</th><td class=\"bad\">{}</td></tr>", esc(r.as_str().unwrap_or("")));
-        }
-    } else {
-        row(&mut h, "state", "no run_status.json: not written by `energy-star run`");
+        None => row(&mut h, "state", "no run_status.json: not written by `energy-star run`"),
     }
-    if let Some(s) = &summary {
-        let total = match num(&s["total"]) {
-            Some(t) => format!("{t:.2} Wh (GPU; {})", s["format"].as_str().unwrap_or("?")),
-            None => format!("n/a: {}", s["gpu_absent_reason"].as_str().unwrap_or("no GPU energy in the report")),
+    if let Some(r) = &f.record {
+        let gpus = r.facts.as_ref().map(|f| &f.gpus).unwrap_or(&r.plan.gpus);
+        let used = match gpus {
+            records::GpuUse::Gpus(ids) => format!("GPUs {ids:?} (CUDA numbering)"),
+            records::GpuUse::None(why) => format!("none: {why}"),
+        };
+        row(&mut h, "GPUs used", &used);
+        row(&mut h, "plugin API", &r.api_version);
+    }
+    if let Some((s, d)) = &f.summary {
+        let total = match (s.total, &d.gpu_absent_reason, d.complete) {
+            (Some(t), _, _) => format!("{t:.2} Wh (GPU; {})", s.format),
+            (None, _, false) => format!(
+                "n/a: the run is incomplete{}",
+                d.partial_total_wh.map(|t| format!(" ({t:.4} Wh over what was measured)")).unwrap_or_default()
+            ),
+            (None, Some(why), _) => format!("n/a: {why}"),
+            (None, None, _) => "n/a".into(),
         };
         row(&mut h, "GPU energy (leaderboard total)", &total);
-        row(&mut h, "CPU energy", &fmt_opt(num(&s["cpu_wh"]), "Wh"));
-        row(&mut h, "RAM energy", &fmt_opt(num(&s["ram_wh"]), "Wh"));
-        if let Some(v) = s["summarizer"].as_str() {
-            row(&mut h, "summarized by", v);
-        }
+        row(&mut h, "CPU energy", &fmt_opt(d.cpu_wh, "Wh"));
+        row(&mut h, "RAM energy", &fmt_opt(d.ram_wh, "Wh"));
+        row(&mut h, "summarized by", &d.summarizer);
     }
     h.push_str("</table>\n");
 
-    // Figures.
     h.push_str("<h2>Figures</h2>\n");
     for (file, caption, fig) in &figures {
         let _ = writeln!(
@@ -327,55 +395,69 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
         }
         h.push_str("</table>\n");
     }
+    if let Some(facts) = f.facts() {
+        h.push_str("<h2>Phases</h2><table><tr><th>phase</th><th>how</th><th>windows</th><th>complete</th></tr>");
+        for p in &facts.phases {
+            let how = match p.derivation {
+                PhaseDerivation::Measured => "measured".to_string(),
+                PhaseDerivation::MeanOfWindows => "mean of its windows".to_string(),
+                PhaseDerivation::DifferenceOfWindows | PhaseDerivation::Attributed => {
+                    p.definition.clone().unwrap_or_default()
+                }
+            };
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                esc(&p.name),
+                esc(&how),
+                esc(&p.windows.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")),
+                if p.complete { "" } else { "bad" },
+                if p.complete { "yes" } else { "no: cut short" }
+            );
+        }
+        h.push_str("</table>\n");
+    }
 
     // Sources: where every figure comes from.
     h.push_str("<h2>Sources</h2><table><tr><th>device</th><th>name</th><th>source</th><th>measured</th></tr>");
-    for d in meter.as_ref().and_then(|m| m["devices"].as_array()).into_iter().flatten() {
+    for d in f.meter.iter().flat_map(|m| &m.devices) {
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(d["device"].as_str().unwrap_or("?")),
-            esc(d["name"].as_str().unwrap_or("")),
-            esc(d["source"].as_str().unwrap_or("?")),
-            if d["measured"] == true { "yes" } else { "no: an estimate" }
+            esc(&d.device),
+            esc(&d.name),
+            esc(d.source.as_str()),
+            if d.measured { "yes" } else { "no: an estimate" }
         );
     }
     h.push_str("</table>\n");
-    if let Some(ws) = meter.as_ref().and_then(|m| m["windows"].as_array()) {
+    if let Some(m) = &f.meter {
         h.push_str("<h3>Metered windows</h3><table><tr><th>window</th><th>duration (s)</th><th>device</th><th>energy (J)</th><th>source</th><th>flags</th></tr>");
-        for w in ws {
-            for d in w["devices"].as_array().into_iter().flatten() {
-                let flags: Vec<&str> = d["flags"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        for w in &m.windows {
+            for d in &w.devices {
+                let flags: Vec<&str> = d.flags.iter().map(|f| f.as_str()).collect();
                 let _ = write!(
                     h,
-                    "<tr><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"warn\">{}</td></tr>",
-                    esc(w["name"].as_str().unwrap_or("?")),
-                    num(&w["duration_s"]).unwrap_or(0.0),
-                    esc(d["device"].as_str().unwrap_or("?")),
-                    fmt_opt(num(&d["energy_j"]), ""),
-                    esc(d["source"].as_str().unwrap_or("?")),
+                    "<tr><td>{} ({})</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"warn\">{}</td></tr>",
+                    esc(&w.name),
+                    w.id,
+                    w.duration_s,
+                    esc(&d.device),
+                    fmt_opt(d.energy_j, ""),
+                    esc(d.source.as_str()),
                     esc(&flags.join(", "))
                 );
             }
         }
         h.push_str("</table>\n");
     }
-    let warnings: Vec<String> = meter
-        .as_ref()
-        .and_then(|m| m["notices"].as_array())
-        .into_iter()
-        .flatten()
-        .chain(summary.as_ref().and_then(|s| s["warnings"].as_array()).into_iter().flatten())
-        .chain(
-            report
-                .as_ref()
-                .and_then(|r| r.pointer("/energy_star/warnings"))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten(),
-        )
-        .filter_map(|w| w.as_str().map(str::to_string))
-        .collect();
+    let warnings = dedup(
+        f.meter
+            .iter()
+            .flat_map(|m| m.notices.iter().cloned())
+            .chain(f.summary.iter().flat_map(|(_, d)| d.warnings.iter().cloned()))
+            .chain(f.facts().into_iter().flat_map(|x| x.warnings.iter().cloned())),
+    );
     if !warnings.is_empty() {
         h.push_str("<h2>Warnings</h2><ul>");
         for w in &warnings {
@@ -385,7 +467,7 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
     }
     let _ = writeln!(
         h,
-        "<p><small>Written by energy-star {} from the files in this folder; it measures nothing itself.</small></p></body></html>",
+        "<p><small>Written by energy-star {} from the host's records in this folder; it measures nothing itself.</small></p></body></html>",
         env!("CARGO_PKG_VERSION")
     );
 
@@ -428,13 +510,27 @@ mod tests {
         let hint = write_report(d.path()).unwrap_err().to_string();
         assert!(hint.contains("2026-01-01T00-00-00Z-1"), "{hint}");
         // A run that failed before anything was measured has nothing to draw: an error, no page.
-        std::fs::write(d.path().join("run_status.json"), r#"{"state": "failed", "error": "no such model"}"#)
-            .expect("write");
+        let status = RunStatus {
+            complete: false,
+            state: RunState::Failed,
+            backend: "backend x".into(),
+            config_name: "c".into(),
+            config_source: "built-in".into(),
+            started_unix_s: 0.0,
+            earlier_run_moved_to: None,
+            finished_unix_s: None,
+            energy_files: Vec::new(),
+            files_written_by_backend: Vec::new(),
+            incomplete_reasons: Vec::new(),
+            error: Some("no such model".into()),
+            problems: Vec::new(),
+        };
+        records::write_record(&d.path().join("run_status.json"), &status).expect("write");
         let err = write_report(d.path()).unwrap_err().to_string();
         assert!(err.contains("holds no measurements") && err.contains("no such model"), "{err}");
         assert!(!d.path().join("report.html").exists());
         assert!(matches!(write_report(&d.path().join("absent")), Err(ReportError::NotAFolder(_))));
         std::fs::write(d.path().join("run_status.json"), "{not json").expect("write");
-        assert!(write_report(d.path()).unwrap_err().to_string().contains("not JSON"));
+        assert!(write_report(d.path()).unwrap_err().to_string().contains("is not a record this energy-star reads"));
     }
 }
