@@ -32,7 +32,11 @@ fn main() {
     };
     let wasm = match build.run(&packages) {
         Ok(paths) => paths,
-        Err(e) => panic!("{e}"),
+        Err(e) => {
+            // A clean message, not a panic and a backtrace: this is the user's setup, not a bug.
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
     };
     let mut code =
         String::from("/// Built-in plugins embedded at build time.\npub const BUILTIN_PLUGINS: &[Builtin] = &[\n");

@@ -9,6 +9,7 @@ mod container; // the Dockerfile's entrypoint and environment, the seed's comman
 mod generate; // `energy-star generate`: the fixture token for token, sampling, bad input
 mod measure; // `energy-star measure`: replayed GPU, exit codes, idle, Ctrl-C
 mod plugins; // discovery, drop-ins, replacement, versions, bad files, compile cache
+mod real_server; // the vllm backend against llama-cpp-python's server (ignored unless .ci/run installs it)
 mod reports; // report (HTML + SVG, headless Chromium), rate (stars), batch (resume, k8s, Slurm)
 mod run; // backend selection, required settings, the run's results folder
 mod sandbox; // traps, endless loops, memory, malformed data, no ambient access

@@ -18,7 +18,7 @@ use tokenizers::Tokenizer;
 
 use self::config::ModelConfig;
 use self::model::{Decoder, KvCache};
-use energy_star_engine::{BatchOutcome, GenerationParams, InferenceError, RequestOutcome};
+use energy_star_engine::{BatchOutcome, GenerationParams, InferenceError, RequestOutcome, TokenCountSource};
 
 /// What to load.
 #[derive(Debug, Clone)]
@@ -312,14 +312,21 @@ impl CandleEngine {
             .into_iter()
             .zip(outputs)
             .enumerate()
-            .map(|(i, (input_ids, output_ids))| RequestOutcome {
-                text: self.decode(&output_ids),
-                input_ids,
-                output_ids,
-                ttft_ns: prefill_ns,
-                e2e_ns: finished_at[i],
-                itl_ns: std::mem::take(&mut itl[i]),
-                truncated: truncated[i],
+            .map(|(i, (input_ids, output_ids))| {
+                let stopped = output_ids.last().is_some_and(|t| c.eos_token_ids.contains(t)) && !params.ignore_eos;
+                RequestOutcome {
+                    text: self.decode(&output_ids),
+                    input_tokens: input_ids.len() as u32,
+                    output_tokens: output_ids.len() as u32,
+                    input_ids,
+                    output_ids,
+                    ttft_ns: Some(prefill_ns),
+                    e2e_ns: finished_at[i],
+                    itl_ns: std::mem::take(&mut itl[i]),
+                    truncated: truncated[i],
+                    finish_reason: Some(if stopped { "stop" } else { "length" }.to_string()),
+                    ..RequestOutcome::new(i as u32, TokenCountSource::Engine)
+                }
             })
             .collect();
         Ok(BatchOutcome { prefill_ns, decode_step_ns, requests, padded_len: longest })

@@ -142,7 +142,7 @@ fn timing_error(concurrency: u32, requests: usize) {
     let mut ttft_err = Vec::new();
     let mut itl_err = Vec::new();
     for r in &out.requests {
-        let Some(m) = sent.iter().find(|t| t.request_id == r.request_id) else { continue };
+        let Some(m) = sent.iter().find(|t| Some(&t.request_id) == r.request_id.as_ref()) else { continue };
         let Some(ttft) = r.ttft_ns else { continue };
         let mut client_t = r.start_ns + ttft;
         let mut client_times = vec![client_t];

@@ -18,7 +18,7 @@ use rand_distr::{Distribution, Gamma};
 use tokio::sync::{Semaphore, watch};
 
 use crate::RemoteEngine;
-use crate::request::{self, RequestRecord, TokenSource};
+use crate::request::{self, RequestOutcome, TokenSource};
 use energy_star_engine::{GenerationParams, InferenceError};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,7 +86,7 @@ impl Default for LoadLimits {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadOutcome {
     /// The requests sent, by prompt index.
-    pub requests: Vec<RequestRecord>,
+    pub requests: Vec<RequestOutcome>,
     /// Prompts never sent, because dispatch stopped early.
     pub not_sent: u32,
     /// Why dispatch stopped early.
@@ -228,8 +228,8 @@ impl RemoteEngine {
             .map(|p| Bytes::from(request::body(self.api, &self.model, p, params, &self.body).to_string()))
             .collect();
         let url = format!("{}/{}", self.base_url, self.api.path());
-        let id_seed = params.seed.unwrap_or(0);
-        let mut out = self.runtime.block_on(self.drive(&url, bodies, &offsets, profile, limits, origin, stop, id_seed));
+        let transport = Arc::new(request::HttpTransport { sender: self.sender(params.seed.unwrap_or(0)), url });
+        let mut out = self.runtime.block_on(dispatch(transport, bodies, &offsets, profile, limits, origin, stop));
         // Servers that sent no usage: tokens by the local tokenizer when there is one, counted
         // now that the clock has stopped.
         for r in &mut out.requests {
@@ -245,172 +245,180 @@ impl RemoteEngine {
         }
         Ok(out)
     }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn drive(
-        &self,
-        url: &str,
-        bodies: Vec<Bytes>,
-        offsets: &[f64],
-        profile: &LoadProfile,
-        limits: &LoadLimits,
-        origin: Instant,
-        stop: Arc<dyn Fn() -> bool + Send + Sync>,
-        id_seed: u64,
-    ) -> LoadOutcome {
-        let n = bodies.len();
-        let sender = Arc::new(self.sender(id_seed));
-        let url: Arc<str> = Arc::from(url);
-        let cap =
-            profile.concurrency_cap().map(|c| c as usize).unwrap_or(Semaphore::MAX_PERMITS).min(Semaphore::MAX_PERMITS);
-        let slots = Arc::new(Semaphore::new(cap));
-        let tally = Arc::new(Tally {
-            in_flight: AtomicU32::new(0),
-            peak: AtomicU32::new(0),
-            consecutive_failures: AtomicU32::new(0),
-        });
-        let (stop_tx, stop_rx) = watch::channel(Stop::Running);
-        let (abort_tx, abort_rx) = watch::channel(false);
-        let start = Instant::now();
-        let start_ns = energy_star_types::ns_since(origin, start);
-        // The watcher turns the stop conditions into one signal the dispatcher waits on.
-        let watcher = {
-            let stop = stop.clone();
-            let tally = tally.clone();
-            let max_failures = limits.max_consecutive_failures;
-            let deadline = limits.max_duration.map(|d| start + d);
-            tokio::spawn(async move {
-                loop {
-                    let why = if stop() {
-                        Some(StopReason::Interrupted)
-                    } else {
-                        limit_reached(deadline, max_failures, &tally)
-                    };
-                    if let Some(why) = why {
-                        let _ = stop_tx.send(Stop::Stopped(why));
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            })
-        };
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut sent = 0usize;
-        let mut stop_wait = stop_rx.clone();
-        let deadline = limits.max_duration.map(|d| start + d);
-        let mut stopped_here: Option<StopReason> = None;
-        // Checked before each send as well as by the watcher, so fast failures cannot race
-        // past the limit between two of the watcher's polls.
-        let check = |tally: &Tally| limit_reached(deadline, limits.max_consecutive_failures, tally);
-        for (i, body) in bodies.into_iter().enumerate() {
-            if *stop_rx.borrow() != Stop::Running {
-                break;
-            }
-            if let Some(why) = check(&tally) {
-                stopped_here = Some(why);
-                break;
-            }
-            // Open loop (rate): each request has its time, and waiting for a slot after it is
-            // client queue time. Closed loop: a request is due when a slot frees.
-            let due = offsets.get(i).map(|o| start + Duration::from_secs_f64(*o));
-            if let Some(due) = due.filter(|d| *d > Instant::now()) {
-                tokio::select! {
-                    biased;
-                    _ = stop_wait.wait_for(|s| *s != Stop::Running) => break,
-                    _ = tokio::time::sleep_until(tokio::time::Instant::from_std(due)) => {}
-                }
-            }
-            let permit = tokio::select! {
-                biased;
-                _ = stop_wait.wait_for(|s| *s != Stop::Running) => break,
-                p = slots.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
-            let scheduled = due.unwrap_or_else(Instant::now);
-            if let Some(why) = check(&tally) {
-                stopped_here = Some(why);
-                break;
-            }
-            let scheduled_ns = energy_star_types::ns_since(origin, scheduled);
-            let now_in_flight = tally.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            tally.peak.fetch_max(now_in_flight, Ordering::SeqCst);
-            let engine_tally = tally.clone();
-            let abort = abort_rx.clone();
-            let url = url.clone();
-            let sender = sender.clone();
-            tasks.spawn(async move {
-                let rec = sender.send(&url, i as u32, body, origin, scheduled_ns, abort).await;
-                // Counters first, then the slot: the dispatcher must see both before it sends
-                // the next request.
-                engine_tally.in_flight.fetch_sub(1, Ordering::SeqCst);
-                if rec.failure.is_some() {
-                    engine_tally.consecutive_failures.fetch_add(1, Ordering::SeqCst);
-                } else {
-                    engine_tally.consecutive_failures.store(0, Ordering::SeqCst);
-                }
-                drop(permit);
-                rec
-            });
-            sent += 1;
-        }
-        let stopped = stopped_here.or_else(|| match &*stop_rx.borrow() {
-            Stop::Stopped(why) => Some(*why),
-            Stop::Running => None,
-        });
-        // Drain: everything sent finishes (each request has its own timeout). A Ctrl-C, before
-        // or during the drain, gives what is in flight the drain time, then cancels it; the
-        // cancelled requests are recorded as such.
-        let mut requests = Vec::with_capacity(sent);
-        let mut drain_deadline = stop().then(|| tokio::time::Instant::now() + limits.drain_timeout);
-        let mut aborted = false;
-        loop {
-            if drain_deadline.is_none() && stop() {
-                drain_deadline = Some(tokio::time::Instant::now() + limits.drain_timeout);
-            }
-            let next = match drain_deadline {
-                Some(d) if !aborted => tokio::select! {
-                    r = tasks.join_next() => r,
-                    _ = tokio::time::sleep_until(d) => {
-                        let _ = abort_tx.send(true);
-                        aborted = true;
-                        continue;
-                    }
-                },
-                Some(_) => tasks.join_next().await,
-                None => tokio::select! {
-                    r = tasks.join_next() => r,
-                    _ = tokio::time::sleep(Duration::from_millis(20)) => continue,
-                },
-            };
-            match next {
-                Some(Ok(rec)) => requests.push(rec),
-                Some(Err(e)) => log_join_error(&e),
-                None => break,
-            }
-        }
-        let interrupted = drain_deadline.is_some();
-        watcher.abort();
-        requests.sort_by_key(|r| r.index);
-        let end_ns = energy_star_types::ns_since(origin, Instant::now());
-        let (stopped, then_interrupted) = match (stopped, interrupted) {
-            (Some(why), true) => (Some(why), why != StopReason::Interrupted),
-            (None, true) => (Some(StopReason::Interrupted), false),
-            (why, false) => (why, false),
-        };
-        LoadOutcome {
-            requests,
-            not_sent: (n - sent) as u32,
-            stopped,
-            then_interrupted,
-            start_ns,
-            end_ns,
-            peak_concurrency: tally.peak.load(Ordering::SeqCst),
-        }
-    }
 }
 
+/// Sends one request and follows it to its end: what the dispatcher needs of a server. The
+/// HTTP client is one; a fake with fixed delays lets the scheduling be tested without a server
+/// (as inference-benchmarker's executors are).
+pub trait Transport: Send + Sync + 'static {
+    /// Sends request `index` with `body`; `abort` turning true cancels it (recorded so).
+    fn send(
+        &self,
+        index: u32,
+        body: Bytes,
+        origin: Instant,
+        scheduled_ns: u64,
+        abort: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = RequestOutcome> + Send;
+}
+
+/// Dispatches `bodies` on the schedule (`offsets` in s from the start, for open loops; none
+/// for closed loops), within the profile's concurrency cap and the limits, and drains what is
+/// in flight. `stop` is polled (Ctrl-C). Times are ns since `origin`.
+pub async fn dispatch<T: Transport>(
+    transport: Arc<T>,
+    bodies: Vec<Bytes>,
+    offsets: &[f64],
+    profile: &LoadProfile,
+    limits: &LoadLimits,
+    origin: Instant,
+    stop: Arc<dyn Fn() -> bool + Send + Sync>,
+) -> LoadOutcome {
+    let n = bodies.len();
+    let cap =
+        profile.concurrency_cap().map(|c| c as usize).unwrap_or(Semaphore::MAX_PERMITS).min(Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(cap));
+    let tally = Arc::new(Tally {
+        in_flight: AtomicU32::new(0),
+        peak: AtomicU32::new(0),
+        consecutive_failures: AtomicU32::new(0),
+    });
+    let (stop_tx, stop_rx) = watch::channel(Stop::Running);
+    let (abort_tx, abort_rx) = watch::channel(false);
+    let start = Instant::now();
+    let start_ns = energy_star_types::ns_since(origin, start);
+    // The watcher turns the stop conditions into one signal the dispatcher waits on.
+    let watcher = {
+        let stop = stop.clone();
+        let tally = tally.clone();
+        let max_failures = limits.max_consecutive_failures;
+        let deadline = limits.max_duration.map(|d| start + d);
+        tokio::spawn(async move {
+            loop {
+                let why =
+                    if stop() { Some(StopReason::Interrupted) } else { limit_reached(deadline, max_failures, &tally) };
+                if let Some(why) = why {
+                    let _ = stop_tx.send(Stop::Stopped(why));
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut sent = 0usize;
+    let mut stop_wait = stop_rx.clone();
+    let deadline = limits.max_duration.map(|d| start + d);
+    let mut stopped_here: Option<StopReason> = None;
+    // Checked before each send as well as by the watcher, so fast failures cannot race
+    // past the limit between two of the watcher's polls.
+    let check = |tally: &Tally| limit_reached(deadline, limits.max_consecutive_failures, tally);
+    for (i, body) in bodies.into_iter().enumerate() {
+        if *stop_rx.borrow() != Stop::Running {
+            break;
+        }
+        if let Some(why) = check(&tally) {
+            stopped_here = Some(why);
+            break;
+        }
+        // Open loop (rate): each request has its time, and waiting for a slot after it is
+        // client queue time. Closed loop: a request is due when a slot frees.
+        let due = offsets.get(i).map(|o| start + Duration::from_secs_f64(*o));
+        if let Some(due) = due.filter(|d| *d > Instant::now()) {
+            tokio::select! {
+                biased;
+                _ = stop_wait.wait_for(|s| *s != Stop::Running) => break,
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(due)) => {}
+            }
+        }
+        let permit = tokio::select! {
+            biased;
+            _ = stop_wait.wait_for(|s| *s != Stop::Running) => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let scheduled = due.unwrap_or_else(Instant::now);
+        if let Some(why) = check(&tally) {
+            stopped_here = Some(why);
+            break;
+        }
+        let scheduled_ns = energy_star_types::ns_since(origin, scheduled);
+        let now_in_flight = tally.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        tally.peak.fetch_max(now_in_flight, Ordering::SeqCst);
+        let engine_tally = tally.clone();
+        let abort = abort_rx.clone();
+        let transport = transport.clone();
+        tasks.spawn(async move {
+            let rec = transport.send(i as u32, body, origin, scheduled_ns, abort).await;
+            // Counters first, then the slot: the dispatcher must see both before it sends
+            // the next request.
+            engine_tally.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if rec.failure.is_some() {
+                engine_tally.consecutive_failures.fetch_add(1, Ordering::SeqCst);
+            } else {
+                engine_tally.consecutive_failures.store(0, Ordering::SeqCst);
+            }
+            drop(permit);
+            rec
+        });
+        sent += 1;
+    }
+    let stopped = stopped_here.or_else(|| match &*stop_rx.borrow() {
+        Stop::Stopped(why) => Some(*why),
+        Stop::Running => None,
+    });
+    // Drain: everything sent finishes (each request has its own timeout). A Ctrl-C, before
+    // or during the drain, gives what is in flight the drain time, then cancels it; the
+    // cancelled requests are recorded as such.
+    let mut requests = Vec::with_capacity(sent);
+    let mut drain_deadline = stop().then(|| tokio::time::Instant::now() + limits.drain_timeout);
+    let mut aborted = false;
+    loop {
+        if drain_deadline.is_none() && stop() {
+            drain_deadline = Some(tokio::time::Instant::now() + limits.drain_timeout);
+        }
+        let next = match drain_deadline {
+            Some(d) if !aborted => tokio::select! {
+                r = tasks.join_next() => r,
+                _ = tokio::time::sleep_until(d) => {
+                    let _ = abort_tx.send(true);
+                    aborted = true;
+                    continue;
+                }
+            },
+            Some(_) => tasks.join_next().await,
+            None => tokio::select! {
+                r = tasks.join_next() => r,
+                _ = tokio::time::sleep(Duration::from_millis(20)) => continue,
+            },
+        };
+        match next {
+            Some(Ok(rec)) => requests.push(rec),
+            Some(Err(e)) => log_join_error(&e),
+            None => break,
+        }
+    }
+    let interrupted = drain_deadline.is_some();
+    watcher.abort();
+    requests.sort_by_key(|r| r.index);
+    let end_ns = energy_star_types::ns_since(origin, Instant::now());
+    let (stopped, then_interrupted) = match (stopped, interrupted) {
+        (Some(why), true) => (Some(why), why != StopReason::Interrupted),
+        (None, true) => (Some(StopReason::Interrupted), false),
+        (why, false) => (why, false),
+    };
+    LoadOutcome {
+        requests,
+        not_sent: (n - sent) as u32,
+        stopped,
+        then_interrupted,
+        start_ns,
+        end_ns,
+        peak_concurrency: tally.peak.load(Ordering::SeqCst),
+    }
+}
 /// Why sending must stop, if a limit is reached: the time bound, or failures in a row.
 fn limit_reached(deadline: Option<Instant>, max_failures: Option<u32>, tally: &Tally) -> Option<StopReason> {
     if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -434,6 +442,128 @@ mod tests {
     use super::*;
     use crate::request::FailureKind;
     use crate::{Api, RemoteSpec};
+
+    /// A server stand-in for the dispatcher: each request takes `delay` (cancelled by
+    /// `abort`), and fails when `fails` says so; it counts requests in flight itself.
+    struct Fake {
+        delay: Duration,
+        fails: fn(u32) -> bool,
+        in_flight: AtomicU32,
+        peak: AtomicU32,
+    }
+
+    impl Fake {
+        fn new(delay_ms: u64, fails: fn(u32) -> bool) -> Arc<Self> {
+            Arc::new(Self {
+                delay: Duration::from_millis(delay_ms),
+                fails,
+                in_flight: AtomicU32::new(0),
+                peak: AtomicU32::new(0),
+            })
+        }
+    }
+
+    impl Transport for Fake {
+        async fn send(
+            &self,
+            index: u32,
+            _body: Bytes,
+            origin: Instant,
+            scheduled_ns: u64,
+            mut abort: watch::Receiver<bool>,
+        ) -> RequestOutcome {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            let start_ns = energy_star_types::ns_since(origin, Instant::now());
+            let mut r = RequestOutcome {
+                scheduled_ns: Some(scheduled_ns),
+                start_ns,
+                ..RequestOutcome::new(index, TokenSource::ServerUsage)
+            };
+            let cancelled = tokio::select! {
+                _ = tokio::time::sleep(self.delay) => false,
+                _ = abort.wait_for(|a| *a) => true,
+            };
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            r.e2e_ns = energy_star_types::ns_since(origin, Instant::now()) - start_ns;
+            let kind = if cancelled {
+                Some(FailureKind::Cancelled)
+            } else if (self.fails)(index) {
+                Some(FailureKind::HttpServerError)
+            } else {
+                r.ttft_ns = Some(r.e2e_ns);
+                r.output_tokens = 1;
+                None
+            };
+            r.failure = kind.map(|kind| crate::request::Failure { kind, message: "fake".into(), http_status: None });
+            r
+        }
+    }
+
+    fn run(
+        fake: &Arc<Fake>,
+        n: usize,
+        profile: LoadProfile,
+        limits: LoadLimits,
+        stop: Arc<dyn Fn() -> bool + Send + Sync>,
+    ) -> LoadOutcome {
+        let offsets = match profile {
+            LoadProfile::Rate { requests_per_s, burstiness, seed, .. } => {
+                arrival_offsets_s(n, requests_per_s, burstiness, seed)
+            }
+            _ => Vec::new(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let bodies = vec![Bytes::from_static(b"{}"); n];
+        rt.block_on(dispatch(fake.clone(), bodies, &offsets, &profile, &limits, Instant::now(), stop))
+    }
+
+    /// The dispatcher alone, against a fake server: closed loops hold their concurrency, an
+    /// open loop with a cap records client queue time, failures in a row stop sending, and a
+    /// stop cancels what outlives the drain time.
+    #[test]
+    fn the_dispatcher_keeps_its_schedule_without_a_server() {
+        let ok = |_: u32| false;
+        let fake = Fake::new(30, ok);
+        let out = run(&fake, 12, LoadProfile::Concurrency(3), LoadLimits::default(), never());
+        assert_eq!((out.requests.len(), out.not_sent, out.stopped), (12, 0, None));
+        assert_eq!((fake.peak.load(Ordering::SeqCst), out.peak_concurrency), (3, 3), "a closed loop of 3");
+        assert!(out.requests.iter().all(|r| r.queue_ns() == Some(0) || r.queue_ns().is_some_and(|q| q < 5_000_000)));
+        let fake = Fake::new(5, ok);
+        let out = run(&fake, 5, LoadProfile::Sequential, LoadLimits::default(), never());
+        assert_eq!(fake.peak.load(Ordering::SeqCst), 1);
+        assert!(out.requests.windows(2).all(|w| w[1].start_ns >= w[0].start_ns + w[0].e2e_ns), "one after another");
+        // All at once, capped at 2: the others wait, and that wait is client queue time.
+        let fake = Fake::new(40, ok);
+        let rate =
+            LoadProfile::Rate { requests_per_s: f64::INFINITY, burstiness: 1.0, seed: 1, max_concurrency: Some(2) };
+        let out = run(&fake, 6, rate, LoadLimits::default(), never());
+        assert_eq!(fake.peak.load(Ordering::SeqCst), 2);
+        let mut waits: Vec<u64> = out.requests.iter().map(|r| r.queue_ns().expect("scheduled")).collect();
+        waits.sort_unstable();
+        assert!(waits[0] < 10_000_000 && waits[5] >= 70_000_000, "the last two waited two rounds: {waits:?}");
+        // Every request fails: sending stops after 4 in a row.
+        let fake = Fake::new(1, |_| true);
+        let limits = LoadLimits { max_consecutive_failures: Some(4), ..LoadLimits::default() };
+        let out = run(&fake, 20, LoadProfile::Sequential, limits, never());
+        assert_eq!(out.stopped, Some(StopReason::ConsecutiveFailures(4)));
+        assert_eq!((out.requests.len(), out.not_sent), (4, 16));
+        // A stop while requests are in flight, no drain time: they are cancelled and recorded.
+        let fake = Fake::new(5_000, ok);
+        let asked = Arc::new(AtomicBool::new(false));
+        let flag = asked.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            flag.store(true, Ordering::SeqCst);
+        });
+        let limits = LoadLimits { drain_timeout: Duration::ZERO, ..LoadLimits::default() };
+        let t = Instant::now();
+        let out = run(&fake, 10, LoadProfile::Concurrency(2), limits, Arc::new(move || asked.load(Ordering::SeqCst)));
+        assert!(t.elapsed() < Duration::from_secs(4), "cancelled, not waited for");
+        assert_eq!(out.stopped, Some(StopReason::Interrupted));
+        assert_eq!((out.requests.len(), out.not_sent), (2, 8));
+        assert!(out.requests.iter().all(|r| r.failure.as_ref().is_some_and(|f| f.kind == FailureKind::Cancelled)));
+    }
 
     fn engine(server: &MockServer, api: Api, timeout: Duration) -> RemoteEngine {
         let spec = RemoteSpec {
@@ -603,7 +733,7 @@ mod tests {
             .expect("load");
         assert_eq!(out.peak_concurrency, 2);
         // All six were due at once; the last pair waited for two rounds of ≥ 30 ms.
-        let waits: Vec<u64> = out.requests.iter().map(RequestRecord::queue_ns).collect();
+        let waits: Vec<u64> = out.requests.iter().map(|r| r.queue_ns().unwrap_or(0)).collect();
         assert!(waits[..2].iter().all(|w| *w < 20_000_000), "{waits:?}");
         assert!(waits[4..].iter().all(|w| *w >= 55_000_000), "{waits:?}");
         // A closed loop has no queue: a request is due when its slot frees.
@@ -611,9 +741,9 @@ mod tests {
             .run_load(&prompts(4), &fixed(2), &LoadProfile::Sequential, &LoadLimits::default(), Instant::now(), never())
             .expect("load");
         assert!(
-            out.requests.iter().all(|r| r.queue_ns() < 5_000_000),
+            out.requests.iter().all(|r| r.queue_ns().unwrap_or(0) < 5_000_000),
             "{:?}",
-            out.requests.iter().map(RequestRecord::queue_ns).collect::<Vec<_>>()
+            out.requests.iter().map(|r| r.queue_ns().unwrap_or(0)).collect::<Vec<_>>()
         );
     }
 

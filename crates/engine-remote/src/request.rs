@@ -17,45 +17,7 @@ use super::Api;
 use super::sse::{self, Chunk};
 use energy_star_engine::GenerationParams;
 
-pub use energy_star_types::{FailureKind, TokenCountSource as TokenSource};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Failure {
-    pub kind: FailureKind,
-    pub message: String,
-    pub http_status: Option<u16>,
-}
-
-/// One request as the client saw it. Times are ns since the load's clock origin.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestRecord {
-    /// Index of the prompt in the list given.
-    pub index: u32,
-    /// Sent as `X-Request-Id`: a UUID fixed by the run's seed and the prompt's index (see
-    /// [`request_uuid`]), so records join with server logs and a rerun sends the same ids.
-    pub request_id: String,
-    /// When the schedule meant to send it.
-    pub scheduled_ns: u64,
-    /// When it was sent (after any wait for a concurrency slot).
-    pub start_ns: u64,
-    pub ttft_ns: Option<u64>,
-    /// To the last chunk with a choice (or to the failure).
-    pub e2e_ns: u64,
-    pub itl_ns: Vec<u64>,
-    pub input_tokens: u32,
-    pub output_tokens: u32,
-    pub token_source: TokenSource,
-    pub text: String,
-    pub finish_reason: Option<String>,
-    pub failure: Option<Failure>,
-}
-
-impl RequestRecord {
-    /// Client queue time: waiting for a concurrency slot after the scheduled time.
-    pub fn queue_ns(&self) -> u64 {
-        self.start_ns.saturating_sub(self.scheduled_ns)
-    }
-}
+pub use energy_star_engine::{Failure, FailureKind, RequestOutcome, TokenCountSource as TokenSource};
 
 /// A version-4-shaped UUID (RFC 9562 layout: version nibble 4, variant `10`) made from the
 /// run's seed and the prompt's index with SplitMix64, so the same run sends the same ids.
@@ -197,8 +159,27 @@ impl Sender {
         origin: Instant,
         scheduled_ns: u64,
         abort: watch::Receiver<bool>,
-    ) -> RequestRecord {
+    ) -> RequestOutcome {
         send(self, url, index, body, origin, scheduled_ns, abort).await
+    }
+}
+
+/// The HTTP client as the dispatcher's transport: every request to one URL.
+pub struct HttpTransport {
+    pub sender: Sender,
+    pub url: String,
+}
+
+impl crate::load::Transport for HttpTransport {
+    fn send(
+        &self,
+        index: u32,
+        body: Bytes,
+        origin: Instant,
+        scheduled_ns: u64,
+        abort: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = RequestOutcome> + Send {
+        self.sender.send(&self.url, index, body, origin, scheduled_ns, abort)
     }
 }
 
@@ -210,27 +191,18 @@ async fn send(
     origin: Instant,
     scheduled_ns: u64,
     mut abort: watch::Receiver<bool>,
-) -> RequestRecord {
+) -> RequestOutcome {
     let request_id = request_uuid(engine.id_seed, index);
     let start = Instant::now();
     let start_ns = since(origin);
     let deadline = tokio::time::Instant::from_std(start + engine.request_timeout);
-    let mut rec = RequestRecord {
-        index,
-        request_id: request_id.clone(),
-        scheduled_ns,
+    let mut rec = RequestOutcome {
+        request_id: Some(request_id.clone()),
+        scheduled_ns: Some(scheduled_ns),
         start_ns,
-        ttft_ns: None,
-        e2e_ns: 0,
-        itl_ns: Vec::new(),
-        input_tokens: 0,
-        output_tokens: 0,
-        token_source: TokenSource::StreamChunks,
-        text: String::new(),
-        finish_reason: None,
-        failure: None,
+        ..RequestOutcome::new(index, TokenSource::StreamChunks)
     };
-    let fail = |rec: &mut RequestRecord, kind: FailureKind, message: String, status: Option<u16>| {
+    let fail = |rec: &mut RequestOutcome, kind: FailureKind, message: String, status: Option<u16>| {
         rec.e2e_ns = since(origin).saturating_sub(start_ns);
         rec.failure = Some(Failure { kind, message, http_status: status });
     };

@@ -6,6 +6,7 @@
 //! Timings are the host's: a backend never times inference itself, so plugin overhead cannot
 //! leak into latency figures.
 
+pub use energy_star_types::{FailureKind, TokenCountSource};
 use thiserror::Error;
 
 /// How to generate.
@@ -40,25 +41,79 @@ impl Default for GenerationParams {
     }
 }
 
-/// One request's outcome within a batch.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// One request, as an engine ran it: the one record of a request on the host side, for local
+/// batches and remote loads alike. Times are ns: since the batch started (local) or since the
+/// load's clock origin (remote).
+#[derive(Debug, Clone, PartialEq)]
 pub struct RequestOutcome {
-    /// Prompt tokens after truncation.
+    /// Index of the prompt in the list given.
+    pub index: u32,
+    /// The id sent as `X-Request-Id`; none for local engines.
+    pub request_id: Option<String>,
+    /// When the load's schedule meant to send it; none where nothing is scheduled (local).
+    pub scheduled_ns: Option<u64>,
+    /// When it started (was sent).
+    pub start_ns: u64,
+    /// Time to first token (a local batch's prefill); none when no token came.
+    pub ttft_ns: Option<u64>,
+    /// To the last token (or to the failure).
+    pub e2e_ns: u64,
+    /// The gaps between later tokens (chunks).
+    pub itl_ns: Vec<u64>,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub token_source: TokenCountSource,
+    /// Prompt tokens after truncation, and the generated ones, when the engine has them (local).
     pub input_ids: Vec<u32>,
     pub output_ids: Vec<u32>,
     pub text: String,
-    /// Time to first token, ns (the batch's prefill).
-    pub ttft_ns: u64,
-    /// Until this request's last token, ns.
-    pub e2e_ns: u64,
-    /// Time of each later token, ns.
-    pub itl_ns: Vec<u64>,
+    /// Why generation stopped, as the engine or server says it ("stop", "length").
+    pub finish_reason: Option<String>,
+    pub failure: Option<Failure>,
     /// Whether the prompt was cut to fit the context.
     pub truncated: bool,
 }
 
+impl RequestOutcome {
+    /// A request that has not run yet, at `index`.
+    pub fn new(index: u32, token_source: TokenCountSource) -> Self {
+        Self {
+            index,
+            request_id: None,
+            scheduled_ns: None,
+            start_ns: 0,
+            ttft_ns: None,
+            e2e_ns: 0,
+            itl_ns: Vec::new(),
+            input_tokens: 0,
+            output_tokens: 0,
+            token_source,
+            input_ids: Vec::new(),
+            output_ids: Vec::new(),
+            text: String::new(),
+            finish_reason: None,
+            failure: None,
+            truncated: false,
+        }
+    }
+
+    /// Client queue time: waiting for a concurrency slot after the scheduled time; none where
+    /// nothing was scheduled.
+    pub fn queue_ns(&self) -> Option<u64> {
+        self.scheduled_ns.map(|s| self.start_ns.saturating_sub(s))
+    }
+}
+
+/// Why a request failed, by kind, with the server's words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+    pub http_status: Option<u16>,
+}
+
 /// A batch's outcome.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BatchOutcome {
     /// The prompt pass (all prompts together, with the first token's sampling), ns.
     pub prefill_ns: u64,

@@ -104,6 +104,30 @@ fn extra_body(json: Option<&str>) -> Result<serde_json::Map<String, serde_json::
     }
 }
 
+/// A request as the WIT gives it; `base_ns` places a local batch's times on the host clock.
+fn outcome(r: engine::RequestOutcome, base_ns: u64) -> RequestOutcome {
+    RequestOutcome {
+        prompt_index: r.index,
+        request_id: r.request_id.clone(),
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        token_source: token_source(r.token_source),
+        start_ns: base_ns + r.start_ns,
+        queue_ns: r.queue_ns(),
+        ttft_ns: r.ttft_ns,
+        e2e_ns: r.e2e_ns,
+        itl_ns: r.itl_ns,
+        output_ids: r.output_ids,
+        text: r.text,
+        finish_reason: r.finish_reason.as_deref().map(finish_reason),
+        error: r.failure.map(|f| RequestError {
+            kind: failure_kind(f.kind),
+            message: f.message,
+            http_status: f.http_status,
+        }),
+    }
+}
+
 impl InferenceView<'_> {
     fn push<T: Send + 'static>(&mut self, value: T) -> Result<Resource<T>, Error> {
         self.table.push(value).map_err(|e| Error::Failed(format!("engine table: {e}")))
@@ -232,35 +256,10 @@ impl HostLocalEngine for InferenceView<'_> {
         let start_ns = self.clock.now_ns();
         let out = self.local(&engine)?.generate(&prompts, &host_params(&params)).map_err(engine_error)?;
         self.request_latencies_ms.extend(out.requests.iter().map(|r| r.e2e_ns as f64 / 1e6));
-        let max = params.max_new_tokens as usize;
         Ok(BatchOutcome {
             prefill_ns: out.prefill_ns,
             decode_step_ns: out.decode_step_ns,
-            requests: out
-                .requests
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| RequestOutcome {
-                    prompt_index: i as u32,
-                    request_id: None,
-                    input_tokens: r.input_ids.len() as u32,
-                    output_tokens: r.output_ids.len() as u32,
-                    token_source: TokenCountSource::Engine,
-                    start_ns,
-                    queue_ns: None,
-                    ttft_ns: Some(r.ttft_ns),
-                    e2e_ns: r.e2e_ns,
-                    itl_ns: r.itl_ns,
-                    finish_reason: Some(if r.output_ids.len() >= max {
-                        FinishReason::Length
-                    } else {
-                        FinishReason::Stop
-                    }),
-                    output_ids: r.output_ids,
-                    text: r.text,
-                    error: None,
-                })
-                .collect(),
+            requests: out.requests.into_iter().map(|r| outcome(r, start_ns)).collect(),
         })
     }
 
@@ -342,30 +341,7 @@ impl HostRemoteEngine for InferenceView<'_> {
             start_ns: o.start_ns,
             end_ns: o.end_ns,
             peak_concurrency: o.peak_concurrency,
-            requests: o
-                .requests
-                .into_iter()
-                .map(|r| RequestOutcome {
-                    prompt_index: r.index,
-                    queue_ns: Some(r.queue_ns()),
-                    request_id: Some(r.request_id),
-                    input_tokens: r.input_tokens,
-                    output_tokens: r.output_tokens,
-                    token_source: token_source(r.token_source),
-                    start_ns: r.start_ns,
-                    ttft_ns: r.ttft_ns,
-                    e2e_ns: r.e2e_ns,
-                    itl_ns: r.itl_ns,
-                    output_ids: Vec::new(),
-                    text: r.text,
-                    finish_reason: r.finish_reason.as_deref().map(finish_reason),
-                    error: r.failure.map(|f| RequestError {
-                        kind: failure_kind(f.kind),
-                        message: f.message,
-                        http_status: f.http_status,
-                    }),
-                })
-                .collect(),
+            requests: o.requests.into_iter().map(|r| outcome(r, 0)).collect(),
         })
     }
 

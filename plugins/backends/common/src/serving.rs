@@ -12,29 +12,26 @@
 
 use serde_json::{Map, Value, json};
 
-/// One request, as the metrics need it. Times in ns on the host clock.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Req {
-    pub index: u32,
-    pub start_ns: u64,
-    pub queue_ns: u64,
-    pub ttft_ns: Option<u64>,
-    pub e2e_ns: u64,
-    pub itl_ns: Vec<u64>,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    /// The failure kind, for failed requests.
-    pub failure: Option<String>,
-}
+/// A request as the host reported it (its times in ns on the host clock).
+pub use energy_star_plugin_sdk::backend::host::inference::RequestOutcome as Req;
 
-impl Req {
-    pub fn ok(&self) -> bool {
-        self.failure.is_none()
-    }
-
+/// What the metrics need of a request's record.
+pub trait Timed {
+    /// Whether it succeeded.
+    fn ok(&self) -> bool;
     /// Time of each chunk (ns): the first at TTFT, then by ITL, each weighted by its share of
     /// the request's output tokens.
-    pub fn token_times(&self) -> Vec<(u64, f64)> {
+    fn token_times(&self) -> Vec<(u64, f64)>;
+    fn first_token_at(&self) -> Option<u64>;
+    fn end_at(&self) -> u64;
+}
+
+impl Timed for Req {
+    fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+
+    fn token_times(&self) -> Vec<(u64, f64)> {
         let Some(ttft) = self.ttft_ns else { return Vec::new() };
         let mut t = self.start_ns + ttft;
         let mut times = vec![t];
@@ -44,15 +41,15 @@ impl Req {
         }
         // Chunks are not tokens: several tokens in one chunk (usage only at the end), or a
         // chat stream's role-only first chunk with none. The timestamps share the count.
-        let weight = self.output_tokens as f64 / times.len() as f64;
+        let weight = f64::from(self.output_tokens) / times.len() as f64;
         times.into_iter().map(|t| (t, weight)).collect()
     }
 
-    pub fn first_token_at(&self) -> Option<u64> {
+    fn first_token_at(&self) -> Option<u64> {
         self.ttft_ns.map(|t| self.start_ns + t)
     }
 
-    pub fn end_at(&self) -> u64 {
+    fn end_at(&self) -> u64 {
         self.start_ns + self.e2e_ns
     }
 }
@@ -152,19 +149,19 @@ impl ServingMetrics {
 /// `vllm bench serve`'s metrics over `reqs` and a run of `duration_s`.
 pub fn metrics(reqs: &[Req], duration_s: f64, peak_concurrency: u32) -> ServingMetrics {
     let ok: Vec<&Req> = reqs.iter().filter(|r| r.ok()).collect();
-    let total_in: u64 = ok.iter().map(|r| r.input_tokens).sum();
-    let total_out: u64 = ok.iter().map(|r| r.output_tokens).sum();
+    let total_in: u64 = ok.iter().map(|r| u64::from(r.input_tokens)).sum();
+    let total_out: u64 = ok.iter().map(|r| u64::from(r.output_tokens)).sum();
     let per_s = |x: f64| (duration_s > 0.0).then(|| x / duration_s);
     let ms = |ns: u64| ns as f64 / 1e6;
     let ttft: Vec<f64> = ok.iter().filter_map(|r| r.ttft_ns.map(ms)).collect();
     let tpot: Vec<f64> = ok
         .iter()
         .filter(|r| r.output_tokens > 1)
-        .filter_map(|r| r.ttft_ns.map(|t| ms(r.e2e_ns.saturating_sub(t)) / (r.output_tokens - 1) as f64))
+        .filter_map(|r| r.ttft_ns.map(|t| ms(r.e2e_ns.saturating_sub(t)) / f64::from(r.output_tokens - 1)))
         .collect();
     let itl: Vec<f64> = ok.iter().flat_map(|r| r.itl_ns.iter().map(|g| ms(*g))).collect();
     let e2el: Vec<f64> = ok.iter().map(|r| ms(r.e2e_ns)).collect();
-    let queue: Vec<f64> = ok.iter().map(|r| ms(r.queue_ns)).collect();
+    let queue: Vec<f64> = ok.iter().map(|r| ms(r.queue_ns.unwrap_or(0))).collect();
     ServingMetrics {
         duration_s,
         completed: ok.len() as u64,
@@ -199,8 +196,8 @@ pub fn max_tokens_per_s(reqs: &[&Req]) -> f64 {
 /// Failures by kind.
 pub fn failures_by_kind(reqs: &[Req]) -> Map<String, Value> {
     let mut m: std::collections::BTreeMap<String, u64> = Default::default();
-    for f in reqs.iter().filter_map(|r| r.failure.as_ref()) {
-        *m.entry(f.clone()).or_default() += 1;
+    for e in reqs.iter().filter_map(|r| r.error.as_ref()) {
+        *m.entry(energy_star_plugin_sdk::types::FailureKind::from(e.kind).as_str().to_string()).or_default() += 1;
     }
     m.into_iter().map(|(k, v)| (k, json!(v))).collect()
 }
@@ -396,18 +393,39 @@ impl ServingConfig {
 mod tests {
     use super::*;
 
-    fn req(index: u32, start_ms: u64, ttft_ms: u64, itl_ms: &[u64], out: u64) -> Req {
+    use energy_star_plugin_sdk::backend::host::inference::{FailureKind, RequestError};
+    use energy_star_plugin_sdk::backend::host::types::TokenCountSource;
+
+    fn req(index: u32, start_ms: u64, ttft_ms: u64, itl_ms: &[u64], out: u32) -> Req {
         let itl_ns: Vec<u64> = itl_ms.iter().map(|x| x * 1_000_000).collect();
         Req {
-            index,
+            prompt_index: index,
+            request_id: None,
+            input_tokens: 10,
+            output_tokens: out,
+            token_source: TokenCountSource::ServerUsage,
             start_ns: start_ms * 1_000_000,
-            queue_ns: 0,
+            queue_ns: Some(0),
             ttft_ns: Some(ttft_ms * 1_000_000),
             e2e_ns: (ttft_ms + itl_ms.iter().sum::<u64>()) * 1_000_000,
             itl_ns,
-            input_tokens: 10,
-            output_tokens: out,
-            failure: None,
+            output_ids: Vec::new(),
+            text: String::new(),
+            finish_reason: None,
+            error: None,
+        }
+    }
+
+    fn failed(index: u32, kind: FailureKind) -> Req {
+        let error = Some(RequestError { kind, message: "mock".into(), http_status: Some(500) });
+        Req {
+            ttft_ns: None,
+            e2e_ns: 0,
+            itl_ns: Vec::new(),
+            output_tokens: 0,
+            input_tokens: 0,
+            error,
+            ..req(index, 0, 0, &[], 0)
         }
     }
 
@@ -458,7 +476,7 @@ mod tests {
     fn vllm_metrics_by_hand() {
         // Two requests over a 1 s run: TTFT 100 and 300 ms; gaps 10, 20 and 30 ms.
         let mut reqs = vec![req(0, 0, 100, &[10, 20], 3), req(1, 0, 300, &[30], 2)];
-        reqs.push(Req { index: 2, failure: Some("http-5xx".into()), ..Req::default() });
+        reqs.push(failed(2, FailureKind::HttpServerError));
         let m = metrics(&reqs, 1.0, 2).to_json();
         assert_eq!(m["completed"], 2);
         assert_eq!(m["failed"], 1);

@@ -15,7 +15,7 @@
 //!
 //! Policy lives here; the host does the HTTP, the timing and the metering.
 
-use energy_star_backend_common::serving::{self, Req, ServingConfig, ServingMetrics};
+use energy_star_backend_common::serving::{self, ServingConfig, ServingMetrics, Timed};
 use energy_star_backend_common::{Energy, Reader, Settings, facts, provenance};
 use energy_star_plugin_sdk::backend::host::inference::{
     self, GenerationParams, LoadLimits, LoadOutcome, LoadProfile, RateProfile, RemoteApi, RemoteEngine,
@@ -190,27 +190,6 @@ fn warmup(engine: &RemoteEngine, p: &Plan, prompts: &[String], warnings: &mut Ve
     Ok(())
 }
 
-fn failure_name(r: &inference::RequestOutcome) -> Option<String> {
-    r.error.as_ref().map(|e| names::FailureKind::from(e.kind).as_str().to_string())
-}
-
-fn reqs(load: &LoadOutcome) -> Vec<Req> {
-    load.requests
-        .iter()
-        .map(|r| Req {
-            index: r.prompt_index,
-            start_ns: r.start_ns,
-            queue_ns: r.queue_ns.unwrap_or(0),
-            ttft_ns: r.ttft_ns,
-            e2e_ns: r.e2e_ns,
-            itl_ns: r.itl_ns.clone(),
-            input_tokens: u64::from(r.input_tokens),
-            output_tokens: u64::from(r.output_tokens),
-            failure: failure_name(r),
-        })
-        .collect()
-}
-
 /// Whether a GPU of this machine was metered: without one (no NVML here, the server elsewhere),
 /// the run has no GPU figure and says why, which is not a failed reading.
 fn gpus_metered(s: &Settings) -> GpuUse {
@@ -229,7 +208,8 @@ fn gpus_metered(s: &Settings) -> GpuUse {
 
 /// ML.ENERGY's steady state, cut from the timeline once its edges are known; with the GPU
 /// J per output token in it.
-fn steady_state(p: &Plan, load: &LoadOutcome, reqs: &[Req], gpu_used: bool) -> (Value, Option<f64>) {
+fn steady_state(p: &Plan, load: &LoadOutcome, gpu_used: bool) -> (Value, Option<f64>) {
+    let reqs = &load.requests;
     // A cap the load never reached is not its concurrency: the smaller of cap and peak.
     let k =
         p.sc.steady_state_concurrency
@@ -340,12 +320,12 @@ impl Outcome<'_> {
     fn finish(self) -> (Value, RunFacts) {
         let p = self.plan;
         let (s, sc) = (&p.s, &p.sc);
-        let reqs = reqs(&self.load);
+        let reqs = &self.load.requests;
         let duration_s = self.load.end_ns.saturating_sub(self.load.start_ns) as f64 / 1e9;
-        let metrics = serving::metrics(&reqs, duration_s, self.load.peak_concurrency);
-        let ok_reqs: Vec<&Req> = reqs.iter().filter(|r| r.ok()).collect();
+        let metrics = serving::metrics(reqs, duration_s, self.load.peak_concurrency);
+        let ok_reqs: Vec<&inference::RequestOutcome> = reqs.iter().filter(|r| r.ok()).collect();
         // Every generated token cost energy, the tokens of failed streams too.
-        let tokens_generated: u64 = reqs.iter().map(|r| r.output_tokens).sum();
+        let tokens_generated: u64 = reqs.iter().map(|r| u64::from(r.output_tokens)).sum();
         let prompt_tokens = metrics.total_input_tokens;
         let completion_tokens = metrics.total_output_tokens;
         let gpu_used = matches!(self.gpus, GpuUse::Gpus(_));
@@ -353,7 +333,7 @@ impl Outcome<'_> {
         let window_s = sdk::duration_s(w);
         let e = Energy::of(w, gpu_used);
         let gpu_j = e.gpu_kwh.map(names::units::kwh_to_j);
-        let (steady, steady_per_token) = steady_state(p, &self.load, &reqs, gpu_used);
+        let (steady, steady_per_token) = steady_state(p, &self.load, gpu_used);
         let mut warnings = self.warnings;
         if let Err(err) =
             results::write_file("requests.jsonl", request_records(&self.load, steady_per_token).as_bytes())
@@ -419,7 +399,7 @@ impl Outcome<'_> {
                 "generation": {"max_tokens": s.max_new_tokens, "min_tokens": p.params.min_new_tokens, "ignore_eos": p.params.ignore_eos, "temperature": p.params.temperature, "seed": s.seed, "fixed_length": p.params.ignore_eos},
                 "request_extra_fields": p.extra_body,
                 "serving": metrics.to_json(),
-                "failures_by_kind": serving::failures_by_kind(&reqs),
+                "failures_by_kind": serving::failures_by_kind(reqs),
                 "not_sent": self.load.not_sent,
                 "stopped": incomplete.iter().find(|w| w.starts_with("sending stopped")),
                 "token_count_sources": sources,
