@@ -14,7 +14,7 @@ use serde_json::json;
 use thiserror::Error;
 
 use energy_star_meter::gpu::{GpuSource, NvmlGpus, ReplayGpus};
-use energy_star_meter::sampler::monotonic_clock;
+use energy_star_meter::monotonic_clock;
 use energy_star_meter::{self as meter, MAX_IDLE_S, Meter, MeterOptions, Sampler, WindowReading};
 use energy_star_results::{ResultsError, write_atomic};
 

@@ -292,7 +292,7 @@ fn check_results_folder(dir: &Path, rt: &PluginRuntime) -> Result<(), RunError> 
 fn open_meter(options: MeterOptions, gpus: &GpuUse) -> SharedMeter {
     let m = match gpus {
         GpuUse::None(why) => {
-            let clock = meter::sampler::monotonic_clock();
+            let clock = meter::monotonic_clock();
             Meter::with_sources(options, Err(format!("{why}: no GPU is metered")), clock)
         }
         GpuUse::Gpus(_) => Meter::open(options),

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use energy_star_meter::gpu::{GpuDevice, GpuReading, GpuSource, ReplayGpus};
-use energy_star_meter::sampler::{Meter, Sample, monotonic_clock};
+use energy_star_meter::meter::{Meter, Sample, monotonic_clock};
 use energy_star_meter::{Clock, MeterOptions, Sampler};
 
 const SECONDS: u64 = 30;

@@ -9,11 +9,12 @@
 //! - RAM: RAPL `dram` zones; else CodeCarbon 3's per-DIMM estimate, labelled `estimate-dimm`.
 //!
 //! Rooms: [`gpu`] (the GPU source trait, NVML, replayed traces), [`rapl`], [`estimate`]
-//! (CodeCarbon's constants, in one place), [`window`] (the arithmetic, pure), [`sampler`]
-//! (the background thread and the timeline), [`timeline`] (CSV).
+//! (CodeCarbon's constants, in one place), [`window`] (the arithmetic, pure), [`meter`]
+//! (devices, the timeline, windows), [`sampler`] (the background thread), [`timeline`] (CSV).
 
 pub mod estimate;
 pub mod gpu;
+pub mod meter;
 pub mod rapl;
 pub mod sampler;
 pub mod timeline;
@@ -23,7 +24,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use sampler::{Meter, MeterOptions, Sampler};
+pub use meter::{Meter, MeterOptions, monotonic_clock};
+pub use sampler::Sampler;
 
 pub use energy_star_types::{DeviceKind, EnergySource, ValidityFlag};
 

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::sampler::Meter;
+use super::meter::Meter;
 use energy_star_results::{ResultsError, write_atomic};
 
 /// File names in the results folder.

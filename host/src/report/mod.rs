@@ -7,6 +7,7 @@
 //! timeline): never a backend's report, whose format is the backend's business. It measures
 //! nothing.
 
+mod page;
 pub mod svg;
 
 use std::collections::BTreeMap;
@@ -16,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use energy_star_results::records::{
-    self, ENERGY_RECORD, EnergyRecord, PhaseDerivation, RUN_RECORD, RUN_STATUS, RunRecord, RunState, RunStatus,
-    SUMMARY, SummaryDetails, SummaryRecord,
+    self, ENERGY_RECORD, EnergyRecord, PhaseDerivation, RUN_RECORD, RUN_STATUS, RunRecord, RunStatus, SUMMARY,
+    SummaryDetails, SummaryRecord,
 };
 use energy_star_results::{ResultsError, write_atomic};
 use thiserror::Error;
@@ -33,7 +34,7 @@ pub fn command(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
-use svg::{Series, Span, esc};
+use svg::{Series, Span};
 
 #[derive(Debug, Error)]
 pub enum ReportError {
@@ -255,6 +256,13 @@ fn per_unit(f: &Folder) -> Vec<(String, String)> {
     rows
 }
 
+/// A figure of the page, also written as `figures/<file>`.
+struct Figure {
+    file: &'static str,
+    caption: String,
+    svg: String,
+}
+
 /// Writes `report.html` and `figures/*.svg` into `dir`.
 pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
     if !dir.is_dir() {
@@ -271,9 +279,32 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
             None => ReportError::NotResults(dir.to_path_buf(), earlier_runs_hint(dir)),
         });
     }
-    let mut figures: Vec<(String, String, String)> = Vec::new(); // (file, caption, svg)
+    let figures = figures(dir, &f)?;
+    let title = format!("energy-star report: {}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("results"));
+    let html = page::html(&title, &f, &figures);
 
-    // Power over time, phases shaded.
+    let fig_dir = dir.join("figures");
+    energy_star_results::ensure_dir(&fig_dir)?;
+    let mut written = Vec::new();
+    for fig in &figures {
+        let p = fig_dir.join(fig.file);
+        write_atomic(&p, format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}\n", fig.svg).as_bytes())?;
+        written.push(p);
+    }
+    let html_path = dir.join("report.html");
+    write_atomic(&html_path, html.as_bytes())?;
+    Ok(ReportDone { html: html_path, figures: written })
+}
+
+fn figures(dir: &Path, f: &Folder) -> Result<Vec<Figure>, ReportError> {
+    let mut figures = vec![power_figure(dir, f)?];
+    figures.extend(phase_figure(f));
+    figures.extend(request_figure(f));
+    Ok(figures)
+}
+
+/// Power over time per device, the metered windows (phases) shaded.
+fn power_figure(dir: &Path, f: &Folder) -> Result<Figure, ReportError> {
     let series = match &f.timeline {
         Some(t) => {
             power_series(t).map_err(|why| ReportError::Unreadable { file: dir.join("energy_timeline.csv"), why })?
@@ -284,208 +315,54 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
         Some(t) => spans(t).map_err(|why| ReportError::Unreadable { file: dir.join("energy_windows.csv"), why })?,
         None => Vec::new(),
     };
-    figures.push((
-        "power.svg".into(),
-        "Power per device over the run; shaded: the metered windows (phases). Estimated devices show the estimate's power.".into(),
-        svg::line_chart("fig-power", "Power over time", "time since the meter started (s)", "power (W)", &series, &windows),
-    ));
+    Ok(Figure {
+        file: "power.svg",
+        caption: "Power per device over the run; shaded: the metered windows (phases). Estimated devices show the estimate's power.".into(),
+        svg: svg::line_chart("fig-power", "Power over time", "time since the meter started (s)", "power (W)", &series, &windows),
+    })
+}
 
-    // Energy per phase, from the summary (the leaderboard's view of the report).
-    if let Some((_, d)) = &f.summary
-        && !d.phases.is_empty()
-    {
-        let cats: Vec<String> =
-            d.phases.iter().map(|p| format!("{}{}", p.name, if p.counted { "" } else { " (not counted)" })).collect();
-        let bars = vec![
-            ("GPU".to_string(), d.phases.iter().map(|p| p.gpu_wh).collect()),
-            ("CPU".to_string(), d.phases.iter().map(|p| p.cpu_wh).collect()),
-            ("RAM".to_string(), d.phases.iter().map(|p| p.ram_wh).collect()),
-        ];
-        figures.push((
-            "energy_by_phase.svg".into(),
-            phase_caption(&f),
-            svg::bar_chart("fig-phases", "Energy per phase", "energy (Wh)", &cats, &bars),
-        ));
-    }
+/// Energy per phase, from the summary (the leaderboard's view of the report).
+fn phase_figure(f: &Folder) -> Option<Figure> {
+    let (_, d) = f.summary.as_ref().filter(|(_, d)| !d.phases.is_empty())?;
+    let cats: Vec<String> =
+        d.phases.iter().map(|p| format!("{}{}", p.name, if p.counted { "" } else { " (not counted)" })).collect();
+    let bars = vec![
+        ("GPU".to_string(), d.phases.iter().map(|p| p.gpu_wh).collect()),
+        ("CPU".to_string(), d.phases.iter().map(|p| p.cpu_wh).collect()),
+        ("RAM".to_string(), d.phases.iter().map(|p| p.ram_wh).collect()),
+    ];
+    Some(Figure {
+        file: "energy_by_phase.svg",
+        caption: phase_caption(f),
+        svg: svg::bar_chart("fig-phases", "Energy per phase", "energy (Wh)", &cats, &bars),
+    })
+}
 
-    // Per request: energy where the backend attributed it, else the host's latencies.
-    if let Some(facts) = f.facts()
-        && !facts.request_gpu_energy_j.is_empty()
-    {
+/// Per request: energy where the backend attributed it, else the host's latencies.
+fn request_figure(f: &Folder) -> Option<Figure> {
+    if let Some(facts) = f.facts().filter(|x| !x.request_gpu_energy_j.is_empty()) {
         let values: Vec<f64> = facts.request_gpu_energy_j.iter().map(|(_, j)| *j).collect();
-        figures.push(("energy_per_request.svg".into(), "GPU energy per request (J), attributed by the backend (e.g. steady-state J per output token × the request's output tokens, ML.ENERGY's method), not measured per request.".into(), svg::histogram("fig-requests", "GPU energy per request (attributed)", "J", &values, 12)));
-    } else if let Some(r) = f.record.as_ref().filter(|r| !r.request_latencies_ms.is_empty()) {
-        figures.push((
-            "latency_per_request.svg".into(),
+        return Some(Figure {
+            file: "energy_per_request.svg",
+            caption: "GPU energy per request (J), attributed by the backend (e.g. steady-state J per output token × the request's output tokens, ML.ENERGY's method), not measured per request.".into(),
+            svg: svg::histogram("fig-requests", "GPU energy per request (attributed)", "J", &values, 12),
+        });
+    }
+    let r = f.record.as_ref().filter(|r| !r.request_latencies_ms.is_empty())?;
+    Some(Figure {
+        file: "latency_per_request.svg",
+        caption:
             "End-to-end latency per request (ms), as the host timed it; no per-request energy is known for this run."
                 .into(),
-            svg::histogram("fig-requests", "End-to-end latency per request", "ms", &r.request_latencies_ms, 12),
-        ));
-    }
-    let per_unit = per_unit(&f);
-
-    // The page.
-    let title = format!("energy-star report: {}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("results"));
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}.warn{{color:#8a4b00}}.bad{{color:#a00;font-weight:bold}}figure{{margin:1.5em 0}}figcaption{{font-size:90%;color:#444}}</style></head><body>\n",
-        esc(&title)
-    );
-    let _ = writeln!(h, "<h1>{}</h1>", esc(&title));
-    h.push_str("<h2>Run</h2><table>");
-    let row = |h: &mut String, k: &str, v: &str| {
-        let _ = write!(h, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
-    };
-    match &f.status {
-        Some(s) => {
-            let _ = write!(
-                h,
-                "<tr><th>state</th><td class=\"{}\">{}</td></tr>",
-                if s.state == RunState::Complete { "" } else { "bad" },
-                esc(s.state.as_str())
-            );
-            row(&mut h, "backend", &s.backend);
-            row(&mut h, "config_name", &s.config_name);
-            row(&mut h, "config_source", &s.config_source);
-            for r in s.incomplete_reasons.iter().chain(&s.problems) {
-                let _ = write!(h, "<tr><th>incomplete</th><td class=\"bad\">{}</td></tr>", esc(r));
-            }
-        }
-        None => row(&mut h, "state", "no run_status.json: not written by `energy-star run`"),
-    }
-    if let Some(r) = &f.record {
-        let gpus = r.facts.as_ref().map(|f| &f.gpus).unwrap_or(&r.plan.gpus);
-        let used = match gpus {
-            records::GpuUse::Gpus(ids) => format!("GPUs {ids:?} (CUDA numbering)"),
-            records::GpuUse::None(why) => format!("none: {why}"),
-        };
-        row(&mut h, "GPUs used", &used);
-        row(&mut h, "plugin API", &r.api_version);
-    }
-    if let Some((s, d)) = &f.summary {
-        let total = match (s.total, &d.gpu_absent_reason, d.complete) {
-            (Some(t), _, _) => format!("{t:.2} Wh (GPU; {})", s.format),
-            (None, _, false) => format!(
-                "n/a: the run is incomplete{}",
-                d.partial_total_wh.map(|t| format!(" ({t:.4} Wh over what was measured)")).unwrap_or_default()
-            ),
-            (None, Some(why), _) => format!("n/a: {why}"),
-            (None, None, _) => "n/a".into(),
-        };
-        row(&mut h, "GPU energy (leaderboard total)", &total);
-        row(&mut h, "CPU energy", &fmt_opt(d.cpu_wh, "Wh"));
-        row(&mut h, "RAM energy", &fmt_opt(d.ram_wh, "Wh"));
-        row(&mut h, "summarized by", &d.summarizer);
-    }
-    h.push_str("</table>\n");
-
-    h.push_str("<h2>Figures</h2>\n");
-    for (file, caption, fig) in &figures {
-        let _ = writeln!(
-            h,
-            "<figure>{fig}<figcaption>{} (also <a href=\"figures/{file}\">figures/{file}</a>)</figcaption></figure>",
-            esc(caption)
-        );
-    }
-    if !per_unit.is_empty() {
-        h.push_str("<h2>Per request and per token</h2><table>");
-        for (k, v) in &per_unit {
-            row(&mut h, k, v);
-        }
-        h.push_str("</table>\n");
-    }
-    if let Some(facts) = f.facts() {
-        h.push_str("<h2>Phases</h2><table><tr><th>phase</th><th>how</th><th>windows</th><th>complete</th></tr>");
-        for p in &facts.phases {
-            let how = match p.derivation {
-                PhaseDerivation::Measured => "measured".to_string(),
-                PhaseDerivation::MeanOfWindows => "mean of its windows".to_string(),
-                PhaseDerivation::DifferenceOfWindows | PhaseDerivation::Attributed => {
-                    p.definition.clone().unwrap_or_default()
-                }
-            };
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
-                esc(&p.name),
-                esc(&how),
-                esc(&p.windows.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")),
-                if p.complete { "" } else { "bad" },
-                if p.complete { "yes" } else { "no: cut short" }
-            );
-        }
-        h.push_str("</table>\n");
-    }
-
-    // Sources: where every figure comes from.
-    h.push_str("<h2>Sources</h2><table><tr><th>device</th><th>name</th><th>source</th><th>measured</th></tr>");
-    for d in f.meter.iter().flat_map(|m| &m.devices) {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&d.device),
-            esc(&d.name),
-            esc(d.source.as_str()),
-            if d.measured { "yes" } else { "no: an estimate" }
-        );
-    }
-    h.push_str("</table>\n");
-    if let Some(m) = &f.meter {
-        h.push_str("<h3>Metered windows</h3><table><tr><th>window</th><th>duration (s)</th><th>device</th><th>energy (J)</th><th>source</th><th>flags</th></tr>");
-        for w in &m.windows {
-            for d in &w.devices {
-                let flags: Vec<&str> = d.flags.iter().map(|f| f.as_str()).collect();
-                let _ = write!(
-                    h,
-                    "<tr><td>{} ({})</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"warn\">{}</td></tr>",
-                    esc(&w.name),
-                    w.id,
-                    w.duration_s,
-                    esc(&d.device),
-                    fmt_opt(d.energy_j, ""),
-                    esc(d.source.as_str()),
-                    esc(&flags.join(", "))
-                );
-            }
-        }
-        h.push_str("</table>\n");
-    }
-    let warnings = dedup(
-        f.meter
-            .iter()
-            .flat_map(|m| m.notices.iter().cloned())
-            .chain(f.summary.iter().flat_map(|(_, d)| d.warnings.iter().cloned()))
-            .chain(f.facts().into_iter().flat_map(|x| x.warnings.iter().cloned())),
-    );
-    if !warnings.is_empty() {
-        h.push_str("<h2>Warnings</h2><ul>");
-        for w in &warnings {
-            let _ = write!(h, "<li class=\"warn\">{}</li>", esc(w));
-        }
-        h.push_str("</ul>\n");
-    }
-    let _ = writeln!(
-        h,
-        "<p><small>Written by energy-star {} from the host's records in this folder; it measures nothing itself.</small></p></body></html>",
-        env!("CARGO_PKG_VERSION")
-    );
-
-    let fig_dir = dir.join("figures");
-    energy_star_results::ensure_dir(&fig_dir)?;
-    let mut written = Vec::new();
-    for (file, _, fig) in &figures {
-        let p = fig_dir.join(file);
-        write_atomic(&p, format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{fig}\n").as_bytes())?;
-        written.push(p);
-    }
-    let html = dir.join("report.html");
-    write_atomic(&html, h.as_bytes())?;
-    Ok(ReportDone { html, figures: written })
+        svg: svg::histogram("fig-requests", "End-to-end latency per request", "ms", &r.request_latencies_ms, 12),
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use energy_star_results::records::RunState;
+
     use super::*;
 
     #[test]
