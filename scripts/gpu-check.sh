@@ -16,7 +16,7 @@ echo "== nvidia-smi"
 nvidia-smi --query-gpu=index,name,driver_version,power.draw,power.limit,temperature.gpu,mig.mode.current --format=csv || true
 
 echo "== NVML through energy-star (ignored GPU tests)"
-cargo test --release -p energy-star --lib -- --ignored --nocapture 2>&1 | grep -E "gpu|NVML|test result" || true
+cargo test --release -p energy-star-meter --lib -- --ignored --nocapture 2>&1 | grep -E "gpu|NVML|test result" || true
 
 echo "== idle, 5 s"
 "$B" measure --gpus 0 --idle 5 --output "$OUT/idle"
