@@ -114,8 +114,13 @@ struct Measured {
 
 /// A metered step: its result, or where the run stopped.
 fn step<T>(name: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<(T, WindowReading), Stop> {
-    log::log(log::Level::Info, &format!("phase {name}"));
-    let m = sdk::metered(name, f).map_err(|e| Stop::new(name, None, &e))?;
+    // Announced once its window is open: from this line on, a Ctrl-C cuts this phase short
+    // and its energy up to then is kept.
+    let m = sdk::metered(name, || {
+        log::log(log::Level::Info, &format!("phase {name}"));
+        f()
+    })
+    .map_err(|e| Stop::new(name, None, &e))?;
     match m.result {
         Ok(v) => Ok((v, m.reading)),
         Err(e) => Err(Stop::new(name, Some(m.reading), &e)),

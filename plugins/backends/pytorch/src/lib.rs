@@ -113,8 +113,10 @@ impl Guest for Pytorch {
             truncate: s.truncation,
         };
         let total = prompts.len() as u64;
-        log::log(log::Level::Info, &format!("phase inference: {total} prompts"));
+        // Announced once the window is open, as every phase is: a Ctrl-C after this line
+        // keeps a report of the prompts done.
         let m = sdk::metered("inference", || -> Result<Tally, String> {
+            log::log(log::Level::Info, &format!("phase inference: {total} prompts"));
             let mut t = Tally::default();
             let mut consecutive = 0;
             log::progress("inference", 0, Some(total), "prompts");
