@@ -169,7 +169,7 @@ fn profile(sc: &ServingConfig) -> LoadProfile {
 
 fn limits(sc: &ServingConfig) -> LoadLimits {
     LoadLimits {
-        max_duration_ms: (sc.max_duration_s > 0.0).then(|| (sc.max_duration_s * 1000.0) as u64),
+        max_duration_ms: (sc.max_duration_s > 0.0).then_some((sc.max_duration_s * 1000.0) as u64),
         max_consecutive_failures: (sc.max_consecutive_failures > 0).then_some(sc.max_consecutive_failures),
         drain_timeout_ms: (sc.drain_timeout_s * 1000.0) as u64,
     }

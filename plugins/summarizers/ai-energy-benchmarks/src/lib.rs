@@ -116,11 +116,11 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
         warnings.push(format!("GPU energy is negative ({gpu_wh} Wh): not a valid measurement, kept as reported"));
     }
     warnings.push("this format meters the whole prompt loop as one window; its energy is reported as decode (prefill included), as the original summarizer does".into());
-    if let Some(Value::Object(summary)) = obj.get("summary") {
-        if let Some(failed) = summary.get("failed_prompts").and_then(Value::as_u64).filter(|f| *f > 0) {
-            let total = summary.get("total_prompts").and_then(Value::as_u64).unwrap_or(0);
-            warnings.push(format!("{failed} of {total} prompts failed; the energy covers the failed ones too"));
-        }
+    if let Some(Value::Object(summary)) = obj.get("summary")
+        && let Some(failed) = summary.get("failed_prompts").and_then(Value::as_u64).filter(|f| *f > 0)
+    {
+        let total = summary.get("total_prompts").and_then(Value::as_u64).unwrap_or(0);
+        warnings.push(format!("{failed} of {total} prompts failed; the energy covers the failed ones too"));
     }
     Ok(Summary {
         format: FORMAT.into(),

@@ -150,8 +150,8 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
         let cpu = device_wh(energy, "cpu", unit, &what)?;
         let ram = device_wh(energy, "ram", unit, &what)?;
         match gpu {
-            Some(wh) if wh == 0.0 && absent.is_some() => {}
-            Some(wh) if wh == 0.0 => warnings.push(format!(
+            Some(0.0) if absent.is_some() => {}
+            Some(0.0) => warnings.push(format!(
                 "phase {name:?}: GPU energy is 0 Wh; CodeCarbon sometimes reports 0 for a task (codecarbon#851), so this is likely a failed reading, kept as reported"
             )),
             Some(wh) if wh < 0.0 => warnings.push(format!(
