@@ -54,6 +54,55 @@ fn a_run_gets_a_page_with_its_figures_sources_and_warnings() {
         .fails_with(1, &["is not a results folder"]);
 }
 
+/// The `<li>` items of the page's Warnings list.
+fn warnings_of(html: &str) -> Vec<&str> {
+    let Some((_, rest)) = html.split_once("<h2>Warnings</h2><ul>") else { return Vec::new() };
+    let list = rest.split_once("</ul>").map(|(l, _)| l).unwrap_or(rest);
+    list.split("<li").filter(|x| !x.is_empty()).collect()
+}
+
+#[test]
+fn each_backends_page_says_what_its_own_run_measured_and_every_warning_once() {
+    // optimum: decode is derived (generate − prefill), and the caption says so.
+    let cwd = tempfile::tempdir().expect("tmp");
+    offline_run(cwd.path());
+    let r = cwd.path().join("results");
+    energy_star(cwd.path(), &["report", r.to_str().expect("utf-8")], &[]).success();
+    let html = std::fs::read_to_string(r.join("report.html")).expect("html");
+    assert!(html.contains("decode is derived: generate − prefill"), "optimum's caption");
+    let warnings = warnings_of(&html);
+    assert!(!warnings.is_empty(), "an offline run has notices (no NVML, estimates)");
+    for (i, w) in warnings.iter().enumerate() {
+        assert!(!warnings[i + 1..].contains(w), "listed twice: {w}");
+    }
+
+    // pytorch: token counts in its facts give a per-token section; no optimum caption.
+    let cwd = tempfile::tempdir().expect("tmp");
+    energy_star(
+        cwd.path(),
+        &[
+            "--config-name",
+            "text_generation_offline",
+            "scenario.num_samples=4",
+            "scenario.generate_kwargs.max_new_tokens=4",
+            "scenario.generate_kwargs.min_new_tokens=4",
+        ],
+        &[("BENCHMARK_BACKEND", "pytorch")],
+    )
+    .success();
+    let r = cwd.path().join("results");
+    energy_star(cwd.path(), &["report", r.to_str().expect("utf-8")], &[]).success();
+    let html = std::fs::read_to_string(r.join("report.html")).expect("html");
+    assert!(html.contains("<h2>Per request and per token</h2>"), "per-token section");
+    assert!(html.contains("<th>tokens</th><td>") && html.contains("16 output (counted by engine)"), "token counts");
+    assert!(html.contains("<th>GPU energy per output token</th><td>n/a: the run has no GPU total</td>"));
+    assert!(!html.contains("generate − prefill") && !html.contains("decode is derived"), "no optimum caption");
+    let warnings = warnings_of(&html);
+    for (i, w) in warnings.iter().enumerate() {
+        assert!(!warnings[i + 1..].contains(w), "listed twice: {w}");
+    }
+}
+
 /// Headless Chromium (Debian's `chromium`) loads the page: it renders, the figures are in
 /// the rendered document, and a screenshot of it is not blank.
 #[test]
@@ -113,6 +162,20 @@ fn stars_come_from_five_equal_bands_per_cohort() {
     assert!(csv.contains("big,text_gen,A,5,1,3,1,5"), "{csv}");
     assert!(csv.contains("huge,text_gen,C,90,5,1,90,90"), "{csv}");
     assert!(out.stderr().contains("broken has no wh_per_1000_queries"));
+    // Written to a file, the count says how many rows got stars (the row without a figure none).
+    let rated = cwd.path().join("rated.csv");
+    let out = energy_star(
+        cwd.path(),
+        &["rate", table.to_str().expect("utf-8"), "--output", rated.to_str().expect("utf-8")],
+        &[],
+    )
+    .success();
+    assert!(
+        out.stdout().starts_with("rated 4 of 5 models by wh_per_1000_queries (1 without a figure)"),
+        "{}",
+        out.stdout()
+    );
+    assert_eq!(std::fs::read_to_string(&rated).expect("rated"), csv);
     std::fs::write(&table, "model,gpu_energy_wh\na,many\n").expect("write");
     energy_star(cwd.path(), &["rate", table.to_str().expect("utf-8")], &[])
         .fails_with(1, &["gpu_energy_wh = \"many\" is not a number"]);
