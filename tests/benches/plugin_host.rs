@@ -5,8 +5,10 @@
 //! Run: `cargo bench -p energy-star-tests --bench plugin_host`
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use energy_star_meter::{Meter, MeterOptions};
 use energy_star_plugin_host::{
     HostServices, Origin, PluginKind, PluginRuntime, PluginSet, RunRequest, RuntimeOptions, load_plugin,
 };
@@ -109,7 +111,10 @@ fn main() {
             let settings = vec![("ECHO_REPORT".to_string(), report)];
             let plan = backend.prepare(&rt, "{}", &settings).expect("plan");
             let request = RunRequest { config_json: "{}".into(), settings, plan };
-            let out = backend.run_backend(&rt, HostServices::new("echo", results.path().to_path_buf()), &request);
+            // A backend's run always has a meter (the echo backend opens a window).
+            let mut services = HostServices::new("echo", results.path().to_path_buf());
+            services.meter = Some(Arc::new(Mutex::new(Meter::open(MeterOptions::default()))));
+            let out = backend.run_backend(&rt, services, &request);
             out.result.expect("echo run");
             let notes: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(results.path().join("echo/notes.json")).expect("notes"))

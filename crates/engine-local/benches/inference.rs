@@ -2,7 +2,7 @@
 //! the tiny test fixture and for a random-weight model with SmolLM2-135M's shapes, printed as
 //! Markdown rows for docs/benchmarks.md.
 //!
-//! Run: `cargo bench -p energy-star --bench inference` (about 2 minutes; writes a 540 MB model
+//! Run: `cargo bench -p energy-star-engine-local --bench inference` (about 2 minutes; writes a 540 MB model
 //! to a temporary folder).
 
 use std::path::Path;

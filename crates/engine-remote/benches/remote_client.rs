@@ -2,7 +2,7 @@
 //! requests per second, the client's CPU seconds per 1,000 streamed requests (64 tokens each)
 //! at concurrency 1, 64 and 512, and the timing error the client adds to TTFT and ITL.
 //!
-//! Run: `cargo bench -p energy-star --bench remote_client` (about a minute). Prints Markdown
+//! Run: `cargo bench -p energy-star-engine-remote --bench remote_client` (about a minute). Prints Markdown
 //! rows for docs/benchmarks.md.
 //!
 //! CPU is split by thread from /proc/self/task: the mock's threads are named `mock-openai-w`,

@@ -1,7 +1,7 @@
 //! The background sampler's own cost: CPU time per hour of sampling at 10 Hz, and the
 //! timeline's memory, printed as Markdown rows for docs/benchmarks.md.
 //!
-//! Run: `cargo bench -p energy-star --bench sampler` (about 1 minute).
+//! Run: `cargo bench -p energy-star-meter --bench sampler` (about 1 minute).
 //!
 //! On this machine there is no NVML and no RAPL, so the "this machine" row reads the CPU
 //! estimate (`/proc/stat`) and the RAM estimate; the replay rows add 1 and 8 GPUs read from a
