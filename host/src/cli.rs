@@ -44,7 +44,7 @@ pub fn with_implied_run(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
 
 /// Subcommand names; anything else as the first argument means `run`.
 pub const SUBCOMMANDS: &[&str] =
-    &["run", "summarize", "plugins", "measure", "generate", "report", "rate", "batch", "help"];
+    &["run", "summarize", "plugins", "measure", "generate", "report", "rate", "batch", "fetch", "help"];
 
 /// Global options that take a value, and global flags: they may come before the subcommand.
 pub const GLOBAL_OPTIONS_WITH_VALUE: &[&str] = &["--plugin-dir", "--plugin-memory-mib", "--plugin-time-limit-s"];
@@ -92,6 +92,32 @@ pub enum Command {
     Rate(RateArgs),
     /// Run a model list into one master_results.csv, or emit it as Kubernetes Jobs or a Slurm array.
     Batch(BatchArgs),
+    /// Fetch a model or dataset from the Hugging Face Hub into the shared cache, ahead of a run.
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// ORG/NAME, optionally @REVISION (a branch, tag or commit).
+    pub id: String,
+    /// A dataset repo (its data files) rather than a model (what the engine reads).
+    #[arg(long)]
+    pub dataset: bool,
+    /// Pin a branch, tag or commit.
+    #[arg(long, value_name = "R")]
+    pub revision: Option<String>,
+    /// A dataset's config (its subfolder); default: the default config.
+    #[arg(long, value_name = "NAME", requires = "dataset")]
+    pub config: Option<String>,
+    /// A dataset's split; default: every split.
+    #[arg(long, value_name = "NAME", requires = "dataset")]
+    pub split: Option<String>,
+    /// Exactly these files of the repo instead (a GGUF file, say); repeatable.
+    #[arg(long = "file", value_name = "PATH")]
+    pub files: Vec<String>,
+    /// What was fetched, as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -28,6 +28,7 @@ macro_rules! outln {
 
 mod batch;
 mod cli;
+mod fetch;
 mod generate;
 mod measure;
 mod plugins;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::command(&args),
         Command::Rate(args) => rate::command(&args),
         Command::Batch(args) => batch::command(&args),
+        Command::Fetch(args) => fetch::command(&args),
     };
     match outcome {
         Ok(code) => code,

@@ -26,7 +26,7 @@ use energy_star_plugin_host::{
 };
 use energy_star_results::records::{
     self, ENERGY_RECORD, EnergyRecord, GpuUse, IdleRecord, RUN_RECORD, RUN_STATUS, RunPlan, RunRecord, RunState,
-    RunStatus, SamplerRecord,
+    RunStatus, SamplerRecord, SourceRecord,
 };
 use energy_star_results::{self as results, ResultsError, write_atomic};
 use thiserror::Error;
@@ -86,6 +86,8 @@ pub enum RunError {
     Refused { backend: String, source: Box<PrepareError> },
     #[error("the run plan of the {backend} backend cannot run here: {why}")]
     Plan { backend: String, why: String },
+    #[error("before the run: {0}")]
+    Fetch(energy_star_hub::HubError),
     #[error("results folder {path}: {why}")]
     ResultsFolder { path: PathBuf, why: String },
     #[error(transparent)]
@@ -213,24 +215,18 @@ pub fn meter_options(
     Ok(o)
 }
 
-/// Checks a run plan before anything is touched: every model and dataset is there, every
-/// endpoint is a setting the user gave, and a summarizer reads the report format.
+/// Checks a run plan before anything is touched: every model and dataset is there (fetched
+/// into the Hugging Face cache first when the plan names a Hub id, so no download is ever
+/// metered), every endpoint is a setting the user gave, and a summarizer reads the report
+/// format. Says where each model and dataset came from.
 fn check_plan(
     plan: &RunPlan,
     backend: &Plugin,
     plugins: &PluginSet,
     settings: &[(String, String)],
     env: &impl Fn(&str) -> Option<String>,
-) -> Result<(), RunError> {
+) -> Result<Vec<SourceRecord>, RunError> {
     let refuse = |why: String| RunError::Plan { backend: backend.meta.name.clone(), why };
-    if backend.declares_its_plan() {
-        for m in &plan.models {
-            energy_star_engine_local::resolve::resolve(m, env).map_err(refuse)?;
-        }
-        for d in &plan.datasets {
-            energy_star_datasets::locate_root(d, env).map_err(|e| refuse(e.to_string()))?;
-        }
-    }
     for e in &plan.endpoints {
         if !settings.iter().any(|(_, v)| v.trim() == e.trim()) {
             return Err(refuse(format!(
@@ -248,7 +244,16 @@ fn check_plan(
             plugins.of_kind(PluginKind::Summarizer).flat_map(|p| p.meta.formats.clone()).collect::<Vec<_>>().join(", ")
         )));
     }
-    Ok(())
+    let sources = crate::fetch::plan_sources(plan, env).map_err(RunError::Fetch)?;
+    if backend.declares_its_plan() {
+        for m in &plan.models {
+            energy_star_engine_local::resolve::resolve(m, env).map_err(refuse)?;
+        }
+        for d in &plan.datasets {
+            energy_star_datasets::locate_root(d, env).map_err(|e| refuse(e.to_string()))?;
+        }
+    }
+    Ok(sources)
 }
 
 /// The results folder must be a folder this process can write, apart from the plugin compile
@@ -378,7 +383,6 @@ pub fn run(
     let plan = backend
         .prepare(rt, &config_json, &settings)
         .map_err(|source| RunError::Refused { backend: backend.meta.name.clone(), source: Box::new(source) })?;
-    check_plan(&plan, backend, plugins, &settings, &env)?;
     let options = meter_options(&cfg, &plan.gpus, &env)?;
     let idle_s = cfg.get("metering.idle_seconds").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
     if !(0.0..=MAX_IDLE_S).contains(&idle_s) {
@@ -386,6 +390,8 @@ pub fn run(
     }
     let dir = results_dir(args);
     check_results_folder(&dir, rt)?;
+    // Last of the checks: it may download (into the Hub cache, never the results folder).
+    let sources = check_plan(&plan, backend, plugins, &settings, &env)?;
 
     // From here on the results folder is touched.
     results::ensure_dir(&dir)?;
@@ -459,6 +465,7 @@ pub fn run(
         plan,
         facts: result.as_ref().ok().map(|o| o.facts.clone()),
         request_latencies_ms: std::mem::take(&mut services.request_latencies_ms),
+        sources,
     };
     if let Err(e) = records::write_record(&dir.join(RUN_RECORD), &record) {
         problems.push(format!("run record: {e}"));

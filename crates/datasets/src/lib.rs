@@ -1,12 +1,13 @@
 //! Datasets for backends: local files (JSONL, JSON, CSV, Parquet), folders of them, and Hugging
-//! Face dataset ids in the local hub cache (`datasets--ORG--NAME/snapshots/REV`). Nothing is
-//! downloaded. Errors name the missing file or column.
+//! Face dataset ids in the local hub cache (`datasets--ORG--NAME/snapshots/REV`), where a run has
+//! fetched them before it starts (`crates/hub`). Errors name the missing file or column.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use thiserror::Error;
 
+use energy_star_hub::select::DATA_EXTENSIONS as EXTENSIONS;
 use energy_star_hub::{cached_snapshot, hub_cache, looks_like_hub_id};
 
 /// The offline default's prompt set (`energy-star/prompts`, column `text`): 48 prompts the
@@ -45,38 +46,18 @@ pub struct DatasetRows {
     pub rows: Vec<Vec<String>>,
 }
 
-const EXTENSIONS: &[&str] = &["jsonl", "json", "csv", "parquet"];
-
 fn ext(p: &Path) -> Option<&str> {
     p.extension().and_then(|e| e.to_str()).filter(|e| EXTENSIONS.contains(e))
 }
 
-/// Data files of a dataset folder for a split, in name order: files whose name starts with the
-/// split (`train.jsonl`, `train-00000-of-00002.parquet`), searched in the folder, `data/`, and
-/// the config's subfolder; else, when the folder holds a single data file, that one.
+/// Data files of a dataset folder for a split, in name order, by the rule the Hub fetch uses
+/// too ([`energy_star_hub::select::split_data_files`]): files of the split (`train.jsonl`,
+/// `train-00000-of-00002.parquet`, `train/0000.parquet`) below the config's folder, the folder
+/// itself or `data/`; else, where one of those holds a single data file, that one.
 fn split_files(dir: &Path, config: &str, split: &str) -> Vec<PathBuf> {
-    let mut roots = vec![dir.to_path_buf(), dir.join("data")];
-    if !config.is_empty() {
-        roots.insert(0, dir.join(config));
-    }
-    for root in &roots {
-        let Ok(entries) = std::fs::read_dir(root) else { continue };
-        let mut files: Vec<PathBuf> =
-            entries.flatten().map(|e| e.path()).filter(|p| p.is_file() && ext(p).is_some()).collect();
-        files.sort();
-        let matching: Vec<PathBuf> = files
-            .iter()
-            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(split)))
-            .cloned()
-            .collect();
-        if !matching.is_empty() {
-            return matching;
-        }
-        if files.len() == 1 {
-            return files;
-        }
-    }
-    Vec::new()
+    let files = energy_star_hub::list_files(dir);
+    let paths: Vec<&str> = files.iter().map(String::as_str).collect();
+    energy_star_hub::select::split_data_files(&paths, config, split).into_iter().map(|p| dir.join(p)).collect()
 }
 
 /// Where dataset `name` lives: a data file, a folder, or a snapshot in the hub cache. Checks
@@ -107,7 +88,7 @@ pub fn locate_root(name: &str, env: &impl Fn(&str) -> Option<String>) -> Result<
     let cache = hub_cache(env);
     cache.as_deref().and_then(|c| cached_snapshot(c, "datasets", name)).ok_or_else(|| {
         nf(format!(
-            "not a file or folder, and not in the Hugging Face cache at {}; energy-star does not download datasets: fetch it first (`hf download --repo-type dataset {name}`) or give a local file",
+            "not a file or folder, and not in the Hugging Face cache at {} (a run fetches it before it starts; `energy-star fetch --dataset {name}` fetches it ahead), or give a local file",
             cache.map(|c| c.display().to_string()).unwrap_or_else(|| "(no HF_HOME or HOME)".into()),
         ))
     })

@@ -2,8 +2,8 @@
 //! (`HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`, laid out as
 //! `models--ORG--NAME/snapshots/REV`).
 //!
-//! Downloading is not built in: a model missing from the cache is an error that says how to get
-//! it, and with `HF_HUB_OFFLINE=1` it says that too.
+//! Nothing is downloaded here: a run fetches its plan's models before it starts (`crates/hub`),
+//! so a model missing from the cache at this point is an error that says how to fetch it.
 
 use std::path::{Path, PathBuf};
 
@@ -43,7 +43,7 @@ pub fn resolve(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Mod
                     )
                 } else {
                     format!(
-                        "{model} is not a folder and not in the Hugging Face cache at {where_}; energy-star does not download models: fetch it first (`hf download {model}` or `huggingface-cli download {model}`) or pass its folder"
+                        "{model} is not a folder and not in the Hugging Face cache at {where_}: `energy-star fetch {model}` fetches it (a run does so before it starts), or pass its folder"
                     )
                 });
             }
@@ -125,7 +125,7 @@ mod tests {
         assert_eq!(files.weights.len(), 2);
         assert_eq!(files.dir, snap);
         let err = resolve("org/absent", &env).unwrap_err();
-        assert!(err.contains("not in the Hugging Face cache") && err.contains("hf download org/absent"), "{err}");
+        assert!(err.contains("not in the Hugging Face cache") && err.contains("energy-star fetch org/absent"), "{err}");
         let offline = |k: &str| match k {
             "HF_HOME" => Some(home.clone()),
             "HF_HUB_OFFLINE" => Some("1".to_string()),

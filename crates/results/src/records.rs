@@ -340,6 +340,42 @@ pub struct RunRecord {
     /// End-to-end latency of each successful request, as the host timed it (ms).
     #[serde(default)]
     pub request_latencies_ms: Vec<f64>,
+    /// Where each of the plan's models and datasets came from (the Hub commit it resolved to).
+    #[serde(default)]
+    pub sources: Vec<SourceRecord>,
+}
+
+/// Where a model or dataset of the plan came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceOrigin {
+    /// The Hugging Face Hub, through the shared cache.
+    Hub,
+    /// A folder or file given by path.
+    Local,
+    /// Embedded in energy-star (the offline default's toy model and prompts).
+    BuiltIn,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// `model` or `dataset`.
+    pub kind: String,
+    /// As the plan names it.
+    pub name: String,
+    pub origin: SourceOrigin,
+    /// The revision asked for (`main` unless pinned), for the Hub.
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// The commit the revision resolved to, for the Hub.
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// The snapshot folder, or the path given.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Bytes this run downloaded for it (0: all from the cache).
+    #[serde(default)]
+    pub bytes_downloaded: u64,
 }
 
 /// One phase of a summary, Wh.
