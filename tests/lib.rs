@@ -167,9 +167,15 @@ fn command(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         "ENERGY_STAR_PLUGIN_PATH",
         "ENERGY_STAR_PLUGIN_MEMORY_MIB",
         "ENERGY_STAR_PLUGIN_TIME_LIMIT_S",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_TOKEN_PATH",
+        "HF_HUB_OFFLINE",
     ] {
         c.env_remove(var);
     }
+    // No test reaches the real Hub: unless a test names its mock, the endpoint is a closed port.
+    c.env("HF_ENDPOINT", "http://127.0.0.1:9");
     c.env("ENERGY_STAR_CACHE_DIR", cache_dir());
     for (k, v) in env {
         c.env(k, v);

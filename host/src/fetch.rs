@@ -79,53 +79,49 @@ fn fetch_with_progress(settings: &HubSettings, repo: &RepoRef, selection: &Selec
 /// Fetches what a run's plan names from the Hub (ids not in the cache, or a branch that may
 /// have moved), before the run starts, and says where each came from.
 pub fn plan_sources(plan: &RunPlan, env: &impl Fn(&str) -> Option<String>) -> Result<Vec<SourceRecord>, HubError> {
-    let mut out = Vec::new();
-    let mut settings = None;
-    let wanted =
-        plan.models.iter().map(|m| (RepoKind::Model, m)).chain(plan.datasets.iter().map(|d| (RepoKind::Dataset, d)));
-    for (kind, name) in wanted {
-        let record = |origin, path: Option<String>| SourceRecord {
-            kind: kind_word(kind).into(),
-            name: name.clone(),
-            origin,
-            revision: None,
-            commit: None,
-            path,
-            bytes_downloaded: 0,
-        };
-        let built_in = match kind {
-            RepoKind::Model => name == energy_star_engine_local::toy::TOY_MODEL,
-            RepoKind::Dataset => name == energy_star_datasets::TOY_PROMPTS,
-        };
-        if built_in {
-            out.push(record(SourceOrigin::BuiltIn, None));
-            continue;
-        }
-        if Path::new(name).exists() || !looks_like_hub_id(name) {
-            out.push(record(SourceOrigin::Local, Some(name.clone())));
-            continue;
-        }
-        let settings = match &settings {
-            Some(s) => s,
-            None => settings.insert(HubSettings::from_env(env)?),
-        };
-        let repo = RepoRef::parse(kind, name, None)?;
-        // The plan names datasets, not splits: every split's data files (the leaderboard's
-        // datasets have one split).
-        let selection = match kind {
-            RepoKind::Model => Selection::Model,
-            RepoKind::Dataset => Selection::Dataset { config: String::new(), split: None },
-        };
-        let f = fetch_with_progress(settings, &repo, &selection)?;
-        out.push(SourceRecord {
-            revision: Some(f.revision.clone()),
-            commit: Some(f.commit.clone()),
-            path: Some(f.snapshot.display().to_string()),
-            bytes_downloaded: f.bytes_downloaded,
-            ..record(SourceOrigin::Hub, None)
-        });
+    let models = plan.models.iter().map(|m| (RepoKind::Model, m));
+    let datasets = plan.datasets.iter().map(|d| (RepoKind::Dataset, d));
+    models.chain(datasets).map(|(kind, name)| source(kind, name, env)).collect()
+}
+
+/// Where a model or dataset named `name` comes from, fetched from the Hub first when it is a
+/// Hub id: built in, a local path, or the Hub.
+pub fn source(kind: RepoKind, name: &str, env: &impl Fn(&str) -> Option<String>) -> Result<SourceRecord, HubError> {
+    let record = |origin, path: Option<String>| SourceRecord {
+        kind: kind_word(kind).into(),
+        name: name.to_string(),
+        origin,
+        revision: None,
+        commit: None,
+        path,
+        bytes_downloaded: 0,
+    };
+    let built_in = match kind {
+        RepoKind::Model => name == energy_star_engine_local::toy::TOY_MODEL,
+        RepoKind::Dataset => name == energy_star_datasets::TOY_PROMPTS,
+    };
+    if built_in {
+        return Ok(record(SourceOrigin::BuiltIn, None));
     }
-    Ok(out)
+    if Path::new(name).exists() || !looks_like_hub_id(name) {
+        return Ok(record(SourceOrigin::Local, Some(name.to_string())));
+    }
+    let settings = HubSettings::from_env(env)?;
+    let repo = RepoRef::parse(kind, name, None)?;
+    // The plan names datasets, not splits: every split's data files (the leaderboard's
+    // datasets have one split).
+    let selection = match kind {
+        RepoKind::Model => Selection::Model,
+        RepoKind::Dataset => Selection::Dataset { config: String::new(), split: None },
+    };
+    let f = fetch_with_progress(&settings, &repo, &selection)?;
+    Ok(SourceRecord {
+        revision: Some(f.revision.clone()),
+        commit: Some(f.commit.clone()),
+        path: Some(f.snapshot.display().to_string()),
+        bytes_downloaded: f.bytes_downloaded,
+        ..record(SourceOrigin::Hub, None)
+    })
 }
 
 pub fn human_bytes(b: u64) -> String {
@@ -158,6 +154,9 @@ impl FetchProgress for LogLines {
     }
     fn retrying(&self, file: &str, attempt: u32, why: &str) {
         eprintln!("energy-star: {file}: {why}; retrying (attempt {attempt})");
+    }
+    fn stop_requested(&self) -> bool {
+        energy_star_plugin_host::interrupted()
     }
 }
 
@@ -227,6 +226,9 @@ impl FetchProgress for Bars {
     }
     fn retrying(&self, file: &str, attempt: u32, why: &str) {
         let _ = self.multi.println(format!("energy-star: {file}: {why}; retrying (attempt {attempt})"));
+    }
+    fn stop_requested(&self) -> bool {
+        energy_star_plugin_host::interrupted()
     }
 }
 

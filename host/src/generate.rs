@@ -23,7 +23,11 @@ pub fn command(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         dtype: args.dtype.clone(),
         processor: None,
     };
-    let engine = CandleEngine::open(&spec, &|k: &str| std::env::var(k).ok())?;
+    let env = |k: &str| std::env::var(k).ok();
+    if !spec.model.ends_with(".gguf") {
+        crate::fetch::source(energy_star_hub::RepoKind::Model, &spec.model, &env)?;
+    }
+    let engine = CandleEngine::open(&spec, &env)?;
     let params = GenerationParams {
         max_new_tokens: args.max_new_tokens,
         min_new_tokens: 0,

@@ -244,14 +244,17 @@ fn check_plan(
             plugins.of_kind(PluginKind::Summarizer).flat_map(|p| p.meta.formats.clone()).collect::<Vec<_>>().join(", ")
         )));
     }
+    // A 0.1.0 backend's plan is derived from config keys, a guess at what it opens: nothing is
+    // fetched or checked for it (its models are found in the cache when it loads them).
+    if !backend.declares_its_plan() {
+        return Ok(Vec::new());
+    }
     let sources = crate::fetch::plan_sources(plan, env).map_err(RunError::Fetch)?;
-    if backend.declares_its_plan() {
-        for m in &plan.models {
-            energy_star_engine_local::resolve::resolve(m, env).map_err(refuse)?;
-        }
-        for d in &plan.datasets {
-            energy_star_datasets::locate_root(d, env).map_err(|e| refuse(e.to_string()))?;
-        }
+    for m in &plan.models {
+        energy_star_engine_local::resolve::resolve(m, env).map_err(refuse)?;
+    }
+    for d in &plan.datasets {
+        energy_star_datasets::locate_root(d, env).map_err(|e| refuse(e.to_string()))?;
     }
     Ok(sources)
 }

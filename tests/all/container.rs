@@ -110,14 +110,14 @@ fn the_seeds_commands_work_unchanged() {
     let tmp = tempfile::tempdir().expect("tmp");
     let results = tmp.path().join("results");
     // `docker run --gpus all energy_star --config-name text_generation backend.model=...`: the
-    // real task config; the model is not in the (empty) cache, so the run's plan is refused
-    // clearly before /results is touched.
+    // real task config; on an air-gapped node (offline) with an empty cache, the run's plan is
+    // refused clearly before /results is touched (tests/all/fetch.rs runs it with a Hub).
     let run = as_container(
         tmp.path(),
         &["--config-name", "text_generation", "backend.model=openai/gpt-oss-20b", "scenario.num_samples=3"],
-        &[],
+        &[("HF_HUB_OFFLINE", "1")],
     );
-    run.fails_with(1, &["openai/gpt-oss-20b", "hf download openai/gpt-oss-20b"]);
+    run.fails_with(1, &["openai/gpt-oss-20b is not in the Hugging Face cache", "energy-star fetch openai/gpt-oss-20b"]);
     assert!(!results.join("run_status.json").exists(), "a plan that cannot run touches nothing");
     // The same with the offline config: results and the summary land in /results.
     let seed = [

@@ -6,6 +6,7 @@ mod cli; // closed pipes, options anywhere, bounds and wording of errors
 mod compat; // plugins of API 0.1.0 (the built-ins as built at 0.1.0, a guest of its frozen WIT) on this host
 mod configs; // configs compose, overrides and YAML errors through `run`
 mod container; // the Dockerfile's entrypoint and environment, the seed's commands against the binary
+mod fetch; // `energy-star fetch` and runs on an empty cache, against the mock Hub
 mod generate; // `energy-star generate`: the fixture token for token, sampling, bad input
 mod measure; // `energy-star measure`: replayed GPU, exit codes, idle, Ctrl-C
 mod plugins; // discovery, drop-ins, replacement, versions, bad files, compile cache

@@ -202,7 +202,8 @@ fn a_model_list_runs_into_one_table_and_resumes() {
         "scenario.input_shapes.batch_size=4",
     ];
     let home = cwd.path().to_str().expect("utf-8");
-    let run = energy_star(cwd.path(), &args, &[("BENCHMARK_BACKEND", "pytorch"), ("HF_HOME", home)]);
+    let run =
+        energy_star(cwd.path(), &args, &[("BENCHMARK_BACKEND", "pytorch"), ("HF_HOME", home), ("HF_HUB_OFFLINE", "1")]);
     assert_eq!(run.code(), Some(1), "one model failed: {}", run.stderr());
     let master = std::fs::read_to_string(out.join("master_results.csv")).expect("master");
     let mut rdr = csv_rows(&master);
@@ -219,7 +220,8 @@ fn a_model_list_runs_into_one_table_and_resumes() {
     assert!(absent[col("error_message")].contains("absent/model"), "{:?}", absent);
     assert!(out.join("logs/absent-model-off.log").exists());
     // Resume: the finished model is skipped, the failed one is tried again.
-    let again = energy_star(cwd.path(), &args, &[("BENCHMARK_BACKEND", "pytorch"), ("HF_HOME", home)]);
+    let again =
+        energy_star(cwd.path(), &args, &[("BENCHMARK_BACKEND", "pytorch"), ("HF_HOME", home), ("HF_HUB_OFFLINE", "1")]);
     assert!(again.stderr().contains("energy-star/toy-llama (off) is done already; skipped"), "{}", again.stderr());
     assert!(again.stdout().contains("1 run, 1 skipped"), "{}", again.stdout());
     // --collect rebuilds the same table from the folders.

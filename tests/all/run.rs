@@ -38,8 +38,9 @@ fn vllm_without_endpoint_is_the_original_error() {
 #[test]
 fn a_run_that_cannot_start_touches_nothing_and_one_that_fails_keeps_what_it_measured() {
     let cwd = tempfile::tempdir().expect("tmp");
-    // The real task config names a Hugging Face dataset that is not in the (empty) cache: the
-    // backend's plan is refused before the results folder is created.
+    // The real task config names a Hugging Face dataset that is not in the (empty) cache and
+    // cannot be fetched (offline): the backend's plan is refused before the results folder is
+    // created.
     let results = cwd.path().join("optimum");
     let home = cwd.path().to_str().expect("utf-8");
     let run = energy_star(
@@ -51,9 +52,9 @@ fn a_run_that_cannot_start_touches_nothing_and_one_that_fails_keeps_what_it_meas
             "--results-dir",
             results.to_str().expect("utf-8"),
         ],
-        &[("HF_HOME", home)],
+        &[("HF_HOME", home), ("HF_HUB_OFFLINE", "1")],
     );
-    run.fails_with(1, &["EnergyStarAI/text_generation", "does not download datasets"]);
+    run.fails_with(1, &["EnergyStarAI/text_generation", "HF_HUB_OFFLINE=1 forbids downloading"]);
     assert!(!results.exists(), "a plan that cannot run touches nothing");
     // A model whose weights do not load fails half-way: what was measured before is kept in a
     // report marked incomplete, with the phase that failed named.

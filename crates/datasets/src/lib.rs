@@ -345,12 +345,15 @@ mod tests {
         let mut s = spec("EnergyStarAI/text_generation", &["text"], None);
         s.split = "validation".into();
         assert!(load(&s, &env).unwrap_err().to_string().contains("no data file for split \"validation\""));
-        // A missing id suggests a download; a missing path is named as a path, never as an id.
+        // A missing id says how to fetch it; a missing path is named as a path, never as an id.
         let id = load(&spec("org/absent", &["text"], None), &env).unwrap_err().to_string();
-        assert!(id.contains("hf download --repo-type dataset org/absent"), "{id}");
+        assert!(id.contains("energy-star fetch --dataset org/absent"), "{id}");
         for path in ["/data/absent", "./absent", "data/prompts/absent", "absent.jsonl"] {
             let err = load(&spec(path, &["text"], None), &env).unwrap_err().to_string();
-            assert!(err.contains(&format!("no such file or folder: {path}")) && !err.contains("hf download"), "{err}");
+            assert!(
+                err.contains(&format!("no such file or folder: {path}")) && !err.contains("energy-star fetch"),
+                "{err}"
+            );
         }
     }
 

@@ -53,6 +53,11 @@ pub enum HubError {
     #[error("{what} failed: {why}")]
     Network { what: String, why: String },
 
+    #[error(
+        "stopped while fetching {repo}: what was downloaded is kept in the cache (partial files as *.incomplete), and the next fetch resumes it"
+    )]
+    Interrupted { repo: String },
+
     #[error("{what}: HTTP {status} from {url}{}", if .body.is_empty() { String::new() } else { format!(": {}", .body) })]
     Http { what: String, url: String, status: u16, body: String },
 

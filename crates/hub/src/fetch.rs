@@ -72,6 +72,10 @@ pub trait FetchProgress: Send + Sync {
     fn done(&self, _file: &str, _bytes: u64) {}
     /// A retry after a dropped connection or a server error.
     fn retrying(&self, _file: &str, _attempt: u32, _why: &str) {}
+    /// Whether the user asked to stop (Ctrl-C): downloads stop at their next chunk.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// No progress.
@@ -111,6 +115,15 @@ pub fn fetch(
             let snapshot = cached.unwrap_or_default();
             let warning = format!("{what} failed ({why}); using the cached copy at {}", snapshot.display());
             return from_cache(repo, snapshot, selection, vec![warning]);
+        }
+        Err(HubError::Network { what, why }) => {
+            return Err(HubError::Network {
+                what,
+                why: format!(
+                    "{why} (is {} reachable from here? On a node without network access, fetch on one with it, `energy-star fetch {}`, and run with HF_HUB_OFFLINE=1)",
+                    settings.endpoint, repo.id
+                ),
+            });
         }
         Err(e) => return Err(e),
     };
@@ -355,7 +368,10 @@ impl Job<'_> {
         let blob_name = sib.lfs.as_ref().map(|l| l.sha256.clone()).unwrap_or_else(|| meta.etag.clone());
         let meta = crate::http::FileMeta { size: sib.size().or(meta.size), ..meta };
         let partial = cache.incomplete(&blob_name);
-        let at = |bytes: u64| self.progress.at(file, bytes);
+        let at = |bytes: u64| {
+            self.progress.at(file, bytes);
+            !self.progress.stop_requested()
+        };
         with_retries(self.settings, self.progress, file, || {
             self.http.download(self.repo, &self.commit, file, &meta, &partial, &at)
         })

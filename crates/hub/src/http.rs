@@ -255,7 +255,8 @@ impl<'a> Http<'a> {
     }
 
     /// Appends the rest of the file to `partial`, resuming from its length. `at` is told the
-    /// file's length so far after every chunk written.
+    /// file's length so far after every chunk written, and answers whether to go on (a stop
+    /// leaves the partial file for the next fetch to resume).
     pub async fn download(
         &self,
         repo: &RepoRef,
@@ -263,7 +264,7 @@ impl<'a> Http<'a> {
         file: &str,
         meta: &FileMeta,
         partial: &Path,
-        at: &(dyn Fn(u64) + Sync),
+        at: &(dyn Fn(u64) -> bool + Sync),
     ) -> Result<(), Failure> {
         let io = |e| Failure::Fatal(HubError::io(partial, e));
         let have = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
@@ -305,13 +306,19 @@ impl<'a> Http<'a> {
             .open(partial)
             .map_err(io)?;
         let mut written = if append { have } else { 0 };
-        at(written);
+        let stopped = || Failure::Fatal(HubError::Interrupted { repo: repo.id.clone() });
+        if !at(written) {
+            return Err(stopped());
+        }
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| Failure::Retry(network(&what, e)))?;
             out.write_all(&chunk).map_err(io)?;
             written += chunk.len() as u64;
-            at(written);
+            if !at(written) {
+                out.sync_all().map_err(io)?;
+                return Err(stopped());
+            }
         }
         out.sync_all().map_err(io)?;
         Ok(())

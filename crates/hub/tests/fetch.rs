@@ -307,6 +307,12 @@ fn offline_mode_never_touches_the_network() {
     let err = fetch(&s, &model("org/tiny"), &Selection::Model, &Silent).unwrap_err();
     assert!(matches!(err, HubError::Offline { .. }) && err.to_string().contains("HF_HUB_OFFLINE=1"), "{err}");
     assert!(hub.requests().is_empty());
+    // No network and no flag: the error says what to do on such a node.
+    let mut away = settings(&hub, cache.path());
+    away.endpoint = "http://127.0.0.1:9".into();
+    away.retries = 0;
+    let err = fetch(&away, &model("org/tiny"), &Selection::Model, &Silent).unwrap_err();
+    assert!(matches!(err, HubError::Network { .. }) && err.to_string().contains("run with HF_HUB_OFFLINE=1"), "{err}");
     s.offline = false;
     fetch(&s, &model("org/tiny"), &Selection::Model, &Silent).expect("online");
     hub.clear_log();
@@ -382,4 +388,23 @@ fn a_full_disk_and_an_unwritable_cache_are_refused_before_a_byte() {
     std::fs::write(&file, b"").expect("write");
     let err = fetch(&settings(&hub, &file.join("hub")), &model("org/tiny"), &Selection::Model, &Silent).unwrap_err();
     assert!(matches!(err, HubError::CacheNotWritable { .. }) && err.to_string().contains("not writable"), "{err}");
+}
+
+/// Asks to stop once a file has some bytes, as Ctrl-C does in a run.
+struct StopAfterBytes;
+impl FetchProgress for StopAfterBytes {
+    fn stop_requested(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_stop_keeps_what_was_downloaded_for_the_next_fetch() {
+    let hub = MockHub::start(vec![sharded_model()], None).expect("mock hub");
+    let cache = tempfile::tempdir().expect("tmp");
+    let s = settings(&hub, cache.path());
+    let err = fetch(&s, &model("org/tiny"), &Selection::Model, &StopAfterBytes).unwrap_err();
+    assert!(matches!(err, HubError::Interrupted { .. }) && err.to_string().contains("resumes"), "{err}");
+    let got = fetch(&s, &model("org/tiny"), &Selection::Model, &Silent).expect("fetched after the stop");
+    assert!(got.snapshot.join("model-00002-of-00002.safetensors").is_file());
 }
