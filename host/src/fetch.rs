@@ -181,13 +181,13 @@ impl FetchProgress for Bars {
     fn planned(&self, repo: &RepoRef, files: &[PlannedFile]) {
         let total: u64 = files.iter().map(|f| f.bytes.unwrap_or(0)).sum();
         let bar = self.multi.add(ProgressBar::new(total));
-        bar.set_style(style("{msg:30!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"));
+        bar.set_style(style("{msg:36!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"));
         bar.set_message(format!("{} (total)", repo.id));
         bar.set_position(files.iter().map(|f| f.resumed_from).sum());
         if let Ok(mut files_map) = self.files.lock() {
             for f in files {
                 let b = self.multi.add(ProgressBar::new(f.bytes.unwrap_or(0)));
-                b.set_style(style("  {msg:28!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"));
+                b.set_style(style("  {msg:34!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"));
                 b.set_message(f.path.clone());
                 b.set_position(f.resumed_from);
                 files_map.insert(f.path.clone(), (b, f.resumed_from));

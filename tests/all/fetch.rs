@@ -134,3 +134,83 @@ fn a_model_that_cannot_be_fetched_stops_the_run_before_anything_is_touched() {
     energy_star(home.path(), &args, &offline).fails_with(1, &["HF_HUB_OFFLINE=1 forbids downloading"]);
     assert!(hub.requests().is_empty() && !results.exists());
 }
+
+/// Runs Python code with huggingface_hub against the mock, printing its last line.
+fn python(python: &str, code: &str, env: &[(&str, &str)]) -> String {
+    let mut c = std::process::Command::new(python);
+    c.args(["-c", code]).env_remove("HF_TOKEN").env_remove("HF_HOME").env("HF_HUB_DISABLE_PROGRESS_BARS", "1");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_string()
+}
+
+#[test]
+#[ignore = "needs Python with huggingface_hub (HF_HUB_PYTHON); .ci/run installs huggingface_hub from PyPI and runs it"]
+fn huggingface_hub_and_energy_star_share_one_cache_both_ways() {
+    let py = std::env::var("HF_HUB_PYTHON").expect("HF_HUB_PYTHON: a python with huggingface_hub");
+    let hub = hub();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let url = hub.url();
+    // huggingface_hub itself downloads from the mock (the mock speaks what the real client
+    // speaks) into a cache of its own, with the files energy-star reads.
+    let theirs = tmp.path().join("written-by-huggingface_hub");
+    let theirs_s = theirs.to_str().expect("utf-8");
+    let code = r#"
+from huggingface_hub import snapshot_download
+m = snapshot_download("org/tiny-llama", allow_patterns=["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"])
+d = snapshot_download("EnergyStarAI/text_generation", repo_type="dataset", allow_patterns=["data/*"])
+print(m)
+"#;
+    let their_snapshot = python(&py, code, &[("HF_ENDPOINT", &url), ("HF_HUB_CACHE", theirs_s)]);
+    // energy-star reads that cache as it is: nothing downloaded, and an offline run works.
+    hub.clear_log();
+    let env = [("HF_HUB_CACHE", theirs_s), ("HF_ENDPOINT", url.as_str())];
+    let j: serde_json::Value =
+        serde_json::from_str(&energy_star(tmp.path(), &["fetch", "org/tiny-llama", "--json"], &env).success().stdout())
+            .expect("json");
+    assert_eq!((j["bytes_downloaded"].as_u64(), j["snapshot"].as_str()), (Some(0), Some(their_snapshot.as_str())));
+    assert!(hub.byte_requests().is_empty(), "{:?}", hub.byte_requests());
+    let results = tmp.path().join("results");
+    let mut args = RUN.to_vec();
+    args.extend(["--results-dir", results.to_str().expect("utf-8")]);
+    energy_star(tmp.path(), &args, &[env[0], env[1], ("HF_HUB_OFFLINE", "1")]).success();
+
+    // The other way: energy-star fetches, huggingface_hub reads it offline and, online,
+    // downloads nothing more.
+    let ours = tmp.path().join("written-by-energy-star");
+    let ours_s = ours.to_str().expect("utf-8");
+    let env = [("HF_HUB_CACHE", ours_s), ("HF_ENDPOINT", url.as_str())];
+    let fetched: serde_json::Value =
+        serde_json::from_str(&energy_star(tmp.path(), &["fetch", "org/tiny-llama", "--json"], &env).success().stdout())
+            .expect("json");
+    let code = r#"
+import hashlib
+from huggingface_hub import snapshot_download, hf_hub_download
+p = hf_hub_download("org/tiny-llama", "model.safetensors", local_files_only=True)
+s = snapshot_download("org/tiny-llama", local_files_only=True)
+print(s, hashlib.sha256(open(p, "rb").read()).hexdigest())
+"#;
+    let line = python(&py, code, &[("HF_HUB_CACHE", ours_s), ("HF_HUB_OFFLINE", "1")]);
+    let want = std::fs::read(energy_star_tests::fixtures().join("tiny-llama/model.safetensors")).expect("fixture");
+    let sha = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(&want))
+    };
+    assert_eq!(line, format!("{} {sha}", fetched["snapshot"].as_str().expect("snapshot")));
+    hub.clear_log();
+    let code = r#"
+from huggingface_hub import snapshot_download
+print(snapshot_download("org/tiny-llama", allow_patterns=["*.json", "*.safetensors"]))
+"#;
+    python(&py, code, &[("HF_HUB_CACHE", ours_s), ("HF_ENDPOINT", &url)]);
+    let gets: Vec<_> = hub.byte_requests().into_iter().filter(|r| !r.path.ends_with("reference.json")).collect();
+    assert!(gets.is_empty(), "huggingface_hub downloaded again what energy-star had: {gets:?}");
+}

@@ -3,6 +3,8 @@
 //!
 //! - `GET /api/{models|datasets}/ID/revision/REV[?blobs=true]`: `sha` and `siblings` with
 //!   `size`, `blobId` and, for LFS files, `lfs.{sha256,size}`;
+//! - `GET /api/{models|datasets}/ID/tree/REV?recursive=true`: the file listing recent
+//!   `huggingface_hub` versions plan a snapshot from;
 //! - `HEAD|GET /[datasets/]ID/resolve/REV/PATH`: a small file is served with `ETag` (its blob
 //!   id) and `X-Repo-Commit`; an LFS file answers `302` to storage with `X-Linked-Etag` (its
 //!   SHA-256), `X-Linked-Size` and `X-Repo-Commit`, and an `ETag` that is not the file's;
@@ -364,6 +366,9 @@ fn not_found_repo() -> Response<Body> {
 }
 
 fn api(shared: &Shared, kind: Kind, rest: &str) -> Response<Body> {
+    if let Some((id, rev)) = rest.split_once("/tree/") {
+        return tree(shared, kind, id, rev);
+    }
     let Some((id, rev)) = rest.split_once("/revision/") else { return not_found_repo() };
     let Some(repo) = find(shared, kind, id) else { return not_found_repo() };
     let Some(commit) = repo.commit_of(rev) else {
@@ -384,6 +389,40 @@ fn api(shared: &Shared, kind: Kind, rest: &str) -> Response<Body> {
         .collect();
     let body = serde_json::json!({ "id": repo.id, "sha": commit, "private": false, "gated": if repo.gated { serde_json::json!("manual") } else { serde_json::json!(false) }, "siblings": siblings });
     respond(StatusCode::OK, &[("content-type", "application/json".into())], full(body.to_string()))
+}
+
+/// `GET /api/{kind}s/ID/tree/REV[/PATH]?recursive=true`: the listing huggingface_hub 1.x and
+/// later use to plan a snapshot (files with `oid`, `size` and `lfs`; folders as entries of
+/// their own), in one page.
+fn tree(shared: &Shared, kind: Kind, id: &str, rev_and_path: &str) -> Response<Body> {
+    let Some(repo) = find(shared, kind, id) else { return not_found_repo() };
+    let (rev, prefix) = rev_and_path.split_once('/').unwrap_or((rev_and_path, ""));
+    if repo.commit_of(rev).is_none() {
+        return hub_error(StatusCode::NOT_FOUND, "RevisionNotFound", &format!("Invalid rev id: {rev}"));
+    }
+    let mut dirs: Vec<String> = Vec::new();
+    let mut entries: Vec<serde_json::Value> = Vec::new();
+    for f in repo.files.iter().filter(|f| prefix.is_empty() || f.path.starts_with(&format!("{prefix}/"))) {
+        let mut parts: Vec<&str> = f.path.split('/').collect();
+        parts.pop();
+        for n in 1..=parts.len() {
+            let d = parts[..n].join("/");
+            if !dirs.contains(&d) {
+                dirs.push(d.clone());
+                entries.push(serde_json::json!({ "type": "directory", "oid": "0".repeat(40), "size": 0, "path": d }));
+            }
+        }
+        let mut e = serde_json::json!({ "type": "file", "oid": f.blob_id(), "size": f.bytes.len(), "path": f.path });
+        if f.lfs {
+            e["lfs"] = serde_json::json!({ "oid": f.sha256(), "size": f.bytes.len(), "pointerSize": 134 });
+        }
+        entries.push(e);
+    }
+    respond(
+        StatusCode::OK,
+        &[("content-type", "application/json".into())],
+        full(serde_json::Value::Array(entries).to_string()),
+    )
 }
 
 fn resolve(shared: &Shared, kind: Kind, rest: &str, auth: Option<&str>, head: bool) -> Response<Body> {
