@@ -98,7 +98,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// ORG/NAME, optionally @REVISION (a branch, tag or commit).
+    /// ORG/NAME, or ORG/NAME/FILE.gguf for one GGUF file (and the repo's tokenizer.json);
+    /// optionally @REVISION (a branch, tag or commit).
     pub id: String,
     /// A dataset repo (its data files) rather than a model (what the engine reads).
     #[arg(long)]

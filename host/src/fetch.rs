@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use energy_star_hub::{
     FetchProgress, Fetched, HubError, HubSettings, PlannedFile, RepoKind, RepoRef, Selection, looks_like_hub_id,
+    split_gguf_id,
 };
 use energy_star_results::records::{RunPlan, SourceOrigin, SourceRecord};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -21,9 +22,12 @@ pub fn command(args: &FetchArgs) -> anyhow::Result<ExitCode> {
     let env = |k: &str| std::env::var(k).ok();
     let settings = HubSettings::from_env(&env)?;
     let kind = if args.dataset { RepoKind::Dataset } else { RepoKind::Model };
-    let repo = RepoRef::parse(kind, &args.id, args.revision.as_deref())?;
+    let gguf = split_gguf_id(&args.id).filter(|_| kind == RepoKind::Model);
+    let id = gguf.as_ref().map_or(args.id.as_str(), |(id, _)| id.as_str());
+    let repo = RepoRef::parse(kind, id, args.revision.as_deref())?;
     let selection = match (kind, args.files.is_empty()) {
         (_, false) => Selection::Files(args.files.clone()),
+        (RepoKind::Model, true) if gguf.is_some() => Selection::Gguf(gguf.map(|(_, f)| f).unwrap_or_default()),
         (RepoKind::Model, true) => Selection::Model,
         (RepoKind::Dataset, true) => {
             Selection::Dataset { config: args.config.clone().unwrap_or_default(), split: args.split.clone() }
@@ -103,16 +107,18 @@ pub fn source(kind: RepoKind, name: &str, env: &impl Fn(&str) -> Option<String>)
     if built_in {
         return Ok(record(SourceOrigin::BuiltIn, None));
     }
-    if Path::new(name).exists() || !looks_like_hub_id(name) {
+    let gguf = split_gguf_id(name).filter(|_| kind == RepoKind::Model);
+    if Path::new(name).exists() || !(looks_like_hub_id(name) || gguf.is_some()) {
         return Ok(record(SourceOrigin::Local, Some(name.to_string())));
     }
     let settings = HubSettings::from_env(env)?;
-    let repo = RepoRef::parse(kind, name, None)?;
+    let repo = RepoRef::parse(kind, gguf.as_ref().map_or(name, |(id, _)| id.as_str()), None)?;
     // The plan names datasets, not splits: every split's data files (the leaderboard's
     // datasets have one split).
-    let selection = match kind {
-        RepoKind::Model => Selection::Model,
-        RepoKind::Dataset => Selection::Dataset { config: String::new(), split: None },
+    let selection = match (kind, gguf) {
+        (RepoKind::Model, Some((_, file))) => Selection::Gguf(file),
+        (RepoKind::Model, None) => Selection::Model,
+        (RepoKind::Dataset, _) => Selection::Dataset { config: String::new(), split: None },
     };
     let f = fetch_with_progress(&settings, &repo, &selection)?;
     Ok(SourceRecord {

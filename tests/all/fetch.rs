@@ -113,6 +113,19 @@ fn a_run_on_an_empty_cache_fetches_first_and_records_the_commits() {
     let offline = [env[0], env[1], ("HF_HUB_OFFLINE", "1")];
     energy_star(home.path(), &args, &offline).success();
     assert!(hub.requests().is_empty(), "{:?}", hub.requests());
+
+    // A pin the optimum-benchmark way (model_kwargs.revision, as from_pretrained takes it): a
+    // cached commit needs no request, and the record says which.
+    let commit = model["commit"].as_str().expect("commit").to_string();
+    let pin = format!("+backend.model_kwargs.revision={commit}");
+    let mut pinned = args.clone();
+    pinned.push(&pin);
+    energy_star(home.path(), &pinned, &env).success();
+    let record = read_json(&results.join("run_record.json"));
+    let model = record["sources"].as_array().expect("sources").iter().find(|s| s["kind"] == "model").cloned();
+    let model = model.expect("model source");
+    assert_eq!((model["revision"].as_str(), model["commit"].as_str()), (Some(commit.as_str()), Some(commit.as_str())));
+    assert!(!hub.requests().iter().any(|r| r.path.contains("tiny-llama")), "{:?}", hub.requests());
 }
 
 #[test]

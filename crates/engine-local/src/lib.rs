@@ -143,7 +143,18 @@ impl CandleEngine {
     fn open_gguf(spec: &LocalSpec, env: &impl Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
         let t0 = Instant::now();
         let merr = |why: String| InferenceError::Model { model: spec.model.clone(), why };
-        let path = std::path::Path::new(&spec.model);
+        let given = std::path::Path::new(&spec.model);
+        // A file by path, else `ORG/NAME/FILE.gguf` in the Hub cache (a run fetched it).
+        let cached = (!given.exists())
+            .then(|| energy_star_hub::hub_cache(env).and_then(|c| energy_star_hub::cached_gguf(&c, &spec.model)))
+            .flatten();
+        if cached.is_none() && !given.exists() && energy_star_hub::split_gguf_id(&spec.model).is_some() {
+            return Err(merr(format!(
+                "is not a file and not in the Hugging Face cache: `energy-star fetch {}` fetches it (a run does so before it starts)",
+                spec.model
+            )));
+        }
+        let path = cached.as_deref().unwrap_or(given);
         let mut file = std::fs::File::open(path).map_err(|e| merr(format!("cannot open: {e}")))?;
         let content = candle_core::quantized::gguf_file::Content::read(&mut file)
             .map_err(|e| merr(format!("not a readable GGUF file: {e}")))?;
@@ -634,6 +645,24 @@ mod tests {
         let out = e.generate(&prompts, &fixed(4)).expect("generate");
         let agree = cases.iter().zip(&out.requests).filter(|(c, r)| r.output_ids[0] == c.output_ids[0]).count();
         assert!(agree >= 5, "only {agree} of 6 first tokens agree after Q8_0");
+        // Named inside a Hub repo in the cache (`ORG/NAME/FILE.gguf`), with its tokenizer beside.
+        let cache = tempfile::tempdir().expect("tmp");
+        let snapshot = cache.path().join("models--org--tiny-GGUF/snapshots/c0ffee");
+        std::fs::create_dir_all(&snapshot).expect("mkdir");
+        for f in ["tiny.gguf", "tokenizer.json"] {
+            std::fs::copy(q8.path().join(f), snapshot.join(f)).expect("copy");
+        }
+        let c = cache.path().display().to_string();
+        let env = |k: &str| (k == "HF_HUB_CACHE").then(|| c.clone());
+        let by_id = LocalSpec { model: "org/tiny-GGUF/tiny.gguf".into(), ..spec.clone() };
+        let e = CandleEngine::open(&by_id, &env).expect("gguf from the cache");
+        assert_eq!(
+            e.generate(&prompts, &fixed(4)).expect("generate").requests[0].output_ids,
+            out.requests[0].output_ids
+        );
+        let absent = LocalSpec { model: "org/tiny-GGUF/other.gguf".into(), ..spec.clone() };
+        let err = CandleEngine::open(&absent, &env).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("energy-star fetch org/tiny-GGUF/other.gguf"), "{err}");
         // Without a tokenizer beside it, the error says where to put one.
         std::fs::remove_file(q8.path().join("tokenizer.json")).expect("rm");
         let err = CandleEngine::open(&spec, &|_: &str| None).err().map(|e| e.to_string()).unwrap_or_default();

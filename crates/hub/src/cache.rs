@@ -68,6 +68,28 @@ pub fn looks_like_hub_id(name: &str) -> bool {
         && id.split('/').all(|part| !part.is_empty())
 }
 
+/// `ORG/NAME/PATH.gguf[@REV]` (a GGUF file inside a Hub repo, as the Hub's URLs spell it) →
+/// (`ORG/NAME[@REV]`, `PATH.gguf`); `None` for anything else.
+pub fn split_gguf_id(spec: &str) -> Option<(String, String)> {
+    let (path, rev) = match spec.rsplit_once('@') {
+        Some((p, r)) if !r.contains('/') => (p, Some(r)),
+        _ => (spec, None),
+    };
+    let mut parts = path.splitn(3, '/');
+    let (org, name, file) = (parts.next()?, parts.next()?, parts.next()?);
+    let id = format!("{org}/{name}");
+    let ok = file.ends_with(".gguf")
+        && looks_like_hub_id(&id)
+        && !file.split('/').any(|p| p.is_empty() || p == "." || p == "..");
+    ok.then(|| (rev.map_or(id.clone(), |r| format!("{id}@{r}")), file.to_string()))
+}
+
+/// The cached copy of a GGUF file named by [`split_gguf_id`]'s form, if it is there.
+pub fn cached_gguf(cache: &Path, spec: &str) -> Option<PathBuf> {
+    let (id, file) = split_gguf_id(spec)?;
+    Some(cached_snapshot(cache, "models", &id)?.join(file)).filter(|p| p.is_file())
+}
+
 /// One repo's folder in the cache, and the operations a download needs on it.
 pub(crate) struct RepoCache {
     pub root: PathBuf,
@@ -171,6 +193,15 @@ mod tests {
         }
         for path in ["/models/x", "./x", "../x", "~/x", "a/b/c", "a//b", "", "org/"] {
             assert!(!looks_like_hub_id(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_gguf_file_is_named_inside_its_repo() {
+        assert_eq!(split_gguf_id("org/m-GGUF/m.Q4_0.gguf"), Some(("org/m-GGUF".into(), "m.Q4_0.gguf".into())));
+        assert_eq!(split_gguf_id("org/m/q/m.gguf@v1"), Some(("org/m@v1".into(), "q/m.gguf".into())));
+        for not in ["org/m", "m.gguf", "/abs/m.gguf", "./org/m/x.gguf", "org/m/../x.gguf", "org/m/x.bin"] {
+            assert_eq!(split_gguf_id(not), None, "{not}");
         }
     }
 

@@ -22,8 +22,11 @@ pub enum Selection {
     Model,
     /// The data files of a split, or of every split when `split` is `None`.
     Dataset { config: String, split: Option<String> },
-    /// These files exactly (a GGUF file, say).
+    /// These files exactly.
     Files(Vec<String>),
+    /// A GGUF file, and the repo's `tokenizer.json` beside it when it has one (the engine
+    /// reads the tokenizer from there).
+    Gguf(String),
 }
 
 /// One file of a fetch.
@@ -156,6 +159,13 @@ pub fn fetch(
             (files.into_iter().map(str::to_string).collect(), None)
         }
         Selection::Files(files) => (files.clone(), None),
+        Selection::Gguf(file) => {
+            let mut files = vec![file.clone()];
+            if siblings.contains_key("tokenizer.json") {
+                files.push("tokenizer.json".into());
+            }
+            (files, None)
+        }
     };
     let mut fetched = runtime.block_on(job.files(&cache, &siblings, &first))?;
     if weights == Some(Weights::Sharded) {
@@ -203,6 +213,7 @@ fn complete(snapshot: &Path, selection: &Selection) -> bool {
             }
         }
         Selection::Files(files) => files.iter().all(|f| is_file(f)),
+        Selection::Gguf(file) => is_file(file),
     }
 }
 
@@ -236,6 +247,9 @@ fn from_cache(
     let files = list_files(&snapshot);
     let wanted: Vec<String> = match selection {
         Selection::Files(f) => f.clone(),
+        Selection::Gguf(f) => {
+            std::iter::once(f.clone()).chain(files.into_iter().filter(|p| p == "tokenizer.json")).collect()
+        }
         _ => files,
     };
     Ok(Fetched {

@@ -14,7 +14,7 @@ mod repo;
 pub mod select;
 mod settings;
 
-pub use cache::{cached_snapshot, hf_home, hub_cache, looks_like_hub_id};
+pub use cache::{cached_gguf, cached_snapshot, hf_home, hub_cache, looks_like_hub_id, split_gguf_id};
 pub use error::HubError;
 pub use fetch::{FetchProgress, Fetched, FetchedFile, PlannedFile, Selection, Silent, fetch, list_files};
 pub use repo::{RepoKind, RepoRef};

@@ -408,3 +408,27 @@ fn a_stop_keeps_what_was_downloaded_for_the_next_fetch() {
     let got = fetch(&s, &model("org/tiny"), &Selection::Model, &Silent).expect("fetched after the stop");
     assert!(got.snapshot.join("model-00002-of-00002.safetensors").is_file());
 }
+
+#[test]
+fn a_gguf_file_is_fetched_with_the_tokenizer_beside_it() {
+    let repo = MockRepo::new(
+        Kind::Model,
+        "org/tiny-GGUF",
+        vec![
+            f("tiny.Q4_0.gguf", noise(8, 40_000)),
+            f("tiny.Q8_0.gguf", noise(9, 70_000)),
+            f("tokenizer.json", b"{}".to_vec()),
+            f("README.md", b"#".to_vec()),
+        ],
+    );
+    let hub = MockHub::start(vec![repo], None).expect("mock hub");
+    let cache = tempfile::tempdir().expect("tmp");
+    let (id, file) = energy_star_hub::split_gguf_id("org/tiny-GGUF/tiny.Q4_0.gguf").expect("a gguf id");
+    let got = fetch(&settings(&hub, cache.path()), &model(&id), &Selection::Gguf(file), &Silent).expect("fetched");
+    assert_eq!(got.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["tiny.Q4_0.gguf", "tokenizer.json"]);
+    assert_eq!(
+        energy_star_hub::cached_gguf(cache.path(), "org/tiny-GGUF/tiny.Q4_0.gguf"),
+        Some(got.snapshot.join("tiny.Q4_0.gguf"))
+    );
+    assert!(!hub.requests().iter().any(|r| r.path.contains("Q8_0")), "only the file named");
+}

@@ -207,6 +207,24 @@ pub fn str_at(cfg: &Value, path: &str) -> Option<String> {
     get(cfg, path).and_then(Value::as_str).map(str::to_string)
 }
 
+/// `backend.model` at the revision `backend.model_kwargs.revision` pins (optimum-benchmark
+/// passes `model_kwargs` to `from_pretrained`, where `revision` is a branch, tag or commit), as
+/// `ORG/NAME@REVISION`, the form the host fetches and the engine finds in the cache.
+fn pinned(cfg: &Value, model: String) -> Result<String, ConfigError> {
+    const KEY: &str = "backend.model_kwargs.revision";
+    let Some(rev) = get(cfg, KEY).filter(|v| !v.is_null()) else { return Ok(model) };
+    let rev = rev
+        .as_str()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| refuse(KEY, format!("{KEY} = {rev} must be a branch, tag or commit, as a string")))?;
+    match model.split_once('@') {
+        Some((_, at)) if at == rev => Ok(model),
+        Some((_, at)) => Err(refuse(KEY, format!("{KEY} = {rev} but backend.model pins {at}: give one revision"))),
+        None => Ok(format!("{model}@{rev}")),
+    }
+}
+
 /// A refusal of the config at `key`, as `prepare` returns it.
 pub fn refuse(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError { key: Some(key.to_string()), message: message.into() }
@@ -266,6 +284,9 @@ pub struct Reader<'a> {
     pub default_tokens: u32,
     /// Whether it can run `scenario.reasoning=true` (the server's chat template applies it).
     pub reasoning: bool,
+    /// Whether `backend.model` names weights this machine loads (then a revision pin applies),
+    /// rather than a model a server serves.
+    pub loads_weights: bool,
 }
 
 /// `backend.device_ids` as configs write it: `0`, `"0, 1, 2"`, `[0, 1]`, or null (GPU 0).
@@ -325,7 +346,7 @@ impl Settings {
 
     /// Reads and checks the config; a refusal names the key at fault.
     pub fn read(cfg: &Value, reader: Reader<'_>) -> Result<Self, ConfigError> {
-        let Reader { backend, default_tokens, reasoning } = reader;
+        let Reader { backend, default_tokens, reasoning, loads_weights } = reader;
         let mut notes = Vec::new();
         let model = match get(cfg, "backend.model") {
             Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
@@ -342,6 +363,7 @@ impl Settings {
                 ));
             }
         };
+        let model = if loads_weights { pinned(cfg, model)? } else { model };
         if let Some(t) = get(cfg, "backend.task").filter(|v| !v.is_null()) {
             match t.as_str() {
                 Some("text-generation" | "text2text-generation") => {}

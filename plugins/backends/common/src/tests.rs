@@ -32,7 +32,7 @@ fn w(name: &str, gpu: Option<f64>, cpu: f64) -> WindowReading {
 }
 
 fn optimum() -> Reader<'static> {
-    Reader { backend: "optimum", default_tokens: 100, reasoning: false }
+    Reader { backend: "optimum", default_tokens: 100, reasoning: false, loads_weights: true }
 }
 
 #[test]
@@ -123,6 +123,14 @@ fn settings_follow_optimum_benchmark_rules() {
     reasoning["scenario"]["reasoning"] = json!(true);
     assert_eq!(Settings::read(&reasoning, optimum()).unwrap_err().key.as_deref(), Some("scenario.reasoning"));
     assert!(Settings::read(&reasoning, Reader { reasoning: true, ..optimum() }).is_ok());
+    // A revision pin the optimum-benchmark way, for weights loaded here (not a served name).
+    let mut pinned = cfg.clone();
+    pinned["backend"]["model_kwargs"] = json!({"revision": "v2"});
+    assert_eq!(Settings::read(&pinned, optimum()).expect("pinned").model, "m@v2");
+    let served = Reader { backend: "vllm", loads_weights: false, ..optimum() };
+    assert_eq!(Settings::read(&pinned, served).expect("served").model, "m");
+    pinned["backend"]["model"] = json!("m@v1");
+    assert_eq!(Settings::read(&pinned, optimum()).unwrap_err().key.as_deref(), Some("backend.model_kwargs.revision"));
     let mut none = cfg;
     none["scenario"]["generate_kwargs"] = json!({});
     assert_eq!(Settings::read(&none, optimum()).expect("default").max_new_tokens, 100);

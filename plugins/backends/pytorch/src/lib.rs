@@ -29,7 +29,8 @@ struct Pytorch;
 /// ai_energy_benchmarks' fail-fast rule.
 const MAX_CONSECUTIVE_FAILURES: u32 = 3;
 
-const READER: Reader<'static> = Reader { backend: "pytorch", default_tokens: 10, reasoning: false };
+const READER: Reader<'static> =
+    Reader { backend: "pytorch", default_tokens: 10, reasoning: false, loads_weights: true };
 
 #[derive(Default)]
 struct Tally {

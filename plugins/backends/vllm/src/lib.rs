@@ -99,7 +99,10 @@ fn plan(config_json: &str, settings: &[(String, String)]) -> Result<Plan, Config
         b.insert("model".into(), Value::String("(from /v1/models)".into()));
     }
     // The server applies the chat template and any reasoning.
-    let s = Settings::read(&local_view, Reader { backend: "vllm", default_tokens: 10, reasoning: true })?;
+    let s = Settings::read(
+        &local_view,
+        Reader { backend: "vllm", default_tokens: 10, reasoning: true, loads_weights: false },
+    )?;
     let sc = ServingConfig::read(&cfg)?;
     let reasoning = energy_star_backend_common::bool_at(&cfg, "scenario.reasoning");
     let api =
