@@ -226,10 +226,15 @@ pub fn summarize(rt: &PluginRuntime, plugins: &PluginSet, target: &Path) -> Resu
     };
     let mut summary =
         plugin.summarize(rt, &text).map_err(|source| SummaryError::Plugin { path: report.clone(), source })?;
-    // Whether a GPU took part is the host's to say when it ran the benchmark.
-    if summary.total_wh.is_none()
-        && let Some(why) = run.gpu_absent_reason()
-    {
+    // Whether a GPU took part is the host's to say when it ran the benchmark. Upstream's
+    // formats write 0.0 for a run without a GPU (as CodeCarbon does); the summary says "no GPU".
+    if let Some(why) = run.gpu_absent_reason() {
+        summary.total_wh = None;
+        for p in &mut summary.phases {
+            p.gpu_wh = None;
+        }
+        // The summarizer could not know that its zeros were "no GPU"; the host does.
+        summary.warnings.retain(|w| !(w.contains("GPU energy is 0 Wh") || w.contains("0 Wh GPU energy")));
         summary.gpu_absent_reason = Some(why);
     }
     if summary.total_wh.is_none() && summary.gpu_absent_reason.is_none() {

@@ -80,7 +80,8 @@ fn a_real_openai_compatible_server_serves_every_request() {
         assert_eq!(run.code(), Some(0), "{api}, usage {usage}:\n{}\n{}", run.stdout(), run.stderr());
         let r = cwd.path().join("results");
         let report = read_json(&r.join("benchmark_report.json"));
-        let serving = &report["energy_star"]["serving"];
+        let additions = read_json(&r.join("energy_star_report.json"));
+        let serving = &additions["run"]["serving"];
         assert_eq!(
             (serving["completed"].as_u64(), serving["failed"].as_u64()),
             (Some(4), Some(0)),

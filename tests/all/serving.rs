@@ -62,6 +62,7 @@ fn a_streamed_run_writes_the_ai_energy_benchmarks_report_with_serving_metrics() 
     .success();
     let r = cwd.path().join("results");
     let report = read_json(&r.join("benchmark_report.json"));
+    let additions = read_json(&r.join("energy_star_report.json"));
     let sample = read_json(
         &energy_star_tests::fixtures().join("samples/ai_energy_benchmarks/SYNTHETIC_vllm_benchmark_report.json"),
     );
@@ -75,7 +76,7 @@ fn a_streamed_run_writes_the_ai_energy_benchmarks_report_with_serving_metrics() 
     }
     assert_eq!(report["summary"]["successful_prompts"], 12);
     assert_eq!(report["summary"]["total_completion_tokens"], 96, "fixed length: 12 × 8");
-    let es = &report["energy_star"];
+    let es = &additions["run"];
     let m = &es["serving"];
     assert_eq!((m["completed"].as_u64(), m["failed"].as_u64()), (Some(12), Some(0)));
     assert_eq!(m["max_concurrent_requests"], 3);
@@ -146,7 +147,8 @@ fn faults_are_counted_by_kind_and_the_run_goes_on() {
     run.fails_with(1, &["the run is incomplete"]);
     let r = cwd.path().join("results");
     let report = read_json(&r.join("benchmark_report.json"));
-    let es = &report["energy_star"];
+    let additions = read_json(&r.join("energy_star_report.json"));
+    let es = &additions["run"];
     let kinds = &es["failures_by_kind"];
     for (kind, n) in [
         ("http-5xx", 1),
@@ -184,10 +186,12 @@ fn without_usage_tokens_are_counted_by_a_local_tokenizer_or_by_chunks() {
         let model_arg = format!("backend.model={model}");
         vllm(cwd.path(), &server.url(), &[&model_arg, "scenario.num_samples=3"]).success();
         let report = read_json(&cwd.path().join("results/benchmark_report.json"));
+        assert!(report.get("energy_star").is_none(), "upstream's keys only in the report");
+        let additions = read_json(&cwd.path().join("results/energy_star_report.json"));
         assert_eq!(
-            report["energy_star"]["token_count_sources"][source], 3,
+            additions["run"]["token_count_sources"][source], 3,
             "{model}: {}",
-            report["energy_star"]["token_count_sources"]
+            additions["run"]["token_count_sources"]
         );
         let recs = lines(&cwd.path().join("results/requests.jsonl"));
         assert!(recs.iter().all(|r| r["token_count_source"] == source && r["output_tokens"].as_u64().expect("n") > 0));
@@ -219,9 +223,10 @@ fn an_unreachable_server_or_an_unserved_model_stops_before_metering() {
     let dir_arg = format!("hydra.run.dir={}", results.display());
     vllm(cwd.path(), &server.url(), &["backend.model=null", "scenario.num_samples=2", &dir_arg]).success();
     let report = read_json(&results.join("benchmark_report.json"));
+    let additions = read_json(&results.join("energy_star_report.json"));
     assert_eq!(report["config"]["model"], "served/one");
     assert!(
-        report["energy_star"]["notes"]
+        additions["run"]["notes"]
             .as_array()
             .expect("notes")
             .iter()
@@ -265,7 +270,9 @@ fn ctrl_c_stops_sending_and_keeps_a_partial_report() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let r = cwd.path().join("results");
     let report = read_json(&r.join("benchmark_report.json"));
-    let es = &report["energy_star"];
+    assert!(report.get("energy_star").is_none(), "upstream's keys only in the report");
+    let additions = read_json(&r.join("energy_star_report.json"));
+    let es = &additions["run"];
     assert!(es["stopped"].as_str().expect("stopped").contains("interrupted"), "{es}");
     let not_sent = es["not_sent"].as_u64().expect("not_sent");
     assert!((1..=8).contains(&not_sent), "{not_sent}");
@@ -300,7 +307,9 @@ fn reasoning_settings_reach_the_server_as_vllm_takes_them() {
         serde_json::json!({"enable_thinking": true, "use_prompt_based_reasoning": true})
     );
     let report = read_json(&cwd.path().join("results/benchmark_report.json"));
-    assert_eq!(report["energy_star"]["request_extra_fields"]["reasoning_effort"], "high");
+    assert!(report.get("energy_star").is_none(), "upstream's keys only in the report");
+    let additions = read_json(&cwd.path().join("results/energy_star_report.json"));
+    assert_eq!(additions["run"]["request_extra_fields"]["reasoning_effort"], "high");
     // Reasoning off on the chat API asks templates not to think; on completions nothing is added.
     vllm(
         cwd.path(),
@@ -360,6 +369,8 @@ fn a_server_whose_gpus_are_not_metered_here_is_not_a_failure() {
     let summary = read_json(&r.join("GPU_ENERGY_SUMMARY.json"));
     assert!(summary["gpu_absent_reason"].as_str().expect("why").contains("not on this machine"), "{summary}");
     let report = read_json(&r.join("benchmark_report.json"));
-    assert_eq!(report["energy_star"]["serving"]["completed"], 3);
+    assert!(report.get("energy_star").is_none(), "upstream's keys only in the report");
+    let additions = read_json(&r.join("energy_star_report.json"));
+    assert_eq!(additions["run"]["serving"]["completed"], 3);
     assert!(read_json(&r.join("run_record.json"))["facts"]["gpus"]["none"].is_string());
 }

@@ -67,9 +67,16 @@ impl Energy {
         }
     }
 
+    /// The GPU figure as the upstream formats write it: a run that used no GPU reports 0.0, as
+    /// CodeCarbon does on a machine without one (energy-star's own files say "no GPU"); a run
+    /// that used GPUs it could not meter keeps its None (and is marked incomplete).
+    pub fn gpu_kwh_upstream(&self) -> Option<f64> {
+        if self.gpu_used { self.gpu_kwh } else { Some(self.gpu_kwh.unwrap_or(0.0)) }
+    }
+
     /// optimum-benchmark's energy object.
     pub fn to_json(&self) -> Value {
-        json!({"unit": "kWh", "cpu": self.cpu_kwh, "ram": self.ram_kwh, "gpu": self.gpu_kwh, "total": self.total_kwh()})
+        json!({"unit": "kWh", "cpu": self.cpu_kwh, "ram": self.ram_kwh, "gpu": self.gpu_kwh_upstream(), "total": self.total_kwh()})
     }
 }
 
@@ -89,13 +96,14 @@ fn sum_kind(w: &WindowReading, kind: DeviceKind) -> Option<f64> {
 pub fn ai_energy_benchmarks_energy(e: &Energy, duration_s: f64, project: &str) -> Value {
     let kwh = |v: Option<f64>| json!(v);
     let wh = |v: Option<f64>| json!(v.map(|x| x * 1000.0));
+    let gpu = e.gpu_kwh_upstream();
     json!({
         "emissions_kg_co2eq": Value::Null,
         "emissions_g_co2eq": Value::Null,
-        "energy_kwh": kwh(e.gpu_kwh),
-        "energy_wh": wh(e.gpu_kwh),
-        "gpu_energy_kwh": kwh(e.gpu_kwh),
-        "gpu_energy_wh": wh(e.gpu_kwh),
+        "energy_kwh": kwh(gpu),
+        "energy_wh": wh(gpu),
+        "gpu_energy_kwh": kwh(gpu),
+        "gpu_energy_wh": wh(gpu),
         "cpu_energy_kwh": kwh(e.cpu_kwh),
         "cpu_energy_wh": wh(e.cpu_kwh),
         "ram_energy_kwh": kwh(e.ram_kwh),
@@ -509,6 +517,40 @@ pub fn phase(
         m.insert("energy_star".into(), p);
     }
     Value::Object(m)
+}
+
+/// energy-star's own file beside the upstream report: what it adds (provenance, measures of
+/// each iteration, timings, notes), which upstream readers must not see.
+pub const ADDITIONS_FILE: &str = "energy_star_report.json";
+
+/// Splits a report into the upstream format's own keys and energy-star's additions: the
+/// top-level `energy_star` block and, in each phase object, `energy_star` and `measures`.
+/// Returns (the upstream report, `{"run": ..., "phases": {NAME: {...}}}`).
+pub fn split_additions(report: Value) -> (Value, Value) {
+    let Value::Object(mut top) = report else { return (report, json!({})) };
+    let run = top.remove("energy_star").unwrap_or(Value::Null);
+    let mut phases = Map::new();
+    for (name, v) in top.iter_mut() {
+        let Value::Object(phase) = v else { continue };
+        let mut own = Map::new();
+        for key in ["energy_star", "measures"] {
+            if let Some(x) = phase.remove(key) {
+                own.insert(if key == "energy_star" { "provenance".into() } else { key.into() }, x);
+            }
+        }
+        if !own.is_empty() {
+            phases.insert(name.clone(), Value::Object(own));
+        }
+    }
+    (Value::Object(top), json!({"format": "energy-star-additions/1", "run": run, "phases": phases}))
+}
+
+/// Writes [`ADDITIONS_FILE`]; a failure is said in the run's warnings, not fatal.
+pub fn write_additions(additions: &Value, warnings: &mut Vec<String>) {
+    let text = serde_json::to_string_pretty(additions).unwrap_or_default();
+    if let Err(e) = sdk::host::results::write_file(ADDITIONS_FILE, text.as_bytes()) {
+        warnings.push(format!("{ADDITIONS_FILE} was not written: {}", sdk::describe(&e)));
+    }
 }
 
 #[cfg(test)]

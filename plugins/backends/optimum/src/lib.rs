@@ -19,7 +19,7 @@
 use energy_star_backend_common::{Energy, Reader, Settings, derived_provenance, efficiency, facts, phase, provenance};
 use energy_star_plugin_sdk::backend::host::inference::{self, GenerationParams, LocalEngine, LocalEngineSpec};
 use energy_star_plugin_sdk::backend::host::meter::WindowReading;
-use energy_star_plugin_sdk::backend::host::types::Error;
+use energy_star_plugin_sdk::backend::host::types::{DeviceKind, Error};
 use energy_star_plugin_sdk::backend::host::{datasets, log, meter, results};
 use energy_star_plugin_sdk::backend::{
     self as sdk, BackendInfo, ConfigError, Guest, PrepareRequest, RunFacts, RunOutput, RunPlan, RunRequest, TokenCounts,
@@ -363,16 +363,66 @@ fn build(s: &Settings, cfg: &Value, m: &Measured, stop: Option<&Stop>) -> (Value
             "warnings": warnings,
         }),
     );
+    // optimum-benchmark's EnergyStarConfig has no `iterations` (energy-star's repeat count);
+    // it is kept in energy-star's own file.
+    let mut scenario = cfg.get("scenario").cloned().unwrap_or(Value::Null);
+    if let Value::Object(sc) = &mut scenario {
+        sc.remove("iterations");
+    }
     let config = json!({
         "name": s.name,
         "backend": cfg.get("backend"),
-        "scenario": cfg.get("scenario"),
+        "scenario": scenario,
         "launcher": cfg.get("launcher"),
-        "environment": {"energy_star_backend": "optimum", "energy_star_backend_version": env!("CARGO_PKG_VERSION"), "engine": m.engine_notes, "model": s.model},
+        "environment": environment(&m.engine_notes, &s.model),
         "print_report": cfg.get("print_report"),
         "log_report": cfg.get("log_report"),
     });
     (Value::Object(report), config, facts)
+}
+
+/// optimum-benchmark's `environment` keys, filled with what a sandboxed plugin can know (the
+/// metered devices' names); the rest is null rather than guessed, and what stands in for its
+/// Python packages is energy-star's own version and engine (docs/formats.md).
+fn environment(engine: &[String], model: &str) -> Value {
+    let devices = meter::devices().unwrap_or_default();
+    let gpus: Vec<&str> = devices.iter().filter(|d| d.kind == DeviceKind::Gpu).map(|d| d.name.as_str()).collect();
+    // The meter's CPU name may carry how it is metered in parentheses; upstream's is the model.
+    let cpu = devices
+        .iter()
+        .find(|d| d.kind == DeviceKind::Cpu)
+        .map(|d| d.name.split(" (").next().unwrap_or(&d.name).trim().to_string());
+    json!({
+        "cpu": cpu,
+        "cpu_count": null,
+        "cpu_ram_mb": null,
+        "system": null,
+        "machine": null,
+        "platform": null,
+        "processor": null,
+        "python_version": null,
+        "gpu": gpus,
+        "gpu_count": gpus.len(),
+        "gpu_vram_mb": null,
+        "optimum_benchmark_version": null,
+        "optimum_benchmark_commit": null,
+        "transformers_version": null,
+        "transformers_commit": null,
+        "accelerate_version": null,
+        "accelerate_commit": null,
+        "diffusers_version": null,
+        "diffusers_commit": null,
+        "optimum_version": null,
+        "optimum_commit": null,
+        "timm_version": null,
+        "timm_commit": null,
+        "peft_version": null,
+        "peft_commit": null,
+        "energy_star_version": env!("CARGO_PKG_VERSION"),
+        "energy_star_backend": "optimum",
+        "energy_star_engine": engine,
+        "energy_star_model": model,
+    })
 }
 
 impl Guest for Optimum {
@@ -418,6 +468,10 @@ impl Guest for Optimum {
             }
         }
         let (report, config, mut facts) = build(&s, &cfg, &m, stop.as_ref());
+        // Upstream's files carry upstream's keys only; energy-star's additions go beside them.
+        let (report, mut additions) = energy_star_backend_common::split_additions(report);
+        additions["run"]["iterations"] = json!(s.iterations);
+        energy_star_backend_common::write_additions(&additions, &mut facts.warnings);
         let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
         let wrapper = json!({"config": config, "report": report});
         for (name, body) in [("benchmark_config.json", &config), ("benchmark.json", &wrapper)] {

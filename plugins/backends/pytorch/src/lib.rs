@@ -268,6 +268,9 @@ impl Guest for Pytorch {
         f.mean_ttft_ns = mean_ns(&tally.ttft_s);
         f.incomplete_reasons = incomplete;
         f.warnings = w.warnings.clone();
+        // ai_energy_benchmarks' report carries its own keys only; energy-star's go beside it.
+        let (report, additions) = energy_star_backend_common::split_additions(report);
+        energy_star_backend_common::write_additions(&additions, &mut f.warnings);
         Ok(RunOutput { report_json: serde_json::to_string_pretty(&report).unwrap_or_default(), facts: f })
     }
 }

@@ -571,7 +571,10 @@ impl Guest for Vllm {
             gpus: gpus_metered(&p.s),
             warnings,
         };
-        let (report, facts) = outcome.finish();
+        let (report, mut facts) = outcome.finish();
+        // ai_energy_benchmarks' report carries its own keys only; energy-star's go beside it.
+        let (report, additions) = energy_star_backend_common::split_additions(report);
+        energy_star_backend_common::write_additions(&additions, &mut facts.warnings);
         Ok(RunOutput { report_json: serde_json::to_string_pretty(&report).unwrap_or_default(), facts })
     }
 }

@@ -152,7 +152,7 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
         match gpu {
             Some(0.0) if absent.is_some() => {}
             Some(0.0) => warnings.push(format!(
-                "phase {name:?}: GPU energy is 0 Wh; CodeCarbon sometimes reports 0 for a task (codecarbon#851), so this is likely a failed reading, kept as reported"
+                "phase {name:?}: GPU energy is 0 Wh: a failed reading (CodeCarbon sometimes reports 0 for a task, codecarbon#851) or a run without a GPU (CodeCarbon writes 0.0 then; benchmark.json's backend.device tells), kept as reported"
             )),
             Some(wh) if wh < 0.0 => warnings.push(format!(
                 "phase {name:?}: GPU energy is negative ({wh:.4} Wh); decode is generate minus prefill and goes negative when a reading failed; kept as reported"
@@ -232,7 +232,10 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
     }
     let sum = |f: fn(&PhaseEnergy) -> Option<f64>| -> Option<f64> { counted.iter().map(|p| f(p)).sum() };
     let with_gpu: Vec<&str> = counted.iter().filter(|p| p.gpu_wh.is_some()).map(|p| p.name.as_str()).collect();
-    let (total_wh, gpu_absent) = if with_gpu.is_empty() {
+    // A CPU run, as the report's own config says, writes 0.0 for the GPU (CodeCarbon finds
+    // none): that is no GPU figure, not a measured zero.
+    let cpu_run_zeros = absent.is_some() && counted.iter().all(|p| p.gpu_wh.is_none_or(|g| g == 0.0));
+    let (total_wh, gpu_absent) = if with_gpu.is_empty() || cpu_run_zeros {
         // No GPU figure: the report's reason, if it gives one; otherwise the host decides
         // (its record of the run), or says nothing explains the absence.
         (None, absent.clone())
