@@ -108,7 +108,13 @@ pub fn source(kind: RepoKind, name: &str, env: &impl Fn(&str) -> Option<String>)
         return Ok(record(SourceOrigin::BuiltIn, None));
     }
     let gguf = split_gguf_id(name).filter(|_| kind == RepoKind::Model);
-    if Path::new(name).exists() || !(looks_like_hub_id(name) || gguf.is_some()) {
+    // A dataset name with a data file's extension is a path (as the dataset reader says).
+    let data_file = kind == RepoKind::Dataset
+        && Path::new(name)
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| energy_star_hub::select::DATA_EXTENSIONS.contains(&e));
+    if Path::new(name).exists() || data_file || !(looks_like_hub_id(name) || gguf.is_some()) {
         return Ok(record(SourceOrigin::Local, Some(name.to_string())));
     }
     let settings = HubSettings::from_env(env)?;

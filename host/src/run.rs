@@ -251,6 +251,14 @@ fn check_plan(
     }
     let sources = crate::fetch::plan_sources(plan, env).map_err(RunError::Fetch)?;
     for m in &plan.models {
+        // A GGUF file is a file (by path, or `ORG/NAME/FILE.gguf` in the cache), not a folder.
+        if energy_star_hub::split_gguf_id(m).is_some() || m.ends_with(".gguf") {
+            let cached = energy_star_hub::hub_cache(env).and_then(|c| energy_star_hub::cached_gguf(&c, m));
+            if !Path::new(m).is_file() && cached.is_none() {
+                return Err(refuse(format!("GGUF model {m} is neither a file nor in the Hugging Face cache")));
+            }
+            continue;
+        }
         energy_star_engine_local::resolve::resolve(m, env).map_err(refuse)?;
     }
     for d in &plan.datasets {

@@ -104,7 +104,7 @@ pub fn pick_dtype(requested: &str, device: &Device, config: &ModelConfig) -> Res
 impl CandleEngine {
     /// Loads a model: files, config, tokenizer, weights.
     pub fn open(spec: &LocalSpec, env: &impl Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
-        if spec.model.ends_with(".gguf") {
+        if spec.model.ends_with(".gguf") || energy_star_hub::split_gguf_id(&spec.model).is_some() {
             return Self::open_gguf(spec, env);
         }
         let t0 = Instant::now();

@@ -132,8 +132,37 @@ impl RepoCache {
         (meta.is_file() && size.is_none_or(|s| s == meta.len())).then_some(p)
     }
 
+    /// Holds `.locks/REPO/ETAG.lock` (huggingface_hub's lock file) exclusively until dropped,
+    /// so processes sharing the cache never write one blob at once.
+    pub async fn lock(&self, etag: &str) -> Result<std::fs::File, HubError> {
+        let folder = self.root.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let dir = self.root.parent().unwrap_or(&self.root).join(".locks").join(folder);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| HubError::CacheNotWritable { path: dir.clone(), why: e.to_string() })?;
+        let path = dir.join(format!("{etag}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| HubError::io(&path, e))?;
+        tokio::task::spawn_blocking(move || {
+            #[cfg(unix)]
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+                .map_err(|e| HubError::io(&path, e.into()))?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| HubError::Invalid(format!("lock task failed: {e}")))?
+    }
+
     /// Points `snapshots/COMMIT/PATH` at `blobs/ETAG`, replacing what was there in one rename.
     pub fn link(&self, commit: &str, path: &str, etag: &str) -> Result<PathBuf, HubError> {
+        if !crate::http::is_safe_repo_path(path) || !crate::http::is_blob_name(etag) {
+            return Err(HubError::Invalid(format!(
+                "refusing to link {path:?} to blob {etag:?}: not a safe repo path and blob name"
+            )));
+        }
         let link = self.snapshot(commit).join(path);
         let parent = link.parent().unwrap_or(&self.root).to_path_buf();
         std::fs::create_dir_all(&parent).map_err(|e| HubError::io(&parent, e))?;
@@ -225,15 +254,19 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let repo = RepoCache::new(tmp.path(), "datasets--o--n");
         repo.prepare("c1").expect("prepare");
-        std::fs::write(repo.blob("e1"), b"one").expect("blob");
-        std::fs::write(repo.blob("e2"), b"two!").expect("blob");
-        let link = repo.link("c1", "data/train.parquet", "e1").expect("link");
+        std::fs::write(repo.blob("1111111111111111111111111111111111111111"), b"one").expect("blob");
+        std::fs::write(repo.blob("2222222222222222222222222222222222222222"), b"two!").expect("blob");
+        let link = repo.link("c1", "data/train.parquet", "1111111111111111111111111111111111111111").expect("link");
         #[cfg(unix)]
-        assert_eq!(std::fs::read_link(&link).expect("symlink"), PathBuf::from("../../../blobs/e1"));
+        assert_eq!(
+            std::fs::read_link(&link).expect("symlink"),
+            PathBuf::from("../../../blobs/1111111111111111111111111111111111111111")
+        );
         assert_eq!(std::fs::read(&link).expect("read"), b"one");
-        repo.link("c1", "data/train.parquet", "e2").expect("relink");
+        repo.link("c1", "data/train.parquet", "2222222222222222222222222222222222222222").expect("relink");
         assert_eq!(repo.cached_file("c1", "data/train.parquet", Some(4)), Some(link.clone()));
         assert_eq!(repo.cached_file("c1", "data/train.parquet", Some(3)), None);
+        assert!(repo.link("c1", "../x", &"1".repeat(40)).is_err() && repo.link("c1", "y", "../../etc").is_err());
         repo.write_ref("main", "c1").expect("ref");
         assert_eq!(cached_snapshot(tmp.path(), "datasets", "o/n"), Some(repo.snapshot("c1")));
         assert!(free_bytes(&tmp.path().join("not/yet")).is_some_and(|b| b > 0));

@@ -12,10 +12,11 @@ pub enum HubError {
     Offline { repo: String, cache: PathBuf },
 
     #[error(
-        "{repo} was not found on {endpoint}{}: check the id for a typo, or pass a local folder instead (a path such as ./{name} or /models/{name})",
-        if *.token_sent { " (a token was sent)" } else { " (no token was sent; a private repo needs HF_TOKEN)" }
+        "{repo} was not found on {endpoint}{}{}: check the id for a typo, or pass a local folder instead (a path such as ./{name} or /models/{name})",
+        if *.token_sent { " (a token was sent)" } else { " (no token was sent; a private repo needs HF_TOKEN)" },
+        if .message.is_empty() { String::new() } else { format!("; the Hub says: {}", .message) }
     )]
-    RepoNotFound { repo: String, name: String, endpoint: String, token_sent: bool },
+    RepoNotFound { repo: String, name: String, endpoint: String, token_sent: bool, message: String },
 
     #[error("{repo} has no revision {revision:?} on {endpoint} (a branch, tag or full commit id)")]
     RevisionNotFound { repo: String, revision: String, endpoint: String },

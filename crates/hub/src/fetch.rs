@@ -114,6 +114,14 @@ pub fn fetch(
     let info = match runtime.block_on(with_retries(settings, progress, "revision info", || http.revision_info(repo))) {
         Ok(info) => info,
         // As huggingface_hub: the Hub out of reach, a cached copy is used, and said so.
+        Err(HubError::Http { what, status, body, .. }) if status >= 500 && cached.is_some() => {
+            let snapshot = cached.unwrap_or_default();
+            let warning = format!(
+                "{what}: the Hub answered HTTP {status} ({body}); using the cached copy at {}",
+                snapshot.display()
+            );
+            return from_cache(repo, snapshot, selection, vec![warning]);
+        }
         Err(HubError::Network { what, why }) if cached.is_some() => {
             let snapshot = cached.unwrap_or_default();
             let warning = format!("{what} failed ({why}); using the cached copy at {}", snapshot.display());
@@ -131,10 +139,21 @@ pub fn fetch(
         Err(e) => return Err(e),
     };
     let job = Job { settings, repo, http: &http, commit: info.sha.clone(), progress };
-    let siblings: HashMap<&str, &Sibling> = info.siblings.iter().map(|s| (s.rfilename.as_str(), s)).collect();
-    let paths: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
+    // A name that would leave the snapshot folder (absolute, `..`) is never a path here.
+    let (safe, unsafe_names): (Vec<&Sibling>, Vec<&Sibling>) =
+        info.siblings.iter().partition(|s| crate::http::is_safe_repo_path(&s.rfilename));
+    let mut warnings = Vec::new();
+    if !unsafe_names.is_empty() {
+        let names: Vec<&str> = unsafe_names.iter().map(|s| s.rfilename.as_str()).collect();
+        warnings.push(format!(
+            "{} lists file names that would leave the cache, ignored: {}",
+            repo.id,
+            names.join(", ")
+        ));
+    }
+    let siblings: HashMap<&str, &Sibling> = safe.iter().map(|s| (s.rfilename.as_str(), *s)).collect();
+    let paths: Vec<&str> = safe.iter().map(|s| s.rfilename.as_str()).collect();
     let cache = RepoCache::new(&settings.cache, &repo.cache_folder());
-    cache.prepare(&job.commit)?;
     let (first, weights) = match selection {
         Selection::Model => {
             let (files, w) = select::model_files(&paths, &repo.id, &job.commit)?;
@@ -175,7 +194,9 @@ pub fn fetch(
             .map_err(|why| HubError::Invalid(format!("{} of {} {why}", select::SAFETENSORS_INDEX, repo.id)))?;
         fetched.extend(runtime.block_on(job.files(&cache, &siblings, &shards))?);
     }
-    if repo.revision != job.commit {
+    let ref_path = cache.root.join("refs").join(&repo.revision);
+    let ref_is_current = std::fs::read_to_string(&ref_path).is_ok_and(|r| r.trim() == job.commit);
+    if repo.revision != job.commit && !ref_is_current {
         cache.write_ref(&repo.revision, &job.commit)?;
     }
     Ok(Fetched {
@@ -187,7 +208,7 @@ pub fn fetch(
         bytes_downloaded: fetched.iter().filter(|f| f.downloaded).map(|f| f.bytes).sum(),
         files: fetched,
         asked_the_hub: true,
-        warnings: Vec::new(),
+        warnings,
     })
 }
 
@@ -272,8 +293,8 @@ fn from_cache(
     })
 }
 
-/// Runs `attempt` until it succeeds, fails for good, or the retries are spent; waits 0.2 s,
-/// 0.4 s, ... (at most 5 s) between attempts.
+/// Runs `attempt` until it succeeds, fails for good, or the retries are spent; waits 0.4 s,
+/// 0.8 s, 1.6 s, 3.2 s, then 5 s between attempts.
 async fn with_retries<T, F, Fut>(
     settings: &HubSettings,
     progress: &dyn FetchProgress,
@@ -316,7 +337,16 @@ impl Job<'_> {
         files: &[String],
     ) -> Result<Vec<FetchedFile>, HubError> {
         let mut out = Vec::new();
-        let mut todo: Vec<(&str, &Sibling)> = Vec::new();
+        // (path, its listing, other paths with the same blob): each blob is fetched once.
+        let mut todo: Vec<(&str, &Sibling, Vec<String>)> = Vec::new();
+        let mut prepared = false;
+        let prepare = |prepared: &mut bool| -> Result<(), HubError> {
+            if !*prepared {
+                cache.prepare(&self.commit)?;
+                *prepared = true;
+            }
+            Ok(())
+        };
         for f in files {
             let sib = siblings.get(f.as_str()).copied().ok_or_else(|| HubError::FileNotFound {
                 repo: self.repo.id.clone(),
@@ -330,18 +360,23 @@ impl Job<'_> {
             }
             // The bytes may be in the cache under another commit or file name already.
             if let Some(etag) = sib.etag().filter(|e| blob_whole(&cache.blob(e), sib.size())) {
+                prepare(&mut prepared)?;
                 cache.link(&self.commit, f, etag)?;
                 out.push(FetchedFile { path: f.clone(), bytes: sib.size().unwrap_or(0), downloaded: false });
                 continue;
             }
-            todo.push((f.as_str(), sib));
+            match todo.iter_mut().find(|(_, s, _)| s.etag().is_some() && s.etag() == sib.etag()) {
+                Some((_, _, also)) => also.push(f.clone()),
+                None => todo.push((f.as_str(), sib, Vec::new())),
+            }
         }
         if todo.is_empty() {
             return Ok(out);
         }
+        prepare(&mut prepared)?;
         let planned: Vec<PlannedFile> = todo
             .iter()
-            .map(|(f, s)| PlannedFile {
+            .map(|(f, s, _)| PlannedFile {
                 path: f.to_string(),
                 bytes: s.size(),
                 resumed_from: s.etag().map(|e| file_len(&cache.incomplete(e))).unwrap_or(0),
@@ -355,46 +390,82 @@ impl Job<'_> {
         self.progress.planned(self.repo, &planned);
         // Every download runs to its end even when another fails: a failure costs only its
         // own file, and the others are whole in the cache for the next attempt.
-        let results: Vec<Result<FetchedFile, HubError>> =
-            futures_util::stream::iter(todo.into_iter().map(|(f, s)| self.one(cache, f, s)))
+        let results: Vec<Result<Vec<FetchedFile>, HubError>> =
+            futures_util::stream::iter(todo.into_iter().map(|(f, s, also)| self.one(cache, f, s, also)))
                 .buffer_unordered(self.settings.parallel_files.max(1))
                 .collect()
                 .await;
         for r in results {
-            out.push(r?);
+            out.extend(r?);
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
 
-    /// One file: its metadata, its bytes into `blobs/ETAG.incomplete` (resumed across attempts
-    /// and runs), its checks, then the blob renamed whole and linked into the snapshot.
-    async fn one(&self, cache: &RepoCache, file: &str, sib: &Sibling) -> Result<FetchedFile, HubError> {
-        let meta =
-            with_retries(self.settings, self.progress, file, || self.http.file_meta(self.repo, &self.commit, file))
-                .await?;
-        if let Some(c) = meta.commit.as_deref().filter(|c| *c != self.commit) {
+    /// One blob: its bytes into `blobs/ETAG.incomplete` (resumed across attempts and runs),
+    /// under a lock that other processes sharing the cache respect, its checks, then the blob
+    /// renamed whole and linked into the snapshot at `file` and at every path in `also` (the
+    /// same bytes under other names).
+    async fn one(
+        &self,
+        cache: &RepoCache,
+        file: &str,
+        sib: &Sibling,
+        also: Vec<String>,
+    ) -> Result<Vec<FetchedFile>, HubError> {
+        if sib.lfs.is_some() && sib.etag().is_none() {
             return Err(HubError::Invalid(format!(
-                "{file} of {} resolved to commit {c}, not {} as the revision info said: the repo changed during the fetch; run again",
-                self.repo.id, self.commit
+                "the Hub gave {file} of {} an LFS hash that is not a SHA-256",
+                self.repo.id
             )));
         }
-        let blob_name = sib.lfs.as_ref().map(|l| l.sha256.clone()).unwrap_or_else(|| meta.etag.clone());
-        let meta = crate::http::FileMeta { size: sib.size().or(meta.size), ..meta };
+        let blob_name = match sib.etag() {
+            Some(e) => e.to_string(),
+            None => {
+                with_retries(self.settings, self.progress, file, || self.http.file_meta(self.repo, &self.commit, file))
+                    .await?
+                    .etag
+            }
+        };
+        let _lock = cache.lock(&blob_name).await?;
+        let done = |bytes: u64, downloaded: bool| -> Result<Vec<FetchedFile>, HubError> {
+            let mut out = Vec::new();
+            for path in std::iter::once(file.to_string()).chain(also.iter().cloned()) {
+                cache.link(&self.commit, &path, &blob_name)?;
+                out.push(FetchedFile { path, bytes, downloaded });
+            }
+            self.progress.done(file, bytes);
+            Ok(out)
+        };
+        // Another process may have fetched it while this one waited for the lock.
+        if blob_whole(&cache.blob(&blob_name), sib.size()) {
+            return done(file_len(&cache.blob(&blob_name)), false);
+        }
         let partial = cache.incomplete(&blob_name);
         let at = |bytes: u64| {
             self.progress.at(file, bytes);
             !self.progress.stop_requested()
         };
-        with_retries(self.settings, self.progress, file, || {
-            self.http.download(self.repo, &self.commit, file, &meta, &partial, &at)
+        let (partial_ref, at_ref) = (&partial, &at);
+        // Each attempt asks the Hub again, so a storage URL that expired is renewed.
+        let size = with_retries(self.settings, self.progress, file, || async move {
+            let meta = self.http.file_meta(self.repo, &self.commit, file).await?;
+            if let Some(c) = meta.commit.as_deref().filter(|c| *c != self.commit) {
+                return Err(Failure::Fatal(HubError::Invalid(format!(
+                    "{file} of {} resolved to commit {c}, not {} as the revision info said: the repo changed during the fetch; run again",
+                    self.repo.id, self.commit
+                ))));
+            }
+            let meta = crate::http::FileMeta { size: sib.size().or(meta.size), ..meta };
+            self.http.download(self.repo, &self.commit, file, &meta, partial_ref, at_ref).await?;
+            Ok(meta.size)
         })
         .await?;
         let actual_size = file_len(&partial);
         let discard = || {
             let _ = std::fs::remove_file(&partial);
         };
-        if let Some(expected) = meta.size.filter(|s| *s != actual_size) {
+        if let Some(expected) = size.filter(|s| *s != actual_size) {
             discard();
             return Err(HubError::Size {
                 repo: self.repo.id.clone(),
@@ -417,9 +488,7 @@ impl Job<'_> {
         }
         let blob = cache.blob(&blob_name);
         std::fs::rename(&partial, &blob).map_err(|e| HubError::io(&blob, e))?;
-        cache.link(&self.commit, file, &blob_name)?;
-        self.progress.done(file, actual_size);
-        Ok(FetchedFile { path: file.into(), bytes: actual_size, downloaded: true })
+        done(actual_size, true)
     }
 }
 

@@ -34,10 +34,25 @@ impl Sibling {
         self.lfs.as_ref().map(|l| l.size).or(self.size)
     }
 
-    /// The blob name the cache gives it: the LFS SHA-256, else the git blob id.
+    /// The blob name the cache gives it: the LFS SHA-256, else the git blob id; None unless it
+    /// is one (a name from the server becomes a path in the cache).
     pub fn etag(&self) -> Option<&str> {
-        self.lfs.as_ref().map(|l| l.sha256.as_str()).or(self.blob_id.as_deref())
+        self.lfs.as_ref().map(|l| l.sha256.as_str()).or(self.blob_id.as_deref()).filter(|e| is_blob_name(e))
     }
+}
+
+/// A git blob id (40 hex digits) or a SHA-256 (64): the only names a blob may have here.
+pub fn is_blob_name(e: &str) -> bool {
+    matches!(e.len(), 40 | 64) && e.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A repo path that stays inside a snapshot: relative, '/'-separated, no empty, `.` or `..`
+/// part (huggingface_hub refuses the same).
+pub fn is_safe_repo_path(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && !p.contains(['\\', '\0'])
+        && p.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -110,14 +125,17 @@ impl<'a> Http<'a> {
         })
     }
 
-    /// The token goes to the endpoint's own origin only, never to storage elsewhere.
-    fn authorize(&self, req: reqwest::RequestBuilder, url: &reqwest::Url) -> reqwest::RequestBuilder {
-        let same_origin = reqwest::Url::parse(&self.settings.endpoint).is_ok_and(|e| {
+    fn same_origin(&self, url: &reqwest::Url) -> bool {
+        reqwest::Url::parse(&self.settings.endpoint).is_ok_and(|e| {
             e.scheme() == url.scheme()
                 && e.host() == url.host()
                 && e.port_or_known_default() == url.port_or_known_default()
-        });
-        match (&self.settings.token, same_origin) {
+        })
+    }
+
+    /// The token goes to the endpoint's own origin only, never to storage elsewhere.
+    fn authorize(&self, req: reqwest::RequestBuilder, url: &reqwest::Url) -> reqwest::RequestBuilder {
+        match (&self.settings.token, self.same_origin(url)) {
             (Some(t), true) => req.bearer_auth(&t.value),
             _ => req,
         }
@@ -142,8 +160,17 @@ impl<'a> Http<'a> {
                 .unwrap_or_else(|| body.chars().take(300).collect())
         });
         let endpoint = self.settings.endpoint.clone();
+        let from_hub = reqwest::Url::parse(&url).is_ok_and(|u| self.same_origin(&u));
         match (code.as_str(), status, file) {
-            ("GatedRepo", ..) | ("", 403, _) => HubError::Gated {
+            ("GatedRepo", ..) => HubError::Gated {
+                repo: repo.id.clone(),
+                page: repo.page(),
+                endpoint,
+                status,
+                token_sent: self.token_sent(),
+                message,
+            },
+            ("", 403, _) if from_hub => HubError::Gated {
                 repo: repo.id.clone(),
                 page: repo.page(),
                 endpoint,
@@ -167,6 +194,8 @@ impl<'a> Http<'a> {
                 name: repo.id.rsplit('/').next().unwrap_or(&repo.id).to_string(),
                 endpoint,
                 token_sent: self.token_sent(),
+                // With a token, a 401 may mean the token itself is refused: the Hub's words say.
+                message: if self.token_sent() { message } else { String::new() },
             },
             _ => HubError::Http {
                 what: format!("{} {}", repo.id, file.unwrap_or("revision info")),
@@ -187,7 +216,7 @@ impl<'a> Http<'a> {
             .send()
             .await
             .map_err(|e| Failure::Retry(network(&what, e)))?;
-        if resp.status().is_server_error() {
+        if resp.status().is_server_error() || resp.status().as_u16() == 429 {
             return Err(Failure::Retry(self.error(repo, &repo.revision, None, resp).await));
         }
         if !resp.status().is_success() {
@@ -234,19 +263,19 @@ impl<'a> Http<'a> {
                     .ok_or_else(|| fatal(HubError::Invalid(format!("{url} redirects without a Location"))))?;
                 let next =
                     url.join(loc).map_err(|e| fatal(HubError::Invalid(format!("{url} redirects to {loc}: {e}"))))?;
-                if let Some(etag) = etag.filter(|_| linked.is_some()) {
+                if let Some(etag) = etag.filter(|e| linked.is_some() && is_blob_name(e)) {
                     return Ok(FileMeta { etag, size, commit: commit_header, location: next });
                 }
                 url = next;
                 continue;
             }
-            if status.is_server_error() {
+            if status.is_server_error() || status.as_u16() == 429 {
                 return Err(Failure::Retry(self.error(repo, commit, Some(file), resp).await));
             }
             if !status.is_success() {
                 return Err(fatal(self.error(repo, commit, Some(file), resp).await));
             }
-            let etag = etag.ok_or_else(|| {
+            let etag = etag.filter(|e| is_blob_name(e)).ok_or_else(|| {
                 fatal(HubError::Invalid(format!("{url} gives no ETag: is HF_ENDPOINT a Hugging Face Hub?")))
             })?;
             return Ok(FileMeta { etag, size, commit: commit_header, location: url });
@@ -285,7 +314,20 @@ impl<'a> Http<'a> {
         let resp = req.send().await.map_err(|e| Failure::Retry(network(&what, e)))?;
         let status = resp.status();
         let append = match status.as_u16() {
-            206 => true,
+            206 => {
+                let from = header_str(resp.headers(), "content-range")
+                    .and_then(|r| r.strip_prefix("bytes "))
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|n| n.parse::<u64>().ok());
+                if from != Some(have) {
+                    std::fs::remove_file(partial).map_err(io)?;
+                    return Err(Failure::Retry(HubError::Network {
+                        what,
+                        why: format!("the server resumed at {from:?}, not at byte {have}"),
+                    }));
+                }
+                true
+            }
             200 => false,
             416 => {
                 // The partial does not fit the file as it is now: start again.
@@ -295,7 +337,10 @@ impl<'a> Http<'a> {
                     why: "the server refused to resume (416)".into(),
                 }));
             }
-            s if s >= 500 || s == 429 => return Err(Failure::Retry(self.error(repo, commit, Some(file), resp).await)),
+            // A storage URL that expired (403/410 from storage) is asked for again by the retry.
+            s if s >= 500 || s == 429 || (matches!(s, 403 | 410) && !self.same_origin(resp.url())) => {
+                return Err(Failure::Retry(self.error(repo, commit, Some(file), resp).await));
+            }
             _ => return Err(Failure::Fatal(self.error(repo, commit, Some(file), resp).await)),
         };
         let mut out = std::fs::OpenOptions::new()

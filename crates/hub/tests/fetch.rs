@@ -390,11 +390,15 @@ fn a_full_disk_and_an_unwritable_cache_are_refused_before_a_byte() {
     assert!(matches!(err, HubError::CacheNotWritable { .. }) && err.to_string().contains("not writable"), "{err}");
 }
 
-/// Asks to stop once a file has some bytes, as Ctrl-C does in a run.
-struct StopAfterBytes;
+/// Asks to stop once a file has 50,000 bytes, as Ctrl-C does in a run.
+#[derive(Default)]
+struct StopAfterBytes(std::sync::atomic::AtomicU64);
 impl FetchProgress for StopAfterBytes {
+    fn at(&self, _file: &str, bytes: u64) {
+        self.0.fetch_max(bytes, std::sync::atomic::Ordering::SeqCst);
+    }
     fn stop_requested(&self) -> bool {
-        true
+        self.0.load(std::sync::atomic::Ordering::SeqCst) >= 50_000
     }
 }
 
@@ -402,11 +406,55 @@ impl FetchProgress for StopAfterBytes {
 fn a_stop_keeps_what_was_downloaded_for_the_next_fetch() {
     let hub = MockHub::start(vec![sharded_model()], None).expect("mock hub");
     let cache = tempfile::tempdir().expect("tmp");
-    let s = settings(&hub, cache.path());
-    let err = fetch(&s, &model("org/tiny"), &Selection::Model, &StopAfterBytes).unwrap_err();
+    let s = HubSettings { parallel_files: 1, ..settings(&hub, cache.path()) };
+    let err = fetch(&s, &model("org/tiny"), &Selection::Model, &StopAfterBytes::default()).unwrap_err();
     assert!(matches!(err, HubError::Interrupted { .. }) && err.to_string().contains("resumes"), "{err}");
+    let blobs = cache.path().join("models--org--tiny/blobs");
+    let kept: Vec<u64> = std::fs::read_dir(&blobs)
+        .expect("blobs")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".incomplete"))
+        .map(|e| e.metadata().expect("meta").len())
+        .collect();
+    assert!(kept.iter().any(|n| *n >= 50_000), "the bytes before the stop are kept: {kept:?}");
+    hub.clear_log();
     let got = fetch(&s, &model("org/tiny"), &Selection::Model, &Silent).expect("fetched after the stop");
     assert!(got.snapshot.join("model-00002-of-00002.safetensors").is_file());
+    let resumed = hub
+        .byte_requests()
+        .iter()
+        .any(|r| r.range.as_deref().is_some_and(|x| x.starts_with("bytes=") && x != "bytes=0-"));
+    assert!(resumed, "the next fetch resumes: {:?}", hub.byte_requests());
+}
+
+#[test]
+fn names_that_would_leave_the_cache_are_ignored_and_one_blob_is_fetched_once() {
+    let same = noise(10, 30_000);
+    let repo = MockRepo::new(
+        Kind::Dataset,
+        "org/hostile",
+        vec![
+            f("../../escape.parquet", noise(11, 100)),
+            f("/tmp/absolute.parquet", noise(12, 100)),
+            f("data/train-00000-of-00002.parquet", same.clone()),
+            f("data/train-00001-of-00002.parquet", same),
+        ],
+    );
+    let hub = MockHub::start(vec![repo], None).expect("mock hub");
+    let root = tempfile::tempdir().expect("tmp");
+    let cache = root.path().join("cache");
+    let repo = RepoRef::parse(RepoKind::Dataset, "org/hostile", None).expect("id");
+    let all = Selection::Dataset { config: String::new(), split: None };
+    let got = fetch(&settings(&hub, &cache), &repo, &all, &Silent).expect("fetched");
+    assert!(
+        got.warnings.iter().any(|w| w.contains("would leave the cache") && w.contains("escape")),
+        "{:?}",
+        got.warnings
+    );
+    assert_eq!(got.files.len(), 2);
+    assert!(!root.path().join("escape.parquet").exists() && !std::path::Path::new("/tmp/absolute.parquet").exists());
+    let gets = hub.byte_requests().into_iter().filter(|r| r.path.starts_with("/storage/")).count();
+    assert_eq!(gets, 1, "two files with the same bytes are one blob, fetched once");
 }
 
 #[test]
