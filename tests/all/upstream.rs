@@ -7,7 +7,8 @@ use energy_star_tests::energy_star;
 #[test]
 #[ignore = "needs Python with optimum-benchmark 0.6.0 + transformers 4.57.1 (OPTIMUM_BENCHMARK_PYTHON); .ci/run installs them and runs it"]
 fn upstream_readers_load_every_backends_files() {
-    let py = std::env::var("OPTIMUM_BENCHMARK_PYTHON").expect("OPTIMUM_BENCHMARK_PYTHON: a python with optimum-benchmark");
+    let py =
+        std::env::var("OPTIMUM_BENCHMARK_PYTHON").expect("OPTIMUM_BENCHMARK_PYTHON: a python with optimum-benchmark");
     let cwd = tempfile::tempdir().expect("tmp");
     // PyTorchConfig resolves backend.model on the Hub or on disk: a local folder here.
     let model = format!("backend.model={}", energy_star_tests::fixtures().join("tiny-llama").display());
