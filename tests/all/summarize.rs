@@ -195,3 +195,24 @@ fn results_dir_env_is_the_default_target() {
     energy_star(cwd.path(), &["summarize"], &[("RESULTS_DIR", path)]).success();
     assert!(dir.path().join("GPU_ENERGY_WH.txt").exists());
 }
+
+#[test]
+fn a_real_upstream_cpu_run_is_told_from_a_failed_gpu_reading() {
+    // optimum-benchmark 0.6.0 itself on CPU (tests/fixtures/samples/optimum-cpu): CodeCarbon
+    // writes GPU 0.0 in every phase. Its benchmark.json says backend.device=cpu: no GPU figure,
+    // said so, and no "failed reading" warning.
+    let dir = folder_with(&[(&sample("optimum-cpu/benchmark.json"), "benchmark.json")]);
+    energy_star(dir.path(), &["summarize", "."], &[]).success();
+    let (txt, s) = summary_of(dir.path());
+    assert_eq!(txt, "n/a\n");
+    assert!(s["total"].is_null() && s["gpu_absent_reason"] == "backend.device=cpu: the run used no GPU", "{s}");
+    assert!(!s["warnings"].to_string().contains("failed reading"), "{s}");
+    // The bare report cannot say which: its zeros are summed as the original does, and the
+    // warning names both readings and where to look.
+    let (dir, run) = summarize(&sample("optimum-cpu/benchmark_report.json"));
+    run.success();
+    let (txt, s) = summary_of(dir.path());
+    assert_eq!(txt, "0.00\n");
+    let w = s["warnings"].to_string();
+    assert!(w.contains("a run without a GPU") && w.contains("backend.device"), "{w}");
+}
