@@ -545,6 +545,30 @@ pub fn split_additions(report: Value) -> (Value, Value) {
     (Value::Object(top), json!({"format": "energy-star-additions/1", "run": run, "phases": phases}))
 }
 
+/// Why a report's GPU figures are not a benchmark's: phases where GPUs were used but their
+/// energy could not be metered (`null` in upstream's format, whose types cannot say "not
+/// measured"). Such a run is marked incomplete rather than given a number.
+pub fn unmetered_gpu_reason(report: &Value) -> Option<String> {
+    let Value::Object(top) = report else { return None };
+    let mut phases: Vec<&str> = Vec::new();
+    for (name, v) in top {
+        let gpu = v.get("energy").and_then(|e| e.get("gpu").or_else(|| e.get("gpu_energy_wh")));
+        if matches!(gpu, Some(Value::Null)) {
+            phases.push(name);
+        }
+    }
+    // ai_energy_benchmarks: one `energy` block at the top.
+    if matches!(top.get("energy").and_then(|e| e.get("gpu_energy_wh")), Some(Value::Null)) {
+        phases.push("the workload");
+    }
+    (!phases.is_empty()).then(|| {
+        format!(
+            "the run used GPUs whose energy could not be metered ({}): the report's GPU figure is null, not a measurement",
+            phases.join(", ")
+        )
+    })
+}
+
 /// Writes [`ADDITIONS_FILE`]; a failure is said in the run's warnings, not fatal.
 pub fn write_additions(additions: &Value, warnings: &mut Vec<String>) {
     let text = serde_json::to_string_pretty(additions).unwrap_or_default();

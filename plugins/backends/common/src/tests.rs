@@ -82,6 +82,22 @@ fn a_derived_phase_is_flagged_only_for_what_makes_the_difference_doubtful() {
 }
 
 #[test]
+fn a_gpu_figure_that_could_not_be_metered_marks_the_run_incomplete() {
+    let no_gpu = Energy { gpu_kwh: None, cpu_kwh: Some(1.0), ram_kwh: None, gpu_used: false };
+    let unmetered = Energy { gpu_used: true, ..no_gpu };
+    assert_eq!(no_gpu.to_json()["gpu"], 0.0, "no GPU: 0.0, as CodeCarbon writes");
+    assert!(unmetered.to_json()["gpu"].is_null());
+    let optimum = json!({"prefill": {"energy": no_gpu.to_json()}, "decode": {"energy": no_gpu.to_json()}});
+    assert_eq!(unmetered_gpu_reason(&optimum), None);
+    let optimum = json!({"prefill": {"energy": no_gpu.to_json()}, "decode": {"energy": unmetered.to_json()}});
+    assert!(unmetered_gpu_reason(&optimum).is_some_and(|r| r.contains("(decode)")));
+    let aeb = json!({"energy": ai_energy_benchmarks_energy(&unmetered, 1.0, "p"), "summary": {}});
+    assert!(unmetered_gpu_reason(&aeb).is_some_and(|r| r.contains("the workload")));
+    let aeb = json!({"energy": ai_energy_benchmarks_energy(&no_gpu, 1.0, "p"), "summary": {}});
+    assert_eq!(unmetered_gpu_reason(&aeb), None);
+}
+
+#[test]
 fn settings_follow_optimum_benchmark_rules() {
     let cfg = json!({"name": "t", "backend": {"model": "m", "device": "cpu", "device_ids": "0, 1"},
         "scenario": {"dataset_name": "d", "num_samples": 8, "input_shapes": {"batch_size": 4}, "generate_kwargs": {"max_new_tokens": 12}}});

@@ -470,6 +470,9 @@ impl Guest for Optimum {
         let (report, config, mut facts) = build(&s, &cfg, &m, stop.as_ref());
         // Upstream's files carry upstream's keys only; energy-star's additions go beside them.
         let (report, mut additions) = energy_star_backend_common::split_additions(report);
+        if let Some(why) = energy_star_backend_common::unmetered_gpu_reason(&report) {
+            facts.incomplete_reasons.push(why);
+        }
         additions["run"]["iterations"] = json!(s.iterations);
         energy_star_backend_common::write_additions(&additions, &mut facts.warnings);
         let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();

@@ -270,6 +270,9 @@ impl Guest for Pytorch {
         f.warnings = w.warnings.clone();
         // ai_energy_benchmarks' report carries its own keys only; energy-star's go beside it.
         let (report, additions) = energy_star_backend_common::split_additions(report);
+        if let Some(why) = energy_star_backend_common::unmetered_gpu_reason(&report) {
+            f.incomplete_reasons.push(why);
+        }
         energy_star_backend_common::write_additions(&additions, &mut f.warnings);
         Ok(RunOutput { report_json: serde_json::to_string_pretty(&report).unwrap_or_default(), facts: f })
     }

@@ -574,6 +574,9 @@ impl Guest for Vllm {
         let (report, mut facts) = outcome.finish();
         // ai_energy_benchmarks' report carries its own keys only; energy-star's go beside it.
         let (report, additions) = energy_star_backend_common::split_additions(report);
+        if let Some(why) = energy_star_backend_common::unmetered_gpu_reason(&report) {
+            facts.incomplete_reasons.push(why);
+        }
         energy_star_backend_common::write_additions(&additions, &mut facts.warnings);
         Ok(RunOutput { report_json: serde_json::to_string_pretty(&report).unwrap_or_default(), facts })
     }
