@@ -63,28 +63,16 @@ pub fn resolve(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Mod
         vec![single]
     } else if index.is_file() {
         let text = std::fs::read_to_string(&index).map_err(|e| format!("{}: {e}", index.display()))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", index.display()))?;
-        let map = v
-            .get("weight_map")
-            .and_then(serde_json::Value::as_object)
-            .ok_or_else(|| format!("{} has no weight_map", index.display()))?;
-        let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
-        files.sort();
-        files.dedup();
+        // The same rule the Hub fetch uses to pick the shards to download.
+        let shards =
+            energy_star_hub::select::index_shards(&text).map_err(|why| format!("{} {why}", index.display()))?;
         let mut out = Vec::new();
-        for f in files {
-            if f.contains('/') || f.contains("..") {
-                return Err(format!("{} names a shard outside the folder: {f}", index.display()));
-            }
+        for f in shards {
             let p = dir.join(&f);
             if !p.is_file() {
                 return Err(format!("{} is missing shard {f} (a partial download?)", dir.display()));
             }
             out.push(p);
-        }
-        if out.is_empty() {
-            return Err(format!("{} lists no shards", index.display()));
         }
         out
     } else {

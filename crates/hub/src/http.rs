@@ -161,16 +161,10 @@ impl<'a> Http<'a> {
         });
         let endpoint = self.settings.endpoint.clone();
         let from_hub = reqwest::Url::parse(&url).is_ok_and(|u| self.same_origin(&u));
+        // A bare 403 means gated only from the Hub itself; from storage it is an expired URL.
+        let gated = code == "GatedRepo" || (code.is_empty() && status == 403 && from_hub);
         match (code.as_str(), status, file) {
-            ("GatedRepo", ..) => HubError::Gated {
-                repo: repo.id.clone(),
-                page: repo.page(),
-                endpoint,
-                status,
-                token_sent: self.token_sent(),
-                message,
-            },
-            ("", 403, _) if from_hub => HubError::Gated {
+            _ if gated => HubError::Gated {
                 repo: repo.id.clone(),
                 page: repo.page(),
                 endpoint,
