@@ -40,7 +40,7 @@ pub fn command(args: &FetchArgs) -> anyhow::Result<ExitCode> {
     }
     outln!(
         "{} {} at {} ({}) in {}",
-        kind_word(kind),
+        kind.name(),
         fetched.id,
         fetched.commit,
         if fetched.revision == fetched.commit { "pinned".to_string() } else { fetched.revision.clone() },
@@ -60,13 +60,6 @@ pub fn command(args: &FetchArgs) -> anyhow::Result<ExitCode> {
         if fetched.asked_the_hub { String::new() } else { " (the cache answered alone)".to_string() }
     )?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn kind_word(kind: RepoKind) -> &'static str {
-    match kind {
-        RepoKind::Model => "model",
-        RepoKind::Dataset => "dataset",
-    }
 }
 
 /// Fetches with bars on a terminal, one log line per file otherwise; warnings to stderr.
@@ -92,7 +85,7 @@ pub fn plan_sources(plan: &RunPlan, env: &impl Fn(&str) -> Option<String>) -> Re
 /// Hub id: built in, a local path, or the Hub.
 pub fn source(kind: RepoKind, name: &str, env: &impl Fn(&str) -> Option<String>) -> Result<SourceRecord, HubError> {
     let record = |origin, path: Option<String>| SourceRecord {
-        kind: kind_word(kind).into(),
+        kind: kind.name().into(),
         name: name.to_string(),
         origin,
         revision: None,

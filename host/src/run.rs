@@ -252,10 +252,11 @@ fn check_plan(
     let sources = crate::fetch::plan_sources(plan, env).map_err(RunError::Fetch)?;
     for m in &plan.models {
         // A GGUF file is a file (by path, or `ORG/NAME/FILE.gguf` in the cache), not a folder.
-        if energy_star_hub::split_gguf_id(m).is_some() || m.ends_with(".gguf") {
-            let cached = energy_star_hub::hub_cache(env).and_then(|c| energy_star_hub::cached_gguf(&c, m));
-            if !Path::new(m).is_file() && cached.is_none() {
-                return Err(refuse(format!("GGUF model {m} is neither a file nor in the Hugging Face cache")));
+        if energy_star_engine_local::resolve::is_gguf(m) {
+            let path =
+                energy_star_engine_local::resolve::locate_gguf(m, env).map_err(|why| refuse(format!("{m} {why}")))?;
+            if !path.is_file() {
+                return Err(refuse(format!("GGUF model {m} is not a file")));
             }
             continue;
         }

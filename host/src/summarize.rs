@@ -353,7 +353,7 @@ pub fn banner(s: &Summarized) -> String {
     if s.summary.cpu_wh.is_some() || s.summary.ram_wh.is_some() {
         let fmt4 = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into());
         out.push_str(&format!(
-            "CPU energy (Wh): {}, RAM energy (Wh): {} (sources in warnings)\n",
+            "CPU energy (Wh): {}, RAM energy (Wh): {} (sources: energy_meter.json for a run of energy-star, else the warnings)\n",
             fmt4(s.summary.cpu_wh),
             fmt4(s.summary.ram_wh)
         ));

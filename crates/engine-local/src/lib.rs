@@ -104,7 +104,7 @@ pub fn pick_dtype(requested: &str, device: &Device, config: &ModelConfig) -> Res
 impl CandleEngine {
     /// Loads a model: files, config, tokenizer, weights.
     pub fn open(spec: &LocalSpec, env: &impl Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
-        if spec.model.ends_with(".gguf") || energy_star_hub::split_gguf_id(&spec.model).is_some() {
+        if resolve::is_gguf(&spec.model) {
             return Self::open_gguf(spec, env);
         }
         let t0 = Instant::now();
@@ -143,18 +143,8 @@ impl CandleEngine {
     fn open_gguf(spec: &LocalSpec, env: &impl Fn(&str) -> Option<String>) -> Result<Self, InferenceError> {
         let t0 = Instant::now();
         let merr = |why: String| InferenceError::Model { model: spec.model.clone(), why };
-        let given = std::path::Path::new(&spec.model);
-        // A file by path, else `ORG/NAME/FILE.gguf` in the Hub cache (a run fetched it).
-        let cached = (!given.exists())
-            .then(|| energy_star_hub::hub_cache(env).and_then(|c| energy_star_hub::cached_gguf(&c, &spec.model)))
-            .flatten();
-        if cached.is_none() && !given.exists() && energy_star_hub::split_gguf_id(&spec.model).is_some() {
-            return Err(merr(format!(
-                "is not a file and not in the Hugging Face cache: `energy-star fetch {}` fetches it (a run does so before it starts)",
-                spec.model
-            )));
-        }
-        let path = cached.as_deref().unwrap_or(given);
+        let path = resolve::locate_gguf(&spec.model, env).map_err(merr)?;
+        let path = path.as_path();
         let mut file = std::fs::File::open(path).map_err(|e| merr(format!("cannot open: {e}")))?;
         let content = candle_core::quantized::gguf_file::Content::read(&mut file)
             .map_err(|e| merr(format!("not a readable GGUF file: {e}")))?;

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use energy_star_hub::{cached_snapshot, hub_cache, looks_like_hub_id};
+use energy_star_hub::{cached_gguf, cached_snapshot, env_true, hub_cache, looks_like_hub_id, split_gguf_id};
 
 /// The files of a model folder.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +18,25 @@ pub struct ModelFiles {
     pub tokenizer: PathBuf,
     /// One file, or the shards named by `model.safetensors.index.json`.
     pub weights: Vec<PathBuf>,
+}
+
+/// Whether `model` names a GGUF file: a path ending in `.gguf`, or `ORG/NAME/FILE.gguf[@REV]`.
+pub fn is_gguf(model: &str) -> bool {
+    model.ends_with(".gguf") || split_gguf_id(model).is_some()
+}
+
+/// Where the GGUF file `model` names is: that path, else, for `ORG/NAME/FILE.gguf`, its copy in
+/// the Hub cache (a run fetched it).
+pub fn locate_gguf(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<PathBuf, String> {
+    let given = Path::new(model);
+    if given.exists() || split_gguf_id(model).is_none() {
+        return Ok(given.to_path_buf());
+    }
+    hub_cache(env).and_then(|c| cached_gguf(&c, model)).ok_or_else(|| {
+        format!(
+            "is not a file and not in the Hugging Face cache: `energy-star fetch {model}` fetches it (a run does so before it starts)"
+        )
+    })
 }
 
 /// Resolves `model` (a folder, or a hub id) to its files.
@@ -31,7 +50,7 @@ pub fn resolve(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Mod
         return Err(format!("{model} is a file; give the model's folder (config.json, tokenizer.json, *.safetensors)"));
     } else {
         let looks_like_id = looks_like_hub_id(model);
-        let offline = env("HF_HUB_OFFLINE").is_some_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"));
+        let offline = env_true(env("HF_HUB_OFFLINE"));
         let cache = hub_cache(env);
         match (looks_like_id, cache.as_deref().and_then(|c| cached_snapshot(c, "models", model))) {
             (true, Some(d)) => d,

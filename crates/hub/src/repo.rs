@@ -11,6 +11,14 @@ pub enum RepoKind {
 }
 
 impl RepoKind {
+    /// `model` or `dataset`, as its JSON says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RepoKind::Model => "model",
+            RepoKind::Dataset => "dataset",
+        }
+    }
+
     /// The cache's folder prefix (`models--ORG--NAME`) and the API's collection name.
     pub fn plural(self) -> &'static str {
         match self {
