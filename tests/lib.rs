@@ -105,7 +105,7 @@ impl Run {
     pub fn code(&self) -> Option<i32> {
         self.output.status.code()
     }
-    fn explain(&self) -> String {
+    pub fn explain(&self) -> String {
         format!(
             "command: {}\nexit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
             self.cmd,
@@ -171,6 +171,7 @@ fn command(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         "HUGGING_FACE_HUB_TOKEN",
         "HF_TOKEN_PATH",
         "HF_HUB_OFFLINE",
+        "COUNTRY_ISO_CODE",
     ] {
         c.env_remove(var);
     }

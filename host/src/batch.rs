@@ -310,6 +310,10 @@ pub fn collect_row(row: &ModelRow, dir: &Path, error: Option<String>) -> Vec<Str
         })
     });
     let per_prompt_wh = gpu_wh.zip(successful.filter(|n| *n > 0.0)).map(|(w, n)| w / n);
+    // As upstream's column: the report's `emissions_g_co2eq`, CodeCarbon's figure over GPU, CPU
+    // and RAM at the device; empty when the grid intensity is unknown.
+    let co2_g =
+        summary.as_ref().and_then(|s| s.details().ok()).and_then(|d| d.emissions).and_then(|e| e.all_devices_g_co2eq);
     vec![
         row.model.clone(),
         row.class.clone(),
@@ -327,8 +331,7 @@ pub fn collect_row(row: &ModelRow, dir: &Path, error: Option<String>) -> Vec<Str
         cell(total_tokens.zip(duration_s.filter(|d| *d > 0.0)).map(|(t, d)| t / d)),
         cell(gpu_wh),
         cell(per_prompt_wh.map(|w| w * 1000.0)),
-        // Emissions need grid intensity, which energy-star does not have: empty, not 0.
-        String::new(),
+        cell(co2_g),
         cell(total_tokens.zip(gpu_wh.filter(|w| *w > 0.0)).map(|(t, w)| t / (w * 3600.0))),
         cell(per_prompt_wh),
         status.as_ref().and_then(|st| st.finished_unix_s).map(|t| format!("{t:.0}")).unwrap_or_default(),

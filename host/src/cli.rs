@@ -44,7 +44,7 @@ pub fn with_implied_run(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
 
 /// Subcommand names; anything else as the first argument means `run`.
 pub const SUBCOMMANDS: &[&str] =
-    &["run", "summarize", "plugins", "measure", "generate", "report", "rate", "batch", "fetch", "help"];
+    &["run", "summarize", "plugins", "measure", "generate", "report", "compare", "rate", "batch", "fetch", "help"];
 
 /// Global options that take a value, and global flags: they may come before the subcommand.
 pub const GLOBAL_OPTIONS_WITH_VALUE: &[&str] = &["--plugin-dir", "--plugin-memory-mib", "--plugin-time-limit-s"];
@@ -88,6 +88,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Write report.html (and figures/*.svg) about a results folder.
     Report(ReportArgs),
+    /// Do runs differ beyond noise? Means, 95 % intervals and Welch's difference per phase.
+    Compare(CompareArgs),
     /// AI Energy Score's 1-5 stars from a results table (CSV).
     Rate(RateArgs),
     /// Run a model list into one master_results.csv, or emit it as Kubernetes Jobs or a Slurm array.
@@ -125,6 +127,33 @@ pub struct FetchArgs {
 pub struct ReportArgs {
     /// Results folder (default: RESULTS_DIR, else ./results).
     pub target: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Results folders of summarized runs with repeated measures (scenario.iterations ≥ 2);
+    /// every later one is compared with the first.
+    #[arg(required = true, num_args = 2.., value_name = "RESULTS_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// Also say whether the runs agree within this relative difference, e.g. 5% (decided by
+    /// the 95 % interval, not the point).
+    #[arg(long, value_name = "PERCENT")]
+    pub tolerance: Option<String>,
+    /// The energy compared (default: GPU when every run has GPU figures, else CPU).
+    #[arg(long, value_enum)]
+    pub kind: Option<CompareKind>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write an HTML page with the figures side by side.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompareKind {
+    Gpu,
+    Cpu,
 }
 
 #[derive(Debug, Args)]

@@ -28,6 +28,7 @@ macro_rules! outln {
 
 mod batch;
 mod cli;
+mod compare;
 mod fetch;
 mod generate;
 mod measure;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         Command::Measure(args) => measure::command(&args),
         Command::Generate(args) => generate::command(&args),
         Command::Report(args) => report::command(&args),
+        Command::Compare(args) => compare::command(&args),
         Command::Rate(args) => rate::command(&args),
         Command::Batch(args) => batch::command(&args),
         Command::Fetch(args) => fetch::command(&args),

@@ -96,6 +96,8 @@ pub enum RunError {
     Backend { source: Box<PluginError>, status: PathBuf, state: &'static str },
     #[error("{0}")]
     Metering(String),
+    #[error("carbon settings: {0}")]
+    Carbon(#[from] energy_star_carbon::CarbonError),
     #[error("the report was written to {report} but could not be summarized: {source}")]
     Summary { report: PathBuf, source: Box<SummaryError> },
 }
@@ -213,6 +215,44 @@ pub fn meter_options(
         GpuUse::None(_) => Vec::new(),
     });
     Ok(o)
+}
+
+/// AI Energy Score's grid for its own task configs: its `run_ai_energy_benchmark.py` gives
+/// CodeCarbon `country_iso_code="USA"`, `region="california"`.
+const AI_ENERGY_SCORE_LOCATION: (&str, &str) = ("USA", "california");
+
+/// The run's grid carbon intensity and PUE (`metering.carbon_intensity_g_per_kwh`,
+/// `metering.country_iso_code`, `metering.region`, `metering.pue`, `COUNTRY_ISO_CODE`), checked
+/// before anything is touched. AI Energy Score's task configs (every built-in config but the
+/// offline default) default to its location; any other config without a location has no factor.
+pub fn carbon_settings(
+    cfg: &Config,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<energy_star_carbon::CarbonSettings, RunError> {
+    use energy_star_carbon::{CarbonInputs, GridLocation};
+    let aes_task = cfg.name != "text_generation_offline" && config::embedded_names().contains(&cfg.name.as_str());
+    let (country, region) = AI_ENERGY_SCORE_LOCATION;
+    let default_location = aes_task.then(|| {
+        (
+            GridLocation::new(country, Some(region)),
+            format!(
+                "AI Energy Score's default location for its task configs ({country}/{region}, as its run_ai_energy_benchmark.py gives CodeCarbon); set metering.country_iso_code for your grid"
+            ),
+        )
+    });
+    let inputs = CarbonInputs {
+        intensity: cfg.get(energy_star_carbon::INTENSITY_KEY),
+        country: cfg.get(energy_star_carbon::COUNTRY_KEY),
+        region: cfg.get(energy_star_carbon::REGION_KEY),
+        pue: cfg.get(energy_star_carbon::PUE_KEY),
+        env_country: env("COUNTRY_ISO_CODE"),
+        default_location,
+        no_default_reason: format!(
+            "no grid location for config {:?}: set metering.country_iso_code (ISO 3166-1 alpha-3, e.g. USA; metering.region for a US state) or metering.carbon_intensity_g_per_kwh",
+            cfg.name
+        ),
+    };
+    Ok(energy_star_carbon::resolve(inputs)?)
 }
 
 /// Checks a run plan before anything is touched: every model and dataset is there (fetched
@@ -396,6 +436,7 @@ pub fn run(
         .prepare(rt, &config_json, &settings)
         .map_err(|source| RunError::Refused { backend: backend.meta.name.clone(), source: Box::new(source) })?;
     let options = meter_options(&cfg, &plan.gpus, &env)?;
+    let carbon = carbon_settings(&cfg, &env)?;
     let idle_s = cfg.get("metering.idle_seconds").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
     if !(0.0..=MAX_IDLE_S).contains(&idle_s) {
         return Err(RunError::Metering(format!("metering.idle_seconds = {idle_s} must be between 0 and {MAX_IDLE_S}")));
@@ -453,6 +494,7 @@ pub fn run(
     services.meter = Some(shared.clone());
     services.grant = Some(Grant::of_plan(&plan, backend.declares_its_plan()));
     services.env = std::sync::Arc::new(env);
+    services.carbon = carbon.clone();
     let request = RunRequest { config_json, settings, plan: plan.clone() };
     let BackendOutcome { result, mut services } = match idle {
         Ok(()) => backend.run_backend(rt, services, &request),
@@ -478,6 +520,7 @@ pub fn run(
         facts: result.as_ref().ok().map(|o| o.facts.clone()),
         request_latencies_ms: std::mem::take(&mut services.request_latencies_ms),
         sources,
+        carbon: Some(carbon),
     };
     if let Err(e) = records::write_record(&dir.join(RUN_RECORD), &record) {
         problems.push(format!("run record: {e}"));

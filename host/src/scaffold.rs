@@ -1,6 +1,6 @@
 //! `energy-star plugins new NAME --kind backend|summarizer`: a plugin crate that builds at
 //! once. It carries its own copy of the guest SDK, of the shared names (`energy-star-types`)
-//! and of the WIT files (API 0.2.0), so it needs nothing of this repository: `cargo build
+//! and of the WIT files (API 0.2.1), so it needs nothing of this repository: `cargo build
 //! --release --target wasm32-wasip2` and drop the `.wasm` into a plugin folder.
 
 use std::path::{Path, PathBuf};
@@ -12,14 +12,15 @@ const SDK_FILES: &[(&str, &str)] = &[
     ("sdk/src/lib.rs", include_str!("../../plugins/sdk/src/lib.rs")),
     ("types/Cargo.toml", include_str!("../../crates/types/Cargo.toml")),
     ("types/src/lib.rs", include_str!("../../crates/types/src/lib.rs")),
-    ("sdk/wit/backend.wit", include_str!("../../wit/energy-star-plugin@0.2.0/backend.wit")),
-    ("sdk/wit/datasets.wit", include_str!("../../wit/energy-star-plugin@0.2.0/datasets.wit")),
-    ("sdk/wit/host.wit", include_str!("../../wit/energy-star-plugin@0.2.0/host.wit")),
-    ("sdk/wit/inference.wit", include_str!("../../wit/energy-star-plugin@0.2.0/inference.wit")),
-    ("sdk/wit/meter.wit", include_str!("../../wit/energy-star-plugin@0.2.0/meter.wit")),
-    ("sdk/wit/summarizer.wit", include_str!("../../wit/energy-star-plugin@0.2.0/summarizer.wit")),
-    ("sdk/wit/types.wit", include_str!("../../wit/energy-star-plugin@0.2.0/types.wit")),
-    ("sdk/wit/worlds.wit", include_str!("../../wit/energy-star-plugin@0.2.0/worlds.wit")),
+    ("sdk/wit/backend.wit", include_str!("../../wit/energy-star-plugin@0.2.1/backend.wit")),
+    ("sdk/wit/carbon.wit", include_str!("../../wit/energy-star-plugin@0.2.1/carbon.wit")),
+    ("sdk/wit/datasets.wit", include_str!("../../wit/energy-star-plugin@0.2.1/datasets.wit")),
+    ("sdk/wit/host.wit", include_str!("../../wit/energy-star-plugin@0.2.1/host.wit")),
+    ("sdk/wit/inference.wit", include_str!("../../wit/energy-star-plugin@0.2.1/inference.wit")),
+    ("sdk/wit/meter.wit", include_str!("../../wit/energy-star-plugin@0.2.1/meter.wit")),
+    ("sdk/wit/summarizer.wit", include_str!("../../wit/energy-star-plugin@0.2.1/summarizer.wit")),
+    ("sdk/wit/types.wit", include_str!("../../wit/energy-star-plugin@0.2.1/types.wit")),
+    ("sdk/wit/worlds.wit", include_str!("../../wit/energy-star-plugin@0.2.1/worlds.wit")),
 ];
 
 /// The SDK's manifest, with its dependency on the shared names pointed at the copy beside it.
@@ -286,7 +287,7 @@ energy-star --plugin-dir target/wasm32-wasip2/release plugins
 
 Then drop `target/wasm32-wasip2/release/{crate_file}.wasm` into a plugin folder
 (`--plugin-dir DIR`, `ENERGY_STAR_PLUGIN_PATH`, or `/opt/energy-star/plugins` in the container).
-`sdk/` is the guest SDK with the WIT files of the plugin API (0.2.0), `types/` the names it
+`sdk/` is the guest SDK with the WIT files of the plugin API (0.2.1), `types/` the names it
 shares with the host; see energy-star's
 docs/plugins.md for the API, the sandbox and versioning.
 "#;

@@ -12,10 +12,12 @@ use std::process::ExitCode;
 
 use energy_star_plugin_host::{LeaderboardPhase, Plugin, PluginError, PluginKind, PluginRuntime, PluginSet, Summary};
 use energy_star_results::records::{
-    self, RUN_RECORD, RUN_STATUS, RunRecord, RunState, RunStatus, SUMMARY, SUMMARY_WH, SummaryDetails, SummaryPhase,
-    SummaryRecord,
+    self, ENERGY_RECORD, EmissionsRecord, EnergyRecord, RUN_RECORD, RUN_STATUS, RunRecord, RunState, RunStatus,
+    SUMMARY, SUMMARY_WH, SummaryDetails, SummaryPhase, SummaryRecord,
 };
+use energy_star_results::repeats::RepeatsRecord;
 use energy_star_results::{ResultsError, write_atomic};
+use energy_star_types::DeviceKind;
 
 use crate::cli::{PluginOptions, SummarizeArgs};
 
@@ -62,6 +64,7 @@ pub enum SummaryError {
 pub struct RunContext {
     pub record: Option<RunRecord>,
     pub status: Option<RunStatus>,
+    pub meter: Option<EnergyRecord>,
 }
 
 impl RunContext {
@@ -69,7 +72,15 @@ impl RunContext {
         Ok(Self {
             record: records::read_record(&dir.join(RUN_RECORD))?,
             status: records::read_record(&dir.join(RUN_STATUS))?,
+            meter: records::read_record(&dir.join(ENERGY_RECORD))?,
         })
+    }
+
+    /// The repeated measures of the run's phases, from its facts and the meter's windows.
+    fn repeats(&self, counted: &[String]) -> Option<RepeatsRecord> {
+        let facts = self.record.as_ref()?.facts.as_ref()?;
+        let r = energy_star_results::repeats::repeats(facts, self.meter.as_ref()?, counted);
+        (!r.phases.is_empty()).then_some(r)
     }
 
     /// Why no GPU took part, as the run's facts (or plan) say.
@@ -157,6 +168,17 @@ pub struct Summarized {
     pub total_wh_rounded: Option<f64>,
     /// Why the run is incomplete, when it is: its figures cover only part of the workload.
     pub incomplete: Option<Vec<String>>,
+    /// Emissions of the summarized energy (a complete run of energy-star's).
+    pub emissions: Option<EmissionsRecord>,
+    /// The phases measured more than once, with their statistics.
+    pub repeats: Option<RepeatsRecord>,
+}
+
+/// What the host adds to a summary from its own records.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    pub emissions: Option<EmissionsRecord>,
+    pub repeats: Option<RepeatsRecord>,
 }
 
 /// The summarizer of a declared format (the one the backend said it writes).
@@ -241,7 +263,19 @@ pub fn summarize(rt: &PluginRuntime, plugins: &PluginSet, target: &Path) -> Resu
         return Err(SummaryError::NoGpuFigure { path: report.clone() });
     }
     let incomplete = run.incomplete();
-    let (total_wh_rounded, summary_record) = render(&summary, &plugin.meta.label(), &report, incomplete.as_deref());
+    // Emissions of a complete run only: an incomplete run's energy is not the benchmark's.
+    let emissions = run.record.as_ref().and_then(|r| r.carbon.as_ref()).filter(|_| incomplete.is_none()).map(|c| {
+        EmissionsRecord::of(c, summary.total_wh, summary.gpu_absent_reason.is_some(), summary.cpu_wh, summary.ram_wh)
+    });
+    let counted: Vec<String> = summary.phases.iter().filter(|p| p.counted).map(|p| p.name.clone()).collect();
+    let repeats = run.repeats(&counted);
+    let (total_wh_rounded, summary_record) = render(
+        &summary,
+        &plugin.meta.label(),
+        &report,
+        incomplete.as_deref(),
+        Extras { emissions: emissions.clone(), repeats: repeats.clone() },
+    );
     // A run without a GPU has no GPU figure, and an incomplete run's is not the benchmark's:
     // "n/a" makes a reader that expects a number fail loudly instead of averaging it in.
     let txt = match (total_wh_rounded, &incomplete) {
@@ -251,7 +285,15 @@ pub fn summarize(rt: &PluginRuntime, plugins: &PluginSet, target: &Path) -> Resu
     write_atomic(&dir.join(SUMMARY_WH), txt.as_bytes())?;
     records::write_record(&dir.join(SUMMARY), &summary_record)?;
     let total_wh_rounded = total_wh_rounded.filter(|_| incomplete.is_none());
-    Ok(Summarized { report, summarizer: plugin.meta.label(), summary, total_wh_rounded, incomplete })
+    Ok(Summarized {
+        report,
+        summarizer: plugin.meta.label(),
+        summary,
+        total_wh_rounded,
+        incomplete,
+        emissions,
+        repeats,
+    })
 }
 
 /// Rounds as the original summarizer does: `round(x + 1e-12, 2)`.
@@ -270,6 +312,7 @@ pub fn render(
     summarizer: &str,
     report: &Path,
     incomplete: Option<&[String]>,
+    extras: Extras,
 ) -> (Option<f64>, SummaryRecord) {
     let total = summary.total_wh.map(round2);
     let r2 = |v: Option<f64>| v.map(round2);
@@ -317,6 +360,8 @@ pub fn render(
                 .into(),
         report: report.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         summarizer: summarizer.to_string(),
+        emissions: extras.emissions,
+        repeats: extras.repeats,
     };
     if let Ok(Value::Object(d)) = serde_json::to_value(&details) {
         extra.extend(d);
@@ -358,11 +403,59 @@ pub fn banner(s: &Summarized) -> String {
             fmt4(s.summary.ram_wh)
         ));
     }
+    if let Some(e) = &s.emissions {
+        out.push_str(&emissions_line(e));
+    }
+    if let Some(r) = &s.repeats {
+        out.push_str(&repeats_lines(r));
+    }
     out.push_str(&format!("format: {} (read by {})\nreport: {}\n", s.summary.format, s.summarizer, s.report.display()));
     for w in &s.summary.warnings {
         out.push_str(&format!("warning: {w}\n"));
     }
     out
+}
+
+/// A line per repeated phase: mean, spread and interval of the kind the run's energy is about
+/// (GPU, else CPU), and the unflagged mean when some measures are flagged.
+fn repeats_lines(r: &RepeatsRecord) -> String {
+    let mut out = String::new();
+    for p in r.phases.iter().chain(r.total.as_ref()) {
+        let Some(k) = p.kind(DeviceKind::Gpu).or_else(|| p.kind(DeviceKind::Cpu)) else { continue };
+        let Some(d) = k.all else { continue };
+        let kind = if k.kind == DeviceKind::Gpu { "GPU" } else { "CPU" };
+        let ci = d.ci95.map(|[lo, hi]| format!(", 95% CI {lo:.4}–{hi:.4}")).unwrap_or_default();
+        let sd = d.sd.map(|s| format!(" ± {s:.4} (sd)")).unwrap_or_default();
+        out.push_str(&format!("{}: {kind} {:.4} Wh{sd}{ci}, n={}", p.phase, d.mean, d.n));
+        if !k.excluded.is_empty() {
+            let unflagged =
+                k.unflagged.map(|u| format!("{:.4} Wh (n={})", u.mean, u.n)).unwrap_or_else(|| "n/a".into());
+            out.push_str(&format!("; without flagged iterations {:?}: {unflagged}", k.excluded));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// One line on the run's emissions: the figures and the factor's source, or why there are none.
+fn emissions_line(e: &EmissionsRecord) -> String {
+    let Some(i) = &e.intensity else {
+        return format!("emissions: n/a: {}\n", e.unknown_reason.as_deref().unwrap_or("no grid carbon intensity"));
+    };
+    let g = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "n/a".into());
+    let place = i.location.as_ref().map(|l| format!(" ({l})")).unwrap_or_default();
+    let facility = if e.pue != 1.0 {
+        format!(", ×PUE {}: {} g", e.pue, g(e.all_devices_facility_g_co2eq))
+    } else {
+        String::new()
+    };
+    format!(
+        "emissions (g CO2eq): GPU {}, GPU+CPU+RAM {}{facility} at {:.1} g/kWh{place}: {}\n",
+        g(e.gpu_g_co2eq),
+        g(e.all_devices_g_co2eq),
+        i.g_co2eq_per_kwh,
+        i.note
+    )
 }
 
 #[cfg(test)]

@@ -1,15 +1,22 @@
-//! Plugins of API 0.1.0 keep working on a host of 0.2.0: every built-in plugin as built at
-//! 0.1.0 (`tests/fixtures/plugins-0.1.0`, built at efaa97b, the last commit of 0.1.0), dropped
-//! into a plugin folder, replaces the 0.2.0 built-in and gives the same figures; and a test
-//! guest built today from the frozen 0.1.0 WIT (`tests/guests/echo-backend`) runs.
+//! Plugins of older APIs keep working on this host (0.2.1): every built-in plugin as built at
+//! 0.1.0 (`tests/fixtures/plugins-0.1.0`, built at efaa97b, the last commit of 0.1.0) and at
+//! 0.2.0 (`tests/fixtures/plugins-0.2.0`, built at 68c2446, the last commit of 0.2.0), dropped
+//! into a plugin folder, replaces today's built-in and gives the same figures; and a test
+//! guest built today from the frozen 0.1.0 WIT (`tests/guests/echo-backend`) runs. 0.2.0
+//! plugins load through 0.2.1's bindings (wasmtime's semver-compatible names): nothing adapts
+//! them.
 
 use std::path::{Path, PathBuf};
 
 use energy_star_tests::{energy_star, fixtures, folder_with, read_json};
 
 fn v0_1_plugins() -> tempfile::TempDir {
+    plugins_of("0.1.0")
+}
+
+fn plugins_of(api: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tmp");
-    for entry in std::fs::read_dir(fixtures().join("plugins-0.1.0")).expect("fixtures") {
+    for entry in std::fs::read_dir(fixtures().join(format!("plugins-{api}"))).expect("fixtures") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "wasm") {
             std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
@@ -99,5 +106,71 @@ fn the_0_1_0_backends_run_the_offline_default() {
         let summary = read_json(&r.join("GPU_ENERGY_SUMMARY.json"));
         assert!(summary["summarizer"].as_str().expect("by").contains("0.1.0"), "{summary}");
         assert!(summary["cpu_wh"].as_f64().is_some_and(|w| w > 0.0), "{summary}");
+    }
+}
+
+#[test]
+fn the_0_2_0_builtins_load_through_0_2_1s_bindings_and_give_the_same_figures() {
+    let old = plugins_of("0.2.0");
+    let dirs = old.path().to_str().expect("utf-8");
+    let cwd = tempfile::tempdir().expect("tmp");
+    let list = energy_star(cwd.path(), &["--strict-plugins", "--plugin-dir", dirs, "plugins", "--json"], &[]).success();
+    let list: Vec<serde_json::Value> = list.stdout().lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    for (kind, name) in [
+        ("backend", "optimum"),
+        ("backend", "pytorch"),
+        ("backend", "vllm"),
+        ("summarizer", "optimum"),
+        ("summarizer", "ai_energy_benchmarks"),
+    ] {
+        let p = list.iter().find(|p| p["kind"] == kind && p["name"] == name).expect("listed");
+        assert_eq!(p["api_version"], "0.2.0", "{p}");
+        assert_eq!(p["replaces"], serde_json::json!(["built-in"]), "{p}");
+    }
+    for (report, total) in [
+        ("optimum/aienergyscore-results_benchmark_report.json", "133.71\n"),
+        ("ai_energy_benchmarks/SYNTHETIC_pytorch_benchmark_report.json", "55.12\n"),
+    ] {
+        assert_eq!(total_of(old.path(), &sample(report)), total, "0.2.0 on {report}");
+    }
+}
+
+#[test]
+fn the_0_2_0_backends_run_without_the_carbon_import_and_the_host_still_knows_the_emissions() {
+    let old = plugins_of("0.2.0");
+    let dirs = old.path().to_str().expect("utf-8");
+    for backend in ["optimum", "pytorch"] {
+        let cwd = tempfile::tempdir().expect("tmp");
+        energy_star(
+            cwd.path(),
+            &[
+                "--strict-plugins",
+                "--plugin-dir",
+                dirs,
+                "--config-name",
+                "text_generation_offline",
+                "scenario.num_samples=4",
+                "scenario.generate_kwargs.max_new_tokens=3",
+                "scenario.generate_kwargs.min_new_tokens=3",
+                "scenario.warmup_runs=1",
+                "++metering.country_iso_code=FRA",
+            ],
+            &[("BENCHMARK_BACKEND", backend)],
+        )
+        .success();
+        let r = cwd.path().join("results");
+        assert_eq!(read_json(&r.join("run_status.json"))["state"], "complete", "{backend}");
+        let record = read_json(&r.join("run_record.json"));
+        assert_eq!(record["api_version"], "0.2.0", "{backend}");
+        assert!(record["backend"].as_str().expect("label").contains(dirs), "{record}");
+        // A 0.2.0 backend cannot ask for the factor: its report keeps null emissions...
+        if backend == "pytorch" {
+            let report = read_json(&r.join("benchmark_report.json"));
+            assert!(report["energy"]["emissions_g_co2eq"].is_null(), "{report}");
+        }
+        // ...and the host's summary has them from its own record.
+        let summary = read_json(&r.join("GPU_ENERGY_SUMMARY.json"));
+        assert_eq!(summary["emissions"]["g_co2eq_per_kwh"], 56.039, "{backend}: {summary}");
+        assert!(summary["emissions"]["all_devices_g_co2eq"].as_f64().is_some_and(|g| g > 0.0), "{summary}");
     }
 }

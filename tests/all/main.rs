@@ -2,7 +2,9 @@
 //! `energy-star` binary in a temporary folder, or the library where a test needs one process
 //! to survive a plugin's failure.
 
+mod carbon; // emissions: the factor's sources in order, the table, PUE, bad settings
 mod cli; // closed pipes, options anywhere, bounds and wording of errors
+mod compare; // repeated measures, intervals, Welch differences, bad input
 mod compat; // plugins of API 0.1.0 (the built-ins as built at 0.1.0, a guest of its frozen WIT) on this host
 mod configs; // configs compose, overrides and YAML errors through `run`
 mod container; // the Dockerfile's entrypoint and environment, the seed's commands against the binary

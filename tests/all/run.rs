@@ -226,7 +226,7 @@ fn the_offline_default_runs_the_ai_energy_benchmarks_workload() {
     assert_eq!(report["summary"]["total_completion_tokens"], 32);
     assert_eq!(report["energy"]["gpu_energy_wh"], 0.0, "no GPU: 0.0 as upstream writes it");
     assert!(report["energy"]["cpu_energy_wh"].as_f64().expect("cpu") > 0.0);
-    assert!(report["energy"]["emissions_g_co2eq"].is_null(), "no invented carbon figure");
+    assert!(report["energy"]["emissions_g_co2eq"].is_null(), "no grid location for the offline default: none invented");
     assert!(report.get("energy_star").is_none(), "upstream's keys only");
     let additions = read_json(&cwd.path().join("results/energy_star_report.json"));
     assert_eq!(

@@ -2,6 +2,7 @@
 //! classes (installed from PyPI by `.ci/run`) and checks of the fields AI Energy Score's scripts
 //! read (`scripts/upstream-readers.py`). Ignored in a plain `cargo test` (it needs that Python).
 
+use energy_star_mock_openai::{MockConfig, MockServer};
 use energy_star_tests::energy_star;
 
 #[test]
@@ -19,14 +20,24 @@ fn upstream_readers_load_every_backends_files() {
         "scenario.generate_kwargs.max_new_tokens=2",
         "scenario.generate_kwargs.min_new_tokens=2",
     ];
+    // The vllm backend streams from the mock OpenAI-compatible server.
+    let server = MockServer::start(MockConfig::default()).expect("mock server");
+    let endpoint = format!("http://{}/v1", server.addr);
+    // AI Energy Score's location, as its wrapper gives CodeCarbon: results_aggregator.py's
+    // co2_emissions_g then has a number to read.
+    let location = ["++metering.country_iso_code=USA", "++metering.region=california"];
     let mut dirs = Vec::new();
-    for (backend, extra) in [("optimum", vec![model.as_str(), "scenario.iterations=2"]), ("pytorch", vec![])] {
+    for (backend, extra) in [
+        ("optimum", vec![model.as_str(), "scenario.iterations=2"]),
+        ("pytorch", location.to_vec()),
+        ("vllm", [&["backend.model=mock/model"][..], &location[..]].concat()),
+    ] {
         let dir = cwd.path().join(backend);
         let mut args: Vec<&str> = common.to_vec();
         args.extend(extra);
         let dir_arg = dir.to_str().expect("utf-8").to_string();
         args.extend(["--results-dir", &dir_arg]);
-        energy_star(cwd.path(), &args, &[("BENCHMARK_BACKEND", backend)]).success();
+        energy_star(cwd.path(), &args, &[("BENCHMARK_BACKEND", backend), ("VLLM_ENDPOINT", &endpoint)]).success();
         dirs.push(dir_arg);
     }
     let out = std::process::Command::new(&py)
@@ -36,6 +47,8 @@ fn upstream_readers_load_every_backends_files() {
         .expect("run python");
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "an upstream reader failed:\n{text}");
-    // Every reader ran (a script that checked nothing would pass too).
-    assert_eq!(text.lines().filter(|l| l.starts_with("loads ")).count(), 8, "{text}");
+    // Every reader ran (a script that checked nothing would pass too): 6 on the optimum files,
+    // 3 on each ai_energy_benchmarks report (pytorch, vllm).
+    assert_eq!(text.lines().filter(|l| l.starts_with("loads ")).count(), 12, "{text}");
+    assert!(!text.contains("GAP"), "{text}");
 }

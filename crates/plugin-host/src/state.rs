@@ -9,7 +9,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::error::StopReason;
-use crate::host::{ClockView, DatasetsView, HostServices, InferenceView, LogView, MeterView, ResultsView};
+use crate::host::{CarbonView, ClockView, DatasetsView, HostServices, InferenceView, LogView, MeterView, ResultsView};
 use crate::wit::v0_1_0::LegacyHandles;
 
 /// How much of the guest's stdout/stderr is kept (for error messages); the rest is dropped.
@@ -111,6 +111,11 @@ impl PluginState {
         self.in_host_import = true;
         ResultsView { results: &mut self.services.results }
     }
+
+    pub(crate) fn carbon_view(&mut self) -> CarbonView<'_> {
+        self.in_host_import = true;
+        CarbonView { settings: &self.services.carbon }
+    }
 }
 
 /// [`HasData`] markers: the view each interface's host functions get.
@@ -137,6 +142,10 @@ impl HasData for Datasets {
 pub(crate) struct Results;
 impl HasData for Results {
     type Data<'a> = ResultsView<'a>;
+}
+pub(crate) struct Carbon;
+impl HasData for Carbon {
+    type Data<'a> = CarbonView<'a>;
 }
 
 impl WasiView for PluginState {

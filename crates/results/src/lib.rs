@@ -6,6 +6,7 @@
 //! leaves the previous version in place.
 
 pub mod records;
+pub mod repeats;
 
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};

@@ -11,6 +11,7 @@
 
 use std::path::Path;
 
+pub use energy_star_carbon::{CarbonIntensity, CarbonSettings};
 use energy_star_types::{DeviceKind, EnergySource, TokenCountSource, ValidityFlag};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -343,6 +344,10 @@ pub struct RunRecord {
     /// Where each of the plan's models and datasets came from (the Hub commit it resolved to).
     #[serde(default)]
     pub sources: Vec<SourceRecord>,
+    /// The grid carbon intensity and PUE resolved before the run (none in records of
+    /// energy-star before 0.2.1's carbon settings).
+    #[serde(default)]
+    pub carbon: Option<CarbonSettings>,
 }
 
 /// Where a model or dataset of the plan came from.
@@ -426,6 +431,61 @@ pub struct SummaryDetails {
     pub source: String,
     pub report: String,
     pub summarizer: String,
+    /// Emissions of the summarized energy, when the run's record has carbon settings.
+    #[serde(default)]
+    pub emissions: Option<EmissionsRecord>,
+    /// The phases measured more than once (`scenario.iterations`), with their statistics.
+    #[serde(default)]
+    pub repeats: Option<crate::repeats::RepeatsRecord>,
+}
+
+/// Emissions of a summary's energy: energy × grid intensity (device level, as upstream's
+/// formats report it) and × PUE (facility level). Each figure is none where its energy is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmissionsRecord {
+    /// The factor, none when unknown (`unknown_reason` says why).
+    pub g_co2eq_per_kwh: Option<f64>,
+    pub intensity: Option<CarbonIntensity>,
+    pub unknown_reason: Option<String>,
+    pub pue: f64,
+    /// Of the GPU total.
+    pub gpu_g_co2eq: Option<f64>,
+    /// Of GPU + CPU + RAM as the summary has them (CodeCarbon's `emissions` covers the same).
+    pub all_devices_g_co2eq: Option<f64>,
+    /// `gpu_g_co2eq` × PUE.
+    pub gpu_facility_g_co2eq: Option<f64>,
+    /// `all_devices_g_co2eq` × PUE.
+    pub all_devices_facility_g_co2eq: Option<f64>,
+}
+
+impl EmissionsRecord {
+    /// The emissions of `gpu_wh` and of GPU + CPU + RAM (`cpu_wh`, `ram_wh` counted when known)
+    /// under `carbon`. Without a GPU (`gpu_absent`) the all-devices figure is CPU + RAM's; with
+    /// one whose energy is unknown it is none.
+    pub fn of(
+        carbon: &CarbonSettings,
+        gpu_wh: Option<f64>,
+        gpu_absent: bool,
+        cpu_wh: Option<f64>,
+        ram_wh: Option<f64>,
+    ) -> Self {
+        let gpu_for_all = if gpu_absent { Some(0.0) } else { gpu_wh };
+        let all_wh = gpu_for_all
+            .map(|g| g + cpu_wh.unwrap_or(0.0) + ram_wh.unwrap_or(0.0))
+            .filter(|_| !gpu_absent || cpu_wh.is_some() || ram_wh.is_some());
+        let device = |wh: Option<f64>| wh.and_then(|w| carbon.device_emissions_g(w / 1000.0));
+        let facility = |wh: Option<f64>| wh.and_then(|w| carbon.facility_emissions_g(w / 1000.0));
+        Self {
+            g_co2eq_per_kwh: carbon.intensity.as_ref().map(|i| i.g_co2eq_per_kwh),
+            intensity: carbon.intensity.clone(),
+            unknown_reason: carbon.unknown_reason.clone(),
+            pue: carbon.pue,
+            gpu_g_co2eq: device(gpu_wh),
+            all_devices_g_co2eq: device(all_wh),
+            gpu_facility_g_co2eq: facility(gpu_wh),
+            all_devices_facility_g_co2eq: facility(all_wh),
+        }
+    }
 }
 
 impl SummaryRecord {

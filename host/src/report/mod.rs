@@ -21,6 +21,7 @@ use energy_star_results::records::{
     SummaryDetails, SummaryRecord,
 };
 use energy_star_results::{ResultsError, write_atomic};
+use energy_star_types::DeviceKind;
 use thiserror::Error;
 
 use crate::cli::ReportArgs;
@@ -299,6 +300,7 @@ pub fn write_report(dir: &Path) -> Result<ReportDone, ReportError> {
 fn figures(dir: &Path, f: &Folder) -> Result<Vec<Figure>, ReportError> {
     let mut figures = vec![power_figure(dir, f)?];
     figures.extend(phase_figure(f));
+    figures.extend(repeats_figure(f));
     figures.extend(request_figure(f));
     Ok(figures)
 }
@@ -336,6 +338,42 @@ fn phase_figure(f: &Folder) -> Option<Figure> {
         file: "energy_by_phase.svg",
         caption: phase_caption(f),
         svg: svg::bar_chart("fig-phases", "Energy per phase", "energy (Wh)", &cats, &bars),
+    })
+}
+
+/// Each repeated phase's measures (GPU, else CPU) with their mean and 95 % interval.
+fn repeats_figure(f: &Folder) -> Option<Figure> {
+    let (_, d) = f.summary.as_ref()?;
+    let r = d.repeats.as_ref()?;
+    let kind =
+        if r.phases.iter().any(|p| p.kind(DeviceKind::Gpu).is_some()) { DeviceKind::Gpu } else { DeviceKind::Cpu };
+    let groups: Vec<svg::DotGroup> = r
+        .phases
+        .iter()
+        .chain(r.total.as_ref())
+        .filter_map(|p| {
+            let k = p.kind(kind)?;
+            let (values, flagged): (Vec<f64>, Vec<bool>) =
+                k.measures_wh.iter().enumerate().filter_map(|(i, v)| v.map(|v| (v, k.excluded.contains(&i)))).unzip();
+            Some(svg::DotGroup {
+                label: p.phase.clone(),
+                values,
+                flagged,
+                mean: k.all.map(|a| a.mean),
+                ci95: k.all.and_then(|a| a.ci95),
+            })
+        })
+        .collect();
+    if groups.is_empty() {
+        return None;
+    }
+    let kind_name = if kind == DeviceKind::Gpu { "GPU" } else { "CPU" };
+    Some(Figure {
+        file: "repeated_measures.svg",
+        caption: format!(
+            "{kind_name} energy of each iteration per phase (dots; hollow: flagged and left out of the unflagged mean), the mean (bar, as upstream reports it) and its 95 % Student's t interval (whisker)."
+        ),
+        svg: svg::dot_plot("fig-repeats", &format!("Repeated measures ({kind_name})"), "energy (Wh)", &groups),
     })
 }
 

@@ -304,6 +304,121 @@ pub fn histogram(id: &str, title: &str, x_label: &str, values: &[f64], bins: usi
     bar_chart(id, title, &format!("requests (by {x_label})"), &categories, &series)
 }
 
+/// One group of a dot plot: its measures, which are flagged, and its mean and 95 % interval.
+pub struct DotGroup {
+    pub label: String,
+    pub values: Vec<f64>,
+    /// Parallel to `values`; a flagged measure is drawn hollow.
+    pub flagged: Vec<bool>,
+    pub mean: Option<f64>,
+    pub ci95: Option<[f64; 2]>,
+}
+
+/// Repeated measures side by side: each group's measures as dots (hollow when flagged), its
+/// mean as a bar and its 95 % interval as a whisker, so a reader sees the spread behind a mean.
+pub fn dot_plot(id: &str, title: &str, y_label: &str, groups: &[DotGroup]) -> String {
+    let all = groups.iter().flat_map(|g| g.values.iter().copied().chain(g.ci95.into_iter().flatten()));
+    let (lo, hi) =
+        all.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = match (lo.is_finite(), hi > lo) {
+        (true, true) => {
+            let pad = (hi - lo) * 0.1;
+            (lo - pad, hi + pad)
+        }
+        (true, false) => (lo - lo.abs().max(1e-9) * 0.1, lo + lo.abs().max(1e-9) * 0.1),
+        _ => (0.0, 1.0),
+    };
+    let py = |y: f64| T + (hi - y) / (hi - lo) * (H - T - B);
+    let gw = (W - L - R) / groups.len().max(1) as f64;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" id="{id}" class="figure" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{}">"#,
+        esc(title)
+    );
+    let _ = write!(s, r#"<title>{}</title><rect width="{W}" height="{H}" fill="white"/>"#, esc(title));
+    let _ = write!(
+        s,
+        r#"<text x="{}" y="22" font-size="15" font-family="sans-serif" text-anchor="middle">{}</text>"#,
+        W / 2.0,
+        esc(title)
+    );
+    for t in ticks(lo, hi, 5) {
+        let y = py(t);
+        let _ = write!(
+            s,
+            r##"<line x1="{L}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="11" font-family="sans-serif" text-anchor="end">{}</text>"##,
+            W - R,
+            L - 6.0,
+            y + 4.0,
+            fmt_tick(t)
+        );
+    }
+    let _ = write!(
+        s,
+        r#"<text x="16" y="{}" font-size="12" font-family="sans-serif" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#,
+        H / 2.0,
+        H / 2.0,
+        esc(y_label)
+    );
+    for (g, group) in groups.iter().enumerate() {
+        let cx = L + (g as f64 + 0.5) * gw;
+        let colour = PALETTE[g % PALETTE.len()];
+        let _ = write!(
+            s,
+            r#"<text x="{cx:.1}" y="{}" font-size="11" font-family="sans-serif" text-anchor="middle">{}</text>"#,
+            H - B + 16.0,
+            esc(&group.label)
+        );
+        if let Some([a, b]) = group.ci95 {
+            let _ = write!(
+                s,
+                r#"<line class="ci" x1="{cx:.1}" x2="{cx:.1}" y1="{:.1}" y2="{:.1}" stroke="{colour}" stroke-width="2"><title>{}: 95% CI {a} to {b}</title></line>"#,
+                py(a),
+                py(b),
+                esc(&group.label)
+            );
+            for y in [a, b] {
+                let _ = write!(
+                    s,
+                    r#"<line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="{colour}" stroke-width="2"/>"#,
+                    cx - 8.0,
+                    cx + 8.0,
+                    py(y),
+                    py(y)
+                );
+            }
+        }
+        if let Some(m) = group.mean {
+            let _ = write!(
+                s,
+                r#"<line class="mean" x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="{colour}" stroke-width="3"><title>{}: mean {m}</title></line>"#,
+                cx - 20.0,
+                cx + 20.0,
+                py(m),
+                py(m),
+                esc(&group.label)
+            );
+        }
+        let n = group.values.len().max(1) as f64;
+        for (i, v) in group.values.iter().enumerate() {
+            // Spread the dots sideways a little, so equal values stay visible.
+            let x = cx - 30.0 + 60.0 * (i as f64 + 0.5) / n;
+            let hollow = group.flagged.get(i).copied().unwrap_or(false);
+            let fill = if hollow { "white" } else { colour };
+            let _ = write!(
+                s,
+                r#"<circle class="measure" cx="{x:.1}" cy="{:.1}" r="4" fill="{fill}" stroke="{colour}"><title>{} #{i}: {v}{}</title></circle>"#,
+                py(*v),
+                esc(&group.label),
+                if hollow { " (flagged)" } else { "" }
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,5 +461,30 @@ mod tests {
         assert!(b.contains("n/a"));
         let h = histogram("h", "J per request", "J", &[1.0, 1.0, 2.0, 3.0], 2);
         assert_eq!(h.matches(r#"class="bar""#).count(), 2);
+        let d = dot_plot(
+            "d",
+            "prefill",
+            "Wh",
+            &[
+                DotGroup {
+                    label: "A".into(),
+                    values: vec![1.0, 1.1, 0.9],
+                    flagged: vec![false, true, false],
+                    mean: Some(1.0),
+                    ci95: Some([0.75, 1.25]),
+                },
+                DotGroup {
+                    label: "B <2>".into(),
+                    values: vec![2.0],
+                    flagged: vec![false],
+                    mean: Some(2.0),
+                    ci95: None,
+                },
+            ],
+        );
+        assert!(d.starts_with("<svg") && d.ends_with("</svg>") && d.contains("B &lt;2&gt;"));
+        assert_eq!(d.matches(r#"class="measure""#).count(), 4);
+        assert_eq!((d.matches(r#"class="ci""#).count(), d.matches(r#"class="mean""#).count()), (1, 2));
+        assert_eq!(d.matches(r#"fill="white" stroke"#).count(), 1, "the flagged measure is hollow");
     }
 }

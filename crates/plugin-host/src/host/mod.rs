@@ -1,4 +1,4 @@
-//! The host side of the backend world's imports (API 0.2.0), one file per WIT interface.
+//! The host side of the backend world's imports (API 0.2.1), one file per WIT interface.
 //!
 //! A backend's run is given a [`HostServices`]: the run's capabilities (its meter, results
 //! folder, environment, and the grant of models, datasets and endpoints its plan declared).
@@ -9,6 +9,7 @@
 //! The guest's compute budget restarts whenever a host call returns (the store's call hook,
 //! `crate::runtime`), so no implementation here has to remember to do it.
 
+pub mod carbon;
 pub mod clock;
 pub mod datasets;
 pub mod inference;
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use energy_star_carbon::CarbonSettings;
 use energy_star_meter::{SharedMeter, WindowReading};
 use energy_star_results::records::RunPlan;
 use wasmtime::component::ResourceTable;
@@ -154,6 +156,8 @@ pub struct HostServices {
     pub progress: Progress,
     /// End-to-end latency of each successful request the host timed, ms.
     pub request_latencies_ms: Vec<f64>,
+    /// The grid carbon intensity and PUE the run resolved before it started (`carbon`).
+    pub carbon: CarbonSettings,
     clock_origin: Instant,
 }
 
@@ -169,6 +173,11 @@ impl HostServices {
             env: std::sync::Arc::new(|k: &str| std::env::var(k).ok()),
             progress: Progress { to_terminal: std::io::stderr().is_terminal(), started: Default::default() },
             request_latencies_ms: Vec::new(),
+            carbon: CarbonSettings {
+                intensity: None,
+                unknown_reason: Some("no carbon settings were given to this call (library use)".into()),
+                pue: 1.0,
+            },
             clock_origin: Instant::now(),
         }
     }
@@ -215,6 +224,11 @@ pub struct DatasetsView<'a> {
 /// `results`' view.
 pub struct ResultsView<'a> {
     pub results: &'a mut ResultsCtx,
+}
+
+/// `carbon`'s view: the run's resolved settings, read only.
+pub struct CarbonView<'a> {
+    pub settings: &'a CarbonSettings,
 }
 
 /// `interrupted` when the user stopped the run.

@@ -6,6 +6,7 @@
 pub mod facts;
 pub mod serving;
 
+use energy_star_plugin_sdk::backend::host::carbon::{CarbonSettings, GridIntensity, IntensityBasis};
 use energy_star_plugin_sdk::backend::host::meter::WindowReading;
 use energy_star_plugin_sdk::backend::host::types::{Device, DeviceKind, Dtype, EnergySource, GpuUse};
 use energy_star_plugin_sdk::backend::{self as sdk, ConfigError};
@@ -91,15 +92,36 @@ fn sum_kind(w: &WindowReading, kind: DeviceKind) -> Option<f64> {
     figs.iter().map(|d| d.energy_j).sum::<Option<f64>>().map(|j| j / J_PER_KWH)
 }
 
+/// The grid factor, g CO2eq/kWh, when the host knows one.
+fn grid_g_per_kwh(carbon: &CarbonSettings) -> Option<f64> {
+    match &carbon.intensity {
+        GridIntensity::Known(i) => Some(i.g_co2eq_per_kwh),
+        GridIntensity::Unknown(_) => None,
+    }
+}
+
+/// Grams of CO2eq of `e`'s total (GPU + CPU + RAM, what CodeCarbon's `emissions` covers) at the
+/// device, when the total and the factor are known.
+pub fn device_emissions_g(e: &Energy, carbon: &CarbonSettings) -> Option<f64> {
+    e.total_kwh().zip(grid_g_per_kwh(carbon)).map(|(kwh, g)| kwh * g)
+}
+
 /// The `energy` block of an ai_energy_benchmarks report (its CodeCarbon keys) for a window of
-/// `duration_s`. Carbon figures are null: no grid-intensity data, none invented.
-pub fn ai_energy_benchmarks_energy(e: &Energy, duration_s: f64, project: &str) -> Value {
+/// `duration_s`. Emissions are the total energy × the host's grid factor (null when the host
+/// knows none: never invented); `carbon_intensity_g_per_kwh` holds that factor in the unit its
+/// name says (the original writes CodeCarbon's `emissions_rate`, kg/s, there).
+pub fn ai_energy_benchmarks_energy(e: &Energy, duration_s: f64, project: &str, carbon: &CarbonSettings) -> Value {
     let kwh = |v: Option<f64>| json!(v);
     let wh = |v: Option<f64>| json!(v.map(|x| x * 1000.0));
     let gpu = e.gpu_kwh_upstream();
+    let emissions_g = device_emissions_g(e, carbon);
+    let location = match &carbon.intensity {
+        GridIntensity::Known(i) => i.location.as_ref(),
+        GridIntensity::Unknown(_) => None,
+    };
     json!({
-        "emissions_kg_co2eq": Value::Null,
-        "emissions_g_co2eq": Value::Null,
+        "emissions_kg_co2eq": emissions_g.map(|g| g / 1000.0),
+        "emissions_g_co2eq": emissions_g,
         "energy_kwh": kwh(gpu),
         "energy_wh": wh(gpu),
         "gpu_energy_kwh": kwh(gpu),
@@ -111,11 +133,49 @@ pub fn ai_energy_benchmarks_energy(e: &Energy, duration_s: f64, project: &str) -
         "total_energy_kwh": kwh(e.total_kwh()),
         "total_energy_wh": wh(e.total_kwh()),
         "duration_seconds": duration_s,
-        "carbon_intensity_g_per_kwh": Value::Null,
+        "carbon_intensity_g_per_kwh": grid_g_per_kwh(carbon),
         "project_name": project,
-        "country": Value::Null,
-        "region": Value::Null,
+        "country": location.map(|l| l.country_iso_code.clone()),
+        "region": location.and_then(|l| l.region.clone()),
     })
+}
+
+/// energy-star's account of the carbon figures, for its additions: the factor, where it came
+/// from, the PUE, and the facility-level figure beside the device-level one upstream's fields hold.
+pub fn carbon_additions(e: &Energy, carbon: &CarbonSettings) -> Value {
+    let device_g = device_emissions_g(e, carbon);
+    let mut out = json!({
+        "g_co2eq_per_kwh": grid_g_per_kwh(carbon),
+        "pue": carbon.pue,
+        "emissions_g_co2eq_device": device_g,
+        "emissions_g_co2eq_facility": device_g.map(|g| g * carbon.pue),
+        "covers": "GPU + CPU + RAM energy of the metered window, as CodeCarbon's emissions",
+    });
+    match &carbon.intensity {
+        GridIntensity::Known(i) => {
+            out["basis"] = json!(match i.basis {
+                IntensityBasis::ConfiguredIntensity => "configured-intensity",
+                IntensityBasis::ConfiguredLocation => "configured-location",
+                IntensityBasis::EnvironmentLocation => "environment-location",
+                IntensityBasis::DefaultLocation => "default-location",
+            });
+            out["source"] = json!(i.source);
+            out["note"] = json!(i.note);
+        }
+        GridIntensity::Unknown(why) => out["unknown_reason"] = json!(why),
+    }
+    out
+}
+
+/// The line the reports' list of differences from the original gives about carbon.
+pub fn carbon_difference(carbon: &CarbonSettings) -> String {
+    match &carbon.intensity {
+        GridIntensity::Known(i) => format!(
+            "carbon_intensity_g_per_kwh is the grid factor in g CO2eq/kWh ({}; the original writes CodeCarbon's emissions_rate, kg/s, under that name); PUE is not applied to energies or to the emissions fields (see carbon.emissions_g_co2eq_facility)",
+            i.note
+        ),
+        GridIntensity::Unknown(why) => format!("carbon figures are null: {why}; none invented"),
+    }
 }
 
 /// The `gpu_stats` block of an ai_energy_benchmarks report: each measured GPU's mean power.
@@ -295,6 +355,9 @@ pub struct Reader<'a> {
     /// Whether `backend.model` names weights this machine loads (then a revision pin applies),
     /// rather than a model a server serves.
     pub loads_weights: bool,
+    /// Whether it repeats its measured passes for `scenario.iterations`; one that cannot refuses
+    /// iterations above 1 rather than run once and say nothing.
+    pub repeats: bool,
 }
 
 /// `backend.device_ids` as configs write it: `0`, `"0, 1, 2"`, `[0, 1]`, or null (GPU 0).
@@ -354,7 +417,7 @@ impl Settings {
 
     /// Reads and checks the config; a refusal names the key at fault.
     pub fn read(cfg: &Value, reader: Reader<'_>) -> Result<Self, ConfigError> {
-        let Reader { backend, default_tokens, reasoning, loads_weights } = reader;
+        let Reader { backend, default_tokens, reasoning, loads_weights, repeats } = reader;
         let mut notes = Vec::new();
         let model = match get(cfg, "backend.model") {
             Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
@@ -479,11 +542,29 @@ impl Settings {
             top_p: f32_at(&format!("{kw}.top_p"), 1.0),
             seed: int_at(cfg, "backend.seed")?.unwrap_or(42) as u64,
             warmup_runs: int_at(cfg, "scenario.warmup_runs")?.unwrap_or(10).clamp(0, 1000) as u32,
-            iterations: int_at(cfg, "scenario.iterations")?.unwrap_or(1).clamp(1, 1000) as u32,
+            iterations: iterations(cfg, backend, repeats)?,
             prefix: str_at(cfg, "scenario.dataset_prefix1").unwrap_or_default(),
             notes,
         })
     }
+}
+
+/// `scenario.iterations`: 1 to 1,000 repeats of the measured passes, for a backend that repeats.
+fn iterations(cfg: &Value, backend: &str, repeats: bool) -> Result<u32, ConfigError> {
+    const KEY: &str = "scenario.iterations";
+    let n = int_at(cfg, KEY)?.unwrap_or(1);
+    if !(1..=1000).contains(&n) {
+        return Err(refuse(KEY, format!("{KEY} = {n} must be between 1 and 1000")));
+    }
+    if n > 1 && !repeats {
+        return Err(refuse(
+            KEY,
+            format!(
+                "{KEY} = {n}: the {backend} backend measures its workload once, as the tool it replaces does; repeat the run into separate folders (energy-star compare reads them) or use the optimum backend, which repeats its passes"
+            ),
+        ));
+    }
+    Ok(n as u32)
 }
 
 /// optimum-benchmark's efficiency: volume per kWh of *total* energy; 0 for a measured total

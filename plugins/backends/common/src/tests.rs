@@ -1,3 +1,4 @@
+use energy_star_plugin_sdk::backend::host::carbon::{CarbonIntensity, GridLocation};
 use energy_star_plugin_sdk::backend::host::meter::{DeviceEnergy, DeviceInfo};
 use energy_star_plugin_sdk::backend::host::types::ValidityFlag;
 
@@ -32,7 +33,7 @@ fn w(name: &str, gpu: Option<f64>, cpu: f64) -> WindowReading {
 }
 
 fn optimum() -> Reader<'static> {
-    Reader { backend: "optimum", default_tokens: 100, reasoning: false, loads_weights: true }
+    Reader { backend: "optimum", default_tokens: 100, reasoning: false, loads_weights: true, repeats: true }
 }
 
 #[test]
@@ -91,9 +92,9 @@ fn a_gpu_figure_that_could_not_be_metered_marks_the_run_incomplete() {
     assert_eq!(unmetered_gpu_reason(&optimum), None);
     let optimum = json!({"prefill": {"energy": no_gpu.to_json()}, "decode": {"energy": unmetered.to_json()}});
     assert!(unmetered_gpu_reason(&optimum).is_some_and(|r| r.contains("(decode)")));
-    let aeb = json!({"energy": ai_energy_benchmarks_energy(&unmetered, 1.0, "p"), "summary": {}});
+    let aeb = json!({"energy": ai_energy_benchmarks_energy(&unmetered, 1.0, "p", &unknown_carbon()), "summary": {}});
     assert!(unmetered_gpu_reason(&aeb).is_some_and(|r| r.contains("the workload")));
-    let aeb = json!({"energy": ai_energy_benchmarks_energy(&no_gpu, 1.0, "p"), "summary": {}});
+    let aeb = json!({"energy": ai_energy_benchmarks_energy(&no_gpu, 1.0, "p", &unknown_carbon()), "summary": {}});
     assert_eq!(unmetered_gpu_reason(&aeb), None);
 }
 
@@ -150,4 +151,60 @@ fn settings_follow_optimum_benchmark_rules() {
     let mut none = cfg;
     none["scenario"]["generate_kwargs"] = json!({});
     assert_eq!(Settings::read(&none, optimum()).expect("default").max_new_tokens, 100);
+}
+
+fn unknown_carbon() -> CarbonSettings {
+    CarbonSettings { intensity: GridIntensity::Unknown("no location".into()), pue: 1.0 }
+}
+
+#[test]
+fn emissions_are_the_total_energy_times_the_hosts_factor_and_null_without_one() {
+    let e = Energy { gpu_kwh: Some(0.002), cpu_kwh: Some(0.0005), ram_kwh: Some(0.0005), gpu_used: true };
+    let carbon = CarbonSettings {
+        intensity: GridIntensity::Known(CarbonIntensity {
+            g_co2eq_per_kwh: 200.0,
+            basis: IntensityBasis::DefaultLocation,
+            location: Some(GridLocation { country_iso_code: "USA".into(), region: Some("california".into()) }),
+            source: "table".into(),
+            note: "AI Energy Score's default".into(),
+        }),
+        pue: 1.5,
+    };
+    let block = ai_energy_benchmarks_energy(&e, 1.0, "p", &carbon);
+    // 0.003 kWh × 200 g/kWh = 0.6 g, CodeCarbon's scope (GPU + CPU + RAM) at the device.
+    assert!((block["emissions_g_co2eq"].as_f64().unwrap() - 0.6).abs() < 1e-12, "{block}");
+    assert!((block["emissions_kg_co2eq"].as_f64().unwrap() - 0.0006).abs() < 1e-15, "{block}");
+    assert_eq!(block["carbon_intensity_g_per_kwh"], 200.0);
+    assert_eq!((block["country"].as_str(), block["region"].as_str()), (Some("USA"), Some("california")));
+    let extra = carbon_additions(&e, &carbon);
+    assert!((extra["emissions_g_co2eq_facility"].as_f64().unwrap() - 0.9).abs() < 1e-12, "{extra}");
+    assert_eq!(extra["basis"], "default-location");
+    assert!(carbon_difference(&carbon).contains("g CO2eq/kWh"));
+
+    let none = ai_energy_benchmarks_energy(&e, 1.0, "p", &unknown_carbon());
+    for k in ["emissions_g_co2eq", "emissions_kg_co2eq", "carbon_intensity_g_per_kwh", "country", "region"] {
+        assert!(none[k].is_null(), "{k}: {none}");
+    }
+    assert_eq!(carbon_additions(&e, &unknown_carbon())["unknown_reason"], "no location");
+    // A GPU that could not be metered leaves the total, and so the emissions, unknown.
+    let unmetered = Energy { gpu_kwh: None, ..e };
+    assert!(ai_energy_benchmarks_energy(&unmetered, 1.0, "p", &carbon)["emissions_g_co2eq"].is_null());
+}
+
+#[test]
+fn iterations_are_checked_and_refused_by_a_backend_that_cannot_repeat() {
+    let cfg = |n: i64| {
+        json!({"name": "t", "backend": {"model": "m", "device": "cpu"},
+            "scenario": {"dataset_name": "d", "iterations": n, "generate_kwargs": {"max_new_tokens": 4}}})
+    };
+    assert_eq!(Settings::read(&cfg(3), optimum()).expect("repeats").iterations, 3);
+    for bad in [0, 1001] {
+        let e = Settings::read(&cfg(bad), optimum()).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("scenario.iterations"));
+        assert!(e.message.contains("between 1 and 1000"), "{}", e.message);
+    }
+    let once = Reader { backend: "pytorch", repeats: false, ..optimum() };
+    assert_eq!(Settings::read(&cfg(1), once).expect("one pass").iterations, 1);
+    let e = Settings::read(&cfg(2), once).unwrap_err();
+    assert!(e.message.contains("the pytorch backend measures its workload once"), "{}", e.message);
 }

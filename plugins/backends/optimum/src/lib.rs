@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 struct Optimum;
 
 const READER: Reader<'static> =
-    Reader { backend: "optimum", default_tokens: 100, reasoning: false, loads_weights: true };
+    Reader { backend: "optimum", default_tokens: 100, reasoning: false, loads_weights: true, repeats: true };
 
 fn settings(config_json: &str) -> Result<(Value, Settings), ConfigError> {
     let cfg: Value = serde_json::from_str(config_json)

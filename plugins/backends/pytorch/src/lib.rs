@@ -17,7 +17,7 @@
 use energy_star_backend_common::{Energy, Reader, Settings, facts, provenance};
 use energy_star_plugin_sdk::backend::host::inference::{self, GenerationParams, LocalEngineSpec};
 use energy_star_plugin_sdk::backend::host::types::TokenCountSource;
-use energy_star_plugin_sdk::backend::host::{datasets, log};
+use energy_star_plugin_sdk::backend::host::{carbon, datasets, log};
 use energy_star_plugin_sdk::backend::{
     self as sdk, BackendInfo, ConfigError, Guest, PrepareRequest, RequestCounts, RunOutput, RunPlan, RunRequest,
     TokenCounts,
@@ -30,7 +30,7 @@ struct Pytorch;
 const MAX_CONSECUTIVE_FAILURES: u32 = 3;
 
 const READER: Reader<'static> =
-    Reader { backend: "pytorch", default_tokens: 10, reasoning: false, loads_weights: true };
+    Reader { backend: "pytorch", default_tokens: 10, reasoning: false, loads_weights: true, repeats: false };
 
 #[derive(Default)]
 struct Tally {
@@ -164,6 +164,7 @@ impl Guest for Pytorch {
         let duration_s = sdk::duration_s(&w);
         let gpu_used = s.gpu_used();
         let e = Energy::of(&w, gpu_used);
+        let carbon = carbon::settings();
         let mean = |v: &[f64]| if v.is_empty() { Value::Null } else { json!(v.iter().sum::<f64>() / v.len() as f64) };
         let total_tokens = tally.prompt_tokens + tally.completion_tokens;
         let not_run = total - tally.ok - tally.failed;
@@ -205,7 +206,7 @@ impl Guest for Pytorch {
                 "total_completion_tokens": tally.completion_tokens,
                 "throughput_tokens_per_second": if duration_s > 0.0 { json!(total_tokens as f64 / duration_s) } else { Value::Null },
             },
-            "energy": energy_star_backend_common::ai_energy_benchmarks_energy(&e, duration_s, &s.name),
+            "energy": energy_star_backend_common::ai_energy_benchmarks_energy(&e, duration_s, &s.name, &carbon),
             "gpu_stats": energy_star_backend_common::ai_energy_benchmarks_gpu_stats(&w),
             "backend_info": {
                 "backend": "pytorch",
@@ -239,8 +240,9 @@ impl Guest for Pytorch {
                     "batch_size is honoured (the original sends prompts one at a time)",
                     "min_new_tokens is honoured (the original ignores it)",
                     "top_k 50 is not applied (top-p 0.9 and temperature 0.7 are)",
-                    "carbon figures are null: no grid-intensity data, none invented"
+                    energy_star_backend_common::carbon_difference(&carbon),
                 ],
+                "carbon": energy_star_backend_common::carbon_additions(&e, &carbon),
                 "errors": tally.errors,
                 "warnings": w.warnings,
             },

@@ -23,7 +23,7 @@ use energy_star_plugin_sdk::backend::host::inference::{
 };
 use energy_star_plugin_sdk::backend::host::meter::{self, WindowReading};
 use energy_star_plugin_sdk::backend::host::types::{DeviceKind, EnergySource, FinishReason, GpuUse};
-use energy_star_plugin_sdk::backend::host::{datasets, log, results};
+use energy_star_plugin_sdk::backend::host::{carbon, datasets, log, results};
 use energy_star_plugin_sdk::backend::{
     self as sdk, BackendInfo, ConfigError, Figure, Guest, PrepareRequest, RequestCounts, RequiredSetting, RunFacts,
     RunOutput, RunPlan, RunRequest, TokenCounts,
@@ -101,7 +101,7 @@ fn plan(config_json: &str, settings: &[(String, String)]) -> Result<Plan, Config
     // The server applies the chat template and any reasoning.
     let s = Settings::read(
         &local_view,
-        Reader { backend: "vllm", default_tokens: 10, reasoning: true, loads_weights: false },
+        Reader { backend: "vllm", default_tokens: 10, reasoning: true, loads_weights: false, repeats: false },
     )?;
     let sc = ServingConfig::read(&cfg)?;
     let reasoning = energy_star_backend_common::bool_at(&cfg, "scenario.reasoning");
@@ -335,6 +335,7 @@ impl Outcome<'_> {
         let w = &self.window;
         let window_s = sdk::duration_s(w);
         let e = Energy::of(w, gpu_used);
+        let carbon = carbon::settings();
         let gpu_j = e.gpu_kwh.map(names::units::kwh_to_j);
         let (steady, steady_per_token) = steady_state(p, &self.load, gpu_used);
         let mut warnings = self.warnings;
@@ -376,7 +377,7 @@ impl Outcome<'_> {
                 "total_completion_tokens": completion_tokens,
                 "throughput_tokens_per_second": if window_s > 0.0 { json!((prompt_tokens + completion_tokens) as f64 / window_s) } else { Value::Null },
             },
-            "energy": energy_star_backend_common::ai_energy_benchmarks_energy(&e, window_s, &s.name),
+            "energy": energy_star_backend_common::ai_energy_benchmarks_energy(&e, window_s, &s.name, &carbon),
             "gpu_stats": energy_star_backend_common::ai_energy_benchmarks_gpu_stats(w),
             "backend_info": {
                 "backend": "vllm",
@@ -432,8 +433,9 @@ impl Outcome<'_> {
                     "min_new_tokens is honoured: equal min and max send ignore_eos and min_tokens (fixed-length output)",
                     "the load profile is configurable (serving.*); the default, sequential, is the original's",
                     "failed requests are recorded by kind and the run goes on; the original stops after 3 in a row",
-                    "carbon figures are null: no grid-intensity data, none invented",
+                    energy_star_backend_common::carbon_difference(&carbon),
                 ],
+                "carbon": energy_star_backend_common::carbon_additions(&e, &carbon),
                 "incomplete": incomplete,
                 "notes": self.notes,
                 "warnings": w.warnings.iter().cloned().chain(warnings.iter().cloned()).collect::<Vec<_>>(),

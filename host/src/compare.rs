@@ -1,0 +1,453 @@
+//! `energy-star compare A B [C ...]`: do runs differ beyond noise? For each phase measured more
+//! than once in both runs, and for the counted phases' total, each run's mean with its 95 %
+//! interval, the difference of the means with Welch's 95 % interval, and a verdict; with
+//! `--tolerance`, whether they agree within it (the interval, not the point, decides). Every
+//! later run is compared with the first. It reads the host's records only (summary, run record,
+//! status, energy record) and warns when the runs are not comparable.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use energy_star_results::records::{
+    self, ENERGY_RECORD, EnergyRecord, RUN_RECORD, RUN_STATUS, RunRecord, RunState, RunStatus, SUMMARY, SummaryDetails,
+    SummaryRecord,
+};
+use energy_star_results::repeats::{KindRepeats, PhaseRepeats};
+use energy_star_results::write_atomic;
+use energy_star_stats::{Describe, Difference, welch};
+use energy_star_types::DeviceKind;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::cli::{CompareArgs, CompareKind};
+use crate::report::svg;
+
+#[derive(Debug, Error)]
+pub enum CompareError {
+    #[error("{0} is not a folder")]
+    NotAFolder(PathBuf),
+    #[error(
+        "{0} has no GPU_ENERGY_SUMMARY.json: not a summarized run of energy-star (run `energy-star summarize {0}` first)"
+    )]
+    NoSummary(PathBuf),
+    #[error("{file}: {why}")]
+    Unreadable { file: PathBuf, why: String },
+    #[error(
+        "{0} has no repeated measures (each phase was measured once: scenario.iterations=1, or a backend that measures once), so no interval is defined for it; rerun with the optimum backend and scenario.iterations=N (N ≥ 2; 5 or more for a useful interval)"
+    )]
+    NoRepeats(PathBuf),
+    #[error("{a} and {b} have no repeated phase in common with {kind} energy figures; nothing can be compared")]
+    NothingInCommon { a: PathBuf, b: PathBuf, kind: &'static str },
+    #[error("--tolerance {0:?} is not a percentage such as 5% or 2.5 (between 0 and 100)")]
+    BadTolerance(String),
+    #[error(transparent)]
+    Write(#[from] energy_star_results::ResultsError),
+}
+
+/// One results folder, as `compare` reads it.
+struct Run {
+    dir: PathBuf,
+    details: SummaryDetails,
+    record: Option<RunRecord>,
+    status: Option<RunStatus>,
+    meter: Option<EnergyRecord>,
+}
+
+impl Run {
+    fn read(dir: &Path) -> Result<Self, CompareError> {
+        if !dir.is_dir() {
+            return Err(CompareError::NotAFolder(dir.to_path_buf()));
+        }
+        let unreadable = |file: &str, why: String| CompareError::Unreadable { file: dir.join(file), why };
+        let summary: SummaryRecord = records::read_record(&dir.join(SUMMARY))
+            .map_err(|e| unreadable(SUMMARY, e.to_string()))?
+            .ok_or_else(|| CompareError::NoSummary(dir.to_path_buf()))?;
+        let details = summary.details().map_err(|why| unreadable(SUMMARY, why))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            details,
+            record: records::read_record(&dir.join(RUN_RECORD)).map_err(|e| unreadable(RUN_RECORD, e.to_string()))?,
+            status: records::read_record(&dir.join(RUN_STATUS)).map_err(|e| unreadable(RUN_STATUS, e.to_string()))?,
+            meter: records::read_record(&dir.join(ENERGY_RECORD))
+                .map_err(|e| unreadable(ENERGY_RECORD, e.to_string()))?,
+        })
+    }
+
+    fn repeated(&self) -> Vec<&PhaseRepeats> {
+        self.details.repeats.as_ref().map(|r| r.phases.iter().chain(r.total.as_ref()).collect()).unwrap_or_default()
+    }
+
+    fn has_gpu_figures(&self) -> bool {
+        self.repeated().iter().any(|p| p.kind(DeviceKind::Gpu).is_some_and(|k| k.all.is_some()))
+    }
+
+    fn label(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
+
+/// One phase of one comparison.
+#[derive(Debug, Serialize)]
+pub struct PhaseComparison {
+    pub phase: String,
+    pub baseline: Describe,
+    pub other: Describe,
+    /// other − baseline, Wh, with Welch's interval.
+    pub difference: Difference,
+    /// The difference relative to the baseline's mean, %, and its interval (the difference's
+    /// interval over the baseline mean).
+    pub percent: Option<f64>,
+    pub percent_ci95: Option<[f64; 2]>,
+    pub verdict: String,
+    /// With `--tolerance`: `within`, `outside` or `undecided`.
+    pub tolerance_verdict: Option<String>,
+    /// Iterations flagged in either run (kept in these statistics, as upstream's mean keeps them).
+    pub flagged: Vec<String>,
+}
+
+/// A later run against the first.
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    pub baseline: String,
+    pub other: String,
+    pub phases: Vec<PhaseComparison>,
+    /// Phases repeated in one run only, or without figures of the kind.
+    pub not_compared: Vec<String>,
+    /// Why the runs may not be comparable.
+    pub warnings: Vec<String>,
+}
+
+/// What `compare` found.
+#[derive(Debug, Serialize)]
+pub struct CompareReport {
+    /// `gpu` or `cpu`: the energy compared.
+    pub kind: &'static str,
+    pub tolerance_percent: Option<f64>,
+    pub comparisons: Vec<Comparison>,
+}
+
+/// `energy-star compare`.
+pub fn command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
+    let report = compare(&args.runs, args.kind, args.tolerance.as_deref())?;
+    if let Some(path) = &args.html {
+        let runs: Vec<Run> = args.runs.iter().map(|d| Run::read(d)).collect::<Result<_, _>>()?;
+        write_atomic(path, html(&report, &runs).as_bytes()).map_err(CompareError::from)?;
+    }
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses `5%`, `5` or `2.5 %` as a percentage.
+pub fn parse_tolerance(text: &str) -> Result<f64, CompareError> {
+    let t = text.trim().trim_end_matches('%').trim();
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 100.0 => Ok(v),
+        _ => Err(CompareError::BadTolerance(text.to_string())),
+    }
+}
+
+/// Compares every run after the first with the first.
+pub fn compare(
+    dirs: &[PathBuf],
+    kind: Option<CompareKind>,
+    tolerance: Option<&str>,
+) -> Result<CompareReport, CompareError> {
+    let tolerance = tolerance.map(parse_tolerance).transpose()?;
+    let runs: Vec<Run> = dirs.iter().map(|d| Run::read(d)).collect::<Result<_, _>>()?;
+    for r in &runs {
+        if r.repeated().is_empty() {
+            return Err(CompareError::NoRepeats(r.dir.clone()));
+        }
+    }
+    // GPU energy when every run has it (the leaderboard's figure), else CPU.
+    let kind = match kind {
+        Some(CompareKind::Gpu) => DeviceKind::Gpu,
+        Some(CompareKind::Cpu) => DeviceKind::Cpu,
+        None if runs.iter().all(Run::has_gpu_figures) => DeviceKind::Gpu,
+        None => DeviceKind::Cpu,
+    };
+    let kind_name = kind_name(kind);
+    let (base, others) = runs.split_first().expect("clap asks for two runs at least");
+    let mut comparisons = Vec::new();
+    for other in others {
+        let mut c = Comparison {
+            baseline: base.label(),
+            other: other.label(),
+            phases: Vec::new(),
+            not_compared: Vec::new(),
+            warnings: comparability(base, other, kind),
+        };
+        for a in base.repeated() {
+            let b = other.repeated().into_iter().find(|p| p.phase == a.phase);
+            let pair = b
+                .and_then(|b| Some((a.kind(kind)?, b.kind(kind)?)))
+                .and_then(|(ka, kb)| Some((ka, kb, ka.all?, kb.all?)));
+            match pair {
+                Some((ka, kb, da, db)) => {
+                    c.phases.push(phase_comparison(&a.phase, ka, kb, da, db, tolerance, kind_name))
+                }
+                None => c.not_compared.push(a.phase.clone()),
+            }
+        }
+        for b in other.repeated() {
+            if !base.repeated().iter().any(|a| a.phase == b.phase) {
+                c.not_compared.push(b.phase.clone());
+            }
+        }
+        if c.phases.is_empty() {
+            return Err(CompareError::NothingInCommon { a: base.dir.clone(), b: other.dir.clone(), kind: kind_name });
+        }
+        comparisons.push(c);
+    }
+    Ok(CompareReport {
+        kind: if kind == DeviceKind::Gpu { "gpu" } else { "cpu" },
+        tolerance_percent: tolerance,
+        comparisons,
+    })
+}
+
+fn kind_name(kind: DeviceKind) -> &'static str {
+    if kind == DeviceKind::Gpu { "GPU" } else { "CPU" }
+}
+
+fn phase_comparison(
+    phase: &str,
+    ka: &KindRepeats,
+    kb: &KindRepeats,
+    a: Describe,
+    b: Describe,
+    tolerance: Option<f64>,
+    kind_name: &str,
+) -> PhaseComparison {
+    // Both have two measures or more (repeats hold only those), so Welch's interval exists.
+    let difference =
+        welch(&b, &a).unwrap_or(Difference { diff: b.mean - a.mean, ci95: [f64::NAN; 2], df: 0.0, t: None });
+    let rel = (a.mean != 0.0).then_some(a.mean.abs());
+    let percent = rel.map(|m| difference.diff / m * 100.0);
+    let percent_ci95 = rel.map(|m| [difference.ci95[0] / m * 100.0, difference.ci95[1] / m * 100.0]);
+    let verdict = match (percent, percent_ci95) {
+        (Some(p), Some([lo, hi])) if difference.beyond_noise() => format!(
+            "B uses {:.1} % {} {kind_name} energy than A (95 % CI {:.1} to {:.1} %)",
+            p.abs(),
+            if p > 0.0 { "more" } else { "less" },
+            lo.abs().min(hi.abs()),
+            lo.abs().max(hi.abs())
+        ),
+        (_, Some([lo, hi])) => format!("no difference beyond noise (B − A: 95 % CI {lo:.1} to {hi:.1} %)"),
+        _ => "A's mean is 0: no relative difference is defined".into(),
+    };
+    let tolerance_verdict = tolerance.zip(percent_ci95).map(|(t, [lo, hi])| {
+        if lo >= -t && hi <= t {
+            format!("within ±{t} %: the whole interval ({lo:.1} to {hi:.1} %) lies inside")
+        } else if lo > t || hi < -t {
+            format!("outside ±{t} %: the whole interval ({lo:.1} to {hi:.1} %) lies beyond")
+        } else {
+            format!(
+                "undecided at ±{t} %: the interval ({lo:.1} to {hi:.1} %) crosses the bound; more iterations narrow it"
+            )
+        }
+    });
+    let flagged =
+        ka.excluded.iter().map(|i| format!("A#{i}")).chain(kb.excluded.iter().map(|i| format!("B#{i}"))).collect();
+    PhaseComparison {
+        phase: phase.to_string(),
+        baseline: a,
+        other: b,
+        difference,
+        percent,
+        percent_ci95,
+        verdict,
+        tolerance_verdict,
+        flagged,
+    }
+}
+
+/// What makes two runs' figures not comparable: different model, dataset, token counts, GPU
+/// model, energy source, or a run not complete.
+fn comparability(a: &Run, b: &Run, kind: DeviceKind) -> Vec<String> {
+    let mut w = Vec::new();
+    for r in [a, b] {
+        match &r.status {
+            Some(s) if s.state != RunState::Complete => {
+                w.push(format!("{} is {}: its figures cover part of the workload", r.label(), s.state.as_str()))
+            }
+            None => w.push(format!("{} has no run_status.json: whether it completed is unknown", r.label())),
+            _ => {}
+        }
+    }
+    let mut differs = |what: &str, x: Option<String>, y: Option<String>| {
+        if x != y {
+            let show = |v: Option<String>| v.unwrap_or_else(|| "unknown".into());
+            w.push(format!("different {what}: {} vs {}", show(x), show(y)));
+        }
+    };
+    fn plan(r: &Run) -> Option<&energy_star_results::records::RunPlan> {
+        r.record.as_ref().map(|x| &x.plan)
+    }
+    differs("model", plan(a).map(|p| p.models.join(", ")), plan(b).map(|p| p.models.join(", ")));
+    differs("dataset", plan(a).map(|p| p.datasets.join(", ")), plan(b).map(|p| p.datasets.join(", ")));
+    let tokens = |r: &Run| {
+        r.record
+            .as_ref()
+            .and_then(|x| x.facts.as_ref())
+            .and_then(|f| f.tokens)
+            .map(|t| format!("{} in / {} out", t.input, t.output))
+    };
+    differs("token counts", tokens(a), tokens(b));
+    let devices = |r: &Run, k: DeviceKind| {
+        r.meter
+            .as_ref()
+            .map(|m| m.devices.iter().filter(|d| d.kind == k).map(|d| d.name.clone()).collect::<Vec<_>>().join(", "))
+    };
+    differs("GPU model", devices(a, DeviceKind::Gpu), devices(b, DeviceKind::Gpu));
+    let source = |r: &Run| r.meter.as_ref().and_then(|m| m.source_of(kind)).map(|s| s.as_str().to_string());
+    differs(&format!("{} energy source", kind_name(kind)), source(a), source(b));
+    if kind == DeviceKind::Cpu {
+        let estimated = [a, b]
+            .iter()
+            .any(|r| r.meter.as_ref().and_then(|m| m.source_of(kind)).is_some_and(|s| !s.is_measurement()));
+        if estimated {
+            w.push(
+                "CPU energy is an estimate (no RAPL here), not a measurement: the comparison is of the estimate".into(),
+            );
+        }
+    }
+    w
+}
+
+fn fmt_describe(d: &Describe) -> String {
+    match d.ci95 {
+        Some([lo, hi]) => format!("{:.5} [{lo:.5}, {hi:.5}] n={}", d.mean, d.n),
+        None => format!("{:.5} n={}", d.mean, d.n),
+    }
+}
+
+/// The terminal table.
+pub fn table(r: &CompareReport) -> String {
+    let mut out = String::new();
+    let kind = if r.kind == "gpu" { "GPU" } else { "CPU" };
+    for c in &r.comparisons {
+        let _ = writeln!(
+            out,
+            "A: {}\nB: {}\n{kind} energy, Wh: mean [95 % CI] per run; B − A with Welch's 95 % CI",
+            c.baseline, c.other
+        );
+        let rows: Vec<[String; 5]> = c
+            .phases
+            .iter()
+            .map(|p| {
+                [
+                    p.phase.clone(),
+                    fmt_describe(&p.baseline),
+                    fmt_describe(&p.other),
+                    format!("{:+.5} [{:+.5}, {:+.5}]", p.difference.diff, p.difference.ci95[0], p.difference.ci95[1]),
+                    p.verdict.clone(),
+                ]
+            })
+            .collect();
+        let header = ["phase".to_string(), "A".into(), "B".into(), "B − A".into(), "verdict".into()];
+        let widths: Vec<usize> = (0..5)
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
+            .collect();
+        for row in std::iter::once(&header).chain(rows.iter()) {
+            let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+        }
+        for p in &c.phases {
+            if let Some(t) = &p.tolerance_verdict {
+                let _ = writeln!(out, "{}: {t}", p.phase);
+            }
+            if !p.flagged.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "{}: flagged iterations kept (as upstream's mean keeps them): {}",
+                    p.phase,
+                    p.flagged.join(", ")
+                );
+            }
+        }
+        if !c.not_compared.is_empty() {
+            let _ = writeln!(
+                out,
+                "not compared (repeated in one run only, or no {kind} figure): {}",
+                c.not_compared.join(", ")
+            );
+        }
+        for w in &c.warnings {
+            let _ = writeln!(out, "warning: {w}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A page with the table and each phase's measures side by side.
+fn html(r: &CompareReport, runs: &[Run]) -> String {
+    let esc = svg::esc;
+    let kind = if r.kind == "gpu" { DeviceKind::Gpu } else { DeviceKind::Cpu };
+    let mut body = String::new();
+    let _ = write!(body, "<pre>{}</pre>", esc(&table(r)));
+    let mut phases: Vec<String> = Vec::new();
+    for c in &r.comparisons {
+        for p in &c.phases {
+            if !phases.contains(&p.phase) {
+                phases.push(p.phase.clone());
+            }
+        }
+    }
+    for (i, phase) in phases.iter().enumerate() {
+        let groups: Vec<svg::DotGroup> = runs
+            .iter()
+            .enumerate()
+            .filter_map(|(n, run)| {
+                let p = run.repeated().into_iter().find(|p| &p.phase == phase)?;
+                let k = p.kind(kind)?;
+                let (values, flagged) = k
+                    .measures_wh
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, v)| v.map(|v| (v, k.excluded.contains(&j))))
+                    .unzip();
+                Some(svg::DotGroup {
+                    label: format!(
+                        "{} {}",
+                        (b'A' + n as u8) as char,
+                        run.dir.file_name().and_then(|f| f.to_str()).unwrap_or("")
+                    ),
+                    values,
+                    flagged,
+                    mean: k.all.map(|a| a.mean),
+                    ci95: k.all.and_then(|a| a.ci95),
+                })
+            })
+            .collect();
+        body.push_str(&svg::dot_plot(
+            &format!("fig-{i}"),
+            &format!("{phase}: {} energy per iteration", kind_name(kind)),
+            "Wh",
+            &groups,
+        ));
+    }
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>energy-star compare</title><style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}pre{{overflow-x:auto}}</style></head><body><h1>energy-star compare</h1>{body}<p>Dots: each iteration (hollow: flagged). Bar: the mean. Whisker: its 95 % Student's t interval. Differences use Welch's interval.</p></body></html>\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerances_parse_as_percentages() {
+        assert_eq!(parse_tolerance("5%").unwrap(), 5.0);
+        assert_eq!(parse_tolerance(" 2.5 % ").unwrap(), 2.5);
+        for bad in ["", "five", "0", "-3%", "150%", "NaN"] {
+            assert!(parse_tolerance(bad).unwrap_err().to_string().contains("is not a percentage"), "{bad}");
+        }
+    }
+}

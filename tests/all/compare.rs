@@ -1,0 +1,134 @@
+//! `energy-star compare`: repeated measures of real offline runs, with intervals, and the verdict
+//! on a copy whose meter readings were scaled by a known factor; bad input refused clearly.
+
+use std::path::Path;
+
+use energy_star_tests::{energy_star, read_json};
+
+/// An offline optimum run with `iterations` repeats into `dir`.
+fn run_into(cwd: &Path, dir: &str, iterations: u32) {
+    let iterations = format!("scenario.iterations={iterations}");
+    energy_star(
+        cwd,
+        &[
+            "--config-name",
+            "text_generation_offline",
+            "scenario.num_samples=4",
+            "scenario.generate_kwargs.max_new_tokens=3",
+            "scenario.generate_kwargs.min_new_tokens=3",
+            "scenario.input_shapes.batch_size=4",
+            "scenario.warmup_runs=1",
+            &iterations,
+            "--results-dir",
+            dir,
+        ],
+        &[("BENCHMARK_BACKEND", "optimum")],
+    )
+    .success();
+}
+
+/// A copy of a results folder whose every energy reading is `factor` times the original's,
+/// summarized again: a run that used exactly `factor` times the energy.
+fn scaled_copy(from: &Path, to: &Path, factor: f64) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read") {
+        let p = e.expect("entry").path();
+        if p.is_file() {
+            std::fs::copy(&p, to.join(p.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let mut meter = read_json(&to.join("energy_meter.json"));
+    for w in meter["windows"].as_array_mut().expect("windows") {
+        for d in w["devices"].as_array_mut().expect("devices") {
+            for k in ["energy_j", "energy_wh"] {
+                if let Some(v) = d[k].as_f64() {
+                    d[k] = serde_json::json!(v * factor);
+                }
+            }
+        }
+    }
+    std::fs::write(to.join("energy_meter.json"), serde_json::to_string_pretty(&meter).expect("json")).expect("write");
+    energy_star(to, &["summarize", "."], &[]).success();
+}
+
+#[test]
+fn repeated_measures_have_intervals_and_a_scaled_copy_differs_by_its_factor() {
+    let cwd = tempfile::tempdir().expect("tmp");
+    run_into(cwd.path(), "a", 4);
+    let a = cwd.path().join("a");
+    // The summary holds each repeated phase's measures and statistics, and the total's.
+    let summary = read_json(&a.join("GPU_ENERGY_SUMMARY.json"));
+    let repeats = &summary["repeats"];
+    for phase in ["prefill", "decode"] {
+        let p = repeats["phases"].as_array().expect("phases").iter().find(|p| p["phase"] == phase).expect(phase);
+        let cpu = p["kinds"].as_array().expect("kinds").iter().find(|k| k["kind"] == "cpu").expect("cpu");
+        assert_eq!(cpu["measures_wh"].as_array().expect("measures").len(), 4, "{p}");
+        let all = &cpu["all"];
+        assert_eq!(all["n"], 4);
+        let (lo, mean, hi) =
+            (all["ci95"][0].as_f64().unwrap(), all["mean"].as_f64().unwrap(), all["ci95"][1].as_f64().unwrap());
+        assert!(lo <= mean && mean <= hi, "{all}");
+    }
+    assert_eq!(repeats["total"]["iterations"], 4, "{repeats}");
+
+    // The same run against itself: no difference; whether that is within ±5 % is for the
+    // interval to say, which four noisy iterations may leave undecided.
+    let same = energy_star(cwd.path(), &["compare", "a", "a", "--tolerance", "5%"], &[]).success();
+    let out = same.stdout();
+    assert!(out.contains("no difference beyond noise") && out.contains("total: ") && out.contains(" ±5 %"), "{out}");
+    assert!(!out.contains("outside ±5 %"), "a run cannot differ from itself: {out}");
+    assert!(out.contains("CPU energy is an estimate"), "the CPU figure here is an estimate, and it says so: {out}");
+
+    // A copy with every reading ×1.5 uses 50 % more: the verdict says so, the interval holds 50.
+    scaled_copy(&a, &cwd.path().join("b"), 1.5);
+    let diff = energy_star(cwd.path(), &["compare", "a", "b", "--json", "--tolerance", "5", "--html", "cmp.html"], &[])
+        .success();
+    let report: serde_json::Value = serde_json::from_str(&diff.stdout()).expect("json");
+    assert_eq!(report["kind"], "cpu");
+    let phases = report["comparisons"][0]["phases"].as_array().expect("phases");
+    let total = phases.iter().find(|p| p["phase"] == "total").expect("total");
+    let pct = total["percent"].as_f64().expect("percent");
+    assert!((pct - 50.0).abs() < 1e-6, "{total}");
+    let [lo, hi] = [total["percent_ci95"][0].as_f64().unwrap(), total["percent_ci95"][1].as_f64().unwrap()];
+    assert!(lo <= 50.0 && 50.0 <= hi, "{total}");
+    assert!(total["verdict"].as_str().unwrap().starts_with("B uses 50.0 % more CPU energy than A"), "{total}");
+    assert!(total["tolerance_verdict"].as_str().unwrap().starts_with("outside ±5 %") || lo < 5.0, "{total}");
+    let page = std::fs::read_to_string(cwd.path().join("cmp.html")).expect("html");
+    assert!(page.contains("<svg") && page.matches(r#"class="measure""#).count() >= 8, "dots for both runs");
+
+    // The report page draws the repeated measures too.
+    energy_star(cwd.path(), &["report", "a"], &[]).success();
+    let html = std::fs::read_to_string(a.join("report.html")).expect("report");
+    assert!(html.contains("Repeated measures (CPU)"), "{}", &html[..html.len().min(400)]);
+    assert!(a.join("figures/repeated_measures.svg").exists());
+}
+
+#[test]
+fn compare_refuses_what_has_no_interval_or_is_not_a_run() {
+    let cwd = tempfile::tempdir().expect("tmp");
+    run_into(cwd.path(), "once", 1);
+    std::fs::create_dir_all(cwd.path().join("empty")).expect("mkdir");
+    // One run: nothing to compare it with (clap's error, exit 2).
+    let one = energy_star(cwd.path(), &["compare", "once"], &[]);
+    assert_eq!(one.code(), Some(2), "{}", one.explain());
+    energy_star(cwd.path(), &["compare", "once", "empty"], &[])
+        .fails_with(1, &["empty has no GPU_ENERGY_SUMMARY.json", "energy-star summarize"]);
+    energy_star(cwd.path(), &["compare", "once", "once"], &[])
+        .fails_with(1, &["once has no repeated measures", "no interval is defined", "scenario.iterations=N"]);
+    energy_star(cwd.path(), &["compare", "once", "missing"], &[]).fails_with(1, &["missing is not a folder"]);
+    run_into(cwd.path(), "twice", 2);
+    energy_star(cwd.path(), &["compare", "twice", "twice", "--tolerance", "lots"], &[])
+        .fails_with(1, &["--tolerance \"lots\" is not a percentage"]);
+}
+
+#[test]
+fn a_backend_that_measures_once_refuses_iterations() {
+    let cwd = tempfile::tempdir().expect("tmp");
+    let out = energy_star(
+        cwd.path(),
+        &["--config-name", "text_generation_offline", "scenario.num_samples=4", "++scenario.iterations=3"],
+        &[("BENCHMARK_BACKEND", "pytorch")],
+    );
+    out.fails_with(1, &["scenario.iterations = 3: the pytorch backend measures its workload once"]);
+    assert!(!cwd.path().join("results").exists());
+}
