@@ -48,4 +48,33 @@ fn main() {
     }
     code.push_str("];\n");
     std::fs::write(out_dir.join("builtin_plugins.rs"), code).expect("write builtin_plugins.rs");
+    println!("cargo:rustc-env=ENERGY_STAR_COMMIT={}", build_commit(&root));
+}
+
+/// The commit the binary is built from, for bundles' manifests: `ENERGY_STAR_COMMIT` when the
+/// build sets it (an image built without `.git`), else git's HEAD at build time, else "unknown".
+/// Uncommitted changes are not detected (watching the index would rebuild on every `git add`).
+fn build_commit(root: &std::path::Path) -> String {
+    println!("cargo:rerun-if-env-changed=ENERGY_STAR_COMMIT");
+    if let Some(c) = std::env::var("ENERGY_STAR_COMMIT").ok().filter(|c| !c.trim().is_empty()) {
+        return c.trim().to_string();
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    // A new commit or checkout moves these files; the build then reads HEAD again.
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        let dir = root.join(dir);
+        println!("cargo:rerun-if-changed={}", dir.join("HEAD").display());
+        if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            println!("cargo:rerun-if-changed={}", dir.join(r).display());
+        }
+    }
+    git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into())
 }

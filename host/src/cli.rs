@@ -43,8 +43,20 @@ pub fn with_implied_run(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
 }
 
 /// Subcommand names; anything else as the first argument means `run`.
-pub const SUBCOMMANDS: &[&str] =
-    &["run", "summarize", "plugins", "measure", "generate", "report", "compare", "rate", "batch", "fetch", "help"];
+pub const SUBCOMMANDS: &[&str] = &[
+    "run",
+    "summarize",
+    "plugins",
+    "measure",
+    "generate",
+    "report",
+    "compare",
+    "bundle",
+    "rate",
+    "batch",
+    "fetch",
+    "help",
+];
 
 /// Global options that take a value, and global flags: they may come before the subcommand.
 pub const GLOBAL_OPTIONS_WITH_VALUE: &[&str] = &["--plugin-dir", "--plugin-memory-mib", "--plugin-time-limit-s"];
@@ -90,6 +102,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Do runs differ beyond noise? Means, 95 % intervals and Welch's difference per phase.
     Compare(CompareArgs),
+    /// Zip a run's files with a manifest of their SHA-256 hashes, or check one (--verify).
+    Bundle(BundleArgs),
     /// AI Energy Score's 1-5 stars from a results table (CSV).
     Rate(RateArgs),
     /// Run a model list into one master_results.csv, or emit it as Kubernetes Jobs or a Slurm array.
@@ -127,6 +141,19 @@ pub struct FetchArgs {
 pub struct ReportArgs {
     /// Results folder (default: RESULTS_DIR, else ./results).
     pub target: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// Results folder (default: RESULTS_DIR, else ./results).
+    #[arg(conflicts_with = "verify")]
+    pub target: Option<PathBuf>,
+    /// The zip to write (default: energy-star-bundle.zip); never replaces a file.
+    #[arg(short, long, value_name = "FILE.zip", conflicts_with = "verify")]
+    pub output: Option<PathBuf>,
+    /// Check a bundle: every file against the manifest's SHA-256; exit 1 when any changed.
+    #[arg(long, value_name = "FILE.zip")]
+    pub verify: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

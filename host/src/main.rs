@@ -27,6 +27,7 @@ macro_rules! outln {
 }
 
 mod batch;
+mod bundle;
 mod cli;
 mod compare;
 mod fetch;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::command(&args),
         Command::Report(args) => report::command(&args),
         Command::Compare(args) => compare::command(&args),
+        Command::Bundle(args) => bundle::command(&args),
         Command::Rate(args) => rate::command(&args),
         Command::Batch(args) => batch::command(&args),
         Command::Fetch(args) => fetch::command(&args),

@@ -75,6 +75,7 @@ fn print_plugins(set: &PluginSet, json: bool) -> std::io::Result<()> {
                 "formats": m.formats,
                 "required_settings": m.required_settings.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
                 "description": m.description,
+                "sha256": m.sha256,
             });
             outln!("{line}")?;
         }

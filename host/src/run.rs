@@ -516,6 +516,7 @@ pub fn run(
     let record = RunRecord {
         backend: backend.meta.label(),
         api_version: backend.meta.api_version.clone(),
+        backend_sha256: Some(backend.meta.sha256.clone()),
         plan,
         facts: result.as_ref().ok().map(|o| o.facts.clone()),
         request_latencies_ms: std::mem::take(&mut services.request_latencies_ms),

@@ -179,6 +179,7 @@ pub struct Summarized {
 pub struct Extras {
     pub emissions: Option<EmissionsRecord>,
     pub repeats: Option<RepeatsRecord>,
+    pub summarizer_sha256: Option<String>,
 }
 
 /// The summarizer of a declared format (the one the backend said it writes).
@@ -274,7 +275,11 @@ pub fn summarize(rt: &PluginRuntime, plugins: &PluginSet, target: &Path) -> Resu
         &plugin.meta.label(),
         &report,
         incomplete.as_deref(),
-        Extras { emissions: emissions.clone(), repeats: repeats.clone() },
+        Extras {
+            emissions: emissions.clone(),
+            repeats: repeats.clone(),
+            summarizer_sha256: Some(plugin.meta.sha256.clone()),
+        },
     );
     // A run without a GPU has no GPU figure, and an incomplete run's is not the benchmark's:
     // "n/a" makes a reader that expects a number fail loudly instead of averaging it in.
@@ -360,6 +365,7 @@ pub fn render(
                 .into(),
         report: report.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         summarizer: summarizer.to_string(),
+        summarizer_sha256: extras.summarizer_sha256,
         emissions: extras.emissions,
         repeats: extras.repeats,
     };

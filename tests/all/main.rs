@@ -2,6 +2,7 @@
 //! `energy-star` binary in a temporary folder, or the library where a test needs one process
 //! to survive a plugin's failure.
 
+mod bundle; // zip + manifest of hashes, verify, one byte changed
 mod carbon; // emissions: the factor's sources in order, the table, PUE, bad settings
 mod cli; // closed pipes, options anywhere, bounds and wording of errors
 mod compare; // repeated measures, intervals, Welch differences, bad input

@@ -29,7 +29,7 @@ pub use error::PluginError;
 pub use host::{Grant, HostServices, interrupt, interrupted};
 pub use plugin::{
     BackendOutcome, LeaderboardPhase, LoadFailure, PhaseEnergy, Plugin, PluginMeta, PrepareError, RequiredSetting,
-    RunOutput, RunRequest, Summary, load_plugin,
+    RunOutput, RunRequest, Summary, load_plugin, sha256_hex,
 };
 pub use runtime::{CompileSource, PluginRuntime, RuntimeOptions, SandboxLimits};
 

@@ -26,6 +26,8 @@ pub struct PluginMeta {
     pub formats: Vec<String>,
     /// Backends: settings required from the environment.
     pub required_settings: Vec<RequiredSetting>,
+    /// SHA-256 of the plugin file (hex): which plugin ran, for records and bundles.
+    pub sha256: String,
 }
 
 impl PluginMeta {
@@ -306,8 +308,15 @@ pub fn load_plugin(rt: &PluginRuntime, bytes: &[u8], origin: Origin) -> Result<P
     let (kind, api_version) = rt.inspect(&component, &origin_text).map_err(unknown)?;
     let known = |error| LoadFailure { kind: Some(kind), error };
     let calls = rt.prepare(&component, kind, &api_version, &origin_text).map_err(known)?;
-    let meta = read_meta(rt, &calls, kind, api_version, origin).map_err(known)?;
+    let mut meta = read_meta(rt, &calls, kind, api_version, origin).map_err(known)?;
+    meta.sha256 = sha256_hex(bytes);
     Ok(Plugin { meta, compiled_from, calls })
+}
+
+/// SHA-256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads a plugin's metadata by calling its `info` export, and checks it.
@@ -339,6 +348,7 @@ fn read_meta(
                 replaces: Vec::new(),
                 formats,
                 required_settings: Vec::new(),
+                sha256: String::new(),
             }
         }
         Info::Backend { name, version, description, report_format, required_settings } => {
@@ -360,6 +370,7 @@ fn read_meta(
                 replaces: Vec::new(),
                 formats: vec![report_format],
                 required_settings,
+                sha256: String::new(),
             }
         }
     };

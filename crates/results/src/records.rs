@@ -335,6 +335,9 @@ pub struct RunRecord {
     pub backend: String,
     /// The plugin API version the backend was built for.
     pub api_version: String,
+    /// SHA-256 of the backend's plugin file (none in records before energy-star 0.2.1's).
+    #[serde(default)]
+    pub backend_sha256: Option<String>,
     pub plan: RunPlan,
     /// None when the backend failed before it could report.
     pub facts: Option<RunFacts>,
@@ -431,6 +434,9 @@ pub struct SummaryDetails {
     pub source: String,
     pub report: String,
     pub summarizer: String,
+    /// SHA-256 of the summarizer's plugin file.
+    #[serde(default)]
+    pub summarizer_sha256: Option<String>,
     /// Emissions of the summarized energy, when the run's record has carbon settings.
     #[serde(default)]
     pub emissions: Option<EmissionsRecord>,
