@@ -52,6 +52,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "report",
     "compare",
     "bundle",
+    "label",
     "rate",
     "batch",
     "fetch",
@@ -104,6 +105,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Zip a run's files with a manifest of their SHA-256 hashes, or check one (--verify).
     Bundle(BundleArgs),
+    /// Draw AI Energy Score's label (label.svg, label.png) for a run or a table row.
+    Label(LabelArgs),
     /// AI Energy Score's 1-5 stars from a results table (CSV).
     Rate(RateArgs),
     /// Run a model list into one master_results.csv, or emit it as Kubernetes Jobs or a Slurm array.
@@ -141,6 +144,24 @@ pub struct FetchArgs {
 pub struct ReportArgs {
     /// Results folder (default: RESULTS_DIR, else ./results).
     pub target: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// A results folder, or a table such as master_results.csv (default: RESULTS_DIR, else ./results).
+    pub target: Option<PathBuf>,
+    /// The model: the table's row, or the name shown for a results folder.
+    #[arg(long, value_name = "NAME")]
+    pub model_name: Option<String>,
+    /// For a results folder: the table whose rows of the same task (and class) rate it.
+    #[arg(long, value_name = "CSV")]
+    pub cohort: Option<PathBuf>,
+    /// For a results folder: its class (A, B, C), which also narrows the cohort.
+    #[arg(long, value_name = "CLASS")]
+    pub class: Option<String>,
+    /// Folder for label.svg and label.png (default: the results folder, or . for a table).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,7 @@ mod cli;
 mod compare;
 mod fetch;
 mod generate;
+mod label;
 mod measure;
 mod plugins;
 mod rate;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::command(&args),
         Command::Compare(args) => compare::command(&args),
         Command::Bundle(args) => bundle::command(&args),
+        Command::Label(args) => label::command(&args),
         Command::Rate(args) => rate::command(&args),
         Command::Batch(args) => batch::command(&args),
         Command::Fetch(args) => fetch::command(&args),

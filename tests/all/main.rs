@@ -11,6 +11,7 @@ mod configs; // configs compose, overrides and YAML errors through `run`
 mod container; // the Dockerfile's entrypoint and environment, the seed's commands against the binary
 mod fetch; // `energy-star fetch` and runs on an empty cache, against the mock Hub
 mod generate; // `energy-star generate`: the fixture token for token, sampling, bad input
+mod label; // AI Energy Score's label as SVG and PNG, stars from a cohort
 mod measure; // `energy-star measure`: replayed GPU, exit codes, idle, Ctrl-C
 mod plugins; // discovery, drop-ins, replacement, versions, bad files, compile cache
 mod real_server; // the vllm backend against llama-cpp-python's server (ignored unless .ci/run installs it)
