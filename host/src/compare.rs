@@ -307,6 +307,12 @@ fn comparability(a: &Run, b: &Run, kind: DeviceKind) -> Vec<String> {
     differs("GPU model", devices(a, DeviceKind::Gpu), devices(b, DeviceKind::Gpu));
     let source = |r: &Run| r.meter.as_ref().and_then(|m| m.source_of(kind)).map(|s| s.as_str().to_string());
     differs(&format!("{} energy source", kind_name(kind)), source(a), source(b));
+    if let (Some(x), Some(y)) = (effective_config(a), effective_config(b)) {
+        let keys = config_differences(&x, &y);
+        if !keys.is_empty() {
+            w.push(format!("the configs differ (is that the comparison you meant?): {}", keys.join("; ")));
+        }
+    }
     if kind == DeviceKind::Cpu {
         let estimated = [a, b]
             .iter()
@@ -318,6 +324,45 @@ fn comparability(a: &Run, b: &Run, kind: DeviceKind) -> Vec<String> {
         }
     }
     w
+}
+
+/// The run's `effective_config.yaml` (the host's copy of what ran), flattened to dotted keys.
+fn effective_config(r: &Run) -> Option<std::collections::BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(r.dir.join("effective_config.yaml")).ok()?;
+    let tree: serde_json::Value = serde_norway::from_str(&text).ok()?;
+    fn flatten(prefix: &str, v: &serde_json::Value, out: &mut std::collections::BTreeMap<String, String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    flatten(&key, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    flatten("", &tree, &mut out);
+    // Where results went is not what ran.
+    out.retain(|k, _| !k.starts_with("hydra."));
+    Some(out)
+}
+
+/// `key (a vs b)` for every key whose value differs or exists in one config only.
+fn config_differences(
+    a: &std::collections::BTreeMap<String, String>,
+    b: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "unset".into());
+            format!("{k} ({} vs {})", show(a.get(k)), show(b.get(k)))
+        })
+        .collect()
 }
 
 fn fmt_describe(d: &Describe) -> String {
@@ -441,6 +486,25 @@ fn html(r: &CompareReport, runs: &[Run]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn differing_config_keys_are_named_with_both_values() {
+        let a: std::collections::BTreeMap<String, String> =
+            [("scenario.input_shapes.batch_size", "8"), ("backend.model", "\"m\"")]
+                .map(|(k, v)| (k.into(), v.into()))
+                .into();
+        let mut b = a.clone();
+        b.insert("scenario.input_shapes.batch_size".into(), "1".into());
+        b.insert("scenario.iterations".into(), "5".into());
+        assert_eq!(
+            config_differences(&a, &b),
+            vec![
+                "scenario.input_shapes.batch_size (8 vs 1)".to_string(),
+                "scenario.iterations (unset vs 5)".to_string()
+            ]
+        );
+        assert!(config_differences(&a, &a).is_empty());
+    }
 
     #[test]
     fn tolerances_parse_as_percentages() {
