@@ -245,7 +245,8 @@ pub fn run_args(row: &ModelRow, opts: &BatchOptions, results_dir: &str) -> Vec<S
 }
 
 /// `master_results.csv`'s columns: AI Energy Score's aggregator's, then where the energy
-/// came from and whether the run was complete.
+/// came from, whether the run was complete, its folder, and where `co2_emissions_g`'s grid
+/// factor came from (added after energy-star 0.2.0's tables, which are still read).
 pub const COLUMNS: &[&str] = &[
     "model_name",
     "model_class",
@@ -271,7 +272,11 @@ pub const COLUMNS: &[&str] = &[
     "gpu_energy_source",
     "complete",
     "results_dir",
+    "carbon_intensity_source",
 ];
+
+/// The columns of tables written before `carbon_intensity_source`.
+const COLUMNS_BEFORE_CARBON: usize = 24;
 
 fn cell(v: Option<f64>) -> String {
     v.filter(|x| x.is_finite()).map(|x| format!("{x}")).unwrap_or_default()
@@ -312,8 +317,9 @@ pub fn collect_row(row: &ModelRow, dir: &Path, error: Option<String>) -> Vec<Str
     let per_prompt_wh = gpu_wh.zip(successful.filter(|n| *n > 0.0)).map(|(w, n)| w / n);
     // As upstream's column: the report's `emissions_g_co2eq`, CodeCarbon's figure over GPU, CPU
     // and RAM at the device; empty when the grid intensity is unknown.
-    let co2_g =
-        summary.as_ref().and_then(|s| s.details().ok()).and_then(|d| d.emissions).and_then(|e| e.all_devices_g_co2eq);
+    let emissions = summary.as_ref().and_then(|s| s.details().ok()).and_then(|d| d.emissions);
+    let co2_g = emissions.as_ref().and_then(|e| e.all_devices_g_co2eq);
+    let carbon_source = emissions.as_ref().map(carbon_source).unwrap_or_default();
     vec![
         row.model.clone(),
         row.class.clone(),
@@ -339,7 +345,19 @@ pub fn collect_row(row: &ModelRow, dir: &Path, error: Option<String>) -> Vec<Str
         meter.as_ref().and_then(|m| m.source_of(DeviceKind::Gpu)).map(|s| s.as_str().to_string()).unwrap_or_default(),
         complete.map(|c| c.to_string()).unwrap_or_default(),
         dir.display().to_string(),
+        carbon_source,
     ]
+}
+
+/// `co2_emissions_g`'s grid factor and where it came from, or why there is none.
+fn carbon_source(e: &energy_star_results::records::EmissionsRecord) -> String {
+    match &e.intensity {
+        Some(i) => {
+            let place = i.location.as_ref().map(|l| format!(" {l}")).unwrap_or_default();
+            format!("{:.2} g/kWh{place} ({}; {})", i.g_co2eq_per_kwh, i.note, i.source)
+        }
+        None => format!("none: {}", e.unknown_reason.as_deref().unwrap_or("no grid carbon intensity")),
+    }
 }
 
 /// Reads an existing `master_results.csv` (for resuming).
@@ -351,14 +369,24 @@ pub fn read_master(path: &Path) -> Result<Vec<Vec<String>>, String> {
     };
     let mut rdr = csv::Reader::from_reader(text.as_bytes());
     let headers = rdr.headers().map_err(|e| format!("{}: {e}", path.display()))?.clone();
-    if headers.iter().collect::<Vec<_>>() != COLUMNS {
+    let found: Vec<&str> = headers.iter().collect();
+    let older = found.as_slice() == &COLUMNS[..COLUMNS_BEFORE_CARBON];
+    if found != COLUMNS && !older {
         return Err(format!(
             "{} has other columns than a batch writes; move it away or pick another --output-dir",
             path.display()
         ));
     }
     rdr.records()
-        .map(|r| r.map(|r| r.iter().map(str::to_string).collect()).map_err(|e| format!("{}: {e}", path.display())))
+        .map(|r| {
+            r.map(|r| {
+                let mut row: Vec<String> = r.iter().map(str::to_string).collect();
+                // An older table's rows get the new column, empty: its source is not recorded.
+                row.resize(COLUMNS.len(), String::new());
+                row
+            })
+            .map_err(|e| format!("{}: {e}", path.display()))
+        })
         .collect()
 }
 
@@ -689,6 +717,19 @@ mod tests {
         upsert(&mut rows, failed);
         assert_eq!(rows.len(), 1);
         assert!(!is_done(&rows[0]));
+    }
+
+    #[test]
+    fn tables_written_before_the_carbon_column_are_still_resumed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("master_results.csv");
+        let old_header = COLUMNS[..COLUMNS_BEFORE_CARBON].join(",");
+        let old_row = vec!["x"; COLUMNS_BEFORE_CARBON].join(",");
+        std::fs::write(&path, format!("{old_header}\n{old_row}\n")).expect("write");
+        let rows = read_master(&path).expect("an older table reads");
+        assert_eq!((rows.len(), rows[0].len(), rows[0][COLUMNS.len() - 1].as_str()), (1, COLUMNS.len(), ""));
+        std::fs::write(&path, "model_name,other\n").expect("write");
+        assert!(read_master(&path).unwrap_err().contains("other columns"));
     }
 
     #[test]
