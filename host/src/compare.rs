@@ -112,7 +112,7 @@ pub struct Comparison {
     pub baseline: String,
     pub other: String,
     pub phases: Vec<PhaseComparison>,
-    /// Phases repeated in one run only, or without figures of the kind.
+    /// Phases repeated in one run only, or without two known figures of the kind in each.
     pub not_compared: Vec<String>,
     /// Why the runs may not be comparable.
     pub warnings: Vec<String>,
@@ -184,9 +184,11 @@ pub fn compare(
         };
         for a in base.repeated() {
             let b = other.repeated().into_iter().find(|p| p.phase == a.phase);
+            // Both need two known measures or more for an interval.
             let pair = b
                 .and_then(|b| Some((a.kind(kind)?, b.kind(kind)?)))
-                .and_then(|(ka, kb)| Some((ka, kb, ka.all?, kb.all?)));
+                .and_then(|(ka, kb)| Some((ka, kb, ka.all?, kb.all?)))
+                .filter(|(_, _, da, db)| da.sd.is_some() && db.sd.is_some());
             match pair {
                 Some((ka, kb, da, db)) => {
                     c.phases.push(phase_comparison(&a.phase, ka, kb, da, db, tolerance, kind_name))
@@ -224,7 +226,7 @@ fn phase_comparison(
     tolerance: Option<f64>,
     kind_name: &str,
 ) -> PhaseComparison {
-    // Both have two measures or more (repeats hold only those), so Welch's interval exists.
+    // The caller passes only samples with a spread, so Welch's interval exists.
     let difference =
         welch(&b, &a).unwrap_or(Difference { diff: b.mean - a.mean, ci95: [f64::NAN; 2], df: 0.0, t: None });
     let rel = (a.mean != 0.0).then_some(a.mean.abs());

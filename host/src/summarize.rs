@@ -72,7 +72,9 @@ impl RunContext {
         Ok(Self {
             record: records::read_record(&dir.join(RUN_RECORD))?,
             status: records::read_record(&dir.join(RUN_STATUS))?,
-            meter: records::read_record(&dir.join(ENERGY_RECORD))?,
+            // Only the repeats' statistics come from it: an unreadable one leaves them out
+            // rather than the summary.
+            meter: records::read_record(&dir.join(ENERGY_RECORD)).ok().flatten(),
         })
     }
 

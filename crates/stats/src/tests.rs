@@ -74,7 +74,7 @@ fn welchs_interval_matches_scipys_ttest_ind() {
 
 #[test]
 fn ln_gamma_and_the_incomplete_beta_at_known_points() {
-    assert!(close(ln_gamma(1.0), 0.0_f64.max(1e-300), 1.0) && ln_gamma(1.0).abs() < 1e-14);
+    assert!(ln_gamma(1.0).abs() < 1e-14 && ln_gamma(2.0).abs() < 1e-14, "Γ(1) = Γ(2) = 1");
     assert!(close(ln_gamma(0.5), std::f64::consts::PI.sqrt().ln(), 1e-13));
     assert!(close(ln_gamma(10.0), (362_880.0f64).ln(), 1e-13));
     // I_x(1, 1) = x; I_x(a, b) = 1 − I_{1−x}(b, a).
