@@ -91,8 +91,16 @@ fn repeated_measures_have_intervals_and_a_scaled_copy_differs_by_its_factor() {
     assert!((pct - 50.0).abs() < 1e-6, "{total}");
     let [lo, hi] = [total["percent_ci95"][0].as_f64().unwrap(), total["percent_ci95"][1].as_f64().unwrap()];
     assert!(lo <= 50.0 && 50.0 <= hi, "{total}");
-    assert!(total["verdict"].as_str().unwrap().starts_with("B uses 50.0 % more CPU energy than A"), "{total}");
-    assert!(total["tolerance_verdict"].as_str().unwrap().starts_with("outside ±5 %") || lo < 5.0, "{total}");
+    // Whether 50 % is beyond noise depends on this machine's noise in the four iterations: the
+    // verdict must follow the interval either way.
+    let verdict = total["verdict"].as_str().unwrap();
+    if lo > 0.0 {
+        assert!(verdict.starts_with("B uses 50.0 % more CPU energy than A"), "{total}");
+    } else {
+        assert!(verdict.starts_with("no difference beyond noise"), "{total}");
+    }
+    let tolerance = total["tolerance_verdict"].as_str().unwrap();
+    assert_eq!(tolerance.starts_with("outside ±5 %"), lo > 5.0, "{total}");
     let page = std::fs::read_to_string(cwd.path().join("cmp.html")).expect("html");
     assert!(page.contains("<svg") && page.matches(r#"class="measure""#).count() >= 8, "dots for both runs");
 
