@@ -195,39 +195,9 @@ pub fn bar_chart(
     let groups = categories.len().max(1) as f64;
     let gw = (W - L - R) / groups;
     let bw = (gw * 0.8) / series.len().max(1) as f64;
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" id="{id}" class="figure" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{}">"#,
-        esc(title)
-    );
-    let _ = write!(s, r#"<title>{}</title><rect width="{W}" height="{H}" fill="white"/>"#, esc(title));
-    let _ = write!(
-        s,
-        r#"<text x="{}" y="22" font-size="15" font-family="sans-serif" text-anchor="middle">{}</text>"#,
-        W / 2.0,
-        esc(title)
-    );
-    for t in ticks(lo, hi, 5) {
-        let y = py(t);
-        let _ = write!(
-            s,
-            r##"<line x1="{L}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="11" font-family="sans-serif" text-anchor="end">{}</text>"##,
-            W - R,
-            L - 6.0,
-            y + 4.0,
-            fmt_tick(t)
-        );
-    }
+    let mut s = frame(id, title, y_label, lo, hi, py);
     let zero = py(0.0);
     let _ = write!(s, r##"<line x1="{L}" x2="{}" y1="{zero:.1}" y2="{zero:.1}" stroke="#333"/>"##, W - R);
-    let _ = write!(
-        s,
-        r#"<text x="16" y="{}" font-size="12" font-family="sans-serif" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#,
-        H / 2.0,
-        H / 2.0,
-        esc(y_label)
-    );
     for (g, cat) in categories.iter().enumerate() {
         let gx = L + g as f64 * gw + gw * 0.1;
         let _ = write!(
@@ -304,32 +274,9 @@ pub fn histogram(id: &str, title: &str, x_label: &str, values: &[f64], bins: usi
     bar_chart(id, title, &format!("requests (by {x_label})"), &categories, &series)
 }
 
-/// One group of a dot plot: its measures, which are flagged, and its mean and 95 % interval.
-pub struct DotGroup {
-    pub label: String,
-    pub values: Vec<f64>,
-    /// Parallel to `values`; a flagged measure is drawn hollow.
-    pub flagged: Vec<bool>,
-    pub mean: Option<f64>,
-    pub ci95: Option<[f64; 2]>,
-}
-
-/// Repeated measures side by side: each group's measures as dots (hollow when flagged), its
-/// mean as a bar and its 95 % interval as a whisker, so a reader sees the spread behind a mean.
-pub fn dot_plot(id: &str, title: &str, y_label: &str, groups: &[DotGroup]) -> String {
-    let all = groups.iter().flat_map(|g| g.values.iter().copied().chain(g.ci95.into_iter().flatten()));
-    let (lo, hi) =
-        all.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let (lo, hi) = match (lo.is_finite(), hi > lo) {
-        (true, true) => {
-            let pad = (hi - lo) * 0.1;
-            (lo - pad, hi + pad)
-        }
-        (true, false) => (lo - lo.abs().max(1e-9) * 0.1, lo + lo.abs().max(1e-9) * 0.1),
-        _ => (0.0, 1.0),
-    };
-    let py = |y: f64| T + (hi - y) / (hi - lo) * (H - T - B);
-    let gw = (W - L - R) / groups.len().max(1) as f64;
+/// A figure's opening: the `<svg>` element, its title and heading, the y grid with its ticks
+/// over [lo, hi] (placed by `py`), and the y label.
+fn frame(id: &str, title: &str, y_label: &str, lo: f64, hi: f64, py: impl Fn(f64) -> f64) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
@@ -361,6 +308,36 @@ pub fn dot_plot(id: &str, title: &str, y_label: &str, groups: &[DotGroup]) -> St
         H / 2.0,
         esc(y_label)
     );
+    s
+}
+
+/// One group of a dot plot: its measures, which are flagged, and its mean and 95 % interval.
+pub struct DotGroup {
+    pub label: String,
+    pub values: Vec<f64>,
+    /// Parallel to `values`; a flagged measure is drawn hollow.
+    pub flagged: Vec<bool>,
+    pub mean: Option<f64>,
+    pub ci95: Option<[f64; 2]>,
+}
+
+/// Repeated measures side by side: each group's measures as dots (hollow when flagged), its
+/// mean as a bar and its 95 % interval as a whisker, so a reader sees the spread behind a mean.
+pub fn dot_plot(id: &str, title: &str, y_label: &str, groups: &[DotGroup]) -> String {
+    let all = groups.iter().flat_map(|g| g.values.iter().copied().chain(g.ci95.into_iter().flatten()));
+    let (lo, hi) =
+        all.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = match (lo.is_finite(), hi > lo) {
+        (true, true) => {
+            let pad = (hi - lo) * 0.1;
+            (lo - pad, hi + pad)
+        }
+        (true, false) => (lo - lo.abs().max(1e-9) * 0.1, lo + lo.abs().max(1e-9) * 0.1),
+        _ => (0.0, 1.0),
+    };
+    let py = |y: f64| T + (hi - y) / (hi - lo) * (H - T - B);
+    let gw = (W - L - R) / groups.len().max(1) as f64;
+    let mut s = frame(id, title, y_label, lo, hi, py);
     for (g, group) in groups.iter().enumerate() {
         let cx = L + (g as f64 + 0.5) * gw;
         let colour = PALETTE[g % PALETTE.len()];
