@@ -60,6 +60,21 @@ def optimum(dir_: Path):
             raise KeyError(f"{section} keys {cls.__name__} does not know: {unknown}")
         cls(**{k: v for k, v in data.items() if k in fields and k not in ("name", "_target_", "version")})
 
+    def environment():
+        # The machine keys say what optimum-benchmark itself records on this machine (energy-star
+        # has no Python, so python_version stays null; its own keys are listed in docs/formats.md).
+        from optimum_benchmark.system_utils import get_system_info
+
+        upstream = get_system_info()
+        upstream.pop("python_version")
+        ours = cfg["environment"]
+        differ = {k: (ours.get(k, "<absent>"), v) for k, v in upstream.items() if ours.get(k, "<absent>") != v}
+        gpu_keys = {"gpu", "gpu_count", "gpu_vram_mb"}
+        extra = sorted(k for k in gpu_keys & set(ours) if k not in upstream)
+        if differ or extra:
+            raise ValueError(f"environment differs from get_system_info() (ours, upstream): {differ}; GPU keys upstream leaves out: {extra}")
+
+    check(f"{dir_.name}: environment = optimum_benchmark.system_utils.get_system_info() on this machine", environment)
     check(f"{dir_.name}: EnergyStarConfig(scenario)", lambda: typed(EnergyStarConfig, "scenario"))
     check(f"{dir_.name}: PyTorchConfig(backend)", lambda: typed(PyTorchConfig, "backend"))
     check(f"{dir_.name}: ProcessConfig(launcher)", lambda: typed(ProcessConfig, "launcher"))

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use energy_star_results::records::{
-    self, ENERGY_RECORD, EnergyRecord, RUN_RECORD, RUN_STATUS, RunRecord, RunStatus, SUMMARY, SourceRecord,
-    SummaryRecord,
+    self, ENERGY_RECORD, EnergyRecord, MachineDescription, RUN_RECORD, RUN_STATUS, RunRecord, RunStatus, SUMMARY,
+    SourceRecord, SummaryRecord,
 };
 use energy_star_results::{LEGACY_PREVIOUS_RUN, PREVIOUS_RUNS, write_atomic};
 use energy_star_types::DeviceKind;
@@ -65,11 +65,16 @@ pub struct PluginEntry {
 pub struct MachineEntry {
     /// GPU names as the meter saw them; empty for a run without GPUs.
     pub gpus: Vec<String>,
-    /// Not recorded by this version of energy-star's meter (the summary says so).
+    /// The NVIDIA driver's version; none without one (or for a run recorded before energy-star
+    /// 0.2.2 described the machine).
     pub gpu_driver: Option<String>,
     pub cpu: Option<String>,
     /// Each device's energy source (`gpu0: nvml-energy-counter`, `cpu: rapl`, ...).
     pub energy_sources: Vec<String>,
+    /// The machine as the run described it before it started: OS, CPU model and count, memory,
+    /// every GPU with its memory, driver and CUDA versions.
+    #[serde(default)]
+    pub description: Option<MachineDescription>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,14 +176,19 @@ fn describe_run(dir: &Path, files: Vec<FileEntry>) -> Result<Manifest, BundleErr
             .map(|m| m.devices.iter().filter(|d| d.kind == k).map(|d| d.name.clone()).collect())
             .unwrap_or_default()
     };
+    let description = record.as_ref().and_then(|r| r.machine.clone());
     let machine = MachineEntry {
         gpus: names(DeviceKind::Gpu),
-        gpu_driver: None,
-        cpu: names(DeviceKind::Cpu).into_iter().next(),
+        gpu_driver: description.as_ref().and_then(|m| m.gpu_driver_version.clone()),
+        cpu: description
+            .as_ref()
+            .and_then(|m| m.cpu_model.clone())
+            .or_else(|| names(DeviceKind::Cpu).into_iter().next()),
         energy_sources: meter
             .as_ref()
             .map(|m| m.devices.iter().map(|d| format!("{}: {}", d.device, d.source.as_str())).collect())
             .unwrap_or_default(),
+        description,
     };
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);

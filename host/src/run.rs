@@ -482,6 +482,8 @@ pub fn run(
     let status_path = dir.join(RUN_STATUS);
     records::write_record(&status_path, &status)?;
 
+    // Described once, before the meter opens: the record keeps it, backends read it (`machine`).
+    let machine = energy_star_machine::describe();
     let shared = open_meter(options, &plan.gpus);
     if let Ok(m) = shared.lock() {
         for n in m.notices() {
@@ -495,6 +497,7 @@ pub fn run(
     services.grant = Some(Grant::of_plan(&plan, backend.declares_its_plan()));
     services.env = std::sync::Arc::new(env);
     services.carbon = carbon.clone();
+    services.machine = machine.clone();
     let request = RunRequest { config_json, settings, plan: plan.clone() };
     let BackendOutcome { result, mut services } = match idle {
         Ok(()) => backend.run_backend(rt, services, &request),
@@ -522,6 +525,7 @@ pub fn run(
         request_latencies_ms: std::mem::take(&mut services.request_latencies_ms),
         sources,
         carbon: Some(carbon),
+        machine: Some(machine),
     };
     if let Err(e) = records::write_record(&dir.join(RUN_RECORD), &record) {
         problems.push(format!("run record: {e}"));

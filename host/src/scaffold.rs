@@ -1,6 +1,6 @@
 //! `energy-star plugins new NAME --kind backend|summarizer`: a plugin crate that builds at
 //! once. It carries its own copy of the guest SDK, of the shared names (`energy-star-types`)
-//! and of the WIT files (API 0.2.1), so it needs nothing of this repository: `cargo build
+//! and of the WIT files (the SDK's: API 0.2.2), so it needs nothing of this repository: `cargo build
 //! --release --target wasm32-wasip2` and drop the `.wasm` into a plugin folder.
 
 use std::path::{Path, PathBuf};
@@ -12,15 +12,16 @@ const SDK_FILES: &[(&str, &str)] = &[
     ("sdk/src/lib.rs", include_str!("../../plugins/sdk/src/lib.rs")),
     ("types/Cargo.toml", include_str!("../../crates/types/Cargo.toml")),
     ("types/src/lib.rs", include_str!("../../crates/types/src/lib.rs")),
-    ("sdk/wit/backend.wit", include_str!("../../wit/energy-star-plugin@0.2.1/backend.wit")),
-    ("sdk/wit/carbon.wit", include_str!("../../wit/energy-star-plugin@0.2.1/carbon.wit")),
-    ("sdk/wit/datasets.wit", include_str!("../../wit/energy-star-plugin@0.2.1/datasets.wit")),
-    ("sdk/wit/host.wit", include_str!("../../wit/energy-star-plugin@0.2.1/host.wit")),
-    ("sdk/wit/inference.wit", include_str!("../../wit/energy-star-plugin@0.2.1/inference.wit")),
-    ("sdk/wit/meter.wit", include_str!("../../wit/energy-star-plugin@0.2.1/meter.wit")),
-    ("sdk/wit/summarizer.wit", include_str!("../../wit/energy-star-plugin@0.2.1/summarizer.wit")),
-    ("sdk/wit/types.wit", include_str!("../../wit/energy-star-plugin@0.2.1/types.wit")),
-    ("sdk/wit/worlds.wit", include_str!("../../wit/energy-star-plugin@0.2.1/worlds.wit")),
+    ("sdk/wit/backend.wit", include_str!("../../plugins/sdk/wit/backend.wit")),
+    ("sdk/wit/carbon.wit", include_str!("../../plugins/sdk/wit/carbon.wit")),
+    ("sdk/wit/datasets.wit", include_str!("../../plugins/sdk/wit/datasets.wit")),
+    ("sdk/wit/host.wit", include_str!("../../plugins/sdk/wit/host.wit")),
+    ("sdk/wit/inference.wit", include_str!("../../plugins/sdk/wit/inference.wit")),
+    ("sdk/wit/machine.wit", include_str!("../../plugins/sdk/wit/machine.wit")),
+    ("sdk/wit/meter.wit", include_str!("../../plugins/sdk/wit/meter.wit")),
+    ("sdk/wit/summarizer.wit", include_str!("../../plugins/sdk/wit/summarizer.wit")),
+    ("sdk/wit/types.wit", include_str!("../../plugins/sdk/wit/types.wit")),
+    ("sdk/wit/worlds.wit", include_str!("../../plugins/sdk/wit/worlds.wit")),
 ];
 
 /// The SDK's manifest, with its dependency on the shared names pointed at the copy beside it.

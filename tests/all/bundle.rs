@@ -50,6 +50,15 @@ fn a_bundle_verifies_and_names_the_file_changed_after_it_was_made() {
     ] {
         assert!(paths.contains(&f), "{f} missing from {paths:?}");
     }
+    // The machine as the run described it: here no GPU, so no driver, and the reason why.
+    let machine = &m["machine"];
+    let recorded = read_json(&cwd.path().join("results/run_record.json"));
+    assert_eq!(machine["description"], recorded["machine"], "{machine}");
+    assert!(machine["description"]["cpu_count"].as_u64().is_some_and(|n| n > 0), "{machine}");
+    assert_eq!(machine["cpu"], recorded["machine"]["cpu_model"], "{machine}");
+    let no_gpu = machine["description"]["gpus"].as_array().is_some_and(Vec::is_empty);
+    assert_eq!(machine["gpu_driver"].is_null(), no_gpu, "{machine}");
+    assert_eq!(machine["description"]["gpu_absent_reason"].is_string(), no_gpu, "{machine}");
     let plugins = m["plugins"].as_array().expect("plugins");
     assert_eq!(plugins.len(), 2, "{m}");
     for p in plugins {

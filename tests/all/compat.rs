@@ -1,10 +1,10 @@
-//! Plugins of older APIs keep working on this host (0.2.1): every built-in plugin as built at
-//! 0.1.0 (`tests/fixtures/plugins-0.1.0`, built at efaa97b, the last commit of 0.1.0) and at
-//! 0.2.0 (`tests/fixtures/plugins-0.2.0`, built at 68c2446, the last commit of 0.2.0), dropped
-//! into a plugin folder, replaces today's built-in and gives the same figures; and a test
-//! guest built today from the frozen 0.1.0 WIT (`tests/guests/echo-backend`) runs. 0.2.0
-//! plugins load through 0.2.1's bindings (wasmtime's semver-compatible names): nothing adapts
-//! them.
+//! Plugins of older APIs keep working on this host (0.2.2): every built-in plugin as built at
+//! 0.1.0 (`tests/fixtures/plugins-0.1.0`, built at efaa97b, the last commit of 0.1.0), at 0.2.0
+//! (`tests/fixtures/plugins-0.2.0`, built at 68c2446) and at 0.2.1
+//! (`tests/fixtures/plugins-0.2.1`, built at 8cc9a68), dropped into a plugin folder, replaces
+//! today's built-in and gives the same figures; and a test guest built today from the frozen
+//! 0.1.0 WIT (`tests/guests/echo-backend`) runs. 0.2.0 and 0.2.1 plugins load through 0.2.2's
+//! bindings (wasmtime's semver-compatible names): nothing adapts them.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +23,44 @@ fn plugins_of(api: &str) -> tempfile::TempDir {
         }
     }
     dir
+}
+
+/// `plugins --json` lists every built-in plugin from `dirs`, of API `api`, replacing today's.
+fn assert_every_builtin_is_replaced(dirs: &str, api: &str) {
+    let cwd = tempfile::tempdir().expect("tmp");
+    let list = energy_star(cwd.path(), &["--strict-plugins", "--plugin-dir", dirs, "plugins", "--json"], &[]).success();
+    let list: Vec<serde_json::Value> = list.stdout().lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    for (kind, name) in [
+        ("backend", "optimum"),
+        ("backend", "pytorch"),
+        ("backend", "vllm"),
+        ("summarizer", "optimum"),
+        ("summarizer", "ai_energy_benchmarks"),
+    ] {
+        let p = list.iter().find(|p| p["kind"] == kind && p["name"] == name).expect("listed");
+        assert_eq!(p["api_version"], api, "{p}");
+        assert_eq!(p["replaces"], serde_json::json!(["built-in"]), "{p}");
+    }
+}
+
+/// Runs the offline default on `backend` with the plugins in `dirs`; returns the results folder's
+/// parent (kept alive by the caller).
+fn offline_run(dirs: &str, backend: &str, extra: &[&str]) -> tempfile::TempDir {
+    let cwd = tempfile::tempdir().expect("tmp");
+    let mut args = vec![
+        "--strict-plugins",
+        "--plugin-dir",
+        dirs,
+        "--config-name",
+        "text_generation_offline",
+        "scenario.num_samples=4",
+        "scenario.generate_kwargs.max_new_tokens=3",
+        "scenario.generate_kwargs.min_new_tokens=3",
+        "scenario.warmup_runs=1",
+    ];
+    args.extend(extra);
+    energy_star(cwd.path(), &args, &[("BENCHMARK_BACKEND", backend)]).success();
+    cwd
 }
 
 fn sample(rel: &str) -> PathBuf {
@@ -44,20 +82,7 @@ fn total_of(plugins: &Path, report: &Path) -> String {
 fn the_0_1_0_builtins_load_replace_todays_and_give_the_same_figures() {
     let old = v0_1_plugins();
     let dirs = old.path().to_str().expect("utf-8");
-    let cwd = tempfile::tempdir().expect("tmp");
-    let list = energy_star(cwd.path(), &["--strict-plugins", "--plugin-dir", dirs, "plugins", "--json"], &[]).success();
-    let list: Vec<serde_json::Value> = list.stdout().lines().map(|l| serde_json::from_str(l).expect("json")).collect();
-    for (kind, name) in [
-        ("backend", "optimum"),
-        ("backend", "pytorch"),
-        ("backend", "vllm"),
-        ("summarizer", "optimum"),
-        ("summarizer", "ai_energy_benchmarks"),
-    ] {
-        let p = list.iter().find(|p| p["kind"] == kind && p["name"] == name).expect("listed");
-        assert_eq!(p["api_version"], "0.1.0", "{p}");
-        assert_eq!(p["replaces"], serde_json::json!(["built-in"]), "{p}");
-    }
+    assert_every_builtin_is_replaced(dirs, "0.1.0");
     // The same totals as today's summarizers give (tests/all/summarize.rs).
     let empty = tempfile::tempdir().expect("tmp");
     for (report, total) in [
@@ -110,23 +135,10 @@ fn the_0_1_0_backends_run_the_offline_default() {
 }
 
 #[test]
-fn the_0_2_0_builtins_load_through_0_2_1s_bindings_and_give_the_same_figures() {
+fn the_0_2_0_builtins_load_through_0_2_2s_bindings_and_give_the_same_figures() {
     let old = plugins_of("0.2.0");
     let dirs = old.path().to_str().expect("utf-8");
-    let cwd = tempfile::tempdir().expect("tmp");
-    let list = energy_star(cwd.path(), &["--strict-plugins", "--plugin-dir", dirs, "plugins", "--json"], &[]).success();
-    let list: Vec<serde_json::Value> = list.stdout().lines().map(|l| serde_json::from_str(l).expect("json")).collect();
-    for (kind, name) in [
-        ("backend", "optimum"),
-        ("backend", "pytorch"),
-        ("backend", "vllm"),
-        ("summarizer", "optimum"),
-        ("summarizer", "ai_energy_benchmarks"),
-    ] {
-        let p = list.iter().find(|p| p["kind"] == kind && p["name"] == name).expect("listed");
-        assert_eq!(p["api_version"], "0.2.0", "{p}");
-        assert_eq!(p["replaces"], serde_json::json!(["built-in"]), "{p}");
-    }
+    assert_every_builtin_is_replaced(dirs, "0.2.0");
     for (report, total) in [
         ("optimum/aienergyscore-results_benchmark_report.json", "133.71\n"),
         ("ai_energy_benchmarks/SYNTHETIC_pytorch_benchmark_report.json", "55.12\n"),
@@ -140,24 +152,7 @@ fn the_0_2_0_backends_run_without_the_carbon_import_and_the_host_still_knows_the
     let old = plugins_of("0.2.0");
     let dirs = old.path().to_str().expect("utf-8");
     for backend in ["optimum", "pytorch"] {
-        let cwd = tempfile::tempdir().expect("tmp");
-        energy_star(
-            cwd.path(),
-            &[
-                "--strict-plugins",
-                "--plugin-dir",
-                dirs,
-                "--config-name",
-                "text_generation_offline",
-                "scenario.num_samples=4",
-                "scenario.generate_kwargs.max_new_tokens=3",
-                "scenario.generate_kwargs.min_new_tokens=3",
-                "scenario.warmup_runs=1",
-                "++metering.country_iso_code=FRA",
-            ],
-            &[("BENCHMARK_BACKEND", backend)],
-        )
-        .success();
+        let cwd = offline_run(dirs, backend, &["++metering.country_iso_code=FRA"]);
         let r = cwd.path().join("results");
         assert_eq!(read_json(&r.join("run_status.json"))["state"], "complete", "{backend}");
         let record = read_json(&r.join("run_record.json"));
@@ -173,4 +168,36 @@ fn the_0_2_0_backends_run_without_the_carbon_import_and_the_host_still_knows_the
         assert_eq!(summary["emissions"]["g_co2eq_per_kwh"], 56.039, "{backend}: {summary}");
         assert!(summary["emissions"]["all_devices_g_co2eq"].as_f64().is_some_and(|g| g > 0.0), "{summary}");
     }
+}
+
+#[test]
+fn the_0_2_1_builtins_load_through_0_2_2s_bindings_and_give_the_same_figures() {
+    let old = plugins_of("0.2.1");
+    let dirs = old.path().to_str().expect("utf-8");
+    assert_every_builtin_is_replaced(dirs, "0.2.1");
+    for (report, total) in [
+        ("optimum/benchlab-llama3_8B-benchmark_report.json", "194.68\n"),
+        ("ai_energy_benchmarks/SYNTHETIC_vllm_benchmark_report.json", "5.98\n"),
+    ] {
+        assert_eq!(total_of(old.path(), &sample(report)), total, "0.2.1 on {report}");
+    }
+}
+
+#[test]
+fn a_0_2_1_backend_runs_without_the_machine_import_and_the_record_still_describes_the_machine() {
+    let old = plugins_of("0.2.1");
+    let dirs = old.path().to_str().expect("utf-8");
+    let cwd = offline_run(dirs, "optimum", &["++metering.country_iso_code=FRA"]);
+    let r = cwd.path().join("results");
+    assert_eq!(read_json(&r.join("run_status.json"))["state"], "complete");
+    let record = read_json(&r.join("run_record.json"));
+    assert_eq!(record["api_version"], "0.2.1", "{record}");
+    // The host describes the machine whatever the backend's API...
+    assert!(record["machine"]["cpu_count"].as_u64().is_some_and(|n| n > 0), "{record}");
+    // ...a 0.2.1 backend cannot ask for it, so its environment keeps the machine keys null...
+    let config = read_json(&r.join("benchmark_config.json"));
+    assert!(config["environment"]["cpu_count"].is_null(), "{config}");
+    // ...and the carbon import of 0.2.1 still works.
+    let summary = read_json(&r.join("GPU_ENERGY_SUMMARY.json"));
+    assert_eq!(summary["emissions"]["g_co2eq_per_kwh"], 56.039, "{summary}");
 }

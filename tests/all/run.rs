@@ -156,9 +156,20 @@ fn the_offline_default_runs_the_optimum_scenario_end_to_end() {
     let config = read_json(&r.join("benchmark_config.json"));
     assert!(config["scenario"].get("iterations").is_none(), "EnergyStarConfig has no iterations");
     assert_eq!(additions["run"]["iterations"], 2);
-    for key in ["cpu", "cpu_count", "cpu_ram_mb", "system", "platform", "gpu", "gpu_count", "optimum_benchmark_version"]
-    {
-        assert!(config["environment"].get(key).is_some(), "environment.{key} missing");
+    // The machine keys as upstream writes them on this machine (the upstream suite checks them
+    // against optimum-benchmark's own get_system_info()), from the host's description.
+    let machine = &read_json(&r.join("run_record.json"))["machine"];
+    let env = &config["environment"];
+    assert!(env["cpu_count"].as_u64().is_some_and(|n| n > 0) && env["cpu_count"] == machine["cpu_count"], "{env}");
+    assert_eq!(env["cpu_ram_mb"].as_f64(), machine["ram_bytes"].as_f64().map(|b| b / 1e6), "{env}");
+    assert_eq!((&env["system"], &env["platform"]), (&machine["system"], &machine["platform"]), "{env}");
+    for key in ["cpu", "machine", "processor", "python_version", "optimum_benchmark_version", "energy_star_version"] {
+        assert!(env.get(key).is_some(), "environment.{key} missing: {env}");
+    }
+    // Upstream writes the GPU keys only on a machine with GPUs.
+    let has_gpus = machine["gpus"].as_array().is_some_and(|g| !g.is_empty());
+    for key in ["gpu", "gpu_count", "gpu_vram_mb"] {
+        assert_eq!(env.get(key).is_some(), has_gpus, "environment.{key}: {env}");
     }
     // No GPU in the run: 0.0, as upstream (CodeCarbon) writes without one; energy-star's own
     // summary says "no GPU", not 0. CPU and RAM are labelled estimates in energy-star's file.

@@ -8,7 +8,6 @@ use nvml_wrapper::Nvml;
 
 use super::Clock;
 use nvml_wrapper::enum_wrappers::device::{Clock as NvmlClock, TemperatureSensor};
-use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::struct_wrappers::device::FieldValueSample;
 use nvml_wrapper::structs::device::FieldId;
 
@@ -58,13 +57,7 @@ pub struct NvmlGpus {
 impl NvmlGpus {
     /// Opens NVML and the GPUs with these NVML indices (all GPUs when `indices` is None).
     pub fn open(indices: Option<&[u32]>) -> Result<Self, String> {
-        let nvml = Nvml::init().map_err(|e| match e {
-            NvmlError::LibloadingError(_) => {
-                "NVML could not be loaded (libnvidia-ml.so.1 not found): no NVIDIA driver on this machine".to_string()
-            }
-            NvmlError::DriverNotLoaded => "NVML is installed but the NVIDIA driver is not loaded".to_string(),
-            other => format!("NVML could not be initialised: {other}"),
-        })?;
+        let nvml = energy_star_machine::init_nvml()?;
         let count = nvml.device_count().map_err(|e| format!("NVML could not count GPUs: {e}"))?;
         if count == 0 {
             return Err("NVML found no GPU".into());

@@ -9,7 +9,9 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::error::StopReason;
-use crate::host::{CarbonView, ClockView, DatasetsView, HostServices, InferenceView, LogView, MeterView, ResultsView};
+use crate::host::{
+    CarbonView, ClockView, DatasetsView, HostServices, InferenceView, LogView, MachineView, MeterView, ResultsView,
+};
 use crate::wit::v0_1_0::LegacyHandles;
 
 /// How much of the guest's stdout/stderr is kept (for error messages); the rest is dropped.
@@ -116,6 +118,11 @@ impl PluginState {
         self.in_host_import = true;
         CarbonView { settings: &self.services.carbon }
     }
+
+    pub(crate) fn machine_view(&mut self) -> MachineView<'_> {
+        self.in_host_import = true;
+        MachineView { machine: &self.services.machine }
+    }
 }
 
 /// [`HasData`] markers: the view each interface's host functions get.
@@ -146,6 +153,10 @@ impl HasData for Results {
 pub(crate) struct Carbon;
 impl HasData for Carbon {
     type Data<'a> = CarbonView<'a>;
+}
+pub(crate) struct Machine;
+impl HasData for Machine {
+    type Data<'a> = MachineView<'a>;
 }
 
 impl WasiView for PluginState {

@@ -12,6 +12,7 @@
 use std::path::Path;
 
 pub use energy_star_carbon::{CarbonIntensity, CarbonSettings};
+pub use energy_star_machine::{GpuDescription, MachineDescription};
 use energy_star_types::{DeviceKind, EnergySource, TokenCountSource, ValidityFlag};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -351,6 +352,9 @@ pub struct RunRecord {
     /// energy-star before 0.2.1's carbon settings).
     #[serde(default)]
     pub carbon: Option<CarbonSettings>,
+    /// The machine, described before the run (none in records before energy-star 0.2.2's).
+    #[serde(default)]
+    pub machine: Option<MachineDescription>,
 }
 
 /// Where a model or dataset of the plan came from.

@@ -1,4 +1,4 @@
-//! The host side of the backend world's imports (API 0.2.1), one file per WIT interface.
+//! The host side of the backend world's imports (API 0.2.2), one file per WIT interface.
 //!
 //! A backend's run is given a [`HostServices`]: the run's capabilities (its meter, results
 //! folder, environment, and the grant of models, datasets and endpoints its plan declared).
@@ -14,6 +14,7 @@ pub mod clock;
 pub mod datasets;
 pub mod inference;
 pub mod log;
+pub mod machine;
 pub mod meter;
 pub mod results;
 
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use energy_star_carbon::CarbonSettings;
+use energy_star_machine::MachineDescription;
 use energy_star_meter::{SharedMeter, WindowReading};
 use energy_star_results::records::RunPlan;
 use wasmtime::component::ResourceTable;
@@ -158,6 +160,8 @@ pub struct HostServices {
     pub request_latencies_ms: Vec<f64>,
     /// The grid carbon intensity and PUE the run resolved before it started (`carbon`).
     pub carbon: CarbonSettings,
+    /// The machine, described before the run (`machine`).
+    pub machine: MachineDescription,
     clock_origin: Instant,
 }
 
@@ -178,6 +182,7 @@ impl HostServices {
                 unknown_reason: Some("no carbon settings were given to this call (library use)".into()),
                 pue: 1.0,
             },
+            machine: MachineDescription::default(),
             clock_origin: Instant::now(),
         }
     }
@@ -229,6 +234,11 @@ pub struct ResultsView<'a> {
 /// `carbon`'s view: the run's resolved settings, read only.
 pub struct CarbonView<'a> {
     pub settings: &'a CarbonSettings,
+}
+
+/// `machine`'s view: the run's machine description, read only.
+pub struct MachineView<'a> {
+    pub machine: &'a MachineDescription,
 }
 
 /// `interrupted` when the user stopped the run.

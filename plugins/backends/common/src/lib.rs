@@ -7,6 +7,7 @@ pub mod facts;
 pub mod serving;
 
 use energy_star_plugin_sdk::backend::host::carbon::{CarbonSettings, GridIntensity, IntensityBasis};
+use energy_star_plugin_sdk::backend::host::machine::MachineDescription;
 use energy_star_plugin_sdk::backend::host::meter::WindowReading;
 use energy_star_plugin_sdk::backend::host::types::{Device, DeviceKind, Dtype, EnergySource, GpuUse};
 use energy_star_plugin_sdk::backend::{self as sdk, ConfigError};
@@ -178,12 +179,19 @@ pub fn carbon_difference(carbon: &CarbonSettings) -> String {
     }
 }
 
-/// The `gpu_stats` block of an ai_energy_benchmarks report: each measured GPU's mean power.
-pub fn ai_energy_benchmarks_gpu_stats(w: &WindowReading) -> Value {
+/// The `gpu_stats` block of an ai_energy_benchmarks report: each measured GPU's mean power and,
+/// from the machine's description, its total memory (MiB, as nvidia-smi gives it upstream).
+pub fn ai_energy_benchmarks_gpu_stats(w: &WindowReading, machine: &MachineDescription) -> Value {
     let mut stats = Map::new();
     let duration_s = sdk::duration_s(w).max(1e-9);
     for d in w.devices.iter().filter(|d| d.device.kind == DeviceKind::Gpu && d.energy_j.is_some()) {
-        stats.insert(format!("gpu_{}", d.device.index), json!({"power_draw_w": d.energy_j.map(|j| j / duration_s)}));
+        let mut gpu = Map::new();
+        let memory = machine.gpus.iter().find(|g| g.index == d.device.index).and_then(|g| g.memory_bytes);
+        if let Some(bytes) = memory {
+            gpu.insert("memory_total_mb".into(), json!(bytes as f64 / (1u64 << 20) as f64));
+        }
+        gpu.insert("power_draw_w".into(), json!(d.energy_j.map(|j| j / duration_s)));
+        stats.insert(format!("gpu_{}", d.device.index), Value::Object(gpu));
     }
     Value::Object(stats)
 }

@@ -19,12 +19,12 @@
 use energy_star_backend_common::{Energy, Reader, Settings, derived_provenance, efficiency, facts, phase, provenance};
 use energy_star_plugin_sdk::backend::host::inference::{self, GenerationParams, LocalEngine, LocalEngineSpec};
 use energy_star_plugin_sdk::backend::host::meter::WindowReading;
-use energy_star_plugin_sdk::backend::host::types::{DeviceKind, Error};
-use energy_star_plugin_sdk::backend::host::{datasets, log, meter, results};
+use energy_star_plugin_sdk::backend::host::types::Error;
+use energy_star_plugin_sdk::backend::host::{datasets, log, machine, meter, results};
 use energy_star_plugin_sdk::backend::{
     self as sdk, BackendInfo, ConfigError, Guest, PrepareRequest, RunFacts, RunOutput, RunPlan, RunRequest, TokenCounts,
 };
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 struct Optimum;
 
@@ -381,29 +381,31 @@ fn build(s: &Settings, cfg: &Value, m: &Measured, stop: Option<&Stop>) -> (Value
     (Value::Object(report), config, facts)
 }
 
-/// optimum-benchmark's `environment` keys, filled with what a sandboxed plugin can know (the
-/// metered devices' names); the rest is null rather than guessed, and what stands in for its
-/// Python packages is energy-star's own version and engine (docs/formats.md).
+/// optimum-benchmark's `environment`: the machine keys as upstream writes them on the same
+/// machine (from the host's description), the Python packages' keys null (energy-star runs none
+/// of them), then energy-star's own version and engine (docs/formats.md).
 fn environment(engine: &[String], model: &str) -> Value {
-    let devices = meter::devices().unwrap_or_default();
-    let gpus: Vec<&str> = devices.iter().filter(|d| d.kind == DeviceKind::Gpu).map(|d| d.name.as_str()).collect();
-    // The meter's CPU name may carry how it is metered in parentheses; upstream's is the model.
-    let cpu = devices
-        .iter()
-        .find(|d| d.kind == DeviceKind::Cpu)
-        .map(|d| d.name.split(" (").next().unwrap_or(&d.name).trim().to_string());
-    json!({
-        "cpu": cpu,
-        "cpu_count": null,
-        "cpu_ram_mb": null,
-        "system": null,
-        "machine": null,
-        "platform": null,
-        "processor": null,
-        "python_version": null,
-        "gpu": gpus,
-        "gpu_count": gpus.len(),
-        "gpu_vram_mb": null,
+    let m = machine::describe();
+    let mut env = Map::new();
+    // Upstream strips `/proc/cpuinfo`'s line up to the colon and keeps the space after it.
+    env.insert("cpu".into(), json!(m.cpu_model.as_ref().map(|c| format!(" {c}"))));
+    env.insert("cpu_count".into(), json!(m.cpu_count));
+    // psutil's total / 1e6: megabytes.
+    env.insert("cpu_ram_mb".into(), json!(m.ram_bytes.map(|b| b as f64 / 1e6)));
+    env.insert("system".into(), json!(m.system));
+    env.insert("machine".into(), json!(m.machine));
+    env.insert("platform".into(), json!(m.platform));
+    env.insert("processor".into(), json!(m.processor));
+    env.insert("python_version".into(), Value::Null);
+    // Upstream writes the GPU keys only on a machine with GPUs; its `gpu_vram_mb` holds the
+    // GPUs' memory together in bytes, whatever the name says.
+    if !m.gpus.is_empty() {
+        env.insert("gpu".into(), json!(m.gpus.iter().map(|g| g.name.as_str()).collect::<Vec<_>>()));
+        env.insert("gpu_count".into(), json!(m.gpus.len()));
+        let vram: Option<u64> = m.gpus.iter().map(|g| g.memory_bytes).sum();
+        env.insert("gpu_vram_mb".into(), json!(vram));
+    }
+    let rest = json!({
         "optimum_benchmark_version": null,
         "optimum_benchmark_commit": null,
         "transformers_version": null,
@@ -422,7 +424,11 @@ fn environment(engine: &[String], model: &str) -> Value {
         "energy_star_backend": "optimum",
         "energy_star_engine": engine,
         "energy_star_model": model,
-    })
+    });
+    if let Value::Object(rest) = rest {
+        env.extend(rest);
+    }
+    Value::Object(env)
 }
 
 impl Guest for Optimum {

@@ -17,7 +17,7 @@
 use energy_star_backend_common::{Energy, Reader, Settings, facts, provenance};
 use energy_star_plugin_sdk::backend::host::inference::{self, GenerationParams, LocalEngineSpec};
 use energy_star_plugin_sdk::backend::host::types::TokenCountSource;
-use energy_star_plugin_sdk::backend::host::{carbon, datasets, log};
+use energy_star_plugin_sdk::backend::host::{carbon, datasets, log, machine};
 use energy_star_plugin_sdk::backend::{
     self as sdk, BackendInfo, ConfigError, Guest, PrepareRequest, RequestCounts, RunOutput, RunPlan, RunRequest,
     TokenCounts,
@@ -207,7 +207,7 @@ impl Guest for Pytorch {
                 "throughput_tokens_per_second": if duration_s > 0.0 { json!(total_tokens as f64 / duration_s) } else { Value::Null },
             },
             "energy": energy_star_backend_common::ai_energy_benchmarks_energy(&e, duration_s, &s.name, &carbon),
-            "gpu_stats": energy_star_backend_common::ai_energy_benchmarks_gpu_stats(&w),
+            "gpu_stats": energy_star_backend_common::ai_energy_benchmarks_gpu_stats(&w, &machine::describe()),
             "backend_info": {
                 "backend": "pytorch",
                 "model": s.model,

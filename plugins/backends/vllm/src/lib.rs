@@ -23,7 +23,7 @@ use energy_star_plugin_sdk::backend::host::inference::{
 };
 use energy_star_plugin_sdk::backend::host::meter::{self, WindowReading};
 use energy_star_plugin_sdk::backend::host::types::{DeviceKind, EnergySource, FinishReason, GpuUse};
-use energy_star_plugin_sdk::backend::host::{carbon, datasets, log, results};
+use energy_star_plugin_sdk::backend::host::{carbon, datasets, log, machine, results};
 use energy_star_plugin_sdk::backend::{
     self as sdk, BackendInfo, ConfigError, Figure, Guest, PrepareRequest, RequestCounts, RequiredSetting, RunFacts,
     RunOutput, RunPlan, RunRequest, TokenCounts,
@@ -378,7 +378,7 @@ impl Outcome<'_> {
                 "throughput_tokens_per_second": if window_s > 0.0 { json!((prompt_tokens + completion_tokens) as f64 / window_s) } else { Value::Null },
             },
             "energy": energy_star_backend_common::ai_energy_benchmarks_energy(&e, window_s, &s.name, &carbon),
-            "gpu_stats": energy_star_backend_common::ai_energy_benchmarks_gpu_stats(w),
+            "gpu_stats": energy_star_backend_common::ai_energy_benchmarks_gpu_stats(w, &machine::describe()),
             "backend_info": {
                 "backend": "vllm",
                 "endpoint": p.endpoint,
