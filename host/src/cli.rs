@@ -179,9 +179,10 @@ pub struct BundleArgs {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Results folders of summarized runs with repeated measures (scenario.iterations ≥ 2);
-    /// every later one is compared with the first.
-    #[arg(required = true, num_args = 2.., value_name = "RESULTS_DIR")]
+    /// Results folders of summarized runs with repeated measures (scenario.iterations ≥ 2), or
+    /// a batch's master_results.csv (its rows' folders; FILE.csv:N for row N, from 1); every
+    /// later run is compared with the first.
+    #[arg(required = true, num_args = 1.., value_name = "RESULTS_DIR|master_results.csv[:ROW]")]
     pub runs: Vec<PathBuf>,
     /// Also say whether the runs agree within this relative difference, e.g. 5% (decided by
     /// the 95 % interval, not the point).

@@ -1,5 +1,7 @@
-//! `energy-star compare A B [C ...]`: do runs differ beyond noise? For each phase measured more
-//! than once in both runs, and for the counted phases' total, each run's mean with its 95 %
+//! `energy-star compare A B [C ...]`: do runs differ beyond noise? A run is a results folder, or
+//! a row of a batch's `master_results.csv` (`FILE.csv` for every row, `FILE.csv:N` for row N):
+//! a row holds one figure per run, so `compare` follows it to the run's folder, where the
+//! repeated measures are. For each phase measured more than once in both runs, and for the counted phases' total, each run's mean with its 95 %
 //! interval, the difference of the means with Welch's 95 % interval, and a verdict; with
 //! `--tolerance`, whether they agree within it (the interval, not the point, decides). Every
 //! later run is compared with the first. It reads the host's records only (summary, run record,
@@ -39,15 +41,95 @@ pub enum CompareError {
     NoRepeats(PathBuf),
     #[error("{a} and {b} have no repeated phase in common with {kind} energy figures; nothing can be compared")]
     NothingInCommon { a: PathBuf, b: PathBuf, kind: &'static str },
+    #[error(
+        "compare needs two runs or more; {0} gives {1} (name two results folders, or a master_results.csv with two rows or more)"
+    )]
+    TooFewRuns(String, usize),
+    #[error("{table}: {why}")]
+    Table { table: PathBuf, why: String },
+    #[error(
+        "{table} row {row} ({model}) has no results folder at {dir}: a row holds one figure per run, and an interval needs the run's repeated measures, which are in its folder{error}"
+    )]
+    RowWithoutRun { table: PathBuf, row: usize, model: String, dir: String, error: String },
     #[error("--tolerance {0:?} is not a percentage such as 5% or 2.5 (between 0 and 100)")]
     BadTolerance(String),
     #[error(transparent)]
     Write(#[from] energy_star_results::ResultsError),
 }
 
+/// A run to compare: its results folder and how the command line named it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunArg {
+    pub dir: PathBuf,
+    pub label: String,
+}
+
+/// The runs the command line names: each folder as given, each `master_results.csv` as the
+/// folders of its rows (all, or row N of `FILE.csv:N`, counted from 1).
+pub fn runs_named(args: &[PathBuf]) -> Result<Vec<RunArg>, CompareError> {
+    let mut runs = Vec::new();
+    for arg in args {
+        let text = arg.to_string_lossy();
+        let (table, row) = match text.rsplit_once(".csv:") {
+            Some((stem, n)) if n.parse::<usize>().is_ok() => (PathBuf::from(format!("{stem}.csv")), n.parse().ok()),
+            _ if text.ends_with(".csv") => (arg.clone(), None),
+            _ => {
+                runs.push(RunArg { dir: arg.clone(), label: text.into_owned() });
+                continue;
+            }
+        };
+        runs.extend(table_rows(&table, row)?);
+    }
+    if runs.len() < 2 {
+        let named = args.iter().map(|a| a.display().to_string()).collect::<Vec<_>>().join(" ");
+        return Err(CompareError::TooFewRuns(named, runs.len()));
+    }
+    Ok(runs)
+}
+
+/// The results folders of a `master_results.csv`'s rows (`only`: one row, from 1).
+fn table_rows(table: &Path, only: Option<usize>) -> Result<Vec<RunArg>, CompareError> {
+    let bad = |why: String| CompareError::Table { table: table.to_path_buf(), why };
+    if !table.is_file() {
+        return Err(bad("no such file (a batch writes master_results.csv in its --output-dir)".into()));
+    }
+    let rows = crate::batch::read_master(table).map_err(bad)?;
+    let column = |name: &str| crate::batch::COLUMNS.iter().position(|c| *c == name).expect("a master_results column");
+    let (model_col, dir_col, error_col) = (column("model_name"), column("results_dir"), column("error_message"));
+    if let Some(n) = only.filter(|n| *n == 0 || *n > rows.len()) {
+        return Err(bad(format!("has no row {n}: its rows are 1 to {}", rows.len())));
+    }
+    let mut out = Vec::new();
+    for (i, row) in rows.iter().enumerate().filter(|(i, _)| only.is_none_or(|n| n == i + 1)) {
+        let written = &row[dir_col];
+        // A batch writes the folder as it named it (relative to where it ran); the table sits in
+        // the batch's output folder beside `individual_runs/`, so look there too.
+        let beside = Path::new(written)
+            .file_name()
+            .map(|name| table.parent().unwrap_or(Path::new(".")).join("individual_runs").join(name));
+        let dir = [Some(PathBuf::from(written)).filter(|_| !written.is_empty()), beside]
+            .into_iter()
+            .flatten()
+            .find(|d| d.is_dir());
+        let Some(dir) = dir else {
+            let error = &row[error_col];
+            return Err(CompareError::RowWithoutRun {
+                table: table.to_path_buf(),
+                row: i + 1,
+                model: row[model_col].clone(),
+                dir: if written.is_empty() { "(none written)".into() } else { written.clone() },
+                error: if error.is_empty() { String::new() } else { format!(" (the row's error: {error})") },
+            });
+        };
+        out.push(RunArg { dir, label: format!("{} row {} ({})", table.display(), i + 1, row[model_col]) });
+    }
+    Ok(out)
+}
+
 /// One results folder, as `compare` reads it.
 struct Run {
     dir: PathBuf,
+    name: String,
     details: SummaryDetails,
     record: Option<RunRecord>,
     status: Option<RunStatus>,
@@ -55,7 +137,8 @@ struct Run {
 }
 
 impl Run {
-    fn read(dir: &Path) -> Result<Self, CompareError> {
+    fn read(arg: &RunArg) -> Result<Self, CompareError> {
+        let dir = arg.dir.as_path();
         if !dir.is_dir() {
             return Err(CompareError::NotAFolder(dir.to_path_buf()));
         }
@@ -66,6 +149,7 @@ impl Run {
         let details = summary.details().map_err(|why| unreadable(SUMMARY, why))?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            name: arg.label.clone(),
             details,
             record: records::read_record(&dir.join(RUN_RECORD)).map_err(|e| unreadable(RUN_RECORD, e.to_string()))?,
             status: records::read_record(&dir.join(RUN_STATUS)).map_err(|e| unreadable(RUN_STATUS, e.to_string()))?,
@@ -83,7 +167,7 @@ impl Run {
     }
 
     fn label(&self) -> String {
-        self.dir.display().to_string()
+        self.name.clone()
     }
 }
 
@@ -129,9 +213,10 @@ pub struct CompareReport {
 
 /// `energy-star compare`.
 pub fn command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
-    let report = compare(&args.runs, args.kind, args.tolerance.as_deref())?;
+    let named = runs_named(&args.runs)?;
+    let report = compare(&named, args.kind, args.tolerance.as_deref())?;
     if let Some(path) = &args.html {
-        let runs: Vec<Run> = args.runs.iter().map(|d| Run::read(d)).collect::<Result<_, _>>()?;
+        let runs: Vec<Run> = named.iter().map(Run::read).collect::<Result<_, _>>()?;
         write_atomic(path, html(&report, &runs).as_bytes()).map_err(CompareError::from)?;
     }
     if args.json {
@@ -153,12 +238,16 @@ pub fn parse_tolerance(text: &str) -> Result<f64, CompareError> {
 
 /// Compares every run after the first with the first.
 pub fn compare(
-    dirs: &[PathBuf],
+    named: &[RunArg],
     kind: Option<CompareKind>,
     tolerance: Option<&str>,
 ) -> Result<CompareReport, CompareError> {
     let tolerance = tolerance.map(parse_tolerance).transpose()?;
-    let runs: Vec<Run> = dirs.iter().map(|d| Run::read(d)).collect::<Result<_, _>>()?;
+    if named.len() < 2 {
+        let given = named.iter().map(|r| r.label.clone()).collect::<Vec<_>>().join(" ");
+        return Err(CompareError::TooFewRuns(given, named.len()));
+    }
+    let runs: Vec<Run> = named.iter().map(Run::read).collect::<Result<_, _>>()?;
     for r in &runs {
         if r.repeated().is_empty() {
             return Err(CompareError::NoRepeats(r.dir.clone()));
@@ -172,7 +261,7 @@ pub fn compare(
         None => DeviceKind::Cpu,
     };
     let kind_name = kind_name(kind);
-    let (base, others) = runs.split_first().expect("clap asks for two runs at least");
+    let (base, others) = runs.split_first().expect("two runs at least, checked above");
     let mut comparisons = Vec::new();
     for other in others {
         let mut c = Comparison {

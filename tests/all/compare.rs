@@ -116,9 +116,8 @@ fn compare_refuses_what_has_no_interval_or_is_not_a_run() {
     let cwd = tempfile::tempdir().expect("tmp");
     run_into(cwd.path(), "once", 1);
     std::fs::create_dir_all(cwd.path().join("empty")).expect("mkdir");
-    // One run: nothing to compare it with (clap's error, exit 2).
-    let one = energy_star(cwd.path(), &["compare", "once"], &[]);
-    assert_eq!(one.code(), Some(2), "{}", one.explain());
+    // One run: nothing to compare it with.
+    energy_star(cwd.path(), &["compare", "once"], &[]).fails_with(1, &["compare needs two runs or more; once gives 1"]);
     energy_star(cwd.path(), &["compare", "once", "empty"], &[])
         .fails_with(1, &["empty has no GPU_ENERGY_SUMMARY.json", "energy-star summarize"]);
     energy_star(cwd.path(), &["compare", "once", "once"], &[])
@@ -139,4 +138,36 @@ fn a_backend_that_measures_once_refuses_iterations() {
     );
     out.fails_with(1, &["scenario.iterations = 3: the pytorch backend measures its workload once"]);
     assert!(!cwd.path().join("results").exists());
+}
+
+#[test]
+fn master_results_rows_are_compared_through_their_results_folders() {
+    let cwd = tempfile::tempdir().expect("tmp");
+    run_into(cwd.path(), "out/individual_runs/lab-one-off", 2);
+    run_into(cwd.path(), "out/individual_runs/lab-two-off", 2);
+    std::fs::write(cwd.path().join("models.csv"), "model\nlab/one\nlab/two\nlab/three\n").expect("write");
+    // The third model never ran: collect says it is missing (exit 1) and writes its row.
+    let collect = energy_star(cwd.path(), &["batch", "models.csv", "--output-dir", "out", "--collect"], &[]);
+    assert_eq!(collect.code(), Some(1), "{}", collect.explain());
+    assert!(collect.stdout().contains("2 runs collected (0 failed or incomplete), 1 missing"), "{}", collect.explain());
+    let table = "out/master_results.csv";
+    let rows = |r: &str| format!("{table}:{r}");
+    let out = energy_star(cwd.path(), &["compare", &rows("1"), &rows("2"), "--json"], &[]).success();
+    let report: serde_json::Value = serde_json::from_str(&out.stdout()).expect("json");
+    let c = &report["comparisons"][0];
+    assert_eq!(
+        (c["baseline"].as_str(), c["other"].as_str()),
+        (Some("out/master_results.csv row 1 (lab/one)"), Some("out/master_results.csv row 2 (lab/two)")),
+        "{c}"
+    );
+    assert!(c["phases"].as_array().is_some_and(|p| p.iter().any(|p| p["phase"] == "total")), "{c}");
+    // Every row: the third row has no folder, and compare says so.
+    energy_star(cwd.path(), &["compare", table], &[])
+        .fails_with(1, &["row 3 (lab/three) has no results folder", "one figure per run", "repeated measures"]);
+    energy_star(cwd.path(), &["compare", &rows("9"), &rows("1")], &[])
+        .fails_with(1, &["has no row 9: its rows are 1 to 3"]);
+    energy_star(cwd.path(), &["compare", "nothing.csv", "out/individual_runs/lab-one-off"], &[])
+        .fails_with(1, &["nothing.csv: no such file"]);
+    // A folder and a row mix.
+    energy_star(cwd.path(), &["compare", "out/individual_runs/lab-one-off", &rows("2")], &[]).success();
 }
