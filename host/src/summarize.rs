@@ -136,6 +136,21 @@ pub fn find_report(target: &Path) -> Result<PathBuf, SummaryError> {
     Err(SummaryError::NoReport { dir: target.to_path_buf() })
 }
 
+/// A `benchmark_report.json` of a folder energy-star did not write, with optimum-benchmark's
+/// `benchmark.json` beside it: that file instead, the same report with the run's config, which
+/// says whether the run used a GPU (a CPU run's 0.0 is then no GPU, not a failed reading). In
+/// energy-star's own folders the host's records say it, and the report is read as found.
+fn with_its_config(report: PathBuf) -> PathBuf {
+    let Some(dir) = report.parent() else { return report };
+    let wrapper = dir.join("benchmark.json");
+    let foreign = !dir.join(RUN_STATUS).exists() && !dir.join(RUN_RECORD).exists();
+    if foreign && report.file_name().is_some_and(|n| n == "benchmark_report.json") && wrapper.is_file() {
+        wrapper
+    } else {
+        report
+    }
+}
+
 fn walk(dir: &Path, name: &str, newest: &mut Option<(SystemTime, PathBuf)>, depth: usize) {
     if depth > 32 {
         return;
@@ -233,7 +248,9 @@ fn broken_summarizers(plugins: &PluginSet) -> String {
 
 /// Summarizes the report found at `target` and writes the two summary files beside it.
 pub fn summarize(rt: &PluginRuntime, plugins: &PluginSet, target: &Path) -> Result<Summarized, SummaryError> {
-    let report = find_report(target)?;
+    let found = find_report(target)?;
+    // A report named on the command line is read as named.
+    let report = if target.is_dir() { with_its_config(found) } else { found };
     let text =
         std::fs::read_to_string(&report).map_err(|source| SummaryError::Read { path: report.clone(), source })?;
     // The host checks JSON itself so that a truncated report gets one clear message, not a

@@ -216,3 +216,72 @@ fn a_real_upstream_cpu_run_is_told_from_a_failed_gpu_reading() {
     let w = s["warnings"].to_string();
     assert!(w.contains("a run without a GPU") && w.contains("backend.device"), "{w}");
 }
+
+#[test]
+fn an_upstream_folder_is_read_with_its_config_and_names_its_cpu_and_ram_source() {
+    // The folder as optimum-benchmark 0.6.0 leaves it: report, config and benchmark.json. The
+    // folder is summarized through benchmark.json, whose config says the run used no GPU.
+    let files = ["benchmark_report.json", "benchmark_config.json", "benchmark.json"];
+    let copied: Vec<(PathBuf, &str)> = files.iter().map(|f| (sample(&format!("optimum-cpu/{f}")), *f)).collect();
+    let refs: Vec<(&Path, &str)> = copied.iter().map(|(p, n)| (p.as_path(), *n)).collect();
+    let dir = folder_with(&refs);
+    let run = energy_star(dir.path(), &["summarize", "."], &[]).success();
+    let (txt, s) = summary_of(dir.path());
+    assert_eq!(txt, "n/a\n", "{}", run.stdout());
+    assert_eq!(s["gpu_absent_reason"], "backend.device=cpu: the run used no GPU", "{s}");
+    assert!(s["report"].as_str().is_some_and(|r| r.ends_with("benchmark.json")), "{s}");
+    let w = s["warnings"].to_string();
+    assert!(!w.contains("failed reading"), "{w}");
+    assert!(w.contains("CPU and RAM energy: CodeCarbon's, through optimum-benchmark 0.6.0's energy tracker"), "{w}");
+    // Named on the command line, the bare report is read as named.
+    energy_star(dir.path(), &["summarize", "benchmark_report.json"], &[]).success();
+    let (txt, _) = summary_of(dir.path());
+    assert_eq!(txt, "0.00\n");
+
+    // A GPU run by its config (benchlab's H100 run) with a zero reading: a failed reading, said so.
+    let config = read_json(&sample("optimum/benchlab-llama3_8B-benchmark_config.json"));
+    let mut report = read_json(&sample("optimum/benchlab-llama3_8B-benchmark_report.json"));
+    report["prefill"]["energy"]["gpu"] = json!(0.0);
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("benchmark.json"), json!({"config": config, "report": report}).to_string())
+        .expect("write");
+    energy_star(dir.path(), &["summarize", "."], &[]).success();
+    let (_, s) = summary_of(dir.path());
+    let w = s["warnings"].to_string();
+    assert!(w.contains("phase \\\"prefill\\\": GPU energy is 0 Wh although backend.device=cuda"), "{w}");
+    assert!(w.contains("optimum-benchmark 0.6.0.dev0"), "{w}");
+}
+
+#[test]
+fn ai_energy_benchmarks_cpu_runs_and_failed_readings_are_told_apart_and_sources_named() {
+    let base = read_json(&sample("ai_energy_benchmarks/SYNTHETIC_pytorch_benchmark_report.json"));
+    let summarize_value = |v: &Value| {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("benchmark_report.json"), v.to_string()).expect("write");
+        energy_star(dir.path(), &["summarize", "."], &[]).success();
+        let (txt, s) = summary_of(dir.path());
+        (txt, s)
+    };
+    // As written: the source is the report's metrics_metadata.
+    let (_, s) = summarize_value(&base);
+    assert!(s["warnings"].to_string().contains("CPU and RAM energy: CodeCarbon 3.0.4's (metrics_metadata)"), "{s}");
+    // A GPU run reading 0: a failed reading, by backend_info.device.
+    let mut zero = base.clone();
+    zero["energy"]["gpu_energy_wh"] = json!(0.0);
+    zero["energy"]["gpu_energy_kwh"] = json!(0.0);
+    let (txt, s) = summarize_value(&zero);
+    assert_eq!(txt, "0.00\n");
+    assert!(s["warnings"].to_string().contains("0 Wh although backend_info.device=cuda"), "{s}");
+    // A CPU run: CodeCarbon's 0.0 is no GPU figure.
+    let mut cpu = zero.clone();
+    cpu["backend_info"]["device"] = json!("cpu");
+    let (txt, s) = summarize_value(&cpu);
+    assert_eq!(txt, "n/a\n");
+    assert_eq!(s["gpu_absent_reason"], "backend_info.device=cpu: the run used no GPU", "{s}");
+    // No device named, but no GPU watched either.
+    let mut unwatched = zero;
+    unwatched["backend_info"].as_object_mut().expect("info").remove("device");
+    unwatched["gpu_stats"] = json!({});
+    let (txt, s) = summarize_value(&unwatched);
+    assert_eq!((txt.as_str(), &s["gpu_absent_reason"]), ("n/a\n", &json!("gpu_stats lists no GPU: the run used none")));
+}

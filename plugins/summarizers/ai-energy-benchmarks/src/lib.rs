@@ -51,6 +51,22 @@ fn number(energy: &Map<String, Value>, key: &str) -> Result<Option<f64>, String>
     }
 }
 
+/// Where the CPU and RAM figures come from, as the report's `metrics_metadata` names the tool.
+fn cpu_ram_source(obj: &Map<String, Value>) -> Option<String> {
+    let meta = obj.get("metrics_metadata")?;
+    let name = meta.get("name").and_then(Value::as_str)?;
+    let version = meta.get("version").and_then(Value::as_str).map(|v| format!(" {v}")).unwrap_or_default();
+    Some(match name {
+        "energy-star" => format!(
+            "CPU and RAM energy: energy-star{version}'s meter (metrics_metadata; energy_star_report.json beside the report names each figure's source)"
+        ),
+        "codecarbon" => format!(
+            "CPU and RAM energy: CodeCarbon{version}'s (metrics_metadata); the report does not say how CodeCarbon obtained them (for the CPU, RAPL or an estimate from its TDP; for RAM, an estimate from the installed memory)"
+        ),
+        other => format!("CPU and RAM energy: {other}{version}'s (metrics_metadata)"),
+    })
+}
+
 /// Summarizes an ai_energy_benchmarks report given as JSON text.
 pub fn summarize_json(report: &str) -> Result<Summary, String> {
     let value: Value = serde_json::from_str(report).map_err(|e| format!("report is not valid JSON: {e}"))?;
@@ -67,13 +83,19 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
     let kwh = number(energy, "gpu_energy_kwh")?;
     // The report says which device ran the model (`backend_info.device`); a CPU run has no
     // GPU figure, or CodeCarbon's 0.0 for it, and that is not a failed reading.
-    let cpu_run = obj
-        .get("backend_info")
-        .and_then(|b| b.get("device"))
-        .and_then(Value::as_str)
-        .filter(|d| !d.starts_with("cuda"))
-        .map(|d| format!("backend_info.device={d}: the run used no GPU"));
-    let gpu_wh = match (wh, kwh) {
+    let device = obj.get("backend_info").and_then(|b| b.get("device")).and_then(Value::as_str);
+    // `gpu_stats` holds one entry per GPU the run watched: empty, none was there.
+    let no_gpu_stats = matches!(obj.get("gpu_stats"), Some(Value::Object(g)) if g.is_empty());
+    let cpu_run = match device {
+        Some(d) if !d.starts_with("cuda") => Some(format!("backend_info.device={d}: the run used no GPU")),
+        None if no_gpu_stats => Some("gpu_stats lists no GPU: the run used none".to_string()),
+        _ => None,
+    };
+    let source = cpu_ram_source(obj);
+    // A CPU run's 0.0 (CodeCarbon finds no GPU) is no GPU figure, not a measured zero.
+    let cpu_run_zero = cpu_run.is_some() && wh.or(kwh) == Some(0.0);
+    let figures = if cpu_run_zero { (None, None) } else { (wh, kwh) };
+    let gpu_wh = match figures {
         (None, None) => {
             // No GPU figure: the report's reason when it gives one; otherwise the host decides
             // from its record of the run (a server on another machine, no NVML), or says nothing
@@ -94,7 +116,12 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
                     ram_wh: ram,
                     counted: true,
                 }],
-                warnings: vec!["this format meters the whole prompt loop as one window; reported as decode".into()],
+                warnings: cpu_run_zero
+                    .then(|| "GPU energy is 0.0 in the report: the run used no GPU (CodeCarbon writes 0.0 then); no GPU figure".to_string())
+                    .into_iter()
+                    .chain(["this format meters the whole prompt loop as one window; reported as decode".to_string()])
+                    .chain(source)
+                    .collect(),
             });
         }
         (Some(wh), Some(kwh)) => {
@@ -108,8 +135,10 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
         (Some(wh), None) => wh,
         (None, Some(kwh)) => kwh * 1000.0,
     };
-    if gpu_wh == 0.0 && cpu_run.is_some() {
-        warnings.push("GPU energy is 0 Wh: the report says the run used no GPU (CodeCarbon writes 0.0 then)".into());
+    if gpu_wh == 0.0
+        && let Some(d) = device
+    {
+        warnings.push(format!("GPU energy is 0 Wh although backend_info.device={d} (a GPU run): a failed reading (CodeCarbon reports 0 on GPUs without an energy counter, codecarbon#1316), kept as reported"));
     } else if gpu_wh == 0.0 {
         warnings.push("GPU energy is 0 Wh: likely a failed reading (CodeCarbon reports 0 on GPUs without an energy counter, codecarbon#1316)".into());
     } else if gpu_wh < 0.0 {
@@ -122,6 +151,7 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
         let total = summary.get("total_prompts").and_then(Value::as_u64).unwrap_or(0);
         warnings.push(format!("{failed} of {total} prompts failed; the energy covers the failed ones too"));
     }
+    warnings.extend(source);
     Ok(Summary {
         format: FORMAT.into(),
         total_wh: Some(gpu_wh),

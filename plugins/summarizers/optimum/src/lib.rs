@@ -120,11 +120,28 @@ fn gpu_absent_reason(value: &Value) -> Option<String> {
     (!device.starts_with("cuda")).then(|| format!("backend.device={device}: the run used no GPU"))
 }
 
+/// Where the report's CPU and RAM figures come from, when the wrapper's config says which tool
+/// wrote the report (its `environment`'s version keys); a bare report does not say.
+fn cpu_ram_source(value: &Value) -> Option<String> {
+    let env = value.pointer("/config/environment")?;
+    if let Some(v) = env.get("energy_star_version").and_then(Value::as_str) {
+        return Some(format!(
+            "CPU and RAM energy: energy-star {v}'s meter (energy_star_report.json beside the report names each figure's source)"
+        ));
+    }
+    let v = env.get("optimum_benchmark_version").and_then(Value::as_str)?;
+    Some(format!(
+        "CPU and RAM energy: CodeCarbon's, through optimum-benchmark {v}'s energy tracker; the report does not say how CodeCarbon obtained them (for the CPU, RAPL or an estimate from its TDP; for RAM, an estimate from the installed memory)"
+    ))
+}
+
 /// Summarizes an optimum-benchmark report given as JSON text.
 pub fn summarize_json(report: &str) -> Result<Summary, String> {
     let value: Value = serde_json::from_str(report).map_err(|e| format!("report is not valid JSON: {e}"))?;
     let phases_obj = report_object(&value).ok_or("report is not a JSON object")?;
     let absent = gpu_absent_reason(&value);
+    // A GPU run by its config: a zero there is a failed reading, not a CPU run.
+    let gpu_device = value.pointer("/config/backend/device").and_then(Value::as_str).filter(|_| absent.is_none());
     let mut warnings = Vec::new();
     let mut phases: Vec<PhaseEnergy> = Vec::new();
     let mut no_energy = Vec::new();
@@ -151,6 +168,10 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
         let ram = device_wh(energy, "ram", unit, &what)?;
         match gpu {
             Some(0.0) if absent.is_some() => {}
+            Some(0.0) if gpu_device.is_some() => warnings.push(format!(
+                "phase {name:?}: GPU energy is 0 Wh although backend.device={} (a GPU run): a failed reading (CodeCarbon sometimes reports 0 for a task, codecarbon#851), kept as reported",
+                gpu_device.unwrap_or_default()
+            )),
             Some(0.0) => warnings.push(format!(
                 "phase {name:?}: GPU energy is 0 Wh: a failed reading (CodeCarbon sometimes reports 0 for a task, codecarbon#851) or a run without a GPU (CodeCarbon writes 0.0 then; benchmark.json's backend.device tells), kept as reported"
             )),
@@ -259,5 +280,8 @@ pub fn summarize_json(report: &str) -> Result<Summary, String> {
     }
     let cpu_wh = sum(|p| p.cpu_wh);
     let ram_wh = sum(|p| p.ram_wh);
+    if let Some(source) = cpu_ram_source(&value).filter(|_| cpu_wh.is_some() || ram_wh.is_some()) {
+        warnings.push(source);
+    }
     Ok(Summary { format: FORMAT.into(), total_wh, gpu_absent_reason: gpu_absent, cpu_wh, ram_wh, phases, warnings })
 }
