@@ -209,7 +209,12 @@ pub struct CompareReport {
     pub kind: &'static str,
     pub tolerance_percent: Option<f64>,
     pub comparisons: Vec<Comparison>,
+    /// What the intervals cover, and what they do not.
+    pub scope: &'static str,
 }
+
+/// What every interval of `compare` covers.
+pub const SCOPE: &str = "each interval covers the spread of the iterations within one run; what changes between runs (machine load, clocks, temperature) is not in it: to include it, compare repeated whole runs";
 
 /// `energy-star compare`.
 pub fn command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
@@ -299,6 +304,7 @@ pub fn compare(
         kind: if kind == DeviceKind::Gpu { "gpu" } else { "cpu" },
         tolerance_percent: tolerance,
         comparisons,
+        scope: SCOPE,
     })
 }
 
@@ -398,11 +404,24 @@ fn comparability(a: &Run, b: &Run, kind: DeviceKind) -> Vec<String> {
     differs("GPU model", devices(a, DeviceKind::Gpu), devices(b, DeviceKind::Gpu));
     let source = |r: &Run| r.meter.as_ref().and_then(|m| m.source_of(kind)).map(|s| s.as_str().to_string());
     differs(&format!("{} energy source", kind_name(kind)), source(a), source(b));
+    let mut same_config = false;
     if let (Some(x), Some(y)) = (effective_config(a), effective_config(b)) {
         let keys = config_differences(&x, &y);
+        same_config = keys.is_empty();
         if !keys.is_empty() {
             w.push(format!("the configs differ (is that the comparison you meant?): {}", keys.join("; ")));
         }
+    }
+    // The same work at another speed: the machine changed between the runs, which no interval
+    // of iterations within one run covers.
+    if let (true, Some((da, n)), Some((db, _))) = (same_config, mean_window_s(a), mean_window_s(b))
+        && (db / da - 1.0).abs() >= SPEED_CHANGE
+    {
+        w.push(format!(
+            "the same config ran at another speed: B's metered windows last {:.0} % {} than A's (mean {db:.2} s vs {da:.2} s over {n} windows); the machine changed between the runs (load, clocks, temperature), and the intervals, which cover only iterations within each run, do not include that",
+            (db / da - 1.0).abs() * 100.0,
+            if db > da { "longer" } else { "shorter" },
+        ));
     }
     if kind == DeviceKind::Cpu {
         let estimated = [a, b]
@@ -415,6 +434,22 @@ fn comparability(a: &Run, b: &Run, kind: DeviceKind) -> Vec<String> {
         }
     }
     w
+}
+
+/// A relative change of the metered windows' mean duration between runs of one config that
+/// `compare` reports as a change of the machine (a run's own iterations vary by a few %).
+const SPEED_CHANGE: f64 = 0.10;
+
+/// The mean duration of the windows the run's phases are read from, s, and their number.
+fn mean_window_s(r: &Run) -> Option<(f64, usize)> {
+    let facts = r.record.as_ref()?.facts.as_ref()?;
+    let meter = r.meter.as_ref()?;
+    let mut ids: Vec<u32> = facts.phases.iter().flat_map(|p| p.windows.iter().copied()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let durations: Vec<f64> = ids.iter().filter_map(|id| meter.window(*id)).map(|w| w.duration_s).collect();
+    let mean = durations.iter().sum::<f64>() / durations.len().max(1) as f64;
+    (!durations.is_empty() && mean > 0.0).then_some((mean, durations.len()))
 }
 
 /// The run's `effective_config.yaml` (the host's copy of what ran), flattened to dotted keys.
@@ -519,6 +554,7 @@ pub fn table(r: &CompareReport) -> String {
         }
         out.push('\n');
     }
+    let _ = writeln!(out, "note: {}", r.scope);
     out
 }
 

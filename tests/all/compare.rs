@@ -27,9 +27,10 @@ fn run_into(cwd: &Path, dir: &str, iterations: u32) {
     .success();
 }
 
-/// A copy of a results folder whose every energy reading is `factor` times the original's,
-/// summarized again: a run that used exactly `factor` times the energy.
-fn scaled_copy(from: &Path, to: &Path, factor: f64) {
+/// A copy of a results folder whose every energy reading is `factor` times the original's and
+/// every window lasts `duration_factor` times as long, summarized again: a run that used exactly
+/// `factor` times the energy.
+fn scaled_copy(from: &Path, to: &Path, factor: f64, duration_factor: f64) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read") {
         let p = e.expect("entry").path();
@@ -39,6 +40,8 @@ fn scaled_copy(from: &Path, to: &Path, factor: f64) {
     }
     let mut meter = read_json(&to.join("energy_meter.json"));
     for w in meter["windows"].as_array_mut().expect("windows") {
+        let duration = w["duration_s"].as_f64().expect("duration");
+        w["duration_s"] = serde_json::json!(duration * duration_factor);
         for d in w["devices"].as_array_mut().expect("devices") {
             for k in ["energy_j", "energy_wh"] {
                 if let Some(v) = d[k].as_f64() {
@@ -80,7 +83,7 @@ fn repeated_measures_have_intervals_and_a_scaled_copy_differs_by_its_factor() {
     assert!(out.contains("CPU energy is an estimate"), "the CPU figure here is an estimate, and it says so: {out}");
 
     // A copy with every reading ×1.5 uses 50 % more: the verdict says so, the interval holds 50.
-    scaled_copy(&a, &cwd.path().join("b"), 1.5);
+    scaled_copy(&a, &cwd.path().join("b"), 1.5, 1.0);
     let diff = energy_star(cwd.path(), &["compare", "a", "b", "--json", "--tolerance", "5", "--html", "cmp.html"], &[])
         .success();
     let report: serde_json::Value = serde_json::from_str(&diff.stdout()).expect("json");
@@ -101,6 +104,14 @@ fn repeated_measures_have_intervals_and_a_scaled_copy_differs_by_its_factor() {
     }
     let tolerance = total["tolerance_verdict"].as_str().unwrap();
     assert_eq!(tolerance.starts_with("outside ±5 %"), lo > 5.0, "{total}");
+    // The same windows' lengths: nothing says the machine changed; what the intervals cover is said.
+    assert!(!diff.stdout().contains("another speed"), "{}", diff.stdout());
+    assert!(report["scope"].as_str().is_some_and(|s| s.contains("within one run")), "{report}");
+    // The same config's windows 30 % longer: the machine changed, and compare says so.
+    scaled_copy(&a, &cwd.path().join("slow"), 1.0, 1.3);
+    let slow = energy_star(cwd.path(), &["compare", "a", "slow"], &[]).success().stdout();
+    assert!(slow.contains("the same config ran at another speed: B's metered windows last 30 % longer"), "{slow}");
+    assert!(slow.contains("note: each interval covers the spread of the iterations within one run"), "{slow}");
     let page = std::fs::read_to_string(cwd.path().join("cmp.html")).expect("html");
     assert!(page.contains("<svg") && page.matches(r#"class="measure""#).count() >= 8, "dots for both runs");
 
