@@ -65,8 +65,8 @@ pub struct PluginEntry {
 pub struct MachineEntry {
     /// GPU names as the meter saw them; empty for a run without GPUs.
     pub gpus: Vec<String>,
-    /// The NVIDIA driver's version; none without one (or for a run recorded before energy-star
-    /// 0.2.2 described the machine).
+    /// The NVIDIA driver's version; none without one (or for a run recorded by a host before
+    /// plugin API 0.2.2, which did not describe the machine).
     pub gpu_driver: Option<String>,
     pub cpu: Option<String>,
     /// Each device's energy source (`gpu0: nvml-energy-counter`, `cpu: rapl`, ...).

@@ -181,8 +181,10 @@ pub struct BundleArgs {
 pub struct CompareArgs {
     /// Results folders of summarized runs with repeated measures (scenario.iterations ≥ 2), or
     /// a batch's master_results.csv (its rows' folders; FILE.csv:N for row N, from 1); every
-    /// later run is compared with the first.
-    #[arg(required = true, num_args = 1.., value_name = "RESULTS_DIR|master_results.csv[:ROW]")]
+    /// later run is compared with the first. Runs joined by commas (DIR1,DIR2,...) are a group
+    /// of one config repeated: each run's figure is one sample, so the intervals include what
+    /// changes between runs (then every argument is a group).
+    #[arg(required = true, num_args = 1.., value_name = "RESULTS_DIR|master_results.csv[:ROW][,...]")]
     pub runs: Vec<PathBuf>,
     /// Also say whether the runs agree within this relative difference, e.g. 5% (decided by
     /// the 95 % interval, not the point).

@@ -15,9 +15,9 @@ use energy_star_results::records::{
     self, ENERGY_RECORD, EnergyRecord, RUN_RECORD, RUN_STATUS, RunRecord, RunState, RunStatus, SUMMARY, SummaryDetails,
     SummaryRecord,
 };
-use energy_star_results::repeats::{KindRepeats, PhaseRepeats};
+use energy_star_results::repeats::PhaseRepeats;
 use energy_star_results::write_atomic;
-use energy_star_stats::{Describe, Difference, welch};
+use energy_star_stats::{Describe, Difference, describe, welch};
 use energy_star_types::DeviceKind;
 use serde::Serialize;
 use thiserror::Error;
@@ -45,6 +45,8 @@ pub enum CompareError {
         "compare needs two runs or more; {0} gives {1} (name two results folders, or a master_results.csv with two rows or more)"
     )]
     TooFewRuns(String, usize),
+    #[error("the group {0:?} names fewer than two runs: a group's interval needs two runs or more (DIR1,DIR2,...)")]
+    GroupTooSmall(String),
     #[error("{table}: {why}")]
     Table { table: PathBuf, why: String },
     #[error(
@@ -69,22 +71,141 @@ pub struct RunArg {
 pub fn runs_named(args: &[PathBuf]) -> Result<Vec<RunArg>, CompareError> {
     let mut runs = Vec::new();
     for arg in args {
-        let text = arg.to_string_lossy();
-        let (table, row) = match text.rsplit_once(".csv:") {
-            Some((stem, n)) if n.parse::<usize>().is_ok() => (PathBuf::from(format!("{stem}.csv")), n.parse().ok()),
-            _ if text.ends_with(".csv") => (arg.clone(), None),
-            _ => {
-                runs.push(RunArg { dir: arg.clone(), label: text.into_owned() });
-                continue;
-            }
-        };
-        runs.extend(table_rows(&table, row)?);
+        runs.extend(runs_in(arg)?);
     }
     if runs.len() < 2 {
         let named = args.iter().map(|a| a.display().to_string()).collect::<Vec<_>>().join(" ");
         return Err(CompareError::TooFewRuns(named, runs.len()));
     }
     Ok(runs)
+}
+
+/// Groups of runs (`DIR1,DIR2,...`, each part a folder or a table row as above): every argument
+/// is one group when any names several runs.
+pub fn groups_named(args: &[PathBuf]) -> Result<Vec<Vec<RunArg>>, CompareError> {
+    let mut groups = Vec::new();
+    for arg in args {
+        let text = arg.to_string_lossy();
+        let parts: Vec<PathBuf> = text.split(',').filter(|p| !p.is_empty()).map(PathBuf::from).collect();
+        let mut group = Vec::new();
+        for part in &parts {
+            group.extend(runs_in(part)?);
+        }
+        if group.len() < 2 {
+            return Err(CompareError::GroupTooSmall(text.into_owned()));
+        }
+        groups.push(group);
+    }
+    if groups.len() < 2 {
+        let named = args.iter().map(|a| a.display().to_string()).collect::<Vec<_>>().join(" ");
+        return Err(CompareError::TooFewRuns(named, groups.len()));
+    }
+    Ok(groups)
+}
+
+/// The runs one command-line part names: a folder, a table's rows, or one row.
+fn runs_in(arg: &Path) -> Result<Vec<RunArg>, CompareError> {
+    let text = arg.to_string_lossy();
+    match text.rsplit_once(".csv:") {
+        Some((stem, n)) if n.parse::<usize>().is_ok() => table_rows(Path::new(&format!("{stem}.csv")), n.parse().ok()),
+        _ if text.ends_with(".csv") => table_rows(arg, None),
+        _ => Ok(vec![RunArg { dir: arg.to_path_buf(), label: text.into_owned() }]),
+    }
+}
+
+/// Compares groups of runs, each run's figure one sample: the mean of its iterations for each
+/// counted phase and the total, as its summary has them. The spread between runs, with what
+/// changed between them, is in the intervals; this is AI Energy Score's "average of 10 runs".
+pub fn compare_groups(
+    groups: &[Vec<RunArg>],
+    kind: Option<CompareKind>,
+    tolerance: Option<&str>,
+) -> Result<CompareReport, CompareError> {
+    let tolerance = tolerance.map(parse_tolerance).transpose()?;
+    let groups: Vec<Vec<Run>> =
+        groups.iter().map(|g| g.iter().map(Run::read).collect::<Result<Vec<_>, _>>()).collect::<Result<_, _>>()?;
+    let has_gpu = |r: &Run| r.details.total_unrounded_wh.is_some();
+    let kind = match kind {
+        Some(CompareKind::Gpu) => DeviceKind::Gpu,
+        Some(CompareKind::Cpu) => DeviceKind::Cpu,
+        None if groups.iter().flatten().all(has_gpu) => DeviceKind::Gpu,
+        None => DeviceKind::Cpu,
+    };
+    let kind_name = kind_name(kind);
+    let figure = |r: &Run, phase: &str| -> Option<f64> {
+        if phase == "total" {
+            return if kind == DeviceKind::Gpu { r.details.total_unrounded_wh } else { r.details.cpu_wh };
+        }
+        let p = r.details.phases.iter().find(|p| p.name == phase && p.counted)?;
+        if kind == DeviceKind::Gpu { p.gpu_wh } else { p.cpu_wh }
+    };
+    let label = |g: &[Run]| format!("{} ({} runs)", g.iter().map(Run::label).collect::<Vec<_>>().join(", "), g.len());
+    let (base, others) = groups.split_first().expect("two groups at least, checked by groups_named");
+    let mut phase_names: Vec<String> =
+        base[0].details.phases.iter().filter(|p| p.counted).map(|p| p.name.clone()).collect();
+    phase_names.push("total".into());
+    let mut comparisons = Vec::new();
+    for other in others {
+        let mut c = Comparison {
+            baseline: label(base),
+            other: label(other),
+            phases: Vec::new(),
+            not_compared: Vec::new(),
+            warnings: group_warnings(base, other, kind),
+        };
+        for phase in &phase_names {
+            let values = |g: &[Run]| g.iter().map(|r| figure(r, phase)).collect::<Option<Vec<f64>>>();
+            let described = values(base)
+                .zip(values(other))
+                .and_then(|(a, b)| Some((describe(&a)?, describe(&b)?)))
+                .filter(|(a, b)| a.sd.is_some() && b.sd.is_some());
+            match described {
+                Some((a, b)) => c.phases.push(phase_comparison(phase, Vec::new(), a, b, tolerance, kind_name)),
+                None => c.not_compared.push(phase.clone()),
+            }
+        }
+        if c.phases.is_empty() {
+            return Err(CompareError::NothingInCommon {
+                a: base[0].dir.clone(),
+                b: other[0].dir.clone(),
+                kind: kind_name,
+            });
+        }
+        comparisons.push(c);
+    }
+    Ok(CompareReport {
+        kind: if kind == DeviceKind::Gpu { "gpu" } else { "cpu" },
+        tolerance_percent: tolerance,
+        comparisons,
+        scope: GROUP_SCOPE,
+    })
+}
+
+/// Why two groups may not be comparable: the first runs against each other, and each run against
+/// its group's first (a group is one config repeated).
+fn group_warnings(a: &[Run], b: &[Run], kind: DeviceKind) -> Vec<String> {
+    let mut w = comparability(&a[0], &b[0], kind, false);
+    for (name, g) in [("A", a), ("B", b)] {
+        for r in &g[1..] {
+            if let (Some(x), Some(y)) = (effective_config(&g[0]), effective_config(r)) {
+                let keys = config_differences(&x, &y);
+                if !keys.is_empty() {
+                    w.push(format!(
+                        "group {name} is not one config: {} differs from {}: {}",
+                        r.label(),
+                        g[0].label(),
+                        keys.join("; ")
+                    ));
+                }
+            }
+            for s in comparability(&g[0], r, kind, false) {
+                if !w.contains(&s) && !s.starts_with("the configs differ") {
+                    w.push(format!("group {name}: {s}"));
+                }
+            }
+        }
+    }
+    w
 }
 
 /// The results folders of a `master_results.csv`'s rows (`only`: one row, from 1).
@@ -214,14 +335,25 @@ pub struct CompareReport {
 }
 
 /// What every interval of `compare` covers.
+pub const GROUP_SCOPE: &str = "each run is one sample (its figure: the mean of its iterations); each interval covers the spread between the runs of a group, what changed between them included";
+
+/// What every interval of `compare` of single runs covers.
 pub const SCOPE: &str = "each interval covers the spread of the iterations within one run; what changes between runs (machine load, clocks, temperature) is not in it: to include it, compare repeated whole runs";
 
 /// `energy-star compare`.
 pub fn command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
-    let named = runs_named(&args.runs)?;
-    let report = compare(&named, args.kind, args.tolerance.as_deref())?;
+    let grouped = args.runs.iter().any(|a| a.to_string_lossy().contains(','));
+    let (report, runs) = if grouped {
+        let groups = groups_named(&args.runs)?;
+        (compare_groups(&groups, args.kind, args.tolerance.as_deref())?, Vec::new())
+    } else {
+        let named = runs_named(&args.runs)?;
+        let report = compare(&named, args.kind, args.tolerance.as_deref())?;
+        let runs: Vec<Run> =
+            if args.html.is_some() { named.iter().map(Run::read).collect::<Result<_, _>>()? } else { Vec::new() };
+        (report, runs)
+    };
     if let Some(path) = &args.html {
-        let runs: Vec<Run> = named.iter().map(Run::read).collect::<Result<_, _>>()?;
         write_atomic(path, html(&report, &runs).as_bytes()).map_err(CompareError::from)?;
     }
     if args.json {
@@ -274,7 +406,7 @@ pub fn compare(
             other: other.label(),
             phases: Vec::new(),
             not_compared: Vec::new(),
-            warnings: comparability(base, other, kind),
+            warnings: comparability(base, other, kind, true),
         };
         for a in base.repeated() {
             let b = other.repeated().into_iter().find(|p| p.phase == a.phase);
@@ -285,7 +417,13 @@ pub fn compare(
                 .filter(|(_, _, da, db)| da.sd.is_some() && db.sd.is_some());
             match pair {
                 Some((ka, kb, da, db)) => {
-                    c.phases.push(phase_comparison(&a.phase, ka, kb, da, db, tolerance, kind_name))
+                    let flagged = ka
+                        .excluded
+                        .iter()
+                        .map(|i| format!("A#{i}"))
+                        .chain(kb.excluded.iter().map(|i| format!("B#{i}")))
+                        .collect();
+                    c.phases.push(phase_comparison(&a.phase, flagged, da, db, tolerance, kind_name))
                 }
                 None => c.not_compared.push(a.phase.clone()),
             }
@@ -314,8 +452,7 @@ fn kind_name(kind: DeviceKind) -> &'static str {
 
 fn phase_comparison(
     phase: &str,
-    ka: &KindRepeats,
-    kb: &KindRepeats,
+    flagged: Vec<String>,
     a: Describe,
     b: Describe,
     tolerance: Option<f64>,
@@ -345,12 +482,10 @@ fn phase_comparison(
             format!("outside ±{t} %: the whole interval ({lo:.1} to {hi:.1} %) lies beyond")
         } else {
             format!(
-                "undecided at ±{t} %: the interval ({lo:.1} to {hi:.1} %) crosses the bound; more iterations narrow it"
+                "undecided at ±{t} %: the interval ({lo:.1} to {hi:.1} %) crosses the bound; more iterations or runs narrow it"
             )
         }
     });
-    let flagged =
-        ka.excluded.iter().map(|i| format!("A#{i}")).chain(kb.excluded.iter().map(|i| format!("B#{i}"))).collect();
     PhaseComparison {
         phase: phase.to_string(),
         baseline: a,
@@ -366,7 +501,9 @@ fn phase_comparison(
 
 /// What makes two runs' figures not comparable: different model, dataset, token counts, GPU
 /// model, energy source, or a run not complete.
-fn comparability(a: &Run, b: &Run, kind: DeviceKind) -> Vec<String> {
+/// Why two runs may not be comparable. `within_run_intervals`: the intervals are of each run's
+/// iterations, so a change of the machine between the runs is worth a warning.
+fn comparability(a: &Run, b: &Run, kind: DeviceKind, within_run_intervals: bool) -> Vec<String> {
     let mut w = Vec::new();
     for r in [a, b] {
         match &r.status {
@@ -414,7 +551,8 @@ fn comparability(a: &Run, b: &Run, kind: DeviceKind) -> Vec<String> {
     }
     // The same work at another speed: the machine changed between the runs, which no interval
     // of iterations within one run covers.
-    if let (true, Some((da, n)), Some((db, _))) = (same_config, mean_window_s(a), mean_window_s(b))
+    if let (true, true, Some((da, n)), Some((db, _))) =
+        (within_run_intervals, same_config, mean_window_s(a), mean_window_s(b))
         && (db / da - 1.0).abs() >= SPEED_CHANGE
     {
         w.push(format!(

@@ -27,7 +27,8 @@ fn run_into(cwd: &Path, dir: &str, iterations: u32) {
     .success();
 }
 
-/// A copy of a results folder whose every energy reading is `factor` times the original's and
+/// A copy of a results folder whose every energy reading and report figure is `factor` times the
+/// original's and
 /// every window lasts `duration_factor` times as long, summarized again: a run that used exactly
 /// `factor` times the energy.
 fn scaled_copy(from: &Path, to: &Path, factor: f64, duration_factor: f64) {
@@ -51,6 +52,19 @@ fn scaled_copy(from: &Path, to: &Path, factor: f64, duration_factor: f64) {
         }
     }
     std::fs::write(to.join("energy_meter.json"), serde_json::to_string_pretty(&meter).expect("json")).expect("write");
+    // The report's phase figures too (a summary's per-phase figures are the report's).
+    let mut report = read_json(&to.join("benchmark_report.json"));
+    for phase in report.as_object_mut().expect("report").values_mut() {
+        if let Some(energy) = phase.get_mut("energy").and_then(|e| e.as_object_mut()) {
+            for k in ["cpu", "ram", "gpu", "total"] {
+                if let Some(v) = energy.get(k).and_then(serde_json::Value::as_f64) {
+                    energy.insert(k.into(), serde_json::json!(v * factor));
+                }
+            }
+        }
+    }
+    std::fs::write(to.join("benchmark_report.json"), serde_json::to_string_pretty(&report).expect("json"))
+        .expect("write");
     energy_star(to, &["summarize", "."], &[]).success();
 }
 
@@ -181,4 +195,33 @@ fn master_results_rows_are_compared_through_their_results_folders() {
         .fails_with(1, &["nothing.csv: no such file"]);
     // A folder and a row mix.
     energy_star(cwd.path(), &["compare", "out/individual_runs/lab-one-off", &rows("2")], &[]).success();
+}
+
+#[test]
+fn groups_of_runs_compare_run_means_so_the_spread_between_runs_is_in_the_interval() {
+    let cwd = tempfile::tempdir().expect("tmp");
+    for g in ["g1", "g2", "g3"] {
+        run_into(cwd.path(), g, 1);
+    }
+    // Each run ×1.5: group B used exactly 50 % more, and its runs vary as A's do.
+    for (from, to) in [("g1", "s1"), ("g2", "s2"), ("g3", "s3")] {
+        scaled_copy(&cwd.path().join(from), &cwd.path().join(to), 1.5, 1.0);
+    }
+    let out = energy_star(cwd.path(), &["compare", "g1,g2,g3", "s1,s2,s3", "--json"], &[]).success();
+    let report: serde_json::Value = serde_json::from_str(&out.stdout()).expect("json");
+    assert!(report["scope"].as_str().is_some_and(|s| s.contains("each run is one sample")), "{report}");
+    let c = &report["comparisons"][0];
+    assert_eq!(c["baseline"], "g1, g2, g3 (3 runs)", "{c}");
+    let total = c["phases"].as_array().expect("phases").iter().find(|p| p["phase"] == "total").expect("total");
+    assert_eq!(total["baseline"]["n"], 3, "{total}");
+    assert!((total["percent"].as_f64().expect("percent") - 50.0).abs() < 1e-6, "{total}");
+    let [lo, hi] = [total["percent_ci95"][0].as_f64().unwrap(), total["percent_ci95"][1].as_f64().unwrap()];
+    assert!(lo <= 50.0 && 50.0 <= hi, "{total}");
+    assert_eq!(total["verdict"].as_str().unwrap().starts_with("B uses 50.0 % more"), lo > 0.0, "{total}");
+    // A group against itself: no difference.
+    let same = energy_star(cwd.path(), &["compare", "g1,g2,g3", "g1,g2,g3"], &[]).success().stdout();
+    assert!(same.contains("no difference beyond noise") && same.contains("note: each run is one sample"), "{same}");
+    // A group needs two runs.
+    energy_star(cwd.path(), &["compare", "g1", "g2,g3"], &[])
+        .fails_with(1, &["the group \"g1\" names fewer than two runs"]);
 }

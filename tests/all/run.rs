@@ -247,6 +247,44 @@ fn the_offline_default_runs_the_ai_energy_benchmarks_workload() {
 }
 
 #[test]
+fn the_pytorch_report_has_the_keys_and_types_of_a_real_ai_energy_benchmarks_cpu_run() {
+    // ai_energy_benchmarks 0.0.7 itself on CPU (tests/fixtures/samples/ai_energy_benchmarks-cpu,
+    // tests/fixtures/scripts/ai_energy_benchmarks_cpu_run.py says how): every section with the
+    // same keys in the same order, each value of the same JSON type. With a grid location, as
+    // CodeCarbon always has one, the emissions are numbers too.
+    let (cwd, run) = offline("pytorch", &["++metering.country_iso_code=USA", "++metering.region=california"]);
+    run.success();
+    let ours = read_json(&cwd.path().join("results/benchmark_report.json"));
+    let real = read_json(&energy_star_tests::fixtures().join("samples/ai_energy_benchmarks-cpu/benchmark_report.json"));
+    let keys = |v: &serde_json::Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(keys(&ours), keys(&real));
+    let kind = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "bool",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    };
+    for (section, fields) in real.as_object().expect("report") {
+        assert_eq!(keys(&ours[section]), keys(fields), "{section}");
+        for (key, value) in fields.as_object().expect("section") {
+            // energy-star writes no CodeCarbon files, so it names no folder of them.
+            if (section.as_str(), key.as_str()) == ("metrics_metadata", "output_dir") {
+                assert!(ours[section][key].is_null());
+                continue;
+            }
+            assert_eq!(kind(&ours[section][key]), kind(value), "{section}.{key}: {} vs {value}", ours[section][key]);
+        }
+    }
+    // Both on CPU: GPU 0.0 and no GPU watched, as the original writes it.
+    assert_eq!(
+        (&ours["energy"]["gpu_energy_wh"], &ours["gpu_stats"]),
+        (&real["energy"]["gpu_energy_wh"], &real["gpu_stats"])
+    );
+}
+
+#[test]
 fn bad_scenario_settings_are_clear_errors() {
     // Everything the config decides is checked by the backend's `prepare`, before the results
     // folder is created or changed.

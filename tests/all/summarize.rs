@@ -285,3 +285,18 @@ fn ai_energy_benchmarks_cpu_runs_and_failed_readings_are_told_apart_and_sources_
     let (txt, s) = summarize_value(&unwatched);
     assert_eq!((txt.as_str(), &s["gpu_absent_reason"]), ("n/a\n", &json!("gpu_stats lists no GPU: the run used none")));
 }
+
+#[test]
+fn a_real_ai_energy_benchmarks_cpu_run_is_told_from_a_failed_gpu_reading() {
+    // ai_energy_benchmarks 0.0.7 itself on CPU (tests/fixtures/samples/ai_energy_benchmarks-cpu):
+    // CodeCarbon's GPU 0.0, backend_info.device=cpu, an empty gpu_stats.
+    let (dir, run) = summarize(&sample("ai_energy_benchmarks-cpu/benchmark_report.json"));
+    run.success();
+    let (txt, s) = summary_of(dir.path());
+    assert_eq!(txt, "n/a\n");
+    assert_eq!(s["gpu_absent_reason"], "backend_info.device=cpu: the run used no GPU", "{s}");
+    let w = s["warnings"].to_string();
+    assert!(!w.contains("failed reading"), "{w}");
+    assert!(w.contains("CPU and RAM energy: CodeCarbon 3.3.2's (metrics_metadata)"), "{w}");
+    assert!(s["cpu_wh"].as_f64().is_some_and(|c| c > 0.0) && s["ram_wh"].as_f64().is_some_and(|r| r > 0.0), "{s}");
+}

@@ -336,7 +336,7 @@ pub struct RunRecord {
     pub backend: String,
     /// The plugin API version the backend was built for.
     pub api_version: String,
-    /// SHA-256 of the backend's plugin file (none in records before energy-star 0.2.1's).
+    /// SHA-256 of the backend's plugin file (none in records written by hosts before plugin API 0.2.1).
     #[serde(default)]
     pub backend_sha256: Option<String>,
     pub plan: RunPlan,
@@ -352,7 +352,7 @@ pub struct RunRecord {
     /// energy-star before 0.2.1's carbon settings).
     #[serde(default)]
     pub carbon: Option<CarbonSettings>,
-    /// The machine, described before the run (none in records before energy-star 0.2.2's).
+    /// The machine, described before the run (none in records written by hosts before plugin API 0.2.2).
     #[serde(default)]
     pub machine: Option<MachineDescription>,
 }

@@ -214,7 +214,9 @@ impl Guest for Pytorch {
                 "device": s.device,
                 "device_ids": s.device_ids,
                 "torch_dtype": s.dtype,
-                "device_map": energy_star_backend_common::get(&cfg, "backend.device_map"),
+                // As configured, with upstream's default: the original records the request, and so
+                // does this (the local engine places the whole model on one device, said below).
+                "device_map": energy_star_backend_common::str_at(&cfg, "backend.device_map").unwrap_or_else(|| "auto".into()),
                 "initialized": true,
                 "healthy": !tally.stopped_early,
             },
@@ -240,6 +242,7 @@ impl Guest for Pytorch {
                     "batch_size is honoured (the original sends prompts one at a time)",
                     "min_new_tokens is honoured (the original ignores it)",
                     "top_k 50 is not applied (top-p 0.9 and temperature 0.7 are)",
+                    "device_map is recorded as configured (default auto); the local engine places the whole model on one device",
                     energy_star_backend_common::carbon_difference(&carbon),
                 ],
                 "carbon": energy_star_backend_common::carbon_additions(&e, &carbon),
