@@ -1,11 +1,14 @@
 //! `energy-star compare A B [C ...]`: do runs differ beyond noise? A run is a results folder, or
 //! a row of a batch's `master_results.csv` (`FILE.csv` for every row, `FILE.csv:N` for row N):
 //! a row holds one figure per run, so `compare` follows it to the run's folder, where the
-//! repeated measures are. For each phase measured more than once in both runs, and for the counted phases' total, each run's mean with its 95 %
-//! interval, the difference of the means with Welch's 95 % interval, and a verdict; with
-//! `--tolerance`, whether they agree within it (the interval, not the point, decides). Every
-//! later run is compared with the first. It reads the host's records only (summary, run record,
-//! status, energy record) and warns when the runs are not comparable.
+//! repeated measures are. For each phase measured more than once in both runs, and for the
+//! counted phases' total, each run's mean with its 95 % interval, the difference of the means
+//! with Welch's 95 % interval, and a verdict; with `--tolerance`, whether they agree within it
+//! (the interval, not the point, decides). Runs joined by commas (`A1,A2,A3`) are a group: each
+//! run's figure is one sample, so the interval holds what changes between runs too
+//! (`compare_groups`). Every later run (or group) is compared with the first. It reads the
+//! host's records only (summary, run record, status, energy record) and warns when the runs are
+//! not comparable.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -334,7 +337,7 @@ pub struct CompareReport {
     pub scope: &'static str,
 }
 
-/// What every interval of `compare` covers.
+/// What the intervals of `compare` of groups of runs cover.
 pub const GROUP_SCOPE: &str = "each run is one sample (its figure: the mean of its iterations); each interval covers the spread between the runs of a group, what changed between them included";
 
 /// What every interval of `compare` of single runs covers.
@@ -643,7 +646,7 @@ pub fn table(r: &CompareReport) -> String {
     for c in &r.comparisons {
         let _ = writeln!(
             out,
-            "A: {}\nB: {}\n{kind} energy, Wh: mean [95 % CI] per run; B − A with Welch's 95 % CI",
+            "A: {}\nB: {}\n{kind} energy, Wh: mean [95 % CI] of each side (a run's iterations, or a group's runs); B − A with Welch's 95 % CI",
             c.baseline, c.other
         );
         let rows: Vec<[String; 5]> = c
