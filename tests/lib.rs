@@ -184,6 +184,41 @@ fn command(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     c
 }
 
+/// The built-in plugins, as (kind, name).
+pub const BUILTIN_PLUGINS: [(&str, &str); 5] = [
+    ("backend", "optimum"),
+    ("backend", "pytorch"),
+    ("backend", "vllm"),
+    ("summarizer", "optimum"),
+    ("summarizer", "ai_energy_benchmarks"),
+];
+
+/// `energy-star plugins --json ARGS`: one JSON object per plugin.
+pub fn plugin_listing(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let mut all = vec!["plugins", "--json"];
+    all.extend_from_slice(args);
+    let run = energy_star(cwd, &all, env).success();
+    run.stdout().lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect()
+}
+
+/// The plugin of `kind` and `name` in a listing.
+pub fn listed<'a>(list: &'a [serde_json::Value], kind: &str, name: &str) -> Option<&'a serde_json::Value> {
+    list.iter().find(|p| p["kind"] == kind && p["name"] == name)
+}
+
+/// A small run of the offline default config (`text_generation_offline`) on `backend`: 4 prompts
+/// of exactly `new_tokens` new tokens after one warmup. `flags` go before the config name
+/// (`--plugin-dir ...`), `overrides` after it (`scenario.iterations=3`, `--results-dir X`).
+pub fn small_offline_run(cwd: &Path, backend: &str, new_tokens: u32, flags: &[&str], overrides: &[&str]) -> Run {
+    let max = format!("scenario.generate_kwargs.max_new_tokens={new_tokens}");
+    let min = format!("scenario.generate_kwargs.min_new_tokens={new_tokens}");
+    let mut args: Vec<&str> = flags.to_vec();
+    args.extend(["--config-name", "text_generation_offline", "scenario.num_samples=4", &max, &min]);
+    args.push("scenario.warmup_runs=1");
+    args.extend_from_slice(overrides);
+    energy_star(cwd, &args, &[("BENCHMARK_BACKEND", backend)])
+}
+
 /// A folder holding copies of `files` (renamed to `name`), e.g. a results folder with a report.
 pub fn folder_with(files: &[(&Path, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");

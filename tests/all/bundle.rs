@@ -4,22 +4,10 @@
 
 use std::io::{Read, Write};
 
-use energy_star_tests::{energy_star, read_json};
+use energy_star_tests::{energy_star, read_json, small_offline_run};
 
 fn offline_run(cwd: &std::path::Path) {
-    energy_star(
-        cwd,
-        &[
-            "--config-name",
-            "text_generation_offline",
-            "scenario.num_samples=4",
-            "scenario.generate_kwargs.max_new_tokens=2",
-            "scenario.generate_kwargs.min_new_tokens=2",
-            "scenario.warmup_runs=1",
-        ],
-        &[("BENCHMARK_BACKEND", "optimum")],
-    )
-    .success();
+    small_offline_run(cwd, "optimum", 2, &[], &[]).success();
 }
 
 #[test]

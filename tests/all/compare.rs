@@ -3,26 +3,17 @@
 
 use std::path::Path;
 
-use energy_star_tests::{energy_star, read_json};
+use energy_star_tests::{energy_star, read_json, small_offline_run};
 
 /// An offline optimum run with `iterations` repeats into `dir`.
 fn run_into(cwd: &Path, dir: &str, iterations: u32) {
     let iterations = format!("scenario.iterations={iterations}");
-    energy_star(
+    small_offline_run(
         cwd,
-        &[
-            "--config-name",
-            "text_generation_offline",
-            "scenario.num_samples=4",
-            "scenario.generate_kwargs.max_new_tokens=3",
-            "scenario.generate_kwargs.min_new_tokens=3",
-            "scenario.input_shapes.batch_size=4",
-            "scenario.warmup_runs=1",
-            &iterations,
-            "--results-dir",
-            dir,
-        ],
-        &[("BENCHMARK_BACKEND", "optimum")],
+        "optimum",
+        3,
+        &[],
+        &["scenario.input_shapes.batch_size=4", &iterations, "--results-dir", dir],
     )
     .success();
 }

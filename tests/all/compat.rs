@@ -8,7 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use energy_star_tests::{energy_star, fixtures, folder_with, read_json};
+use energy_star_tests::{
+    BUILTIN_PLUGINS, energy_star, fixtures, folder_with, listed, plugin_listing, read_json, small_offline_run,
+};
 
 fn v0_1_plugins() -> tempfile::TempDir {
     plugins_of("0.1.0")
@@ -28,39 +30,26 @@ fn plugins_of(api: &str) -> tempfile::TempDir {
 /// `plugins --json` lists every built-in plugin from `dirs`, of API `api`, replacing today's.
 fn assert_every_builtin_is_replaced(dirs: &str, api: &str) {
     let cwd = tempfile::tempdir().expect("tmp");
-    let list = energy_star(cwd.path(), &["--strict-plugins", "--plugin-dir", dirs, "plugins", "--json"], &[]).success();
-    let list: Vec<serde_json::Value> = list.stdout().lines().map(|l| serde_json::from_str(l).expect("json")).collect();
-    for (kind, name) in [
-        ("backend", "optimum"),
-        ("backend", "pytorch"),
-        ("backend", "vllm"),
-        ("summarizer", "optimum"),
-        ("summarizer", "ai_energy_benchmarks"),
-    ] {
-        let p = list.iter().find(|p| p["kind"] == kind && p["name"] == name).expect("listed");
+    let list = plugin_listing(cwd.path(), &["--strict-plugins", "--plugin-dir", dirs], &[]);
+    for (kind, name) in BUILTIN_PLUGINS {
+        let p = listed(&list, kind, name).expect("listed");
         assert_eq!(p["api_version"], api, "{p}");
         assert_eq!(p["replaces"], serde_json::json!(["built-in"]), "{p}");
     }
 }
 
-/// Runs the offline default on `backend` with the plugins in `dirs`; returns the results folder's
-/// parent (kept alive by the caller).
-fn offline_run(dirs: &str, backend: &str, extra: &[&str]) -> tempfile::TempDir {
+/// An offline run of `backend` with the plugins of `api` (which lack a later import) completes,
+/// and the record names that API and the plugin folder; returns the run and its results folder.
+fn old_backend_run(old: &Path, api: &str, backend: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let dirs = old.to_str().expect("utf-8");
     let cwd = tempfile::tempdir().expect("tmp");
-    let mut args = vec![
-        "--strict-plugins",
-        "--plugin-dir",
-        dirs,
-        "--config-name",
-        "text_generation_offline",
-        "scenario.num_samples=4",
-        "scenario.generate_kwargs.max_new_tokens=3",
-        "scenario.generate_kwargs.min_new_tokens=3",
-        "scenario.warmup_runs=1",
-    ];
-    args.extend(extra);
-    energy_star(cwd.path(), &args, &[("BENCHMARK_BACKEND", backend)]).success();
-    cwd
+    small_offline_run(cwd.path(), backend, 3, &["--strict-plugins", "--plugin-dir", dirs], extra).success();
+    let r = cwd.path().join("results");
+    assert_eq!(read_json(&r.join("run_status.json"))["state"], "complete", "{backend}");
+    let record = read_json(&r.join("run_record.json"));
+    assert_eq!(record["api_version"], api, "{backend}");
+    assert!(record["backend"].as_str().expect("label").contains(dirs), "{record}");
+    (cwd, r)
 }
 
 fn sample(rel: &str) -> PathBuf {
@@ -102,22 +91,7 @@ fn the_0_1_0_backends_run_the_offline_default() {
     let dirs = old.path().to_str().expect("utf-8");
     for backend in ["optimum", "pytorch"] {
         let cwd = tempfile::tempdir().expect("tmp");
-        let run = energy_star(
-            cwd.path(),
-            &[
-                "--strict-plugins",
-                "--plugin-dir",
-                dirs,
-                "--config-name",
-                "text_generation_offline",
-                "scenario.num_samples=4",
-                "scenario.generate_kwargs.max_new_tokens=3",
-                "scenario.generate_kwargs.min_new_tokens=3",
-                "scenario.warmup_runs=1",
-            ],
-            &[("BENCHMARK_BACKEND", backend)],
-        )
-        .success();
+        let run = small_offline_run(cwd.path(), backend, 3, &["--strict-plugins", "--plugin-dir", dirs], &[]).success();
         assert!(run.stdout().contains("no GPU energy: backend.device=cpu"), "{backend}: {}", run.stdout());
         let r = cwd.path().join("results");
         assert_eq!(read_json(&r.join("run_status.json"))["state"], "complete", "{backend}");
@@ -150,14 +124,8 @@ fn the_0_2_0_builtins_load_through_0_2_2s_bindings_and_give_the_same_figures() {
 #[test]
 fn the_0_2_0_backends_run_without_the_carbon_import_and_the_host_still_knows_the_emissions() {
     let old = plugins_of("0.2.0");
-    let dirs = old.path().to_str().expect("utf-8");
     for backend in ["optimum", "pytorch"] {
-        let cwd = offline_run(dirs, backend, &["++metering.country_iso_code=FRA"]);
-        let r = cwd.path().join("results");
-        assert_eq!(read_json(&r.join("run_status.json"))["state"], "complete", "{backend}");
-        let record = read_json(&r.join("run_record.json"));
-        assert_eq!(record["api_version"], "0.2.0", "{backend}");
-        assert!(record["backend"].as_str().expect("label").contains(dirs), "{record}");
+        let (_cwd, r) = old_backend_run(old.path(), "0.2.0", backend, &["++metering.country_iso_code=FRA"]);
         // A 0.2.0 backend cannot ask for the factor: its report keeps null emissions...
         if backend == "pytorch" {
             let report = read_json(&r.join("benchmark_report.json"));
@@ -186,12 +154,8 @@ fn the_0_2_1_builtins_load_through_0_2_2s_bindings_and_give_the_same_figures() {
 #[test]
 fn a_0_2_1_backend_runs_without_the_machine_import_and_the_record_still_describes_the_machine() {
     let old = plugins_of("0.2.1");
-    let dirs = old.path().to_str().expect("utf-8");
-    let cwd = offline_run(dirs, "optimum", &["++metering.country_iso_code=FRA"]);
-    let r = cwd.path().join("results");
-    assert_eq!(read_json(&r.join("run_status.json"))["state"], "complete");
+    let (_cwd, r) = old_backend_run(old.path(), "0.2.1", "optimum", &["++metering.country_iso_code=FRA"]);
     let record = read_json(&r.join("run_record.json"));
-    assert_eq!(record["api_version"], "0.2.1", "{record}");
     // The host describes the machine whatever the backend's API...
     assert!(record["machine"]["cpu_count"].as_u64().is_some_and(|n| n > 0), "{record}");
     // ...a 0.2.1 backend cannot ask for it, so its environment keeps the machine keys null...

@@ -2,7 +2,7 @@
 //! task and class), as SVG and a PNG of the expected size that is not blank; from a run
 //! without a GPU figure, a clear refusal.
 
-use energy_star_tests::energy_star;
+use energy_star_tests::{energy_star, small_offline_run};
 
 const TABLE: &str = "model_name,model_class,task,reasoning_state,gpu_energy_wh,wh_per_1000_queries,timestamp,gpu_energy_source,complete,results_dir
 openai/gpt-oss-20b,B,text_generation,off,1.9,1.90,1764720000,nvml-energy-counter,true,
@@ -60,19 +60,7 @@ fn label_refuses_what_it_cannot_label() {
         .fails_with(1, &["no row for model \"nope\""]);
     energy_star(cwd.path(), &["label", "missing"], &[]).fails_with(1, &["missing is neither a results folder"]);
     // A run on this CPU has no GPU energy to label.
-    energy_star(
-        cwd.path(),
-        &[
-            "--config-name",
-            "text_generation_offline",
-            "scenario.num_samples=4",
-            "scenario.generate_kwargs.max_new_tokens=2",
-            "scenario.generate_kwargs.min_new_tokens=2",
-            "scenario.warmup_runs=1",
-        ],
-        &[("BENCHMARK_BACKEND", "optimum")],
-    )
-    .success();
+    small_offline_run(cwd.path(), "optimum", 2, &[], &[]).success();
     energy_star(cwd.path(), &["label", "results"], &[])
         .fails_with(1, &["no GPU energy per query to label: the run used no GPU"]);
 }

@@ -1,37 +1,22 @@
 use std::path::Path;
 
-use energy_star_tests::{cache_dir, energy_star, fixtures, folder_with, guests, read_json};
+use energy_star_tests::{
+    BUILTIN_PLUGINS, cache_dir, energy_star, fixtures, folder_with, guests, listed, plugin_listing, read_json,
+};
 use serde_json::Value;
-
-fn listing(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
-    let mut all = vec!["plugins", "--json"];
-    all.extend_from_slice(args);
-    let run = energy_star(cwd, &all, env).success();
-    run.stdout().lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect()
-}
-
-fn find<'a>(list: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
-    list.iter().find(|p| p["kind"] == kind && p["name"] == name)
-}
 
 #[test]
 fn builtins_are_listed_with_kind_version_api_and_origin() {
     let cwd = tempfile::tempdir().expect("tmp");
-    let list = listing(cwd.path(), &[], &[]);
-    for (kind, name) in [
-        ("backend", "optimum"),
-        ("backend", "pytorch"),
-        ("backend", "vllm"),
-        ("summarizer", "optimum"),
-        ("summarizer", "ai_energy_benchmarks"),
-    ] {
-        let p = find(&list, kind, name).unwrap_or_else(|| panic!("{kind} {name} missing: {list:?}"));
+    let list = plugin_listing(cwd.path(), &[], &[]);
+    for (kind, name) in BUILTIN_PLUGINS {
+        let p = listed(&list, kind, name).unwrap_or_else(|| panic!("{kind} {name} missing: {list:?}"));
         assert_eq!(p["origin"], "built-in");
         assert_eq!(p["api_version"], "0.2.2");
         assert!(!p["version"].as_str().expect("version").is_empty());
     }
     assert_eq!(
-        find(&list, "backend", "vllm").expect("vllm")["required_settings"],
+        listed(&list, "backend", "vllm").expect("vllm")["required_settings"],
         serde_json::json!(["VLLM_ENDPOINT"])
     );
     let table = energy_star(cwd.path(), &["plugins"], &[]).success().stdout();
@@ -73,8 +58,8 @@ fn dropped_in_plugin_with_a_builtin_name_replaces_it_and_the_listing_says_so() {
     let g = guests();
     let plugins = folder_with(&[(&g.optimum_override, "my-optimum.wasm")]);
     let dirs = plugins.path().to_str().expect("utf-8");
-    let list = listing(plugins.path(), &["--plugin-dir", dirs], &[]);
-    let p = find(&list, "summarizer", "optimum").expect("optimum summarizer");
+    let list = plugin_listing(plugins.path(), &["--plugin-dir", dirs], &[]);
+    let p = listed(&list, "summarizer", "optimum").expect("optimum summarizer");
     assert_eq!(p["version"], "9.9.9");
     assert_eq!(p["replaces"], serde_json::json!(["built-in"]));
     assert_eq!(list.iter().filter(|p| p["kind"] == "summarizer" && p["name"] == "optimum").count(), 1);
@@ -94,12 +79,12 @@ fn plugin_dir_beats_plugin_path_and_the_listing_names_both() {
     let g = guests();
     let low = folder_with(&[(&g.codecarbon_summarizer, "cc.wasm")]);
     let high = folder_with(&[(&g.codecarbon_summarizer, "cc.wasm")]);
-    let list = listing(
+    let list = plugin_listing(
         low.path(),
         &["--plugin-dir", high.path().to_str().expect("utf-8")],
         &[("ENERGY_STAR_PLUGIN_PATH", low.path().to_str().expect("utf-8"))],
     );
-    let p = find(&list, "summarizer", "codecarbon").expect("codecarbon");
+    let p = listed(&list, "summarizer", "codecarbon").expect("codecarbon");
     assert_eq!(p["origin"], high.path().join("cc.wasm").display().to_string());
     assert_eq!(p["replaces"], serde_json::json!([low.path().join("cc.wasm").display().to_string()]));
 }
@@ -127,8 +112,8 @@ fn two_plugins_of_one_name_in_one_folder_are_both_skipped() {
         plugins.path(),
         &["two summarizer plugins named \"codecarbon\" in one folder", "a.wasm", "b.wasm"],
     );
-    let list = listing(plugins.path(), &["--plugin-dir", "."], &[]);
-    assert!(find(&list, "summarizer", "codecarbon").is_none(), "which of the two was meant is unknown: {list:?}");
+    let list = plugin_listing(plugins.path(), &["--plugin-dir", "."], &[]);
+    assert!(listed(&list, "summarizer", "codecarbon").is_none(), "which of the two was meant is unknown: {list:?}");
     assert_eq!(list.iter().filter(|p| p["broken"] == true).count(), 2);
 }
 

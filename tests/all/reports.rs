@@ -3,23 +3,11 @@
 
 use std::path::Path;
 
-use energy_star_tests::energy_star;
+use energy_star_tests::{energy_star, small_offline_run};
 
 /// A small offline optimum run in `cwd/results`.
 fn offline_run(cwd: &Path) {
-    energy_star(
-        cwd,
-        &[
-            "--config-name",
-            "text_generation_offline",
-            "scenario.num_samples=4",
-            "scenario.generate_kwargs.max_new_tokens=4",
-            "scenario.generate_kwargs.min_new_tokens=4",
-            "scenario.warmup_runs=1",
-        ],
-        &[],
-    )
-    .success();
+    small_offline_run(cwd, "optimum", 4, &[], &[]).success();
 }
 
 #[test]
