@@ -10,6 +10,7 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     ("MistralForCausalLM", "mistral"),
     ("Qwen2ForCausalLM", "qwen2"),
     ("Qwen3ForCausalLM", "qwen3"),
+    ("GptOssForCausalLM", "gpt_oss"),
 ];
 
 /// The family, which decides the attention's details.
@@ -21,6 +22,29 @@ pub enum Family {
     Qwen2,
     /// RMSNorm on q and k per head, no bias.
     Qwen3,
+    /// gpt-oss: biases everywhere, attention sinks, sliding and full layers alternating, YaRN,
+    /// a mixture of experts with a clamped SwiGLU, experts stored as MXFP4.
+    GptOss,
+}
+
+/// A mixture-of-experts MLP as gpt-oss defines it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoeConfig {
+    /// `num_local_experts`.
+    pub num_experts: usize,
+    /// `num_experts_per_tok` (`experts_per_token` in OpenAI's own config).
+    pub experts_per_token: usize,
+    /// The SwiGLU clamp: gate ≤ limit, −limit ≤ up ≤ limit (`swiglu_limit`, default 7.0).
+    pub swiglu_limit: f64,
+}
+
+/// How the checkpoint stores its weights, from `quantization_config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightsFormat {
+    /// Every tensor in a float type.
+    Dense,
+    /// Expert weights as MXFP4 (`*_blocks` and `*_scales`), the rest dense.
+    Mxfp4,
 }
 
 /// RoPE frequency scaling.
@@ -36,6 +60,17 @@ pub enum RopeScaling {
         low_freq_factor: f64,
         high_freq_factor: f64,
         original_max_position_embeddings: f64,
+    },
+    /// YaRN, as transformers computes it: frequencies blended between interpolated and
+    /// extrapolated by a linear ramp over the correction range, and cos/sin scaled by
+    /// `attention_factor`.
+    Yarn {
+        factor: f64,
+        beta_fast: f64,
+        beta_slow: f64,
+        original_max_position_embeddings: f64,
+        truncate: bool,
+        attention_factor: f64,
     },
 }
 
@@ -59,6 +94,13 @@ pub struct ModelConfig {
     pub attention_bias: bool,
     pub mlp_bias: bool,
     pub sliding_window: Option<usize>,
+    /// Per layer, whether it attends within `sliding_window` (gpt-oss' `layer_types`); every
+    /// layer does when a window is set and the config has no layer types.
+    pub sliding_layers: Vec<bool>,
+    /// One learned logit per head that joins every softmax and takes its share (gpt-oss).
+    pub attention_sinks: bool,
+    pub moe: Option<MoeConfig>,
+    pub weights_format: WeightsFormat,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
     pub pad_token_id: Option<u32>,
@@ -93,6 +135,79 @@ pub fn ids(v: Option<&Value>) -> Vec<u32> {
     }
 }
 
+/// `quantization_config.quant_method`: none, or MXFP4 (gpt-oss' experts); anything else is
+/// refused by name rather than read as if it were dense.
+fn weights_format(v: &Value) -> Result<WeightsFormat, String> {
+    let Some(q) = v.get("quantization_config").filter(|q| !q.is_null()) else {
+        return Ok(WeightsFormat::Dense);
+    };
+    match q.get("quant_method").and_then(Value::as_str) {
+        Some("mxfp4") => Ok(WeightsFormat::Mxfp4),
+        Some(other) => Err(format!(
+            "quantization_config.quant_method {other:?} is not supported by the local engine (mxfp4 is; \
+             GGUF files run through backend.model=FILE.gguf)"
+        )),
+        None => Err("quantization_config has no quant_method".into()),
+    }
+}
+
+/// Which layers use the sliding window: `layer_types` when given (each "sliding_attention" or
+/// "full_attention"), else all layers when a window is set.
+fn sliding_layers(v: &Value, num_layers: usize, window: Option<usize>) -> Result<Vec<bool>, String> {
+    let Some(types) = v.get("layer_types").filter(|t| !t.is_null()) else {
+        return Ok(vec![window.is_some(); num_layers]);
+    };
+    let types = types.as_array().ok_or_else(|| format!("`layer_types` = {types} is not a list"))?;
+    if types.len() != num_layers {
+        return Err(format!("`layer_types` has {} entries for {num_layers} layers", types.len()));
+    }
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match t.as_str() {
+            Some("full_attention") => Ok(false),
+            Some("sliding_attention") if window.is_some() => Ok(true),
+            Some("sliding_attention") => Err(format!("layer {i} is sliding_attention but `sliding_window` is not set")),
+            _ => Err(format!("layer_types[{i}] = {t} is not supported (full_attention and sliding_attention are)")),
+        })
+        .collect()
+}
+
+fn moe_config(v: &Value) -> Result<MoeConfig, String> {
+    let num_experts = need(v, "num_local_experts")?;
+    let experts_per_token = match usize_of(v, "num_experts_per_tok")? {
+        Some(k) => k,
+        None => need(v, "experts_per_token").map_err(|_| "`num_experts_per_tok` is missing".to_string())?,
+    };
+    if experts_per_token == 0 || experts_per_token > num_experts {
+        return Err(format!(
+            "`num_experts_per_tok` ({experts_per_token}) must be between 1 and `num_local_experts` ({num_experts})"
+        ));
+    }
+    // transformers 5 reads `swiglu_limit`; 4.x fixed 7.0, the value gpt-oss' checkpoints state.
+    let swiglu_limit = f64_of(v, "swiglu_limit").unwrap_or(GPT_OSS_SWIGLU_LIMIT);
+    if swiglu_limit.is_nan() || swiglu_limit <= 0.0 {
+        return Err(format!("`swiglu_limit` = {swiglu_limit} must be positive"));
+    }
+    Ok(MoeConfig { num_experts, experts_per_token, swiglu_limit })
+}
+
+/// gpt-oss' SwiGLU clamp when the config does not say.
+pub const GPT_OSS_SWIGLU_LIMIT: f64 = 7.0;
+
+/// YaRN's cos/sin scale: `attention_factor` when given, else from `mscale`/`mscale_all_dim`,
+/// else 0.1 ln(factor) + 1 (1 for factor ≤ 1), as transformers infers it.
+fn yarn_attention_factor(r: &Value, factor: f64) -> Result<f64, String> {
+    if let Some(a) = f64_of(r, "attention_factor") {
+        return Ok(a);
+    }
+    let mscale = |scale: f64, m: f64| if scale <= 1.0 { 1.0 } else { 0.1 * m * scale.ln() + 1.0 };
+    match (f64_of(r, "mscale").filter(|m| *m != 0.0), f64_of(r, "mscale_all_dim").filter(|m| *m != 0.0)) {
+        (Some(m), Some(all)) => Ok(mscale(factor, m) / mscale(factor, all)),
+        _ => Ok(mscale(factor, 1.0)),
+    }
+}
+
 impl ModelConfig {
     /// Parses config.json text; `generation` is generation_config.json when present (its EOS
     /// ids take precedence, as transformers' `generate` uses them).
@@ -105,14 +220,17 @@ impl ModelConfig {
             (Some("LlamaForCausalLM" | "MistralForCausalLM"), _) | (None, "llama" | "mistral") => Family::Llama,
             (Some("Qwen2ForCausalLM"), _) | (None, "qwen2") => Family::Qwen2,
             (Some("Qwen3ForCausalLM"), _) | (None, "qwen3") => Family::Qwen3,
+            (Some("GptOssForCausalLM"), _) | (None, "gpt_oss") => Family::GptOss,
             (a, t) => {
                 return Err(format!(
-                    "unsupported architecture {} (model_type {t:?}); the local engine runs {}",
+                    "unsupported architecture {} (model_type {t:?}): it is not in the local engine, which runs {}; \
+                     the vllm backend (BENCHMARK_BACKEND=vllm) runs any model its server runs",
                     a.unwrap_or("(none given)"),
                     supported()
                 ));
             }
         };
+        let weights_format = weights_format(&v)?;
         let hidden_size = need(&v, "hidden_size")?;
         let num_heads = need(&v, "num_attention_heads")?;
         if num_heads == 0 || hidden_size == 0 {
@@ -151,14 +269,32 @@ impl ModelConfig {
                         original_max_position_embeddings: f64_of(r, "original_max_position_embeddings")
                             .unwrap_or(8192.0),
                     },
+                    "yarn" => {
+                        let original = f64_of(r, "original_max_position_embeddings")
+                            .or_else(|| f64_of(&v, "max_position_embeddings"))
+                            .unwrap_or(2048.0);
+                        RopeScaling::Yarn {
+                            factor,
+                            beta_fast: f64_of(r, "beta_fast").filter(|b| *b != 0.0).unwrap_or(32.0),
+                            beta_slow: f64_of(r, "beta_slow").filter(|b| *b != 0.0).unwrap_or(1.0),
+                            original_max_position_embeddings: original,
+                            truncate: r.get("truncate").and_then(Value::as_bool).unwrap_or(true),
+                            attention_factor: yarn_attention_factor(r, factor)?,
+                        }
+                    }
                     other => {
                         return Err(format!(
-                            "rope_type {other:?} is not supported (supported: default, linear, llama3)"
+                            "rope_type {other:?} is not supported (supported: default, linear, llama3, yarn)"
                         ));
                     }
                 }
             }
         };
+        if matches!(rope_scaling, RopeScaling::Yarn { .. }) && family != Family::GptOss {
+            // Other families' YaRN variants (Qwen's, DeepSeek's mscale) differ in details not
+            // checked against transformers here.
+            return Err(format!("rope_type \"yarn\" is supported for gpt-oss only, not {model_type:?}"));
+        }
         let act = v.get("hidden_act").and_then(Value::as_str).unwrap_or("silu");
         if act != "silu" {
             return Err(format!("hidden_act {act:?} is not supported (silu is)"));
@@ -173,13 +309,25 @@ impl ModelConfig {
             Family::Qwen2 | Family::Qwen3 if v.get("use_sliding_window") != Some(&Value::Bool(true)) => None,
             _ => usize_of(&v, "sliding_window")?,
         };
+        if sliding_window == Some(0) {
+            return Err("`sliding_window` is 0: no token could attend to anything".into());
+        }
+        let num_layers = need(&v, "num_hidden_layers")?;
+        let sliding_layers = sliding_layers(&v, num_layers, sliding_window)?;
+        let moe = match family {
+            Family::GptOss => Some(moe_config(&v)?),
+            _ => None,
+        };
+        if weights_format == WeightsFormat::Mxfp4 && moe.is_none() {
+            return Err("quantization_config.quant_method \"mxfp4\" applies to gpt-oss experts only".into());
+        }
         Ok(Self {
             architecture: arch.unwrap_or_else(|| model_type.to_string()),
             family,
             vocab_size: need(&v, "vocab_size")?,
             hidden_size,
             intermediate_size: need(&v, "intermediate_size")?,
-            num_layers: need(&v, "num_hidden_layers")?,
+            num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
@@ -189,11 +337,16 @@ impl ModelConfig {
             max_position_embeddings: usize_of(&v, "max_position_embeddings")?.unwrap_or(2048),
             tie_word_embeddings: v.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
             attention_bias: match family {
-                Family::Qwen2 => true,
+                // transformers' GptOssConfig sets it whatever config.json says.
+                Family::Qwen2 | Family::GptOss => true,
                 _ => v.get("attention_bias").and_then(Value::as_bool).unwrap_or(false),
             },
             mlp_bias: v.get("mlp_bias").and_then(Value::as_bool).unwrap_or(false),
             sliding_window,
+            sliding_layers,
+            attention_sinks: family == Family::GptOss,
+            moe,
+            weights_format,
             bos_token_id: generation_cfg
                 .as_ref()
                 .and_then(|g| ids(g.get("bos_token_id")).first().copied())
@@ -249,6 +402,10 @@ impl ModelConfig {
             attention_bias: false,
             mlp_bias: false,
             sliding_window: None,
+            sliding_layers: vec![false; u("block_count")?],
+            attention_sinks: false,
+            moe: None,
+            weights_format: WeightsFormat::Dense,
             bos_token_id: id("tokenizer.ggml.bos_token_id"),
             eos_token_ids: id("tokenizer.ggml.eos_token_id").into_iter().collect(),
             pad_token_id: id("tokenizer.ggml.padding_token_id"),
@@ -281,6 +438,38 @@ impl ModelConfig {
                     })
                     .collect()
             }
+            RopeScaling::Yarn { factor, beta_fast, beta_slow, original_max_position_embeddings, truncate, .. } => {
+                // The dimension (of d) at which a frequency makes `rotations` turns over the
+                // original context.
+                let dim_of = |rotations: f64| {
+                    d * (original_max_position_embeddings / (rotations * 2.0 * std::f64::consts::PI)).ln()
+                        / (2.0 * self.rope_theta.ln())
+                };
+                let (mut low, mut high) = (dim_of(*beta_fast), dim_of(*beta_slow));
+                if *truncate {
+                    (low, high) = (low.floor(), high.ceil());
+                }
+                let (low, mut high) = (low.max(0.0), high.min(d - 1.0));
+                if low == high {
+                    high += 0.001;
+                }
+                base.into_iter()
+                    .enumerate()
+                    .map(|(i, f)| {
+                        let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
+                        let extrapolation = 1.0 - ramp;
+                        f / factor * (1.0 - extrapolation) + f * extrapolation
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The factor on cos and sin (YaRN's attention factor; 1 otherwise).
+    pub fn rope_attention_factor(&self) -> f64 {
+        match self.rope_scaling {
+            RopeScaling::Yarn { attention_factor, .. } => attention_factor,
+            _ => 1.0,
         }
     }
 }

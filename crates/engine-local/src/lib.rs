@@ -4,8 +4,11 @@
 //! Rooms: [`config`] (config.json → one decoder description), [`resolve`] (folders and the hub
 //! cache), [`model`] (the decoder, with masks and a KV cache), [`sampling`].
 
+pub mod chat;
 pub mod config;
 pub mod model;
+pub mod moe;
+pub mod mxfp4;
 pub mod resolve;
 pub mod sampling;
 pub mod toy;
@@ -16,6 +19,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use tokenizers::Tokenizer;
 
+use self::chat::ChatTemplate;
 use self::config::ModelConfig;
 use self::model::{Decoder, KvCache};
 use energy_star_engine::{BatchOutcome, GenerationParams, InferenceError, RequestOutcome, TokenCountSource};
@@ -37,7 +41,20 @@ pub struct CandleEngine {
     pub model_name: String,
     pub decoder: Decoder,
     tokenizer: Tokenizer,
+    /// The tokenizer's chat template; an unreadable one is an error only when a chat is asked for.
+    chat_template: Result<Option<ChatTemplate>, String>,
     pub load_s: f64,
+}
+
+/// A chat rendered through the model's template and tokenized.
+#[derive(Debug, Clone)]
+pub struct ChatPrompt {
+    pub text: String,
+    pub input_ids: Vec<u32>,
+    /// Keyword arguments the template never reads (worth a warning: a typo, or the wrong model).
+    pub unused_kwargs: Vec<String>,
+    pub template_sha256: String,
+    pub template_origin: String,
 }
 
 /// Opens the device, refusing CUDA clearly where it cannot work.
@@ -134,7 +151,14 @@ impl CandleEngine {
             merr(format!("weights in {} do not load (corrupt or truncated safetensors?): {e}", files.dir.display()))
         })?;
         let decoder = Decoder::load(config, vb).map_err(|e| merr(format!("weights do not match config.json: {e}")))?;
-        Ok(Self { model_name: spec.model.clone(), decoder, tokenizer, load_s: t0.elapsed().as_secs_f64() })
+        let chat_template = tokenizer_path.parent().map_or(Ok(None), ChatTemplate::find);
+        Ok(Self {
+            model_name: spec.model.clone(),
+            decoder,
+            tokenizer,
+            chat_template,
+            load_s: t0.elapsed().as_secs_f64(),
+        })
     }
 
     /// A quantized GGUF file (llama architecture). Its tokenizer comes from `processor` (a
@@ -181,7 +205,14 @@ impl CandleEngine {
         }
         let decoder = model::Decoder::load_gguf(config, &content, &mut file, &device)
             .map_err(|e| merr(format!("GGUF tensors do not match its metadata: {e}")))?;
-        Ok(Self { model_name: spec.model.clone(), decoder, tokenizer, load_s: t0.elapsed().as_secs_f64() })
+        let chat_template = tokenizer_path.parent().map_or(Ok(None), ChatTemplate::find);
+        Ok(Self {
+            model_name: spec.model.clone(),
+            decoder,
+            tokenizer,
+            chat_template,
+            load_s: t0.elapsed().as_secs_f64(),
+        })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -198,6 +229,47 @@ impl CandleEngine {
 
     pub fn decode(&self, ids: &[u32]) -> String {
         self.tokenizer.decode(ids, false).unwrap_or_default()
+    }
+
+    /// Renders `messages` through the model's chat template with `add_generation_prompt` and
+    /// `kwargs`, and tokenizes the text as transformers' `apply_chat_template(tokenize=True)`
+    /// does (no special tokens added: the template writes them). `now_unix_s` is the time
+    /// `strftime_now` shows.
+    pub fn apply_chat_template(
+        &self,
+        messages: &serde_json::Value,
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+        now_unix_s: i64,
+    ) -> Result<ChatPrompt, InferenceError> {
+        let tokenizer_err = |why: String| InferenceError::Tokenizer { model: self.model_name.clone(), why };
+        let template = match &self.chat_template {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Err(tokenizer_err(
+                    "has no chat template (no chat_template.jinja beside tokenizer.json, no chat_template in tokenizer_config.json)"
+                        .into(),
+                ));
+            }
+            Err(e) => return Err(tokenizer_err(e.clone())),
+        };
+        let rendered = template.render(messages, true, kwargs, now_unix_s).map_err(InferenceError::Invalid)?;
+        for token in chat::marker_tokens(&rendered.text) {
+            if self.tokenizer.token_to_id(token).is_none() {
+                return Err(tokenizer_err(format!(
+                    "the chat template ({}) writes {token}, which tokenizer.json has no token for: the template's special tokens \
+                     would be split into pieces (a template and tokenizer of different models?)",
+                    template.origin
+                )));
+            }
+        }
+        let input_ids = self.encode(&rendered.text, false)?;
+        Ok(ChatPrompt {
+            text: rendered.text,
+            input_ids,
+            unused_kwargs: rendered.unused_kwargs,
+            template_sha256: template.sha256(),
+            template_origin: template.origin.clone(),
+        })
     }
 
     /// Generates for `prompts` together: left-padded, masked, with a KV cache.
@@ -359,18 +431,26 @@ impl CandleEngine {
 mod tests {
     use super::*;
 
-    fn fixture() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-llama")
+    fn fixture_named(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
     }
 
-    fn engine() -> CandleEngine {
+    fn fixture() -> std::path::PathBuf {
+        fixture_named("tiny-llama")
+    }
+
+    fn engine_at(dir: &std::path::Path) -> CandleEngine {
         let spec = LocalSpec {
-            model: fixture().display().to_string(),
+            model: dir.display().to_string(),
             device: "cpu".into(),
             dtype: "float32".into(),
             processor: None,
         };
-        CandleEngine::open(&spec, &|_: &str| None).expect("fixture loads")
+        CandleEngine::open(&spec, &|_: &str| None).unwrap_or_else(|e| panic!("{} loads: {e}", dir.display()))
+    }
+
+    fn engine() -> CandleEngine {
+        engine_at(&fixture())
     }
 
     struct Case {
@@ -381,7 +461,11 @@ mod tests {
     }
 
     fn cases() -> Vec<Case> {
-        let text = std::fs::read_to_string(fixture().join("reference.json")).expect("reference.json");
+        cases_at(&fixture())
+    }
+
+    fn cases_at(dir: &std::path::Path) -> Vec<Case> {
+        let text = std::fs::read_to_string(dir.join("reference.json")).expect("reference.json");
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
         let ids = |x: &serde_json::Value| {
             x.as_array().expect("ids").iter().map(|i| i.as_u64().expect("id") as u32).collect::<Vec<_>>()
@@ -429,12 +513,7 @@ mod tests {
     fn first_step_logits_match_to_float32_precision() {
         let e = engine();
         for c in cases() {
-            let mut cache = model::KvCache::new(e.config().num_layers);
-            let n = c.input_ids.len();
-            let ids = Tensor::from_vec(c.input_ids.clone(), (1, n), &Device::Cpu).expect("ids");
-            let pos = Tensor::from_vec((0..n as u32).collect::<Vec<_>>(), (1, n), &Device::Cpu).expect("pos");
-            let logits = e.decoder.forward(&ids, &pos, &[vec![1u8; n]], &mut cache).expect("forward");
-            let row = &model::rows(&logits).expect("rows")[0];
+            let row = first_logits(&e, &c.input_ids);
             for (id, want) in &c.top5 {
                 assert!(
                     (row[*id as usize] - want).abs() < 1e-4,
@@ -657,6 +736,107 @@ mod tests {
         std::fs::remove_file(q8.path().join("tokenizer.json")).expect("rm");
         let err = CandleEngine::open(&spec, &|_: &str| None).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("needs a tokenizer"), "{err}");
+    }
+
+    /// The first-step logits of the prompt `ids` alone.
+    fn first_logits(e: &CandleEngine, ids: &[u32]) -> Vec<f32> {
+        let mut cache = model::KvCache::new(e.config().num_layers);
+        let n = ids.len();
+        let t = Tensor::from_vec(ids.to_vec(), (1, n), &Device::Cpu).expect("ids");
+        let pos = Tensor::from_vec((0..n as u32).collect::<Vec<_>>(), (1, n), &Device::Cpu).expect("pos");
+        let logits = e.decoder.forward(&t, &pos, &[vec![1u8; n]], &mut cache).expect("forward");
+        model::rows(&logits).expect("rows").remove(0)
+    }
+
+    /// Every reference case of `cases` on `e`: the tokenizer's ids, the first step's top-5
+    /// logits, the greedy tokens alone, all together with left padding, and in an uneven pair.
+    fn assert_reference(e: &CandleEngine, cases: &[Case], label: &str) {
+        for c in cases {
+            assert_eq!(e.encode(&c.prompt, true).expect("encode"), c.input_ids, "{label}: {:?}", c.prompt);
+            let row = first_logits(e, &c.input_ids);
+            for (id, want) in &c.top5 {
+                let got = row[*id as usize];
+                assert!((got - want).abs() < 1e-4, "{label}: {:?}: logit of {id} is {got} not {want}", c.prompt);
+            }
+            let out = e.generate(std::slice::from_ref(&c.prompt), &fixed(32)).expect("generate");
+            assert_eq!(out.requests[0].output_ids, c.output_ids, "{label}, alone: {:?}", c.prompt);
+        }
+        let prompts: Vec<String> = cases.iter().map(|c| c.prompt.clone()).collect();
+        let out = e.generate(&prompts, &fixed(32)).expect("batch");
+        for (c, r) in cases.iter().zip(&out.requests) {
+            assert_eq!(r.output_ids, c.output_ids, "{label}, batched: {:?}", c.prompt);
+        }
+        let (long, short) = (prompts.len() - 1, 0);
+        let out = e.generate(&[prompts[long].clone(), prompts[short].clone()], &fixed(32)).expect("pair");
+        assert_eq!(out.requests[0].output_ids, cases[long].output_ids, "{label}, pair");
+        assert_eq!(out.requests[1].output_ids, cases[short].output_ids, "{label}, pair");
+    }
+
+    #[test]
+    fn gpt_oss_with_mxfp4_experts_matches_transformers_alone_and_batched() {
+        let dir = fixture_named("tiny-gpt-oss");
+        let e = engine_at(&dir);
+        assert_eq!(e.config().weights_format, config::WeightsFormat::Mxfp4);
+        assert_reference(&e, &cases_at(&dir), "mxfp4");
+    }
+
+    #[test]
+    fn gpt_oss_with_dense_experts_matches_transformers_and_the_mxfp4_checkpoint() {
+        let dir = fixture_named("tiny-gpt-oss");
+        let dense = engine_at(&dir.join("dense"));
+        assert_eq!(dense.config().weights_format, config::WeightsFormat::Dense);
+        let cases = cases_at(&dir);
+        assert_reference(&dense, &cases, "dense");
+        // The packed product decodes to exactly the stored dense values: the logits agree to
+        // float32 rounding (only the order of the sums differs).
+        let packed = engine_at(&dir);
+        for c in &cases {
+            let (a, b) = (first_logits(&packed, &c.input_ids), first_logits(&dense, &c.input_ids));
+            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-4, "{:?}: mxfp4 and dense logits differ by {worst}", c.prompt);
+        }
+    }
+
+    /// A copy of the gpt-oss fixture with config.json edited by `edit`.
+    fn gpt_oss_with_config(edit: impl Fn(&mut serde_json::Value)) -> tempfile::TempDir {
+        let from = fixture_named("tiny-gpt-oss");
+        let dir = tempfile::tempdir().expect("tmp");
+        for f in
+            ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"]
+        {
+            std::fs::copy(from.join(f), dir.path().join(f)).expect("copy");
+        }
+        let path = dir.path().join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        edit(&mut cfg);
+        std::fs::write(&path, cfg.to_string()).expect("write");
+        dir
+    }
+
+    #[test]
+    fn broken_gpt_oss_checkpoints_are_clear_errors() {
+        let d = gpt_oss_with_config(|c| c["num_local_experts"] = serde_json::json!(3));
+        let err = open_err(d.path());
+        assert!(err.contains("gate_up_proj_blocks has shape [4,") && err.contains("needs [3,"), "{err}");
+        let d = gpt_oss_with_config(|c| c["intermediate_size"] = serde_json::json!(96));
+        let err = open_err(d.path());
+        assert!(err.contains("gate_up_proj_blocks has shape") && err.contains("[experts, out, in/32, 16]"), "{err}");
+        let d = gpt_oss_with_config(|c| c["quantization_config"]["quant_method"] = serde_json::json!("awq"));
+        let err = open_err(d.path());
+        assert!(err.contains("quant_method \"awq\" is not supported"), "{err}");
+        let d = gpt_oss_with_config(|c| c["swiglu_limit"] = serde_json::json!(-1.0));
+        assert!(open_err(d.path()).contains("must be positive"));
+        let d = gpt_oss_with_config(|c| c["num_experts_per_tok"] = serde_json::json!(9));
+        assert!(open_err(d.path()).contains("must be between 1 and `num_local_experts` (4)"));
+        let d = gpt_oss_with_config(|c| c["layer_types"][1] = serde_json::json!("chunked_attention"));
+        assert!(open_err(d.path()).contains("layer_types[1] = \"chunked_attention\" is not supported"));
+        // Dense expert tensors under an MXFP4 config (and the reverse) name the missing tensor.
+        let d = gpt_oss_with_config(|c| {
+            c.as_object_mut().expect("object").remove("quantization_config");
+        });
+        let err = open_err(d.path());
+        assert!(err.contains("gate_up_proj"), "{err}");
     }
 
     #[cfg(not(feature = "cuda"))]

@@ -1,6 +1,8 @@
-//! The decoder: one implementation for the Llama family, Qwen2 and Qwen3, with per-sequence
-//! attention masks and positions, so that left-padded prompts in a batch give exactly the
-//! tokens they give alone, and a KV cache.
+//! The decoder: one implementation for the Llama family, Qwen2, Qwen3 and gpt-oss, with
+//! per-sequence attention masks and positions, so that left-padded prompts in a batch give
+//! exactly the tokens they give alone, and a KV cache. gpt-oss adds attention sinks, layers
+//! that alternate between a sliding window and full attention, and a mixture of experts
+//! (`moe.rs`) in place of the MLP.
 //!
 //! Written on candle's tensor ops rather than candle-transformers' models because those take no
 //! attention mask: a padded batch would attend to its padding.
@@ -10,6 +12,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::config::{Family, ModelConfig};
+use super::moe::Experts;
 
 /// RMSNorm with its weight.
 #[derive(Debug, Clone)]
@@ -58,17 +61,42 @@ struct Attention {
     o: Proj,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
+    /// gpt-oss: one logit per head, (heads,), joining each softmax as a column of its own.
+    sinks: Option<Tensor>,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
 }
 
+/// The feed-forward half of a layer.
+#[derive(Debug, Clone)]
+enum Mlp {
+    /// SiLU-gated: down(silu(gate(x)) · up(x)).
+    Gated {
+        gate: Proj,
+        up: Proj,
+        down: Proj,
+    },
+    Experts(Experts),
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Mlp::Gated { gate, up, down } => {
+                down.forward(&(candle_nn::ops::silu(&gate.forward(x)?)? * up.forward(x)?)?)
+            }
+            Mlp::Experts(e) => e.forward(x),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Layer {
     attn: Attention,
-    gate: Proj,
-    up: Proj,
-    down: Proj,
+    mlp: Mlp,
+    /// Attends within the sliding window rather than to the whole sequence.
+    sliding: bool,
     input_norm: RmsNorm,
     post_norm: RmsNorm,
 }
@@ -135,16 +163,24 @@ impl Decoder {
                 )?,
                 q_norm,
                 k_norm,
+                sinks: if c.attention_sinks { Some(a.get(c.num_heads, "sinks")?) } else { None },
                 heads: c.num_heads,
                 kv_heads: c.num_kv_heads,
                 head_dim: c.head_dim,
             };
             let mlp = l.pp("mlp");
+            let mlp = match &c.moe {
+                Some(moe) => Mlp::Experts(Experts::load(c, moe, mlp)?),
+                None => Mlp::Gated {
+                    gate: linear(mlp.pp("gate_proj"), c.hidden_size, c.intermediate_size, c.mlp_bias)?,
+                    up: linear(mlp.pp("up_proj"), c.hidden_size, c.intermediate_size, c.mlp_bias)?,
+                    down: linear(mlp.pp("down_proj"), c.intermediate_size, c.hidden_size, c.mlp_bias)?,
+                },
+            };
             layers.push(Layer {
                 attn,
-                gate: linear(mlp.pp("gate_proj"), c.hidden_size, c.intermediate_size, c.mlp_bias)?,
-                up: linear(mlp.pp("up_proj"), c.hidden_size, c.intermediate_size, c.mlp_bias)?,
-                down: linear(mlp.pp("down_proj"), c.intermediate_size, c.hidden_size, c.mlp_bias)?,
+                mlp,
+                sliding: c.sliding_layers[i],
                 input_norm: RmsNorm::load(l.pp("input_layernorm"), c.hidden_size, c.rms_norm_eps)?,
                 post_norm: RmsNorm::load(l.pp("post_attention_layernorm"), c.hidden_size, c.rms_norm_eps)?,
             });
@@ -186,15 +222,22 @@ impl Decoder {
                 o: q("attn_output")?,
                 q_norm: None,
                 k_norm: None,
+                sinks: None,
                 heads: c.num_heads,
                 kv_heads: c.num_kv_heads,
                 head_dim: c.head_dim,
             };
-            let (gate, up, down) = (q("ffn_gate")?, q("ffn_up")?, q("ffn_down")?);
+            let mlp = Mlp::Gated { gate: q("ffn_gate")?, up: q("ffn_up")?, down: q("ffn_down")? };
             let mut norm = |n: &str| -> candle_core::Result<RmsNorm> {
                 Ok(RmsNorm { weight: dense(get(&format!("blk.{i}.{n}.weight"))?)?, eps: c.rms_norm_eps })
             };
-            layers.push(Layer { attn, gate, up, down, input_norm: norm("attn_norm")?, post_norm: norm("ffn_norm")? });
+            layers.push(Layer {
+                attn,
+                mlp,
+                sliding: false,
+                input_norm: norm("attn_norm")?,
+                post_norm: norm("ffn_norm")?,
+            });
         }
         let norm = RmsNorm { weight: dense(get("output_norm.weight")?)?, eps: c.rms_norm_eps };
         let lm_head = if content.tensor_infos.contains_key("output.weight") {
@@ -232,17 +275,24 @@ impl Decoder {
         let (b, t) = ids.dims2()?;
         let total = mask.first().map(Vec::len).unwrap_or(0);
         let past = total - t;
-        let bias = self.attention_bias(mask, b, t, past)?;
+        let full = self.attention_bias(mask, b, t, past, None)?;
+        let windowed = match self.config.sliding_window {
+            Some(w) if self.layers.iter().any(|l| l.sliding) => Some(self.attention_bias(mask, b, t, past, Some(w))?),
+            _ => None,
+        };
         let flat_pos = positions.flatten_all()?;
         let cos = self.cos.index_select(&flat_pos, 0)?.reshape((b, t, self.config.head_dim / 2))?;
         let sin = self.sin.index_select(&flat_pos, 0)?.reshape((b, t, self.config.head_dim / 2))?;
         let mut x = self.embed.forward(ids)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.input_norm.forward(&x)?;
-            let a = self.attend(&layer.attn, &h, &cos, &sin, &bias, &mut cache.layers[i])?;
+            let bias = match (&windowed, layer.sliding) {
+                (Some(w), true) => w,
+                _ => &full,
+            };
+            let a = self.attend(&layer.attn, &h, &cos, &sin, bias, &mut cache.layers[i])?;
             x = (x + a)?;
-            let h = layer.post_norm.forward(&x)?;
-            let m = layer.down.forward(&(candle_nn::ops::silu(&layer.gate.forward(&h)?)? * layer.up.forward(&h)?)?)?;
+            let m = layer.mlp.forward(&layer.post_norm.forward(&x)?)?;
             x = (x + m)?;
         }
         let last = x.narrow(1, t - 1, 1)?.squeeze(1)?.contiguous()?;
@@ -251,10 +301,18 @@ impl Decoder {
     }
 
     /// Additive attention bias (batch, 1, new_len, total_len): 0 where a query may look,
-    /// -inf elsewhere (future tokens, padding, beyond a sliding window). A padding query may
-    /// look at itself, so that its row is never empty (an empty row's NaN would reach real
-    /// tokens through 0 × NaN in the value product).
-    fn attention_bias(&self, mask: &[Vec<u8>], b: usize, t: usize, past: usize) -> candle_core::Result<Tensor> {
+    /// -inf elsewhere (future tokens, padding, beyond the sliding `window`: a query sees keys
+    /// fewer than `window` real tokens back, itself included). A padding query may look at
+    /// itself, so that its row is never empty (an empty row's NaN would reach real tokens
+    /// through 0 × NaN in the value product).
+    fn attention_bias(
+        &self,
+        mask: &[Vec<u8>],
+        b: usize,
+        t: usize,
+        past: usize,
+        window: Option<usize>,
+    ) -> candle_core::Result<Tensor> {
         let total = past + t;
         let mut data = vec![0f32; b * t * total];
         for (bi, row) in mask.iter().enumerate() {
@@ -267,7 +325,7 @@ impl Decoder {
                 let qpos = past + qi;
                 for kj in 0..total {
                     let mut allowed = kj <= qpos && row[kj] == 1;
-                    if let Some(w) = self.config.sliding_window
+                    if let Some(w) = window
                         && allowed
                     {
                         // Distance in real tokens, not slots: padding does not count.
@@ -327,7 +385,17 @@ impl Decoder {
         };
         let scale = 1.0 / (a.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = match &a.sinks {
+            None => candle_nn::ops::softmax_last_dim(&scores)?,
+            Some(sinks) => {
+                // The sink takes its share of each row's softmax and is dropped: the keys' weights
+                // sum to less than one.
+                let (_, _, _, total) = scores.dims4()?;
+                let column = sinks.reshape((1, a.heads, 1, 1))?.broadcast_as((b, a.heads, t, 1))?.contiguous()?;
+                let with_sink = Tensor::cat(&[&scores, &column.to_dtype(scores.dtype())?], 3)?;
+                candle_nn::ops::softmax_last_dim(&with_sink)?.narrow(3, 0, total)?.contiguous()?
+            }
+        };
         let out = probs.matmul(&v.contiguous()?)?;
         let out = out.transpose(1, 2)?.reshape((b, t, a.heads * a.head_dim))?;
         a.o.forward(&out)
@@ -346,7 +414,9 @@ fn rope_tables(c: &ModelConfig, device: &Device, dtype: DType) -> candle_core::R
     let inv = Tensor::from_vec(inv, (1, c.head_dim / 2), device)?;
     let t = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;
     let freqs = t.matmul(&inv)?;
-    Ok((freqs.cos()?.to_dtype(dtype)?, freqs.sin()?.to_dtype(dtype)?))
+    // YaRN scales cos and sin, hence q·k, by its attention factor (1 otherwise).
+    let factor = c.rope_attention_factor();
+    Ok(((freqs.cos()? * factor)?.to_dtype(dtype)?, (freqs.sin()? * factor)?.to_dtype(dtype)?))
 }
 
 /// Logits as rows of f32, for sampling.

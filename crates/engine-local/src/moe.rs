@@ -1,0 +1,340 @@
+//! gpt-oss' mixture of experts: a router picks each token's top-k experts, softmax over their
+//! logits weighs them, and each expert is a SwiGLU MLP with biases whose gate and up
+//! projections are interleaved in one matrix and clamped.
+
+use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+use super::config::{ModelConfig, MoeConfig, WeightsFormat};
+use super::mxfp4::PackedExperts;
+
+/// transformers' `GptOssExperts.alpha`: the GLU is `gate · σ(alpha · gate)`.
+const GLU_ALPHA: f64 = 1.702;
+
+/// Expert weights, each expert's as `(out, in)`.
+#[derive(Debug, Clone)]
+enum ExpertWeights {
+    /// `gate_up`: (experts, 2·intermediate, hidden); `down`: (experts, hidden, intermediate).
+    Dense { gate_up: Tensor, down: Tensor },
+    /// Packed MXFP4 on the host, multiplied without unpacking a matrix (CPU only).
+    Mxfp4 { gate_up: PackedExperts, down: PackedExperts },
+}
+
+#[derive(Debug, Clone)]
+pub struct Experts {
+    router: Linear,
+    weights: ExpertWeights,
+    /// (experts, 2·intermediate) and (experts, hidden).
+    gate_up_bias: Tensor,
+    down_bias: Tensor,
+    config: MoeConfig,
+}
+
+impl Experts {
+    /// Loads `mlp.router` and `mlp.experts` from `vb` (at the layer's `mlp`).
+    pub fn load(c: &ModelConfig, moe: &MoeConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let (e, h, i) = (moe.num_experts, c.hidden_size, c.intermediate_size);
+        let x = vb.pp("experts");
+        let weights = match c.weights_format {
+            WeightsFormat::Dense => ExpertWeights::Dense {
+                // transformers keeps them as (experts, in, out); products want (out, in).
+                gate_up: x.get((e, h, 2 * i), "gate_up_proj")?.transpose(1, 2)?.contiguous()?,
+                down: x.get((e, i, h), "down_proj")?.transpose(1, 2)?.contiguous()?,
+            },
+            WeightsFormat::Mxfp4 => {
+                let gate_up = packed(&x, "gate_up_proj", (e, 2 * i, h))?;
+                let down = packed(&x, "down_proj", (e, h, i))?;
+                if vb.device().is_cpu() {
+                    ExpertWeights::Mxfp4 { gate_up, down }
+                } else {
+                    // No packed kernel for GPUs yet: unpack once at load, to the model's dtype.
+                    ExpertWeights::Dense {
+                        gate_up: unpacked(&gate_up, vb.device(), vb.dtype())?,
+                        down: unpacked(&down, vb.device(), vb.dtype())?,
+                    }
+                }
+            }
+        };
+        // After the experts, so that an expert count that does not match the weights is named
+        // by the experts' own tensors.
+        let r = vb.pp("router");
+        let router = Linear::new(r.get((e, h), "weight")?, Some(r.get(e, "bias")?));
+        Ok(Self {
+            router,
+            weights,
+            gate_up_bias: x.get((e, 2 * i), "gate_up_proj_bias")?,
+            down_bias: x.get((e, h), "down_proj_bias")?,
+            config: moe.clone(),
+        })
+    }
+
+    /// `x`: (batch, len, hidden) → the same shape.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t, h) = x.dims3()?;
+        let flat = x.reshape((b * t, h))?;
+        let logits: Vec<Vec<f32>> = self.router.forward(&flat)?.to_dtype(DType::F32)?.to_vec2()?;
+        let routes = route(&logits, self.config.experts_per_token);
+        let mut out = flat.zeros_like()?;
+        // Experts in ascending order, each adding its tokens' weighted outputs, as transformers
+        // does on CPU (the order fixes the float sums).
+        for expert in 0..self.config.num_experts {
+            let (tokens, weights): (Vec<u32>, Vec<f32>) = routes
+                .iter()
+                .enumerate()
+                .filter_map(|(tok, r)| r.iter().find(|(ex, _)| *ex == expert).map(|(_, w)| (tok as u32, *w)))
+                .unzip();
+            if tokens.is_empty() {
+                continue;
+            }
+            let m = tokens.len();
+            let tokens = Tensor::from_vec(tokens, m, x.device())?;
+            let rows = flat.index_select(&tokens, 0)?;
+            let y = self.expert_forward(expert, &rows)?;
+            let weights = Tensor::from_vec(weights, (m, 1), x.device())?.to_dtype(y.dtype())?;
+            out = out.index_add(&tokens, &y.broadcast_mul(&weights)?, 0)?;
+        }
+        out.reshape((b, t, h))
+    }
+
+    /// One expert on `rows` (m, hidden).
+    fn expert_forward(&self, expert: usize, rows: &Tensor) -> candle_core::Result<Tensor> {
+        let gate_up = self.product(expert, rows, true)?.broadcast_add(&self.gate_up_bias.i(expert)?.unsqueeze(0)?)?;
+        let (m, two_i) = gate_up.dims2()?;
+        // Interleaved: gate at even columns, up at odd.
+        let pairs = gate_up.reshape((m, two_i / 2, 2))?;
+        let limit = self.config.swiglu_limit;
+        let gate = pairs.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?.minimum(limit)?;
+        let up = pairs.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?.clamp(-limit, limit)?;
+        let glu = (&gate * candle_nn::ops::sigmoid(&(&gate * GLU_ALPHA)?)?)?;
+        let hidden = ((up + 1.0)? * glu)?;
+        self.product(expert, &hidden, false)?.broadcast_add(&self.down_bias.i(expert)?.unsqueeze(0)?)
+    }
+
+    /// `x · Wᵀ` with expert `expert`'s gate-up (`first`) or down weight.
+    fn product(&self, expert: usize, x: &Tensor, first: bool) -> candle_core::Result<Tensor> {
+        match &self.weights {
+            ExpertWeights::Dense { gate_up, down } => {
+                let w = if first { gate_up } else { down }.i(expert)?;
+                x.matmul(&w.t()?)
+            }
+            ExpertWeights::Mxfp4 { gate_up, down } => {
+                let w = if first { gate_up } else { down };
+                let m = x.dim(0)?;
+                let xs: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+                let y = w.matmul_t(expert, &xs, m);
+                Tensor::from_vec(y, (m, w.rows), x.device())?.to_dtype(x.dtype())
+            }
+        }
+    }
+
+    /// Bytes the expert weights take in memory.
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weights {
+            ExpertWeights::Dense { gate_up, down } => {
+                (gate_up.elem_count() + down.elem_count()) * gate_up.dtype().size_in_bytes()
+            }
+            ExpertWeights::Mxfp4 { gate_up, down } => gate_up.packed_bytes() + down.packed_bytes(),
+        }
+    }
+}
+
+/// Each token's experts and their weights: the `k` largest logits, chosen as torch's CPU
+/// `topk` chooses them (which decides exact ties), weighted by a softmax over those `k`.
+pub fn route(logits: &[Vec<f32>], k: usize) -> Vec<Vec<(usize, f32)>> {
+    logits
+        .iter()
+        .map(|row| {
+            let top = torch_cpu_topk(row, k);
+            let max = top.iter().map(|&e| row[e]).fold(f32::NEG_INFINITY, f32::max);
+            let exps: Vec<f32> = top.iter().map(|&e| (row[e] - max).exp()).collect();
+            let sum: f32 = exps.iter().sum();
+            top.iter().zip(exps).map(|(&e, x)| (e, x / sum)).collect()
+        })
+        .collect()
+}
+
+/// The indices torch's CPU `topk(largest=True, sorted=True)` returns. For few experts (k·64 >
+/// n, every MoE config here) torch runs libstdc++'s `std::nth_element` on (value, index) pairs
+/// compared by value alone, then sorts the first k − 1: among equal logits the survivor
+/// depends on where the others sit, not on its index, and a model whose router rows tie (as
+/// copies do) routes differently under any other rule. Emulated step by step: introselect's
+/// median-of-three partitioning, then insertion sort.
+pub fn torch_cpu_topk(values: &[f32], k: usize) -> Vec<usize> {
+    let n = values.len();
+    let k = k.min(n);
+    if k == 0 {
+        return Vec::new();
+    }
+    // torch's comparator: NaN first, then larger first.
+    let before = |a: (f32, usize), b: (f32, usize)| (a.0.is_nan() && !b.0.is_nan()) || a.0 > b.0;
+    let mut q: Vec<(f32, usize)> = values.iter().copied().zip(0..).collect();
+    if k * 64 <= n {
+        // torch takes a partial sort here, which is stable in effect for our purposes; no MoE
+        // config in the local engine reaches this branch.
+        q.sort_by(|a, b| {
+            if before(*a, *b) {
+                std::cmp::Ordering::Less
+            } else if before(*b, *a) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        });
+        return q[..k].iter().map(|p| p.1).collect();
+    }
+    let nth = k - 1;
+    let (mut first, mut last) = (0usize, n);
+    let mut depth = 2 * (usize::BITS - 1 - n.leading_zeros()) as usize;
+    while last - first > 3 {
+        if depth == 0 {
+            // libstdc++ switches to heap_select here, which random logits never reach; a
+            // stable sort keeps the result a true top-k.
+            q[first..last].sort_by(|a, b| {
+                if before(*a, *b) {
+                    std::cmp::Ordering::Less
+                } else if before(*b, *a) {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Equal
+                }
+            });
+            break;
+        }
+        depth -= 1;
+        let mid = first + (last - first) / 2;
+        move_median_to_first(&mut q, first, first + 1, mid, last - 1, before);
+        let cut = unguarded_partition(&mut q, first + 1, last, first, before);
+        if cut <= nth {
+            first = cut;
+        } else {
+            last = cut;
+        }
+    }
+    insertion_sort(&mut q, first, last, before);
+    insertion_sort(&mut q, 0, nth, before);
+    q[..k].iter().map(|p| p.1).collect()
+}
+
+type Before = fn((f32, usize), (f32, usize)) -> bool;
+
+fn move_median_to_first(q: &mut [(f32, usize)], result: usize, a: usize, b: usize, c: usize, before: Before) {
+    let m = if before(q[a], q[b]) {
+        if before(q[b], q[c]) {
+            b
+        } else if before(q[a], q[c]) {
+            c
+        } else {
+            a
+        }
+    } else if before(q[a], q[c]) {
+        a
+    } else if before(q[b], q[c]) {
+        c
+    } else {
+        b
+    };
+    q.swap(result, m);
+}
+
+fn unguarded_partition(
+    q: &mut [(f32, usize)],
+    mut first: usize,
+    mut last: usize,
+    pivot: usize,
+    before: Before,
+) -> usize {
+    loop {
+        while before(q[first], q[pivot]) {
+            first += 1;
+        }
+        last -= 1;
+        while before(q[pivot], q[last]) {
+            last -= 1;
+        }
+        if first >= last {
+            return first;
+        }
+        q.swap(first, last);
+        first += 1;
+    }
+}
+
+/// libstdc++'s `__insertion_sort` on `q[first..last]`.
+fn insertion_sort(q: &mut [(f32, usize)], first: usize, last: usize, before: Before) {
+    if first == last {
+        return;
+    }
+    for i in first + 1..last {
+        let val = q[i];
+        if before(val, q[first]) {
+            q.copy_within(first..i, first + 1);
+            q[first] = val;
+        } else {
+            let mut j = i;
+            while before(val, q[j - 1]) {
+                q[j] = q[j - 1];
+                j -= 1;
+            }
+            q[j] = val;
+        }
+    }
+}
+
+/// Reads `NAME_blocks` and `NAME_scales` as stored (u8) and checks them against the config.
+fn packed(vb: &VarBuilder, name: &str, shape: (usize, usize, usize)) -> candle_core::Result<PackedExperts> {
+    let raw = |suffix: &str| -> candle_core::Result<(Vec<u8>, Vec<usize>)> {
+        let t = vb.get_unchecked_dtype(&format!("{name}_{suffix}"), DType::U8)?;
+        let dims = t.dims().to_vec();
+        Ok((t.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?, dims))
+    };
+    let (blocks, blocks_shape) = raw("blocks")?;
+    let (scales, scales_shape) = raw("scales")?;
+    PackedExperts::new(name, blocks, &blocks_shape, scales, &scales_shape, shape).map_err(candle_core::Error::msg)
+}
+
+fn unpacked(w: &PackedExperts, device: &Device, dtype: DType) -> candle_core::Result<Tensor> {
+    let all: Vec<f32> = (0..w.experts).flat_map(|e| w.dequantize(e)).collect();
+    Tensor::from_vec(all, (w.experts, w.rows, w.cols), device)?.to_dtype(dtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_softmaxes_the_top_k() {
+        let r = route(&[vec![3.0, 1.0, 0.0, -1.0]], 2);
+        assert_eq!(r[0].iter().map(|(e, _)| *e).collect::<Vec<_>>(), vec![0, 1]);
+        let w0 = 1.0 / (1.0 + (-2f32).exp());
+        assert!((r[0][0].1 - w0).abs() < 1e-6 && (r[0][1].1 - (1.0 - w0)).abs() < 1e-6, "{:?}", r[0]);
+    }
+
+    /// torch 2.15's CPU topk on four experts, two of them tied, one other above them
+    /// (tests/fixtures/tiny-gpt-oss/README.md): the kept expert is not always the lower index.
+    #[test]
+    fn ties_are_broken_as_torchs_cpu_topk_breaks_them() {
+        for ((a, b), (above, kept)) in [
+            ((0, 1), (2, 1)),
+            ((0, 1), (3, 1)),
+            ((0, 2), (1, 2)),
+            ((0, 2), (3, 2)),
+            ((0, 3), (1, 3)),
+            ((0, 3), (2, 3)),
+            ((1, 2), (0, 1)),
+            ((1, 2), (3, 2)),
+            ((1, 3), (0, 1)),
+            ((1, 3), (2, 3)),
+            ((2, 3), (0, 2)),
+            ((2, 3), (1, 3)),
+        ] {
+            let mut row = vec![-1.0f32; 4];
+            row[a] = 0.5;
+            row[b] = 0.5;
+            row[above] = 2.0;
+            assert_eq!(torch_cpu_topk(&row, 2), vec![above, kept], "tie ({a}, {b}), {above} above");
+        }
+        // Without ties it is the sorted top k; NaN sorts first, as in torch.
+        assert_eq!(torch_cpu_topk(&[0.1, 0.9, 0.5, 0.7, 0.3, 0.8], 4), vec![1, 5, 3, 2]);
+        assert_eq!(torch_cpu_topk(&[0.1, f32::NAN, 0.5], 2), vec![1, 2]);
+    }
+}
