@@ -309,9 +309,18 @@ pub struct GenerateArgs {
     pub truncate: bool,
     #[arg(long)]
     pub prompt: Option<String>,
-    /// JSONL with a `prompt` field per line.
+    /// JSONL with a `prompt` field per line (with --chat, a line may give `messages` instead:
+    /// a list of `{role, content}`).
     #[arg(long, value_name = "FILE")]
     pub prompts_file: Option<PathBuf>,
+    /// Apply the model's chat template: each prompt is one user message, with the generation
+    /// prompt added, tokenized as transformers' apply_chat_template does.
+    #[arg(long)]
+    pub chat: bool,
+    /// A keyword argument for the chat template (`reasoning_effort=high`, `enable_thinking=true`),
+    /// typed as config overrides are; repeatable.
+    #[arg(long = "template-kwarg", value_name = "K=V", requires = "chat")]
+    pub template_kwargs: Vec<String>,
     /// One JSON line per prompt, in input order: prompt, input_ids, output_ids, text.
     #[arg(long)]
     pub json: bool,

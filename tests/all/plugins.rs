@@ -3,7 +3,6 @@ use std::path::Path;
 use energy_star_tests::{
     BUILTIN_PLUGINS, cache_dir, energy_star, fixtures, folder_with, guests, listed, plugin_listing, read_json,
 };
-use serde_json::Value;
 
 #[test]
 fn builtins_are_listed_with_kind_version_api_and_origin() {

@@ -3,7 +3,8 @@
 //! Markdown rows for docs/benchmarks.md.
 //!
 //! Run: `cargo bench -p energy-star-engine-local --bench inference` (about 2 minutes; writes a 540 MB model
-//! to a temporary folder).
+//! to a temporary folder). With `ENERGY_STAR_BENCH_MODELS="LABEL=DIR;LABEL=DIR"` it benches only
+//! those folders (the side-by-side script `benches/gpt_oss_side_by_side.py` sets it).
 
 use std::path::Path;
 use std::time::Instant;
@@ -96,10 +97,17 @@ fn smollm2_shapes(dir: &Path) {
 fn main() {
     println!("| model | batch | prompt tokens | new tokens | prefill tokens/s | decode tokens/s | load |");
     println!("|---|---|---|---|---|---|---|");
-    bench(
-        "tiny-llama fixture (hidden 64, 2 layers)",
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-llama"),
-    );
+    if let Ok(list) = std::env::var("ENERGY_STAR_BENCH_MODELS") {
+        for entry in list.split(';').filter(|e| !e.trim().is_empty()) {
+            let (label, dir) = entry.rsplit_once('=').expect("ENERGY_STAR_BENCH_MODELS entries are LABEL=DIR");
+            bench(label.trim(), Path::new(dir.trim()));
+        }
+        return;
+    }
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    bench("tiny-llama fixture (hidden 64, 2 layers)", &fixtures.join("tiny-llama"));
+    bench("tiny-gpt-oss fixture (MXFP4)", &fixtures.join("tiny-gpt-oss"));
+    bench("tiny-gpt-oss fixture (dense f32)", &fixtures.join("tiny-gpt-oss/dense"));
     let toy = tempfile::tempdir().expect("tmp");
     energy_star_engine_local::toy::write(toy.path()).expect("toy");
     bench("energy-star/toy-llama (offline default, 9.8 M)", toy.path());
