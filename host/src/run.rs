@@ -523,6 +523,7 @@ pub fn run(
         plan,
         facts: result.as_ref().ok().map(|o| o.facts.clone()),
         request_latencies_ms: std::mem::take(&mut services.request_latencies_ms),
+        chat_templates: std::mem::take(&mut services.chat_templates),
         sources,
         carbon: Some(carbon),
         machine: Some(machine),

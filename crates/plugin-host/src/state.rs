@@ -101,6 +101,7 @@ impl PluginState {
             clock,
             table: &mut self.table,
             request_latencies_ms: &mut s.request_latencies_ms,
+            chat_templates: &mut s.chat_templates,
         }
     }
 

@@ -355,6 +355,26 @@ pub struct RunRecord {
     /// The machine, described before the run (none in records written by hosts before plugin API 0.2.2).
     #[serde(default)]
     pub machine: Option<MachineDescription>,
+    /// Each chat template the backend rendered prompts through, with its keyword arguments
+    /// (empty when prompts were tokenized as plain text).
+    #[serde(default)]
+    pub chat_templates: Vec<ChatTemplateUse>,
+}
+
+/// A chat template a run used: which, where it was found, with what, and how often.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatTemplateUse {
+    pub model: String,
+    /// SHA-256 (hex) of the template's text.
+    pub sha256: String,
+    /// `chat_template.jinja` or `tokenizer_config.json`.
+    pub origin: String,
+    /// The keyword arguments, as the backend gave them.
+    pub kwargs: serde_json::Map<String, serde_json::Value>,
+    /// Keyword arguments the template never reads.
+    pub unused_kwargs: Vec<String>,
+    /// Prompts rendered through it.
+    pub prompts: u64,
 }
 
 /// Where a model or dataset of the plan came from.

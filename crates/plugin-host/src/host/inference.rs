@@ -11,10 +11,12 @@ use energy_star_engine_remote::{Api, RemoteEngine as Remote, RemoteSpec};
 use wasmtime::component::Resource;
 
 use crate::wit::latest::backend::energy_star::plugin::inference::{
-    BatchOutcome, EngineInfo, FailureKind, GenerationParams, Host, HostLocalEngine, HostRemoteEngine, LoadLimits,
-    LoadOutcome, LoadProfile, LocalEngineSpec, RemoteApi, RemoteEngineSpec, RequestError, RequestOutcome, StopReason,
+    BatchOutcome, ChatMessage, ChatPrompt, EngineInfo, FailureKind, GenerationParams, Host, HostLocalEngine,
+    HostRemoteEngine, LoadLimits, LoadOutcome, LoadProfile, LocalEngineSpec, RemoteApi, RemoteEngineSpec, RequestError,
+    RequestOutcome, StopReason,
 };
 use crate::wit::latest::backend::energy_star::plugin::types::{Device, Dtype, Error, FinishReason, TokenCountSource};
+use energy_star_results::records::ChatTemplateUse;
 
 use super::{Env, InferenceView, check_interrupted};
 
@@ -104,6 +106,26 @@ fn extra_body(json: Option<&str>) -> Result<serde_json::Map<String, serde_json::
     }
 }
 
+/// Counts one more prompt through a template with these kwargs.
+fn record_template_use(
+    uses: &mut Vec<ChatTemplateUse>,
+    model: &str,
+    chat: &energy_star_engine_local::ChatPrompt,
+    kwargs: serde_json::Map<String, serde_json::Value>,
+) {
+    match uses.iter_mut().find(|u| u.model == model && u.sha256 == chat.template_sha256 && u.kwargs == kwargs) {
+        Some(u) => u.prompts += 1,
+        None => uses.push(ChatTemplateUse {
+            model: model.to_string(),
+            sha256: chat.template_sha256.clone(),
+            origin: chat.template_origin.clone(),
+            kwargs,
+            unused_kwargs: chat.unused_kwargs.clone(),
+            prompts: 1,
+        }),
+    }
+}
+
 /// A request as the WIT gives it; `base_ns` places a local batch's times on the host clock.
 fn outcome(r: engine::RequestOutcome, base_ns: u64) -> RequestOutcome {
     RequestOutcome {
@@ -174,6 +196,16 @@ impl InferenceView<'_> {
         let env2 = env.clone();
         let engine = Remote::open(&spec, &move |m: &str| local_tokenizer(m, &env2)).map_err(engine_error)?;
         self.push(RemoteEngine(Box::new(engine)))
+    }
+
+    /// A local batch as the WIT gives it, its latencies kept for the record.
+    fn batch_outcome(&mut self, out: engine::BatchOutcome, start_ns: u64) -> BatchOutcome {
+        self.request_latencies_ms.extend(out.requests.iter().map(|r| r.e2e_ns as f64 / 1e6));
+        BatchOutcome {
+            prefill_ns: out.prefill_ns,
+            decode_step_ns: out.decode_step_ns,
+            requests: out.requests.into_iter().map(|r| outcome(r, start_ns)).collect(),
+        }
     }
 
     fn local(&self, e: &Resource<LocalEngine>) -> Result<&CandleEngine, Error> {
@@ -255,12 +287,51 @@ impl HostLocalEngine for InferenceView<'_> {
         check_interrupted()?;
         let start_ns = self.clock.now_ns();
         let out = self.local(&engine)?.generate(&prompts, &host_params(&params)).map_err(engine_error)?;
-        self.request_latencies_ms.extend(out.requests.iter().map(|r| r.e2e_ns as f64 / 1e6));
-        Ok(BatchOutcome {
-            prefill_ns: out.prefill_ns,
-            decode_step_ns: out.decode_step_ns,
-            requests: out.requests.into_iter().map(|r| outcome(r, start_ns)).collect(),
+        Ok(self.batch_outcome(out, start_ns))
+    }
+
+    fn apply_chat_template(
+        &mut self,
+        engine: Resource<LocalEngine>,
+        messages: Vec<ChatMessage>,
+        kwargs_json: String,
+    ) -> Result<ChatPrompt, Error> {
+        let kwargs = match serde_json::from_str::<serde_json::Value>(kwargs_json.trim()) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ if kwargs_json.trim().is_empty() => Default::default(),
+            Ok(other) => return Err(Error::Invalid(format!("kwargs-json must be a JSON object, not {other}"))),
+            Err(e) => return Err(Error::Invalid(format!("kwargs-json is not JSON: {e}"))),
+        };
+        let messages = serde_json::Value::Array(
+            messages.into_iter().map(|m| serde_json::json!({"role": m.role, "content": m.content})).collect(),
+        );
+        let env = self.env.clone();
+        let now = energy_star_engine_local::chat::template_now(&|k: &str| env(k)).map_err(Error::Invalid)?;
+        let local = self.local(&engine)?;
+        let model = local.model_name.clone();
+        let chat = local.apply_chat_template(&messages, &kwargs, now).map_err(|e| Error::Invalid(e.to_string()))?;
+        record_template_use(self.chat_templates, &model, &chat, kwargs);
+        Ok(ChatPrompt {
+            text: chat.text,
+            input_ids: chat.input_ids,
+            template_sha256: chat.template_sha256,
+            template_origin: chat.template_origin,
+            unused_kwargs: chat.unused_kwargs,
         })
+    }
+
+    fn generate_batch_ids(
+        &mut self,
+        engine: Resource<LocalEngine>,
+        prompts: Vec<Vec<u32>>,
+        params: GenerationParams,
+    ) -> Result<BatchOutcome, Error> {
+        check_interrupted()?;
+        let start_ns = self.clock.now_ns();
+        // Sampling seeds per prompt come from its label; ids stand for the text here.
+        let labels: Vec<String> = prompts.iter().map(|ids| format!("{ids:?}")).collect();
+        let out = self.local(&engine)?.generate_ids(&labels, prompts, &host_params(&params)).map_err(engine_error)?;
+        Ok(self.batch_outcome(out, start_ns))
     }
 
     fn drop(&mut self, engine: Resource<LocalEngine>) -> wasmtime::Result<()> {

@@ -1,4 +1,4 @@
-//! The host side of the backend world's imports (API 0.2.2), one file per WIT interface.
+//! The host side of the backend world's imports (API 0.2.3), one file per WIT interface.
 //!
 //! A backend's run is given a [`HostServices`]: the run's capabilities (its meter, results
 //! folder, environment, and the grant of models, datasets and endpoints its plan declared).
@@ -25,7 +25,7 @@ use std::time::Instant;
 use energy_star_carbon::CarbonSettings;
 use energy_star_machine::MachineDescription;
 use energy_star_meter::{SharedMeter, WindowReading};
-use energy_star_results::records::RunPlan;
+use energy_star_results::records::{ChatTemplateUse, RunPlan};
 use wasmtime::component::ResourceTable;
 
 use crate::wit::latest::backend::energy_star::plugin::types::Error;
@@ -158,6 +158,8 @@ pub struct HostServices {
     pub progress: Progress,
     /// End-to-end latency of each successful request the host timed, ms.
     pub request_latencies_ms: Vec<f64>,
+    /// The chat templates prompts went through (`apply-chat-template`).
+    pub chat_templates: Vec<ChatTemplateUse>,
     /// The grid carbon intensity and PUE the run resolved before it started (`carbon`).
     pub carbon: CarbonSettings,
     /// The machine, described before the run (`machine`).
@@ -177,6 +179,7 @@ impl HostServices {
             env: std::sync::Arc::new(|k: &str| std::env::var(k).ok()),
             progress: Progress { to_terminal: std::io::stderr().is_terminal(), started: Default::default() },
             request_latencies_ms: Vec::new(),
+            chat_templates: Vec::new(),
             carbon: CarbonSettings {
                 intensity: None,
                 unknown_reason: Some("no carbon settings were given to this call (library use)".into()),
@@ -218,6 +221,7 @@ pub struct InferenceView<'a> {
     pub clock: HostClock,
     pub table: &'a mut ResourceTable,
     pub request_latencies_ms: &'a mut Vec<f64>,
+    pub chat_templates: &'a mut Vec<ChatTemplateUse>,
 }
 
 /// `datasets`' view.

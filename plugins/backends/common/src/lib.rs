@@ -346,6 +346,10 @@ pub struct Settings {
     pub warmup_runs: u32,
     pub iterations: u32,
     pub prefix: String,
+    /// `scenario.reasoning`: prompts go through the model's chat template.
+    pub reasoning: bool,
+    /// `scenario.reasoning_params`: the template's keyword arguments (`reasoning_effort`, ...).
+    pub reasoning_params: Map<String, Value>,
     /// Notes on defaults taken, for the report.
     pub notes: Vec<String>,
 }
@@ -358,7 +362,8 @@ pub struct Reader<'a> {
     /// Its default for max/min new tokens when the config sets neither (optimum-benchmark:
     /// 100; ai_energy_benchmarks' path: 10).
     pub default_tokens: u32,
-    /// Whether it can run `scenario.reasoning=true` (the server's chat template applies it).
+    /// Whether it can run `scenario.reasoning=true` (it applies the model's chat template, or
+    /// the server does).
     pub reasoning: bool,
     /// Whether `backend.model` names weights this machine loads (then a revision pin applies),
     /// rather than a model a server serves.
@@ -464,7 +469,7 @@ impl Settings {
             return Err(refuse(
                 "scenario.reasoning",
                 format!(
-                    "scenario.reasoning=true needs the model's chat template, which the local engine of the {backend} backend does not apply yet; set scenario.reasoning=false, or run the model on a server with BENCHMARK_BACKEND=vllm"
+                    "scenario.reasoning=true needs the model's chat template, which the {backend} backend does not apply yet (ai_energy_benchmarks formats reasoning prompts per model family); set scenario.reasoning=false, or use BENCHMARK_BACKEND=optimum (the model's own template on the local engine) or BENCHMARK_BACKEND=vllm"
                 ),
             ));
         }
@@ -552,8 +557,20 @@ impl Settings {
             warmup_runs: int_at(cfg, "scenario.warmup_runs")?.unwrap_or(10).clamp(0, 1000) as u32,
             iterations: iterations(cfg, backend, repeats)?,
             prefix: str_at(cfg, "scenario.dataset_prefix1").unwrap_or_default(),
+            reasoning: bool_at(cfg, "scenario.reasoning").unwrap_or(false),
+            reasoning_params: reasoning_params(cfg)?,
             notes,
         })
+    }
+}
+
+/// `scenario.reasoning_params`: a map (or nothing).
+fn reasoning_params(cfg: &Value) -> Result<Map<String, Value>, ConfigError> {
+    const KEY: &str = "scenario.reasoning_params";
+    match get(cfg, KEY) {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m.clone()),
+        Some(other) => Err(refuse(KEY, format!("{KEY} = {other} must be a map, e.g. {{reasoning_effort: high}}"))),
     }
 }
 

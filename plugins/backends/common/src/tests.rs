@@ -139,7 +139,14 @@ fn settings_follow_optimum_benchmark_rules() {
     let mut reasoning = cfg.clone();
     reasoning["scenario"]["reasoning"] = json!(true);
     assert_eq!(Settings::read(&reasoning, optimum()).unwrap_err().key.as_deref(), Some("scenario.reasoning"));
-    assert!(Settings::read(&reasoning, Reader { reasoning: true, ..optimum() }).is_ok());
+    let on = Settings::read(&reasoning, Reader { reasoning: true, ..optimum() }).expect("reasoning");
+    assert!(on.reasoning && on.reasoning_params.is_empty());
+    reasoning["scenario"]["reasoning_params"] = json!({"reasoning_effort": "high"});
+    let on = Settings::read(&reasoning, Reader { reasoning: true, ..optimum() }).expect("params");
+    assert_eq!(on.reasoning_params.get("reasoning_effort"), Some(&json!("high")));
+    reasoning["scenario"]["reasoning_params"] = json!("high");
+    let err = Settings::read(&reasoning, Reader { reasoning: true, ..optimum() }).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("scenario.reasoning_params"));
     // A revision pin the optimum-benchmark way, for weights loaded here (not a served name).
     let mut pinned = cfg.clone();
     pinned["backend"]["model_kwargs"] = json!({"revision": "v2"});

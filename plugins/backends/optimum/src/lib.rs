@@ -13,11 +13,20 @@
 //! finished, the one that was cut short with its energy up to then (in `energy_star`, never as
 //! a phase of its own), marked incomplete.
 //!
+//! With `scenario.reasoning`, preprocessing renders each row as one user message through the
+//! model's own chat template, with the generation prompt, `enable_thinking=True` and
+//! `scenario.reasoning_params` as the template's keyword arguments, truncated to
+//! min(context, 2048) − max_new_tokens tokens, as optimum-benchmark's energy_star
+//! preprocessing does; the passes then generate from those token ids. The host records the
+//! template (its hash and where it was found) and the kwargs in the run record.
+//!
 //! One difference: the model is loaded before the dataset is tokenized (optimum loads a
 //! separate tokenizer first); the report keeps optimum's key order.
 
 use energy_star_backend_common::{Energy, Reader, Settings, derived_provenance, efficiency, facts, phase, provenance};
-use energy_star_plugin_sdk::backend::host::inference::{self, GenerationParams, LocalEngine, LocalEngineSpec};
+use energy_star_plugin_sdk::backend::host::inference::{
+    self, BatchOutcome, ChatMessage, GenerationParams, LocalEngine, LocalEngineSpec,
+};
 use energy_star_plugin_sdk::backend::host::meter::WindowReading;
 use energy_star_plugin_sdk::backend::host::types::Error;
 use energy_star_plugin_sdk::backend::host::{datasets, log, machine, meter, results};
@@ -29,7 +38,10 @@ use serde_json::{Map, Value, json};
 struct Optimum;
 
 const READER: Reader<'static> =
-    Reader { backend: "optimum", default_tokens: 100, reasoning: false, loads_weights: true, repeats: true };
+    Reader { backend: "optimum", default_tokens: 100, reasoning: true, loads_weights: true, repeats: true };
+
+/// optimum-benchmark's cap on a reasoning prompt's length plus its new tokens.
+const REASONING_MAX_LENGTH: u32 = 2048;
 
 fn settings(config_json: &str) -> Result<(Value, Settings), ConfigError> {
     let cfg: Value = serde_json::from_str(config_json)
@@ -59,21 +71,93 @@ struct Pass {
     engine_s: f64,
 }
 
+/// The preprocessed samples in batches: text the engine tokenizes, or token ids a chat
+/// template gave.
+enum Batches {
+    Text(Vec<Vec<String>>),
+    Ids(Vec<Vec<Vec<u32>>>),
+}
+
+impl Batches {
+    fn len(&self) -> usize {
+        match self {
+            Batches::Text(b) => b.len(),
+            Batches::Ids(b) => b.len(),
+        }
+    }
+
+    fn samples(&self, i: usize) -> usize {
+        match self {
+            Batches::Text(b) => b[i].len(),
+            Batches::Ids(b) => b[i].len(),
+        }
+    }
+
+    fn generate(&self, engine: &LocalEngine, i: usize, p: GenerationParams) -> Result<BatchOutcome, Error> {
+        match self {
+            Batches::Text(b) => engine.generate_batch(&b[i], p),
+            Batches::Ids(b) => engine.generate_batch_ids(&b[i], p),
+        }
+    }
+}
+
+/// Preprocesses `prompts` as optimum-benchmark does: plain tokenization, or with
+/// `scenario.reasoning` the model's chat template. Returns the batches and the input tokens.
+fn preprocess(engine: &LocalEngine, prompts: &[String], s: &Settings) -> Result<(Batches, u64), Error> {
+    let size = s.batch_size as usize;
+    if !s.reasoning {
+        let mut tokens = 0u64;
+        for p in prompts {
+            tokens += engine.tokenize(p, true)?.len() as u64;
+        }
+        return Ok((Batches::Text(prompts.chunks(size).map(<[String]>::to_vec).collect()), tokens));
+    }
+    let mut kwargs = s.reasoning_params.clone();
+    kwargs.insert("enable_thinking".into(), Value::Bool(true));
+    let kwargs_json = Value::Object(kwargs).to_string();
+    let context = engine.describe().max_context_tokens.unwrap_or(512);
+    let limit = context.min(REASONING_MAX_LENGTH).saturating_sub(s.max_new_tokens) as usize;
+    let mut ids = Vec::with_capacity(prompts.len());
+    let mut warned = false;
+    for p in prompts {
+        let chat =
+            engine.apply_chat_template(&[ChatMessage { role: "user".into(), content: p.clone() }], &kwargs_json)?;
+        if !warned && !chat.unused_kwargs.is_empty() {
+            log::log(
+                log::Level::Warn,
+                &format!(
+                    "the chat template ({}) never reads {}: scenario.reasoning_params may not apply to this model",
+                    chat.template_origin,
+                    chat.unused_kwargs.join(", ")
+                ),
+            );
+            warned = true;
+        }
+        let mut input_ids = chat.input_ids;
+        if s.truncation && limit > 0 {
+            input_ids.truncate(limit);
+        }
+        ids.push(input_ids);
+    }
+    let tokens = ids.iter().map(|i| i.len() as u64).sum();
+    Ok((Batches::Ids(ids.chunks(size).map(<[Vec<u32>]>::to_vec).collect()), tokens))
+}
+
 /// One pass over every batch.
-fn pass(engine: &LocalEngine, batches: &[Vec<String>], p: GenerationParams, label: &str) -> Result<Pass, Error> {
-    let total: u64 = batches.iter().map(|b| b.len() as u64).sum();
+fn pass(engine: &LocalEngine, batches: &Batches, p: GenerationParams, label: &str) -> Result<Pass, Error> {
+    let total: u64 = (0..batches.len()).map(|i| batches.samples(i) as u64).sum();
     let mut out = Pass::default();
     let mut done = 0u64;
     log::progress(label, 0, Some(total), "samples");
     let mut ns = 0u64;
-    for b in batches {
-        let r = engine.generate_batch(b, p)?;
+    for i in 0..batches.len() {
+        let r = batches.generate(engine, i, p)?;
         ns += r.prefill_ns + r.decode_step_ns.iter().sum::<u64>();
         for req in &r.requests {
             out.input_tokens += u64::from(req.input_tokens);
             out.new_tokens += u64::from(req.output_tokens);
         }
-        done += b.len() as u64;
+        done += batches.samples(i) as u64;
         log::progress(label, done, Some(total), "samples");
     }
     out.engine_s = ns as f64 / 1e9;
@@ -181,24 +265,20 @@ fn work(s: &Settings, m: &mut Measured) -> Result<(), Stop> {
             reason: format!("dataset {} has no prompts in column {}", s.dataset, s.column),
         });
     }
-    let (tokens, w) = step("preprocess_dataset", || {
-        let mut tokens = 0u64;
-        for p in &prompts {
-            tokens += engine.tokenize(p, true)?.len() as u64;
-        }
-        Ok(tokens)
-    })?;
+    let ((batches, tokens), w) = step("preprocess_dataset", || preprocess(&engine, &prompts, s))?;
     m.preprocess = Some(w);
     m.input_tokens = tokens;
     m.samples = prompts.len() as u64;
-    let batches: Vec<Vec<String>> = prompts.chunks(s.batch_size as usize).map(<[String]>::to_vec).collect();
 
-    // Warmup, not metered: one full generate, then warmup_runs of 2 tokens.
+    // Warmup, not metered: one full generate on the first batch, then warmup_runs of 2 tokens.
     let unmetered = |e: Error| Stop::new("warmup", None, &e);
-    let first = vec![batches[0].clone()];
+    let first = match &batches {
+        Batches::Text(b) => Batches::Text(vec![b[0].clone()]),
+        Batches::Ids(b) => Batches::Ids(vec![b[0].clone()]),
+    };
     pass(&engine, &first, params(s.max_new_tokens, s.min_new_tokens, s), "warmup").map_err(unmetered)?;
     for _ in 0..s.warmup_runs {
-        engine.generate_batch(&first[0], params(2, 2, s)).map_err(unmetered)?;
+        first.generate(&engine, 0, params(2, 2, s)).map_err(unmetered)?;
     }
 
     for it in 0..s.iterations {
