@@ -177,8 +177,8 @@ fn chat_errors_name_the_template_and_what_it_needs() {
         args.extend_from_slice(extra);
         energy_star(cwd.path(), &args, &[])
     };
-    // gpt-oss' Harmony template writes <|start|>, which the tiny tokenizer splits into bytes.
-    let harmony = with_template("tiny-gpt-oss", "openai-gpt-oss-120b.jinja");
+    // gpt-oss' Harmony template writes <|start|>, which tiny-llama's tokenizer splits into bytes.
+    let harmony = with_template("tiny-llama", "openai-gpt-oss-120b.jinja");
     generate(harmony.path(), &["--prompt", "hi", "--template-kwarg", "reasoning_effort=low"])
         .fails_with(1, &["writes <|start|>, which tokenizer.json has no token for"]);
     // The template's own raise_exception message.

@@ -3,7 +3,93 @@
 //! fixture) with `enable_thinking` and `scenario.reasoning_params`, as optimum-benchmark's
 //! preprocessing does; the run record names the template and its kwargs.
 
-use energy_star_tests::{read_json, small_offline_run};
+use energy_star_tests::{energy_star, read_json, root, small_offline_run};
+
+/// transformers rendered the fixture's chat cases at this moment (2025-12-04T00:00:00Z).
+const EPOCH: &str = "1764806400";
+
+/// The optimum backend with reasoning on the tiny gpt-oss fixture (its Harmony template), 4
+/// prompts of the offline default's dataset, `reasoning_effort` high.
+#[test]
+fn a_reasoning_run_renders_each_prompt_through_the_models_template_and_records_it() {
+    let model = root().join("tests/fixtures/tiny-gpt-oss");
+    let model_arg = format!("backend.model={}", model.display());
+    let cwd = tempfile::tempdir().expect("tmp");
+    let args = [
+        "--config-name",
+        "text_generation_offline",
+        &model_arg,
+        "scenario.num_samples=4",
+        "scenario.generate_kwargs.max_new_tokens=4",
+        "scenario.generate_kwargs.min_new_tokens=4",
+        "scenario.warmup_runs=1",
+        "++scenario.reasoning=true",
+        "++scenario.reasoning_params.reasoning_effort=high",
+    ];
+    energy_star(cwd.path(), &args, &[("BENCHMARK_BACKEND", "optimum"), ("SOURCE_DATE_EPOCH", EPOCH)]).success();
+    let r = cwd.path().join("results");
+    assert_eq!(read_json(&r.join("run_status.json"))["state"], "complete");
+    let record = read_json(&r.join("run_record.json"));
+    // The template used, where it was found, with what: Harmony reads reasoning_effort and
+    // never enable_thinking, which optimum-benchmark passes to every template.
+    let uses = record["chat_templates"].as_array().expect("chat_templates");
+    assert_eq!(uses.len(), 1, "{record}");
+    let t = &uses[0];
+    assert_eq!(t["sha256"], "a4c9919cbbd4acdd51ccffe22da049264b1b73e59055fa58811a99efbd7c8146");
+    assert_eq!(t["origin"], "chat_template.jinja");
+    assert_eq!(t["kwargs"], serde_json::json!({"reasoning_effort": "high", "enable_thinking": true}));
+    assert_eq!(t["unused_kwargs"], serde_json::json!(["enable_thinking"]));
+    assert_eq!(t["prompts"], 4);
+    // The input tokens are the templated prompts' tokens: the same as `generate --chat` gives
+    // for the dataset's first 4 rows with the same kwargs.
+    let rows: Vec<String> = std::fs::read_to_string(root().join("crates/datasets/assets/prompts.jsonl"))
+        .expect("prompts")
+        .lines()
+        .take(4)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            serde_json::json!({"prompt": v["text"]}).to_string()
+        })
+        .collect();
+    std::fs::write(cwd.path().join("rows.jsonl"), rows.join("\n")).expect("write");
+    let generated = energy_star(
+        cwd.path(),
+        &[
+            "generate",
+            "--model",
+            model.to_str().expect("utf-8"),
+            "--max-new-tokens",
+            "1",
+            "--prompts-file",
+            "rows.jsonl",
+            "--chat",
+            "--template-kwarg",
+            "reasoning_effort=high",
+            "--template-kwarg",
+            "enable_thinking=true",
+            "--json",
+        ],
+        &[("SOURCE_DATE_EPOCH", EPOCH)],
+    )
+    .success();
+    let templated: u64 = generated
+        .stdout()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["input_ids"].as_array().expect("ids").len()
+                as u64
+        })
+        .sum();
+    assert_eq!(record["facts"]["tokens"]["input"], templated, "{record}");
+    // Every prompt starts with the Harmony system turn: far more tokens than the rows alone.
+    assert!(templated > 4 * 100, "{templated}");
+    assert_eq!(record["facts"]["tokens"]["output"], 16);
+    // The report keeps optimum's shape: the forward phases with their efficiency.
+    let report = read_json(&r.join("benchmark_report.json"));
+    for phase in ["preprocess_dataset", "prefill", "decode"] {
+        assert!(report[phase]["efficiency"]["value"].as_f64().is_some_and(|v| v > 0.0), "{phase}: {report}");
+    }
+}
 
 /// A model without a chat template cannot run reasoning: the run stops at preprocessing with
 /// the reason, keeping the phases it measured, marked incomplete.

@@ -797,6 +797,47 @@ mod tests {
         }
     }
 
+    /// gpt-oss in reasoning mode: each chat case rendered through the fixture's own Harmony
+    /// template (`chat_template.jinja`) with its kwargs gives transformers' ids, and greedy
+    /// decoding from them transformers' tokens, alone and batched (MXFP4 checkpoint).
+    #[test]
+    fn gpt_oss_chats_through_its_harmony_template_match_transformers() {
+        let dir = fixture_named("tiny-gpt-oss");
+        let e = engine_at(&dir);
+        let refs: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).expect("ref")).expect("json");
+        let ids = |x: &serde_json::Value| -> Vec<u32> {
+            x.as_array().expect("ids").iter().map(|i| i.as_u64().expect("id") as u32).collect()
+        };
+        // transformers rendered them at SOURCE_DATE_EPOCH=1764806400 (2025-12-04).
+        let now = 1_764_806_400;
+        let cases = refs["chat_cases"].as_array().expect("chat cases");
+        assert!(cases.len() >= 2);
+        let mut inputs = Vec::new();
+        for c in cases {
+            let kwargs = c["kwargs"].as_object().cloned().unwrap_or_default();
+            let chat = e.apply_chat_template(&c["messages"], &kwargs, now).expect("template");
+            assert_eq!(chat.text, c["text"].as_str().expect("text"));
+            assert_eq!(chat.input_ids, ids(&c["input_ids"]), "{}", c["text"]);
+            assert_eq!(chat.template_origin, "chat_template.jinja");
+            // The Harmony template reads reasoning_effort, not enable_thinking.
+            assert_eq!(
+                chat.unused_kwargs.contains(&"enable_thinking".to_string()),
+                kwargs.contains_key("enable_thinking")
+            );
+            let n = c["max_new_tokens"].as_u64().expect("n") as u32;
+            let out = e.generate_ids(&["chat".into()], vec![chat.input_ids.clone()], &fixed(n)).expect("generate");
+            assert_eq!(out.requests[0].output_ids, ids(&c["greedy_output_ids"]), "alone: {}", c["kwargs"]);
+            inputs.push((chat.input_ids, ids(&c["greedy_output_ids"]), n));
+        }
+        let n = inputs[0].2;
+        let labels: Vec<String> = (0..inputs.len()).map(|i| format!("chat {i}")).collect();
+        let out = e.generate_ids(&labels, inputs.iter().map(|i| i.0.clone()).collect(), &fixed(n)).expect("batch");
+        for ((_, want, _), r) in inputs.iter().zip(&out.requests) {
+            assert_eq!(&r.output_ids, want, "batched");
+        }
+    }
+
     /// A copy of the gpt-oss fixture with config.json edited by `edit`.
     fn gpt_oss_with_config(edit: impl Fn(&mut serde_json::Value)) -> tempfile::TempDir {
         let from = fixture_named("tiny-gpt-oss");

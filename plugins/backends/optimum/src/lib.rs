@@ -117,6 +117,16 @@ fn preprocess(engine: &LocalEngine, prompts: &[String], s: &Settings) -> Result<
     let kwargs_json = Value::Object(kwargs).to_string();
     let context = engine.describe().max_context_tokens.unwrap_or(512);
     let limit = context.min(REASONING_MAX_LENGTH).saturating_sub(s.max_new_tokens) as usize;
+    if s.truncation && limit == 0 {
+        // optimum-benchmark would ask its tokenizer for a negative length here.
+        log::log(
+            log::Level::Warn,
+            &format!(
+                "max_new_tokens {} leaves no room under optimum-benchmark's reasoning length of min(context, {REASONING_MAX_LENGTH}): prompts are not truncated",
+                s.max_new_tokens
+            ),
+        );
+    }
     let mut ids = Vec::with_capacity(prompts.len());
     let mut warned = false;
     for p in prompts {
