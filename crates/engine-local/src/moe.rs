@@ -11,14 +11,20 @@ use super::mxfp4::PackedExperts;
 /// transformers' `GptOssExperts.alpha`: the GLU is `gate · σ(alpha · gate)`.
 const GLU_ALPHA: f64 = 1.702;
 
-/// Expert weights, each expert's as `(out, in)`.
+/// Expert weights.
 #[derive(Debug, Clone)]
 enum ExpertWeights {
-    /// `gate_up`: (experts, 2·intermediate, hidden); `down`: (experts, hidden, intermediate).
+    /// Each expert's weight as `(out, in)`: `gate_up` (experts, 2·intermediate, hidden), `down`
+    /// (experts, hidden, intermediate); a product is `x · W[e]ᵀ`, whose rows are contiguous dot
+    /// products (measured twice as fast at decode as transformers' (in, out) layout).
     Dense { gate_up: Tensor, down: Tensor },
-    /// Packed MXFP4 on the host, multiplied without unpacking a matrix (CPU only).
+    /// Packed MXFP4 on the host, each expert's rows `(out, in)` (CPU only).
     Mxfp4 { gate_up: PackedExperts, down: PackedExperts },
 }
+
+/// Tokens from which one expert's product unpacks its weight and uses candle's matmul: below
+/// it the packed row-by-row product reads less memory, above it the matmul's blocking wins.
+const UNPACK_FROM_TOKENS: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct Experts {
@@ -37,7 +43,7 @@ impl Experts {
         let x = vb.pp("experts");
         let weights = match c.weights_format {
             WeightsFormat::Dense => ExpertWeights::Dense {
-                // transformers keeps them as (experts, in, out); products want (out, in).
+                // transformers keeps them as (experts, in, out).
                 gate_up: x.get((e, h, 2 * i), "gate_up_proj")?.transpose(1, 2)?.contiguous()?,
                 down: x.get((e, i, h), "down_proj")?.transpose(1, 2)?.contiguous()?,
             },
@@ -110,16 +116,18 @@ impl Experts {
         self.product(expert, &hidden, false)?.broadcast_add(&self.down_bias.i(expert)?.unsqueeze(0)?)
     }
 
-    /// `x · Wᵀ` with expert `expert`'s gate-up (`first`) or down weight.
+    /// `x` through expert `expert`'s gate-up (`first`) or down weight.
     fn product(&self, expert: usize, x: &Tensor, first: bool) -> candle_core::Result<Tensor> {
         match &self.weights {
-            ExpertWeights::Dense { gate_up, down } => {
-                let w = if first { gate_up } else { down }.i(expert)?;
-                x.matmul(&w.t()?)
-            }
+            ExpertWeights::Dense { gate_up, down } => x.matmul(&if first { gate_up } else { down }.i(expert)?.t()?),
             ExpertWeights::Mxfp4 { gate_up, down } => {
                 let w = if first { gate_up } else { down };
                 let m = x.dim(0)?;
+                if m >= UNPACK_FROM_TOKENS {
+                    // One expert unpacked at a time, for this product only.
+                    let dense = Tensor::from_vec(w.dequantize(expert), (w.rows, w.cols), x.device())?;
+                    return x.matmul(&dense.to_dtype(x.dtype())?.t()?);
+                }
                 let xs: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
                 let y = w.matmul_t(expert, &xs, m);
                 Tensor::from_vec(y, (m, w.rows), x.device())?.to_dtype(x.dtype())
@@ -292,6 +300,7 @@ fn packed(vb: &VarBuilder, name: &str, shape: (usize, usize, usize)) -> candle_c
     PackedExperts::new(name, blocks, &blocks_shape, scales, &scales_shape, shape).map_err(candle_core::Error::msg)
 }
 
+/// All experts unpacked, in the dense layout (experts, out, in).
 fn unpacked(w: &PackedExperts, device: &Device, dtype: DType) -> candle_core::Result<Tensor> {
     let all: Vec<f32> = (0..w.experts).flat_map(|e| w.dequantize(e)).collect();
     Tensor::from_vec(all, (w.experts, w.rows, w.cols), device)?.to_dtype(dtype)
@@ -336,5 +345,30 @@ mod tests {
         // Without ties it is the sorted top k; NaN sorts first, as in torch.
         assert_eq!(torch_cpu_topk(&[0.1, 0.9, 0.5, 0.7, 0.3, 0.8], 4), vec![1, 5, 3, 2]);
         assert_eq!(torch_cpu_topk(&[0.1, f32::NAN, 0.5], 2), vec![1, 2]);
+    }
+
+    /// The unpacked experts (what a GPU gets) are the dense checkpoint's: the fixture's MXFP4
+    /// experts unpack to exactly its dense tensors.
+    #[test]
+    fn unpacked_mxfp4_experts_equal_the_dense_checkpoints_tensors() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-gpt-oss");
+        let packed_st = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).expect("mxfp4");
+        let dense_st =
+            candle_core::safetensors::load(dir.join("dense/model.safetensors"), &Device::Cpu).expect("dense");
+        for (name, rows_cols) in [("gate_up_proj", (64usize, 64usize)), ("down_proj", (64, 32))] {
+            let raw = |suffix: &str| {
+                let t = &packed_st[&format!("model.layers.0.mlp.experts.{name}_{suffix}")];
+                (t.flatten_all().expect("flat").to_vec1::<u8>().expect("u8"), t.dims().to_vec())
+            };
+            let ((b, bs), (sc, ss)) = (raw("blocks"), raw("scales"));
+            let w = PackedExperts::new(name, b, &bs, sc, &ss, (4, rows_cols.0, rows_cols.1)).expect("packed");
+            let got = unpacked(&w, &Device::Cpu, DType::F32).expect("unpacked");
+            // The checkpoint's (experts, in, out), as the engine holds it: (experts, out, in).
+            let want = &dense_st[&format!("model.layers.0.mlp.experts.{name}")].transpose(1, 2).expect("t");
+            assert_eq!(got.dims(), want.dims(), "{name}");
+            let diff: f32 =
+                (got - want).expect("sub").abs().expect("abs").max_all().expect("max").to_scalar().expect("s");
+            assert_eq!(diff, 0.0, "{name}");
+        }
     }
 }
