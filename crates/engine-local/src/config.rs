@@ -1,19 +1,18 @@
 //! Reads a Hugging Face `config.json` into the one decoder description the local engine runs,
-//! as transformers 5 writes it (`rope_parameters`, `head_dim`, `dtype`) and as older versions
-//! did (`rope_theta`, `rope_scaling`, `torch_dtype`).
+//! as transformers 5 writes it (`rope_parameters`, `head_dim`, `dtype`, `layer_types`) and as
+//! older versions did (`rope_theta`, `rope_scaling`, `torch_dtype`, `sliding_window_pattern`).
+//!
+//! A key the file leaves out takes the value transformers' config class gives it (real configs
+//! rely on that: gemma-3-4b's `text_config` names six fields), so each architecture carries its
+//! class's defaults. Features are described one by one (norm style, activation, which layers
+//! rotate or slide, the experts' routing), and the decoder reads only those; what an
+//! architecture does that the engine does not is refused by name.
 
 use serde_json::Value;
 
-/// Architectures the local engine runs, by `architectures[0]` / `model_type`.
-pub const SUPPORTED: &[(&str, &str)] = &[
-    ("LlamaForCausalLM", "llama"),
-    ("MistralForCausalLM", "mistral"),
-    ("Qwen2ForCausalLM", "qwen2"),
-    ("Qwen3ForCausalLM", "qwen3"),
-    ("GptOssForCausalLM", "gpt_oss"),
-];
+use super::rope::{Allowed, Rope};
 
-/// The family, which decides the attention's details.
+/// The family, which names the weights and decides what a config may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     /// Llama 2/3, SmolLM, TinyLlama, and Mistral (plus a sliding window).
@@ -22,20 +21,163 @@ pub enum Family {
     Qwen2,
     /// RMSNorm on q and k per head, no bias.
     Qwen3,
+    /// Qwen3 attention with a mixture of SiLU-gated experts (softmax, top-k, optional renorm),
+    /// dense layers where `mlp_only_layers` / `decoder_sparse_step` say.
+    Qwen3Moe,
+    /// Mistral attention with a mixture of experts (softmax, top-k, renormalised).
+    Mixtral,
+    /// Fused qkv and gate-up projections, partial rotary, LongRoPE.
+    Phi3,
+    /// Llama with layers that skip RoPE.
+    SmolLm3,
+    /// Gemma 3's text model: (1 + w) norms around both halves of a layer, q/k norms, scaled
+    /// embeddings and queries, GELU-tanh, local and global RoPE on sliding and full layers.
+    Gemma3,
     /// gpt-oss: biases everywhere, attention sinks, sliding and full layers alternating, YaRN,
     /// a mixture of experts with a clamped SwiGLU, experts stored as MXFP4.
     GptOss,
 }
 
-/// A mixture-of-experts MLP as gpt-oss defines it.
+/// An architecture the engine runs: its names, family and the defaults of its transformers
+/// config class (`PreTrainedConfig` subclass), as JSON.
+struct Architecture {
+    class: &'static str,
+    model_type: &'static str,
+    family: Family,
+    defaults: &'static str,
+}
+
+const LLAMA_DEFAULTS: &str = r#"{"vocab_size":32000,"hidden_size":4096,"intermediate_size":11008,"num_hidden_layers":32,
+ "num_attention_heads":32,"hidden_act":"silu","max_position_embeddings":2048,"rms_norm_eps":1e-6,"bos_token_id":1,
+ "eos_token_id":2,"tie_word_embeddings":false,"attention_bias":false,"mlp_bias":false,"rope_theta":10000.0}"#;
+const MISTRAL_DEFAULTS: &str = r#"{"vocab_size":32000,"hidden_size":4096,"intermediate_size":14336,"num_hidden_layers":32,
+ "num_attention_heads":32,"num_key_value_heads":8,"hidden_act":"silu","max_position_embeddings":131072,
+ "rms_norm_eps":1e-6,"bos_token_id":1,"eos_token_id":2,"tie_word_embeddings":false,"sliding_window":4096,
+ "rope_theta":10000.0}"#;
+const QWEN2_DEFAULTS: &str = r#"{"vocab_size":151936,"hidden_size":4096,"intermediate_size":22016,"num_hidden_layers":32,
+ "num_attention_heads":32,"hidden_act":"silu","max_position_embeddings":32768,"rms_norm_eps":1e-6,
+ "tie_word_embeddings":false,"use_sliding_window":false,"max_window_layers":28,"rope_theta":10000.0}"#;
+const QWEN3_DEFAULTS: &str = r#"{"vocab_size":151936,"hidden_size":4096,"intermediate_size":22016,"num_hidden_layers":32,
+ "num_attention_heads":32,"head_dim":128,"hidden_act":"silu","max_position_embeddings":32768,"rms_norm_eps":1e-6,
+ "tie_word_embeddings":false,"attention_bias":false,"use_sliding_window":false,"max_window_layers":28,
+ "rope_theta":10000.0}"#;
+const QWEN3_MOE_DEFAULTS: &str = r#"{"vocab_size":151936,"hidden_size":2048,"intermediate_size":6144,"num_hidden_layers":24,
+ "num_attention_heads":32,"num_key_value_heads":4,"hidden_act":"silu","max_position_embeddings":32768,
+ "rms_norm_eps":1e-6,"tie_word_embeddings":false,"attention_bias":false,"use_sliding_window":false,
+ "decoder_sparse_step":1,"moe_intermediate_size":768,"num_experts_per_tok":8,"num_experts":128,
+ "norm_topk_prob":false,"mlp_only_layers":[],"rope_theta":10000.0}"#;
+const MIXTRAL_DEFAULTS: &str = r#"{"vocab_size":32000,"hidden_size":4096,"intermediate_size":14336,"num_hidden_layers":32,
+ "num_attention_heads":32,"num_key_value_heads":8,"hidden_act":"silu","max_position_embeddings":131072,
+ "rms_norm_eps":1e-5,"bos_token_id":1,"eos_token_id":2,"tie_word_embeddings":false,"sliding_window":null,
+ "num_experts_per_tok":2,"num_local_experts":8,"rope_theta":1000000.0}"#;
+const PHI3_DEFAULTS: &str = r#"{"vocab_size":32064,"hidden_size":3072,"intermediate_size":8192,"num_hidden_layers":32,
+ "num_attention_heads":32,"hidden_act":"silu","max_position_embeddings":4096,"original_max_position_embeddings":4096,
+ "rms_norm_eps":1e-5,"tie_word_embeddings":false,"bos_token_id":1,"eos_token_id":32000,"pad_token_id":32000,
+ "sliding_window":null,"rope_theta":10000.0,"partial_rotary_factor":1.0}"#;
+const SMOLLM3_DEFAULTS: &str = r#"{"vocab_size":128256,"hidden_size":2048,"intermediate_size":11008,"num_hidden_layers":36,
+ "num_attention_heads":16,"num_key_value_heads":4,"hidden_act":"silu","max_position_embeddings":32768,
+ "rms_norm_eps":1e-6,"pad_token_id":128004,"bos_token_id":128000,"eos_token_id":128001,"use_sliding_window":false,
+ "sliding_window":null,"no_rope_layer_interval":4,"attention_bias":false,"mlp_bias":false,
+ "tie_word_embeddings":true,"rope_theta":2000000.0}"#;
+const GEMMA3_DEFAULTS: &str = r#"{"vocab_size":262208,"hidden_size":2304,"intermediate_size":9216,"num_hidden_layers":26,
+ "num_attention_heads":8,"num_key_value_heads":4,"head_dim":256,"hidden_activation":"gelu_pytorch_tanh",
+ "max_position_embeddings":131072,"rms_norm_eps":1e-6,"pad_token_id":0,"eos_token_id":1,"bos_token_id":2,
+ "tie_word_embeddings":true,"attention_bias":false,"query_pre_attn_scalar":256,"sliding_window":4096,
+ "final_logit_softcapping":null,"attn_logit_softcapping":null,"use_bidirectional_attention":false,
+ "sliding_window_pattern":6,"rope_theta":1000000.0,"rope_local_base_freq":10000.0}"#;
+const GPT_OSS_DEFAULTS: &str = r#"{"num_hidden_layers":36,"num_local_experts":128,"vocab_size":201088,"hidden_size":2880,
+ "intermediate_size":2880,"head_dim":64,"num_attention_heads":64,"num_key_value_heads":8,"sliding_window":128,
+ "tie_word_embeddings":false,"hidden_act":"silu","max_position_embeddings":131072,"rms_norm_eps":1e-5,
+ "num_experts_per_tok":4,"swiglu_limit":7.0,"rope_theta":150000.0,
+ "rope_scaling":{"rope_type":"yarn","factor":32.0,"beta_fast":32.0,"beta_slow":1.0,"truncate":false,
+ "original_max_position_embeddings":4096}}"#;
+
+const ARCHITECTURES: &[Architecture] = &[
+    Architecture { class: "LlamaForCausalLM", model_type: "llama", family: Family::Llama, defaults: LLAMA_DEFAULTS },
+    Architecture {
+        class: "MistralForCausalLM",
+        model_type: "mistral",
+        family: Family::Llama,
+        defaults: MISTRAL_DEFAULTS,
+    },
+    Architecture { class: "Qwen2ForCausalLM", model_type: "qwen2", family: Family::Qwen2, defaults: QWEN2_DEFAULTS },
+    Architecture { class: "Qwen3ForCausalLM", model_type: "qwen3", family: Family::Qwen3, defaults: QWEN3_DEFAULTS },
+    Architecture {
+        class: "Qwen3MoeForCausalLM",
+        model_type: "qwen3_moe",
+        family: Family::Qwen3Moe,
+        defaults: QWEN3_MOE_DEFAULTS,
+    },
+    Architecture {
+        class: "MixtralForCausalLM",
+        model_type: "mixtral",
+        family: Family::Mixtral,
+        defaults: MIXTRAL_DEFAULTS,
+    },
+    Architecture { class: "Phi3ForCausalLM", model_type: "phi3", family: Family::Phi3, defaults: PHI3_DEFAULTS },
+    Architecture {
+        class: "SmolLM3ForCausalLM",
+        model_type: "smollm3",
+        family: Family::SmolLm3,
+        defaults: SMOLLM3_DEFAULTS,
+    },
+    Architecture {
+        class: "Gemma3ForCausalLM",
+        model_type: "gemma3_text",
+        family: Family::Gemma3,
+        defaults: GEMMA3_DEFAULTS,
+    },
+    // The text tower of Gemma 3's image-text model (gemma-3-4b/12b/27b): its `text_config`.
+    Architecture {
+        class: "Gemma3ForConditionalGeneration",
+        model_type: "gemma3",
+        family: Family::Gemma3,
+        defaults: GEMMA3_DEFAULTS,
+    },
+    Architecture {
+        class: "GptOssForCausalLM",
+        model_type: "gpt_oss",
+        family: Family::GptOss,
+        defaults: GPT_OSS_DEFAULTS,
+    },
+];
+
+/// Architectures the local engine runs, by `architectures[0]` / `model_type`.
+pub fn supported() -> impl Iterator<Item = (&'static str, &'static str)> {
+    ARCHITECTURES.iter().map(|a| (a.class, a.model_type))
+}
+
+/// How the router picks and weighs experts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Routing {
+    /// gpt-oss: the k largest logits (router with bias), softmax over those k.
+    TopKSoftmax,
+    /// Qwen3-MoE and Mixtral: softmax over all experts in float32, the k most probable,
+    /// divided by their sum when `renormalize` (`norm_topk_prob`; always for Mixtral).
+    SoftmaxTopK { renormalize: bool },
+}
+
+/// What one expert computes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ExpertKind {
+    /// gpt-oss: biases; gate and up interleaved in one matrix; gate ≤ limit, −limit ≤ up ≤
+    /// limit; `(up + 1) · gate · σ(alpha · gate)`.
+    ClampedSwiGlu { limit: f64, alpha: f64 },
+    /// `down(silu(gate(x)) · up(x))`, no biases.
+    SiluGated,
+}
+
+/// A mixture-of-experts MLP.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MoeConfig {
-    /// `num_local_experts`.
+    /// `num_local_experts` (`num_experts` in Qwen's configs).
     pub num_experts: usize,
     /// `num_experts_per_tok` (`experts_per_token` in OpenAI's own config).
     pub experts_per_token: usize,
-    /// The SwiGLU clamp: gate ≤ limit, −limit ≤ up ≤ limit (`swiglu_limit`, default 7.0).
-    pub swiglu_limit: f64,
+    /// Each expert's hidden width (`moe_intermediate_size`, else `intermediate_size`).
+    pub expert_intermediate_size: usize,
+    pub routing: Routing,
+    pub expert: ExpertKind,
 }
 
 /// How the checkpoint stores its weights, from `quantization_config`.
@@ -47,31 +189,12 @@ pub enum WeightsFormat {
     Mxfp4,
 }
 
-/// RoPE frequency scaling.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RopeScaling {
-    None,
-    Linear {
-        factor: f64,
-    },
-    /// Llama 3.1's: low and high frequency bands scaled differently.
-    Llama3 {
-        factor: f64,
-        low_freq_factor: f64,
-        high_freq_factor: f64,
-        original_max_position_embeddings: f64,
-    },
-    /// YaRN, as transformers computes it: frequencies blended between interpolated and
-    /// extrapolated by a linear ramp over the correction range, and cos/sin scaled by
-    /// `attention_factor`.
-    Yarn {
-        factor: f64,
-        beta_fast: f64,
-        beta_slow: f64,
-        original_max_position_embeddings: f64,
-        truncate: bool,
-        attention_factor: f64,
-    },
+/// The MLP's activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Silu,
+    /// `gelu_pytorch_tanh`: GELU with the tanh approximation.
+    GeluTanh,
 }
 
 /// What the decoder needs to know.
@@ -87,19 +210,39 @@ pub struct ModelConfig {
     pub num_kv_heads: usize,
     pub head_dim: usize,
     pub rms_norm_eps: f64,
-    pub rope_theta: f64,
-    pub rope_scaling: RopeScaling,
+    /// Gemma: norms scale by (1 + w), computed in float32.
+    pub norm_adds_one: bool,
+    /// RMSNorm on each head's queries and keys before RoPE (Qwen3, Gemma 3).
+    pub qk_norm: bool,
+    /// Gemma: a norm on the attention's output and on the MLP's output, before each residual.
+    pub sandwich_norms: bool,
+    pub activation: Activation,
+    /// Gemma: embeddings multiplied by √hidden_size (in the model's dtype).
+    pub embedding_scale: Option<f64>,
+    /// The factor on q·k: 1/√head_dim, Gemma's 1/√query_pre_attn_scalar.
+    pub attention_scale: f64,
+    /// RoPE of full-attention layers (of every layer, unless `sliding_rope`).
+    pub rope: Rope,
+    /// Gemma 3: sliding layers' own RoPE (the local base, no scaling).
+    pub sliding_rope: Option<Rope>,
+    /// Per layer, whether it applies RoPE at all (SmolLM3 skips it in every fourth).
+    pub rope_layers: Vec<bool>,
     pub max_position_embeddings: usize,
     pub tie_word_embeddings: bool,
-    pub attention_bias: bool,
+    /// Biases on q, k and v.
+    pub qkv_bias: bool,
+    /// A bias on the attention's output projection.
+    pub o_bias: bool,
     pub mlp_bias: bool,
     pub sliding_window: Option<usize>,
-    /// Per layer, whether it attends within `sliding_window` (gpt-oss' `layer_types`); every
-    /// layer does when a window is set and the config has no layer types.
+    /// Per layer, whether it attends within `sliding_window` (`layer_types`); every layer does
+    /// when a window is set and the config has no layer types.
     pub sliding_layers: Vec<bool>,
     /// One learned logit per head that joins every softmax and takes its share (gpt-oss).
     pub attention_sinks: bool,
     pub moe: Option<MoeConfig>,
+    /// Per layer, whether its MLP is the mixture of experts (else the dense MLP).
+    pub moe_layers: Vec<bool>,
     pub weights_format: WeightsFormat,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
@@ -108,22 +251,64 @@ pub struct ModelConfig {
     pub dtype: Option<String>,
 }
 
-fn usize_of(v: &Value, key: &str) -> Result<Option<usize>, String> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => {
-            n.as_u64().map(|x| Some(x as usize)).ok_or_else(|| format!("`{key}` = {n} is not a non-negative integer"))
+/// A config object read as its transformers class reads it: a key that is absent takes the
+/// class's default; a key present as `null` is `None`, as in Python.
+struct Fields<'a> {
+    v: &'a Value,
+    defaults: Value,
+}
+
+impl Fields<'_> {
+    fn get(&self, key: &str) -> Option<&Value> {
+        match self.v.get(key) {
+            Some(x) => Some(x),
+            None => self.defaults.get(key),
         }
-        Some(other) => Err(format!("`{key}` = {other} is not a number")),
+        .filter(|x| !x.is_null())
     }
-}
 
-fn need(v: &Value, key: &str) -> Result<usize, String> {
-    usize_of(v, key)?.ok_or_else(|| format!("`{key}` is missing"))
-}
+    fn usize(&self, key: &str) -> Result<Option<usize>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(|x| Some(x as usize))
+                .ok_or_else(|| format!("`{key}` = {n} is not a non-negative integer")),
+            Some(other) => Err(format!("`{key}` = {other} is not a number")),
+        }
+    }
 
-fn f64_of(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64)
+    fn need(&self, key: &str) -> Result<usize, String> {
+        self.usize(key)?.ok_or_else(|| format!("`{key}` is missing"))
+    }
+
+    fn f64(&self, key: &str) -> Result<Option<f64>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(x) => x.as_f64().map(Some).ok_or_else(|| format!("`{key}` = {x} is not a number")),
+        }
+    }
+
+    fn bool(&self, key: &str) -> Result<bool, String> {
+        match self.get(key) {
+            None => Ok(false),
+            Some(x) => x.as_bool().ok_or_else(|| format!("`{key}` = {x} is not true or false")),
+        }
+    }
+
+    fn str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(Value::as_str)
+    }
+
+    /// A list of non-negative integers.
+    fn usizes(&self, key: &str) -> Result<Option<Vec<usize>>, String> {
+        let Some(x) = self.get(key) else { return Ok(None) };
+        let list = x.as_array().ok_or_else(|| format!("`{key}` = {x} is not a list"))?;
+        list.iter()
+            .map(|i| i.as_u64().map(|n| n as usize).ok_or_else(|| format!("`{key}` holds {i}, not an integer")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
 }
 
 /// Token ids that may be a single id or a list.
@@ -152,10 +337,15 @@ fn weights_format(v: &Value) -> Result<WeightsFormat, String> {
 }
 
 /// Which layers use the sliding window: `layer_types` when given (each "sliding_attention" or
-/// "full_attention"), else all layers when a window is set.
-fn sliding_layers(v: &Value, num_layers: usize, window: Option<usize>) -> Result<Vec<bool>, String> {
-    let Some(types) = v.get("layer_types").filter(|t| !t.is_null()) else {
-        return Ok(vec![window.is_some(); num_layers]);
+/// "full_attention"), else as `fallback` says.
+fn sliding_layers(
+    f: &Fields,
+    num_layers: usize,
+    window: Option<usize>,
+    fallback: Vec<bool>,
+) -> Result<Vec<bool>, String> {
+    let Some(types) = f.v.get("layer_types").filter(|t| !t.is_null()) else {
+        return Ok(fallback);
     };
     let types = types.as_array().ok_or_else(|| format!("`layer_types` = {types} is not a list"))?;
     if types.len() != num_layers {
@@ -173,191 +363,340 @@ fn sliding_layers(v: &Value, num_layers: usize, window: Option<usize>) -> Result
         .collect()
 }
 
-fn moe_config(v: &Value) -> Result<MoeConfig, String> {
-    let num_experts = need(v, "num_local_experts")?;
-    let experts_per_token = match usize_of(v, "num_experts_per_tok")? {
-        Some(k) => k,
-        None => need(v, "experts_per_token").map_err(|_| "`num_experts_per_tok` is missing".to_string())?,
+/// The rope dictionaries of a config: (full layers', sliding layers') in transformers 5's
+/// `rope_parameters` (flat, or per layer type as Gemma 3 writes it), else the old
+/// `rope_scaling` (which Gemma 3 applies to full layers only).
+fn rope_dicts(v: &Value) -> (Option<&Value>, Option<&Value>) {
+    let params = v.get("rope_parameters").filter(|r| r.is_object());
+    match params {
+        Some(p) if p.get("full_attention").is_some() || p.get("sliding_attention").is_some() => {
+            (p.get("full_attention").filter(|r| r.is_object()), p.get("sliding_attention").filter(|r| r.is_object()))
+        }
+        Some(p) => (Some(p), None),
+        None => (v.get("rope_scaling").filter(|r| r.is_object()), None),
+    }
+}
+
+fn moe_config(f: &Fields, family: Family, intermediate_size: usize) -> Result<MoeConfig, String> {
+    let num_experts = match f.usize("num_local_experts")? {
+        Some(n) => n,
+        None => f.need("num_experts").map_err(|_| "`num_local_experts` (or `num_experts`) is missing".to_string())?,
     };
-    if experts_per_token == 0 || experts_per_token > num_experts {
+    let experts_per_token = match f.usize("num_experts_per_tok")? {
+        Some(k) => k,
+        None => f.need("experts_per_token").map_err(|_| "`num_experts_per_tok` is missing".to_string())?,
+    };
+    if num_experts == 0 || experts_per_token == 0 || experts_per_token > num_experts {
         return Err(format!(
             "`num_experts_per_tok` ({experts_per_token}) must be between 1 and `num_local_experts` ({num_experts})"
         ));
     }
-    // transformers 5 reads `swiglu_limit`; 4.x fixed 7.0, the value gpt-oss' checkpoints state.
-    let swiglu_limit = f64_of(v, "swiglu_limit").unwrap_or(GPT_OSS_SWIGLU_LIMIT);
-    if swiglu_limit.is_nan() || swiglu_limit <= 0.0 {
-        return Err(format!("`swiglu_limit` = {swiglu_limit} must be positive"));
+    let (routing, expert, expert_intermediate_size) = match family {
+        Family::GptOss => {
+            // transformers 5 reads `swiglu_limit`; 4.x fixed 7.0, the value gpt-oss' checkpoints
+            // state.
+            let limit = f.f64("swiglu_limit")?.unwrap_or(GPT_OSS_SWIGLU_LIMIT);
+            if limit.is_nan() || limit <= 0.0 {
+                return Err(format!("`swiglu_limit` = {limit} must be positive"));
+            }
+            // transformers' GptOssExperts fixes alpha at 1.702 whatever the config says.
+            (Routing::TopKSoftmax, ExpertKind::ClampedSwiGlu { limit, alpha: 1.702 }, intermediate_size)
+        }
+        Family::Qwen3Moe => (
+            Routing::SoftmaxTopK { renormalize: f.bool("norm_topk_prob")? },
+            ExpertKind::SiluGated,
+            f.need("moe_intermediate_size")?,
+        ),
+        _ => (Routing::SoftmaxTopK { renormalize: true }, ExpertKind::SiluGated, intermediate_size),
+    };
+    Ok(MoeConfig { num_experts, experts_per_token, expert_intermediate_size, routing, expert })
+}
+
+/// Which layers are sparse: every layer for Mixtral and gpt-oss; Qwen3-MoE's rule.
+fn moe_layers(f: &Fields, family: Family, num_layers: usize) -> Result<Vec<bool>, String> {
+    if family != Family::Qwen3Moe {
+        return Ok(vec![true; num_layers]);
     }
-    Ok(MoeConfig { num_experts, experts_per_token, swiglu_limit })
+    let step = f.usize("decoder_sparse_step")?.unwrap_or(1);
+    if step == 0 {
+        return Err("`decoder_sparse_step` is 0".into());
+    }
+    let dense = f.usizes("mlp_only_layers")?.unwrap_or_default();
+    Ok((0..num_layers).map(|i| !dense.contains(&i) && (i + 1) % step == 0).collect())
 }
 
 /// gpt-oss' SwiGLU clamp when the config does not say.
 pub const GPT_OSS_SWIGLU_LIMIT: f64 = 7.0;
 
-/// YaRN's cos/sin scale: `attention_factor` when given, else from `mscale`/`mscale_all_dim`,
-/// else 0.1 ln(factor) + 1 (1 for factor ≤ 1), as transformers infers it.
-fn yarn_attention_factor(r: &Value, factor: f64) -> Result<f64, String> {
-    if let Some(a) = f64_of(r, "attention_factor") {
-        return Ok(a);
-    }
-    let mscale = |scale: f64, m: f64| if scale <= 1.0 { 1.0 } else { 0.1 * m * scale.ln() + 1.0 };
-    match (f64_of(r, "mscale").filter(|m| *m != 0.0), f64_of(r, "mscale_all_dim").filter(|m| *m != 0.0)) {
-        (Some(m), Some(all)) => Ok(mscale(factor, m) / mscale(factor, all)),
-        _ => Ok(mscale(factor, 1.0)),
-    }
+/// Architectures on AI Energy Score's list that the local engine does not run, with what they
+/// are, so that the refusal says more than a class name.
+fn known_elsewhere(class: &str) -> Option<&'static str> {
+    Some(match class {
+        "DeepseekV3ForCausalLM" | "DeepseekV32ForCausalLM" => {
+            "DeepSeek-V3's multi-head latent attention and routed experts"
+        }
+        "Qwen3NextForCausalLM" => "Qwen3-Next's hybrid of gated DeltaNet and attention",
+        "Glm4MoeForCausalLM" => "GLM-4.5/4.6's mixture of experts",
+        "GraniteMoeHybridForCausalLM" => "Granite 4's hybrid of Mamba-2 and attention",
+        "MiniMaxM1ForCausalLM" => "MiniMax-M1's lightning attention",
+        "Mistral3ForConditionalGeneration" => "Mistral Small 3.1's image-text model",
+        "HunYuanDenseV1ForCausalLM" => "Hunyuan's dense model",
+        "Exaone4ForCausalLM" => "EXAONE 4's hybrid attention",
+        "ApertusForCausalLM" => "Apertus' xIELU MLP",
+        "DeciLMForCausalLM" => "Nemotron's DeciLM blocks (remote code)",
+        _ => return None,
+    })
 }
 
 impl ModelConfig {
     /// Parses config.json text; `generation` is generation_config.json when present (its EOS
     /// ids take precedence, as transformers' `generate` uses them).
     pub fn parse(text: &str, generation: Option<&str>) -> Result<Self, String> {
-        let v: Value = serde_json::from_str(text).map_err(|e| format!("config.json is not valid JSON: {e}"))?;
-        let arch = v.get("architectures").and_then(|a| a.get(0)).and_then(Value::as_str).map(str::to_string);
-        let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
-        let supported = || SUPPORTED.iter().map(|(a, _)| *a).collect::<Vec<_>>().join(", ");
-        let family = match (arch.as_deref(), model_type) {
-            (Some("LlamaForCausalLM" | "MistralForCausalLM"), _) | (None, "llama" | "mistral") => Family::Llama,
-            (Some("Qwen2ForCausalLM"), _) | (None, "qwen2") => Family::Qwen2,
-            (Some("Qwen3ForCausalLM"), _) | (None, "qwen3") => Family::Qwen3,
-            (Some("GptOssForCausalLM"), _) | (None, "gpt_oss") => Family::GptOss,
-            (a, t) => {
-                return Err(format!(
-                    "unsupported architecture {} (model_type {t:?}): it is not in the local engine, which runs {}; \
+        let top: Value = serde_json::from_str(text).map_err(|e| format!("config.json is not valid JSON: {e}"))?;
+        let class = top.get("architectures").and_then(|a| a.get(0)).and_then(Value::as_str).map(str::to_string);
+        let model_type = top.get("model_type").and_then(Value::as_str).unwrap_or("");
+        let arch = ARCHITECTURES
+            .iter()
+            .find(|a| match class.as_deref() {
+                Some(c) => a.class == c,
+                None => a.model_type == model_type,
+            })
+            .ok_or_else(|| {
+                let what = class.as_deref().and_then(known_elsewhere).map(|w| format!(" ({w})")).unwrap_or_default();
+                format!(
+                    "unsupported architecture {}{what} (model_type {model_type:?}): it is not in the local engine, which runs {}; \
                      the vllm backend (BENCHMARK_BACKEND=vllm) runs any model its server runs",
-                    a.unwrap_or("(none given)"),
-                    supported()
-                ));
-            }
+                    class.as_deref().unwrap_or("(none given)"),
+                    supported().map(|(c, _)| c).collect::<Vec<_>>().join(", ")
+                )
+            })?;
+        // An image-text model's text tower is described by its `text_config`.
+        let v = match arch.model_type {
+            "gemma3" => top.get("text_config").filter(|t| t.is_object()).unwrap_or(&Value::Null),
+            _ => &top,
         };
-        let weights_format = weights_format(&v)?;
-        let hidden_size = need(&v, "hidden_size")?;
-        let num_heads = need(&v, "num_attention_heads")?;
+        let v = if v.is_null() { &Value::Object(Default::default()) } else { v };
+        let defaults: Value = serde_json::from_str(arch.defaults).map_err(|e| format!("internal defaults: {e}"))?;
+        let f = Fields { v, defaults };
+        Self::from_fields(arch, &f, &top, generation)
+    }
+
+    fn from_fields(arch: &Architecture, f: &Fields, top: &Value, generation: Option<&str>) -> Result<Self, String> {
+        let family = arch.family;
+        let weights_format = weights_format(top)?;
+        let hidden_size = f.need("hidden_size")?;
+        let num_heads = f.need("num_attention_heads")?;
         if num_heads == 0 || hidden_size == 0 {
             return Err("`hidden_size` and `num_attention_heads` must be positive".into());
         }
-        let num_kv_heads = usize_of(&v, "num_key_value_heads")?.unwrap_or(num_heads);
+        let num_kv_heads = f.usize("num_key_value_heads")?.unwrap_or(num_heads);
         if num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
             return Err(format!(
                 "`num_attention_heads` ({num_heads}) is not a multiple of `num_key_value_heads` ({num_kv_heads})"
             ));
         }
-        let head_dim = usize_of(&v, "head_dim")?.unwrap_or(hidden_size / num_heads);
-        if head_dim % 2 != 0 {
-            return Err(format!("head_dim {head_dim} must be even for rotary embeddings"));
-        }
-        // transformers 5 moved rope settings into `rope_parameters`; older configs have
-        // `rope_theta` and `rope_scaling` at the top. Either may be absent.
-        let rope = v
-            .get("rope_parameters")
-            .filter(|r| r.is_object())
-            .or_else(|| v.get("rope_scaling").filter(|r| r.is_object()));
-        let rope_theta =
-            rope.and_then(|r| f64_of(r, "rope_theta")).or_else(|| f64_of(&v, "rope_theta")).unwrap_or(10_000.0);
-        let rope_scaling = match rope {
-            None => RopeScaling::None,
-            Some(r) => {
-                let kind = r.get("rope_type").or_else(|| r.get("type")).and_then(Value::as_str).unwrap_or("default");
-                let factor = f64_of(r, "factor").unwrap_or(1.0);
-                match kind {
-                    "default" => RopeScaling::None,
-                    "linear" => RopeScaling::Linear { factor },
-                    "llama3" => RopeScaling::Llama3 {
-                        factor,
-                        low_freq_factor: f64_of(r, "low_freq_factor").unwrap_or(1.0),
-                        high_freq_factor: f64_of(r, "high_freq_factor").unwrap_or(4.0),
-                        original_max_position_embeddings: f64_of(r, "original_max_position_embeddings")
-                            .unwrap_or(8192.0),
-                    },
-                    "yarn" => {
-                        let original = f64_of(r, "original_max_position_embeddings")
-                            .or_else(|| f64_of(&v, "max_position_embeddings"))
-                            .unwrap_or(2048.0);
-                        RopeScaling::Yarn {
-                            factor,
-                            beta_fast: f64_of(r, "beta_fast").filter(|b| *b != 0.0).unwrap_or(32.0),
-                            beta_slow: f64_of(r, "beta_slow").filter(|b| *b != 0.0).unwrap_or(1.0),
-                            original_max_position_embeddings: original,
-                            truncate: r.get("truncate").and_then(Value::as_bool).unwrap_or(true),
-                            attention_factor: yarn_attention_factor(r, factor)?,
-                        }
-                    }
-                    other => {
-                        return Err(format!(
-                            "rope_type {other:?} is not supported (supported: default, linear, llama3, yarn)"
-                        ));
-                    }
-                }
+        let head_dim = f.usize("head_dim")?.unwrap_or(hidden_size / num_heads);
+        let num_layers = f.need("num_hidden_layers")?;
+        let max_position_embeddings = f.need("max_position_embeddings")?;
+        let act_key = if family == Family::Gemma3 { "hidden_activation" } else { "hidden_act" };
+        let activation = match (family, f.str(act_key).or_else(|| f.str("hidden_act")).unwrap_or("silu")) {
+            (Family::Gemma3, "gelu_pytorch_tanh") => Activation::GeluTanh,
+            (Family::Gemma3, other) => {
+                return Err(format!("hidden_activation {other:?} is not supported (gelu_pytorch_tanh is)"));
             }
+            (_, "silu") => Activation::Silu,
+            (_, other) => return Err(format!("hidden_act {other:?} is not supported (silu is)")),
         };
-        if matches!(rope_scaling, RopeScaling::Yarn { .. }) && family != Family::GptOss {
-            // Other families' YaRN variants (Qwen's, DeepSeek's mscale) differ in details not
-            // checked against transformers here.
-            return Err(format!("rope_type \"yarn\" is supported for gpt-oss only, not {model_type:?}"));
-        }
-        let act = v.get("hidden_act").and_then(Value::as_str).unwrap_or("silu");
-        if act != "silu" {
-            return Err(format!("hidden_act {act:?} is not supported (silu is)"));
-        }
-        let generation_cfg: Option<Value> = generation.and_then(|g| serde_json::from_str(g).ok());
-        let mut eos = generation_cfg.as_ref().map(|g| ids(g.get("eos_token_id"))).unwrap_or_default();
-        if eos.is_empty() {
-            eos = ids(v.get("eos_token_id"));
-        }
+
+        // Sliding windows: Qwen's configs carry a window but enable it only with
+        // use_sliding_window (and, for Qwen2/Qwen3, from layer `max_window_layers` on);
+        // Gemma 3's pattern is one full layer in `sliding_window_pattern`.
         let sliding_window = match family {
-            // Qwen2 configs carry a window but enable it only with use_sliding_window.
-            Family::Qwen2 | Family::Qwen3 if v.get("use_sliding_window") != Some(&Value::Bool(true)) => None,
-            _ => usize_of(&v, "sliding_window")?,
+            Family::Qwen2 | Family::Qwen3 | Family::Qwen3Moe | Family::SmolLm3 if !f.bool("use_sliding_window")? => {
+                None
+            }
+            _ => f.usize("sliding_window")?,
         };
         if sliding_window == Some(0) {
             return Err("`sliding_window` is 0: no token could attend to anything".into());
         }
-        let num_layers = need(&v, "num_hidden_layers")?;
-        let sliding_layers = sliding_layers(&v, num_layers, sliding_window)?;
-        let moe = match family {
-            Family::GptOss => Some(moe_config(&v)?),
-            _ => None,
+        let rope_layers: Vec<bool> = match family {
+            Family::SmolLm3 => match f.usizes("no_rope_layers")? {
+                Some(list) if list.len() == num_layers => list.into_iter().map(|x| x != 0).collect(),
+                Some(list) => {
+                    return Err(format!("`no_rope_layers` has {} entries for {num_layers} layers", list.len()));
+                }
+                None => {
+                    let every = f.need("no_rope_layer_interval")?.max(1);
+                    (0..num_layers).map(|i| (i + 1) % every != 0).collect()
+                }
+            },
+            _ => vec![true; num_layers],
         };
-        if weights_format == WeightsFormat::Mxfp4 && moe.is_none() {
+        let fallback_sliding: Vec<bool> = match (family, sliding_window) {
+            (_, None) => vec![false; num_layers],
+            (Family::Qwen2 | Family::Qwen3, Some(_)) => {
+                let from = f.usize("max_window_layers")?.unwrap_or(0);
+                (0..num_layers).map(|i| i >= from).collect()
+            }
+            (Family::Gemma3, Some(_)) => {
+                let pattern = f.need("sliding_window_pattern")?.max(1);
+                (0..num_layers).map(|i| (i + 1) % pattern != 0).collect()
+            }
+            // SmolLM3 slides only in its layers without RoPE.
+            (Family::SmolLm3, Some(_)) => rope_layers.iter().map(|rope| !rope).collect(),
+            (Family::GptOss, Some(_)) => (0..num_layers).map(|i| i % 2 == 0).collect(),
+            _ => vec![true; num_layers],
+        };
+        let sliding_layers = sliding_layers(f, num_layers, sliding_window, fallback_sliding)?;
+
+        let rope = Self::rope(f, family, head_dim, max_position_embeddings)?;
+        let (rope, sliding_rope) = rope;
+        if rope.rotary_dim > head_dim {
+            return Err(format!("the rotary dimension {} exceeds head_dim {head_dim}", rope.rotary_dim));
+        }
+
+        let moe_layers = match family {
+            Family::GptOss | Family::Qwen3Moe | Family::Mixtral => moe_layers(f, family, num_layers)?,
+            _ => vec![false; num_layers],
+        };
+        let intermediate_size = f.need("intermediate_size")?;
+        let moe = if moe_layers.iter().any(|m| *m) || matches!(family, Family::GptOss | Family::Mixtral) {
+            Some(moe_config(f, family, intermediate_size)?)
+        } else {
+            None
+        };
+        if weights_format == WeightsFormat::Mxfp4 && family != Family::GptOss {
             return Err("quantization_config.quant_method \"mxfp4\" applies to gpt-oss experts only".into());
         }
+        if family == Family::Gemma3 {
+            for key in ["final_logit_softcapping", "attn_logit_softcapping"] {
+                if let Some(cap) = f.f64(key)? {
+                    return Err(format!(
+                        "`{key}` = {cap}: logit soft-capping (Gemma 2's) is not implemented; Gemma 3 configs set it to null"
+                    ));
+                }
+            }
+            if f.bool("use_bidirectional_attention")? {
+                return Err("`use_bidirectional_attention` (EmbeddingGemma) is not a text generator".into());
+            }
+        }
+        let attention_scale = match family {
+            Family::Gemma3 => {
+                let scalar = f.f64("query_pre_attn_scalar")?.ok_or("`query_pre_attn_scalar` is missing")?;
+                if scalar <= 0.0 {
+                    return Err(format!("`query_pre_attn_scalar` = {scalar} must be positive"));
+                }
+                1.0 / scalar.sqrt()
+            }
+            _ => 1.0 / (head_dim as f64).sqrt(),
+        };
+        let attention_bias = f.bool("attention_bias")?;
+        let (qkv_bias, o_bias) = match family {
+            // Qwen2's output projection has no bias even though q, k and v do; transformers'
+            // GptOssConfig sets biases whatever config.json says; Phi-3 and Mixtral have none.
+            Family::Qwen2 => (true, false),
+            Family::GptOss => (true, true),
+            Family::Phi3 | Family::Mixtral => (false, false),
+            _ => (attention_bias, attention_bias),
+        };
+
+        // generation_config.json's ids, then the config's own (the top level's first for an
+        // image-text model, whose generate reads it).
+        let generation_cfg: Option<Value> = generation.and_then(|g| serde_json::from_str(g).ok());
+        let id_of = |key: &str| -> Vec<u32> {
+            [generation_cfg.as_ref(), Some(top), Some(f.v)]
+                .into_iter()
+                .flatten()
+                .map(|c| ids(c.get(key)))
+                .find(|ids| !ids.is_empty())
+                .unwrap_or_else(|| ids(f.defaults.get(key)))
+        };
+        let dtype = [top, f.v]
+            .into_iter()
+            .find_map(|c| c.get("dtype").or_else(|| c.get("torch_dtype")).and_then(Value::as_str))
+            .map(str::to_string);
         Ok(Self {
-            architecture: arch.unwrap_or_else(|| model_type.to_string()),
+            architecture: arch.class.to_string(),
             family,
-            vocab_size: need(&v, "vocab_size")?,
+            vocab_size: f.need("vocab_size")?,
             hidden_size,
-            intermediate_size: need(&v, "intermediate_size")?,
+            intermediate_size,
             num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
-            rms_norm_eps: f64_of(&v, "rms_norm_eps").unwrap_or(1e-6),
-            rope_theta,
-            rope_scaling,
-            max_position_embeddings: usize_of(&v, "max_position_embeddings")?.unwrap_or(2048),
-            tie_word_embeddings: v.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
-            attention_bias: match family {
-                // transformers' GptOssConfig sets it whatever config.json says.
-                Family::Qwen2 | Family::GptOss => true,
-                _ => v.get("attention_bias").and_then(Value::as_bool).unwrap_or(false),
+            rms_norm_eps: f.f64("rms_norm_eps")?.unwrap_or(1e-6),
+            norm_adds_one: family == Family::Gemma3,
+            qk_norm: matches!(family, Family::Qwen3 | Family::Qwen3Moe | Family::Gemma3),
+            sandwich_norms: family == Family::Gemma3,
+            activation,
+            embedding_scale: (family == Family::Gemma3).then(|| (hidden_size as f64).sqrt()),
+            attention_scale,
+            rope,
+            sliding_rope,
+            rope_layers,
+            max_position_embeddings,
+            tie_word_embeddings: match top.get("tie_word_embeddings").and_then(Value::as_bool) {
+                Some(t) => t,
+                None => f.bool("tie_word_embeddings")?,
             },
-            mlp_bias: v.get("mlp_bias").and_then(Value::as_bool).unwrap_or(false),
+            qkv_bias,
+            o_bias,
+            mlp_bias: f.bool("mlp_bias")?,
             sliding_window,
             sliding_layers,
             attention_sinks: family == Family::GptOss,
             moe,
+            moe_layers,
             weights_format,
-            bos_token_id: generation_cfg
-                .as_ref()
-                .and_then(|g| ids(g.get("bos_token_id")).first().copied())
-                .or_else(|| ids(v.get("bos_token_id")).first().copied()),
-            eos_token_ids: eos,
-            pad_token_id: generation_cfg
-                .as_ref()
-                .and_then(|g| ids(g.get("pad_token_id")).first().copied())
-                .or_else(|| ids(v.get("pad_token_id")).first().copied()),
-            dtype: v.get("dtype").or_else(|| v.get("torch_dtype")).and_then(Value::as_str).map(str::to_string),
+            bos_token_id: id_of("bos_token_id").first().copied(),
+            eos_token_ids: id_of("eos_token_id"),
+            pad_token_id: id_of("pad_token_id").first().copied(),
+            dtype,
         })
+    }
+
+    /// The RoPE of full layers and, for Gemma 3, of sliding layers.
+    fn rope(f: &Fields, family: Family, head_dim: usize, max_pos: usize) -> Result<(Rope, Option<Rope>), String> {
+        if !head_dim.is_multiple_of(2) {
+            return Err(format!("head_dim {head_dim} must be even for rotary embeddings"));
+        }
+        let (full, sliding) = rope_dicts(f.v);
+        let theta = f.f64("rope_theta")?.unwrap_or(10_000.0);
+        let top_original = f.f64("original_max_position_embeddings")?;
+        let allowed = match family {
+            Family::GptOss => Allowed::Yarn,
+            Family::Phi3 => Allowed::LongRope,
+            _ => Allowed::Common,
+        };
+        let partial = match family {
+            Family::Phi3 => {
+                let factor = full
+                    .and_then(|r| r.get("partial_rotary_factor"))
+                    .and_then(Value::as_f64)
+                    .or(f.f64("partial_rotary_factor")?)
+                    .unwrap_or(1.0);
+                if !(factor > 0.0 && factor <= 1.0) {
+                    return Err(format!("`partial_rotary_factor` = {factor} must be in (0, 1]"));
+                }
+                factor
+            }
+            _ => 1.0,
+        };
+        // transformers truncates: int(head_dim · factor).
+        let rotary_dim = (head_dim as f64 * partial) as usize;
+        // gpt-oss' defaults carry its YaRN; a config that gives neither form takes it.
+        let default_scaling = f.defaults.get("rope_scaling");
+        let full_rope = Rope::parse(full.or(default_scaling), theta, rotary_dim, max_pos, top_original, allowed)?;
+        let sliding_rope = match family {
+            Family::Gemma3 => {
+                let local = f.f64("rope_local_base_freq")?.unwrap_or(10_000.0);
+                Some(Rope::parse(sliding, local, rotary_dim, max_pos, top_original, Allowed::Common)?)
+            }
+            _ => None,
+        };
+        Ok((full_rope, sliding_rope))
     }
 
     /// Reads a GGUF file's metadata (llama.cpp's `llama.*` keys). Only the llama architecture
@@ -383,6 +722,10 @@ impl ModelConfig {
             return Err(format!("GGUF head counts {num_heads}/{num_kv_heads} are inconsistent"));
         }
         let head_dim = u("rope.dimension_count").unwrap_or(hidden_size / num_heads);
+        let num_layers = u("block_count")?;
+        let max_position_embeddings = u("context_length").unwrap_or(2048);
+        let theta = f("rope.freq_base").unwrap_or(10_000.0);
+        let rope = Rope::parse(None, theta, head_dim, max_position_embeddings, None, Allowed::Common)?;
         let id = |k: &str| md.get(k).and_then(|v| v.to_u32().ok());
         Ok(Self {
             architecture: "llama (GGUF)".into(),
@@ -390,21 +733,30 @@ impl ModelConfig {
             vocab_size,
             hidden_size,
             intermediate_size: u("feed_forward_length")?,
-            num_layers: u("block_count")?,
+            num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
             rms_norm_eps: f("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
-            rope_theta: f("rope.freq_base").unwrap_or(10_000.0),
-            rope_scaling: RopeScaling::None,
-            max_position_embeddings: u("context_length").unwrap_or(2048),
+            norm_adds_one: false,
+            qk_norm: false,
+            sandwich_norms: false,
+            activation: Activation::Silu,
+            embedding_scale: None,
+            attention_scale: 1.0 / (head_dim as f64).sqrt(),
+            rope,
+            sliding_rope: None,
+            rope_layers: vec![true; num_layers],
+            max_position_embeddings,
             tie_word_embeddings: false,
-            attention_bias: false,
+            qkv_bias: false,
+            o_bias: false,
             mlp_bias: false,
             sliding_window: None,
-            sliding_layers: vec![false; u("block_count")?],
+            sliding_layers: vec![false; num_layers],
             attention_sinks: false,
             moe: None,
+            moe_layers: vec![false; num_layers],
             weights_format: WeightsFormat::Dense,
             bos_token_id: id("tokenizer.ggml.bos_token_id"),
             eos_token_ids: id("tokenizer.ggml.eos_token_id").into_iter().collect(),
@@ -412,71 +764,12 @@ impl ModelConfig {
             dtype: None,
         })
     }
-
-    /// Inverse frequencies of the rotary embedding, with scaling applied.
-    pub fn inv_freq(&self) -> Vec<f64> {
-        let d = self.head_dim as f64;
-        let base: Vec<f64> = (0..self.head_dim / 2).map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d)).collect();
-        match &self.rope_scaling {
-            RopeScaling::None => base,
-            RopeScaling::Linear { factor } => base.into_iter().map(|f| f / factor).collect(),
-            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
-                let low_wavelen = original_max_position_embeddings / low_freq_factor;
-                let high_wavelen = original_max_position_embeddings / high_freq_factor;
-                base.into_iter()
-                    .map(|f| {
-                        let wavelen = 2.0 * std::f64::consts::PI / f;
-                        if wavelen < high_wavelen {
-                            f
-                        } else if wavelen > low_wavelen {
-                            f / factor
-                        } else {
-                            let smooth = (original_max_position_embeddings / wavelen - low_freq_factor)
-                                / (high_freq_factor - low_freq_factor);
-                            (1.0 - smooth) * f / factor + smooth * f
-                        }
-                    })
-                    .collect()
-            }
-            RopeScaling::Yarn { factor, beta_fast, beta_slow, original_max_position_embeddings, truncate, .. } => {
-                // The dimension (of d) at which a frequency makes `rotations` turns over the
-                // original context.
-                let dim_of = |rotations: f64| {
-                    d * (original_max_position_embeddings / (rotations * 2.0 * std::f64::consts::PI)).ln()
-                        / (2.0 * self.rope_theta.ln())
-                };
-                let (mut low, mut high) = (dim_of(*beta_fast), dim_of(*beta_slow));
-                if *truncate {
-                    (low, high) = (low.floor(), high.ceil());
-                }
-                let (low, mut high) = (low.max(0.0), high.min(d - 1.0));
-                if low == high {
-                    high += 0.001;
-                }
-                base.into_iter()
-                    .enumerate()
-                    .map(|(i, f)| {
-                        let ramp = ((i as f64 - low) / (high - low)).clamp(0.0, 1.0);
-                        let extrapolation = 1.0 - ramp;
-                        f / factor * (1.0 - extrapolation) + f * extrapolation
-                    })
-                    .collect()
-            }
-        }
-    }
-
-    /// The factor on cos and sin (YaRN's attention factor; 1 otherwise).
-    pub fn rope_attention_factor(&self) -> f64 {
-        match self.rope_scaling {
-            RopeScaling::Yarn { attention_factor, .. } => attention_factor,
-            _ => 1.0,
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rope::RopeScaling;
 
     const TINY: &str = include_str!("../../../tests/fixtures/tiny-llama/config.json");
 
@@ -487,14 +780,14 @@ mod tests {
             (c.family, c.hidden_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim),
             (Family::Llama, 64, 2, 4, 2, 16)
         );
-        assert_eq!(c.rope_theta, 10_000.0);
+        assert_eq!(c.rope.theta, 10_000.0);
         assert_eq!(c.eos_token_ids, vec![1]);
         // transformers 5: rope_parameters only, no top-level rope_theta.
         let v5 = r#"{"architectures":["LlamaForCausalLM"],"hidden_size":576,"num_attention_heads":9,"num_key_value_heads":3,
             "intermediate_size":1536,"num_hidden_layers":30,"vocab_size":49152,"rope_parameters":{"rope_theta":100000.0,"rope_type":"default"},
             "tie_word_embeddings":true,"eos_token_id":[2, 0]}"#;
         let c = ModelConfig::parse(v5, Some(r#"{"eos_token_id": 2}"#)).expect("v5");
-        assert_eq!(c.rope_theta, 100_000.0);
+        assert_eq!(c.rope.theta, 100_000.0);
         assert_eq!(c.head_dim, 64);
         assert!(c.tie_word_embeddings);
         assert_eq!(c.eos_token_ids, vec![2]);
@@ -502,31 +795,88 @@ mod tests {
         let l31 = r#"{"model_type":"llama","hidden_size":64,"num_attention_heads":4,"intermediate_size":128,"num_hidden_layers":1,"vocab_size":10,
             "rope_theta":500000.0,"rope_scaling":{"factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192,"rope_type":"llama3"}}"#;
         let c = ModelConfig::parse(l31, None).expect("llama3.1");
-        assert!(matches!(c.rope_scaling, RopeScaling::Llama3 { factor, .. } if factor == 8.0));
-        let f = c.inv_freq();
-        assert_eq!(f[0], 1.0, "high frequencies are unscaled");
-        assert!(
-            (f[f.len() - 1] - 1.0 / 500_000f64.powf(14.0 / 16.0) / 8.0).abs() < 1e-15,
-            "low frequencies divided by the factor"
-        );
+        assert!(matches!(c.rope.scaling, RopeScaling::Llama3 { factor, .. } if factor == 8.0));
+        assert_eq!(c.rope.theta, 500_000.0);
         // Qwen2 has q/k/v bias; Qwen3 q/k norms.
         let q2 = r#"{"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"num_attention_heads":4,"intermediate_size":128,"num_hidden_layers":1,"vocab_size":10,"sliding_window":4096,"use_sliding_window":false}"#;
         let c = ModelConfig::parse(q2, None).expect("qwen2");
-        assert!(c.attention_bias && c.sliding_window.is_none());
+        assert!(c.qkv_bias && !c.o_bias && c.sliding_window.is_none());
+        // Qwen3's class fixes head_dim at 128 when the file leaves it out (not hidden / heads).
+        let q3 = r#"{"architectures":["Qwen3ForCausalLM"],"hidden_size":64,"num_attention_heads":4,"intermediate_size":128,"num_hidden_layers":1,"vocab_size":10}"#;
+        let c = ModelConfig::parse(q3, None).expect("qwen3");
+        assert_eq!(c.head_dim, 128);
+        assert!(c.qk_norm);
+    }
+
+    /// google/gemma-3-4b-it's config.json names only a few text fields; the rest are
+    /// Gemma3TextConfig's defaults.
+    #[test]
+    fn a_sparse_gemma3_text_config_takes_the_classs_defaults() {
+        let cfg = r#"{"architectures":["Gemma3ForConditionalGeneration"],"model_type":"gemma3","eos_token_id":[1,106],
+            "text_config":{"hidden_size":2560,"intermediate_size":10240,"model_type":"gemma3_text","num_hidden_layers":34,
+            "rope_scaling":{"factor":8.0,"rope_type":"linear"},"sliding_window":1024},
+            "vision_config":{"model_type":"siglip_vision_model"},"torch_dtype":"bfloat16"}"#;
+        let c = ModelConfig::parse(cfg, None).expect("gemma-3-4b");
+        assert_eq!((c.num_heads, c.num_kv_heads, c.head_dim, c.vocab_size), (8, 4, 256, 262_208));
+        assert_eq!(c.attention_scale, 1.0 / 16.0);
+        assert_eq!(c.eos_token_ids, vec![1, 106]);
+        assert_eq!(c.sliding_window, Some(1024));
+        // Five sliding layers, then a full one.
+        assert_eq!(&c.sliding_layers[..7], &[true, true, true, true, true, false, true]);
+        assert_eq!(c.rope.theta, 1_000_000.0);
+        assert!(matches!(c.rope.scaling, RopeScaling::Linear { factor } if factor == 8.0));
+        let local = c.sliding_rope.as_ref().expect("local rope");
+        assert_eq!((local.theta, &local.scaling), (10_000.0, &RopeScaling::None));
+        assert!(c.tie_word_embeddings && c.norm_adds_one && c.sandwich_norms);
+        assert_eq!(c.embedding_scale, Some(2560f64.sqrt()));
+        assert_eq!(c.dtype.as_deref(), Some("bfloat16"));
+        // Soft-capping is Gemma 2's; refused rather than ignored.
+        let capped = cfg.replace("\"sliding_window\":1024", "\"sliding_window\":1024,\"final_logit_softcapping\":30.0");
+        assert!(ModelConfig::parse(&capped, None).unwrap_err().contains("final_logit_softcapping"));
+    }
+
+    #[test]
+    fn smollm3_skips_rope_in_every_fourth_layer_unless_told() {
+        let cfg = r#"{"architectures":["SmolLM3ForCausalLM"],"hidden_size":64,"num_attention_heads":4,"intermediate_size":128,
+            "num_hidden_layers":8,"vocab_size":10}"#;
+        let c = ModelConfig::parse(cfg, None).expect("smollm3");
+        assert_eq!(c.rope_layers, vec![true, true, true, false, true, true, true, false]);
+        assert_eq!(c.rope.theta, 2_000_000.0);
+        let given = cfg.replace("\"vocab_size\":10", "\"vocab_size\":10,\"no_rope_layers\":[1,0,1,1,1,1,1,1]");
+        assert!(!ModelConfig::parse(&given, None).expect("given").rope_layers[1]);
+    }
+
+    #[test]
+    fn qwen3_moe_mixes_dense_and_sparse_layers_as_transformers_does() {
+        let cfg = r#"{"architectures":["Qwen3MoeForCausalLM"],"hidden_size":64,"num_attention_heads":4,"intermediate_size":128,
+            "num_hidden_layers":4,"vocab_size":10,"num_experts":8,"num_experts_per_tok":2,"moe_intermediate_size":32,
+            "decoder_sparse_step":2,"mlp_only_layers":[3],"norm_topk_prob":true}"#;
+        let c = ModelConfig::parse(cfg, None).expect("qwen3 moe");
+        assert_eq!(c.moe_layers, vec![false, true, false, false]);
+        let moe = c.moe.expect("moe");
+        assert_eq!((moe.num_experts, moe.experts_per_token, moe.expert_intermediate_size), (8, 2, 32));
+        assert_eq!(moe.routing, Routing::SoftmaxTopK { renormalize: true });
+        let bad = cfg.replace("\"num_experts_per_tok\":2", "\"num_experts_per_tok\":9");
+        assert!(ModelConfig::parse(&bad, None).unwrap_err().contains("between 1 and `num_local_experts` (8)"));
     }
 
     #[test]
     fn unsupported_and_broken_configs_are_named() {
         let err = ModelConfig::parse(r#"{"architectures":["GPT2LMHeadModel"],"model_type":"gpt2"}"#, None).unwrap_err();
         assert!(
-            err.contains("GPT2LMHeadModel") && err.contains("LlamaForCausalLM") && err.contains("Qwen3ForCausalLM"),
+            err.contains("GPT2LMHeadModel") && err.contains("LlamaForCausalLM") && err.contains("Gemma3ForCausalLM"),
             "{err}"
         );
-        let err = ModelConfig::parse(r#"{"model_type":"llama","hidden_size":64}"#, None).unwrap_err();
-        assert!(err.contains("num_attention_heads"), "{err}");
+        let err = ModelConfig::parse(r#"{"architectures":["DeepseekV3ForCausalLM"]}"#, None).unwrap_err();
+        assert!(err.contains("multi-head latent attention") && err.contains("BENCHMARK_BACKEND=vllm"), "{err}");
+        let err = ModelConfig::parse(r#"{"model_type":"llama","hidden_size":"wide"}"#, None).unwrap_err();
+        assert!(err.contains("`hidden_size` = \"wide\" is not a number"), "{err}");
         let err = ModelConfig::parse("{", None).unwrap_err();
         assert!(err.contains("not valid JSON"), "{err}");
         let yarn = r#"{"model_type":"qwen2","hidden_size":64,"num_attention_heads":4,"intermediate_size":128,"num_hidden_layers":1,"vocab_size":10,"rope_scaling":{"type":"yarn","factor":4.0}}"#;
         assert!(ModelConfig::parse(yarn, None).unwrap_err().contains("yarn"));
+        let phi = r#"{"architectures":["Phi3ForCausalLM"],"hidden_size":64,"num_attention_heads":4,"intermediate_size":128,
+            "num_hidden_layers":1,"vocab_size":10,"partial_rotary_factor":1.5}"#;
+        assert!(ModelConfig::parse(phi, None).unwrap_err().contains("partial_rotary_factor"));
     }
 }

@@ -1,8 +1,9 @@
-//! The decoder: one implementation for the Llama family, Qwen2, Qwen3 and gpt-oss, with
-//! per-sequence attention masks and positions, so that left-padded prompts in a batch give
-//! exactly the tokens they give alone, and a KV cache. gpt-oss adds attention sinks, layers
-//! that alternate between a sliding window and full attention, and a mixture of experts
-//! (`moe.rs`) in place of the MLP.
+//! The decoder: one implementation for every architecture the engine runs (`config.rs` lists
+//! them), with per-sequence attention masks and positions, so that left-padded prompts in a
+//! batch give exactly the tokens they give alone, and a KV cache. What differs between
+//! architectures is described feature by feature in [`ModelConfig`] (norm style, sandwich
+//! norms, q/k norms, which layers rotate or slide, fused projections, experts) and read here;
+//! weight names follow the family (and, for image-text models, where the text tower sits).
 //!
 //! Written on candle's tensor ops rather than candle-transformers' models because those take no
 //! attention mask: a padded batch would attend to its padding.
@@ -11,22 +12,36 @@ use candle_core::quantized::{QMatMul, QTensor, gguf_file};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
-use super::config::{Family, ModelConfig};
+use super::config::{Activation, Family, ModelConfig};
 use super::moe::Experts;
+use super::rope::RopeTables;
 
-/// RMSNorm with its weight.
+pub use super::rope::MAX_POSITIONS;
+
+/// RMSNorm with its weight; Gemma's scales by (1 + w) and computes in float32.
 #[derive(Debug, Clone)]
 struct RmsNorm {
+    /// The factor itself: `w`, or `1 + w` in float32 for Gemma.
     weight: Tensor,
     eps: f64,
+    in_f32: bool,
 }
 
 impl RmsNorm {
-    fn load(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
-        Ok(Self { weight: vb.get(size, "weight")?, eps })
+    fn load(vb: VarBuilder, size: usize, c: &ModelConfig) -> candle_core::Result<Self> {
+        let w = vb.get(size, "weight")?;
+        if c.norm_adds_one {
+            Ok(Self { weight: (w.to_dtype(DType::F32)? + 1.0)?, eps: c.rms_norm_eps, in_f32: true })
+        } else {
+            Ok(Self { weight: w, eps: c.rms_norm_eps, in_f32: false })
+        }
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.in_f32 && x.dtype() != DType::F32 {
+            let y = candle_nn::ops::rms_norm(&x.to_dtype(DType::F32)?, &self.weight, self.eps as f32)?;
+            return y.to_dtype(x.dtype());
+        }
         candle_nn::ops::rms_norm(x, &self.weight, self.eps as f32)
     }
 }
@@ -53,11 +68,16 @@ fn linear(vb: VarBuilder, inp: usize, out: usize, bias: bool) -> candle_core::Re
     Ok(Proj::Dense(Linear::new(w, b)))
 }
 
+/// Queries, keys and values: three projections, or Phi-3's one (q rows, then k, then v).
+#[derive(Debug, Clone)]
+enum Qkv {
+    Separate { q: Proj, k: Proj, v: Proj },
+    Fused(Proj),
+}
+
 #[derive(Debug, Clone)]
 struct Attention {
-    q: Proj,
-    k: Proj,
-    v: Proj,
+    qkv: Qkv,
     o: Proj,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
@@ -66,25 +86,52 @@ struct Attention {
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
+    /// Which of the decoder's rope tables this layer rotates with; none for NoPE layers.
+    rope: Option<usize>,
+}
+
+/// Gate and up: two projections, or Phi-3's one (gate rows, then up).
+#[derive(Debug, Clone)]
+enum GateUp {
+    Separate { gate: Proj, up: Proj },
+    Fused(Proj),
 }
 
 /// The feed-forward half of a layer.
 #[derive(Debug, Clone)]
 enum Mlp {
-    /// SiLU-gated: down(silu(gate(x)) · up(x)).
+    /// down(act(gate(x)) · up(x)).
     Gated {
-        gate: Proj,
-        up: Proj,
+        gate_up: GateUp,
         down: Proj,
+        act: Activation,
     },
     Experts(Experts),
+}
+
+fn activate(x: &Tensor, act: Activation) -> candle_core::Result<Tensor> {
+    match act {
+        Activation::Silu => candle_nn::ops::silu(x),
+        Activation::GeluTanh => x.gelu(),
+    }
 }
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Mlp::Gated { gate, up, down } => {
-                down.forward(&(candle_nn::ops::silu(&gate.forward(x)?)? * up.forward(x)?)?)
+            Mlp::Gated { gate_up, down, act } => {
+                let (gate, up) = match gate_up {
+                    GateUp::Separate { gate, up } => (gate.forward(x)?, up.forward(x)?),
+                    GateUp::Fused(p) => {
+                        let both = p.forward(x)?;
+                        let half = both.dim(candle_core::D::Minus1)? / 2;
+                        (
+                            both.narrow(candle_core::D::Minus1, 0, half)?,
+                            both.narrow(candle_core::D::Minus1, half, half)?,
+                        )
+                    }
+                };
+                down.forward(&(activate(&gate, *act)? * up)?)
             }
             Mlp::Experts(e) => e.forward(x),
         }
@@ -97,8 +144,14 @@ struct Layer {
     mlp: Mlp,
     /// Attends within the sliding window rather than to the whole sequence.
     sliding: bool,
-    input_norm: RmsNorm,
-    post_norm: RmsNorm,
+    /// Before attention (`input_layernorm`).
+    attn_norm: RmsNorm,
+    /// Gemma: on the attention's output, before the residual (`post_attention_layernorm`).
+    attn_out_norm: Option<RmsNorm>,
+    /// Before the MLP (`post_attention_layernorm`; Gemma's `pre_feedforward_layernorm`).
+    mlp_norm: RmsNorm,
+    /// Gemma: on the MLP's output, before the residual (`post_feedforward_layernorm`).
+    mlp_out_norm: Option<RmsNorm>,
 }
 
 /// A loaded decoder.
@@ -111,9 +164,8 @@ pub struct Decoder {
     /// GGUF files store q and k rows permuted for interleaved rotary pairs (llama.cpp's
     /// convention); Hugging Face weights rotate halves.
     rope_interleaved: bool,
-    /// cos and sin of every position × frequency: (max_positions, head_dim / 2).
-    cos: Tensor,
-    sin: Tensor,
+    /// The full layers' tables, then (Gemma 3) the sliding layers'.
+    ropes: Vec<RopeTables>,
     pub device: Device,
     pub dtype: DType,
 }
@@ -129,72 +181,117 @@ impl KvCache {
     }
 }
 
+/// Where the text model's weights sit: `model.` for a causal LM; an image-text checkpoint's
+/// text tower under `language_model.model.` (as the Hub's Gemma 3 files name it) or
+/// `model.language_model.` (as transformers 5 saves it).
+fn text_tower<'a>(vb: &VarBuilder<'a>) -> candle_core::Result<(VarBuilder<'a>, &'static str)> {
+    for (model, head) in
+        [("model", "lm_head"), ("language_model.model", "language_model.lm_head"), ("model.language_model", "lm_head")]
+    {
+        if vb.contains_tensor(&format!("{model}.embed_tokens.weight")) {
+            return Ok((vb.pp(model), head));
+        }
+    }
+    candle_core::bail!(
+        "no embed_tokens.weight under model., language_model.model. or model.language_model.: not a checkpoint of this architecture"
+    )
+}
+
 impl Decoder {
-    /// Builds the decoder from `vb` (weights named as transformers names them).
+    /// Builds the decoder from `vb` (weights named as transformers and the Hub name them).
     pub fn load(config: ModelConfig, vb: VarBuilder) -> candle_core::Result<Self> {
         let c = &config;
         let device = vb.device().clone();
         let dtype = vb.dtype();
-        let m = vb.pp("model");
+        let (m, head_name) = text_tower(&vb)?;
         let embed_w = m.pp("embed_tokens").get((c.vocab_size, c.hidden_size), "weight")?;
         let embed = Embedding::new(embed_w.clone(), c.hidden_size);
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
-            let l = m.pp(format!("layers.{i}"));
-            let a = l.pp("self_attn");
-            let (q_norm, k_norm) = if c.family == Family::Qwen3 {
-                (
-                    Some(RmsNorm::load(a.pp("q_norm"), c.head_dim, c.rms_norm_eps)?),
-                    Some(RmsNorm::load(a.pp("k_norm"), c.head_dim, c.rms_norm_eps)?),
-                )
-            } else {
-                (None, None)
-            };
-            let attn = Attention {
-                q: linear(a.pp("q_proj"), c.hidden_size, c.num_heads * c.head_dim, c.attention_bias)?,
-                k: linear(a.pp("k_proj"), c.hidden_size, c.num_kv_heads * c.head_dim, c.attention_bias)?,
-                v: linear(a.pp("v_proj"), c.hidden_size, c.num_kv_heads * c.head_dim, c.attention_bias)?,
-                // Qwen2's output projection has no bias even though q, k and v do.
-                o: linear(
-                    a.pp("o_proj"),
-                    c.num_heads * c.head_dim,
-                    c.hidden_size,
-                    c.attention_bias && c.family != Family::Qwen2,
-                )?,
-                q_norm,
-                k_norm,
-                sinks: if c.attention_sinks { Some(a.get(c.num_heads, "sinks")?) } else { None },
-                heads: c.num_heads,
-                kv_heads: c.num_kv_heads,
-                head_dim: c.head_dim,
-            };
-            let mlp = l.pp("mlp");
-            let mlp = match &c.moe {
-                Some(moe) => Mlp::Experts(Experts::load(c, moe, mlp)?),
-                None => Mlp::Gated {
-                    gate: linear(mlp.pp("gate_proj"), c.hidden_size, c.intermediate_size, c.mlp_bias)?,
-                    up: linear(mlp.pp("up_proj"), c.hidden_size, c.intermediate_size, c.mlp_bias)?,
-                    down: linear(mlp.pp("down_proj"), c.intermediate_size, c.hidden_size, c.mlp_bias)?,
-                },
-            };
-            layers.push(Layer {
-                attn,
-                mlp,
-                sliding: c.sliding_layers[i],
-                input_norm: RmsNorm::load(l.pp("input_layernorm"), c.hidden_size, c.rms_norm_eps)?,
-                post_norm: RmsNorm::load(l.pp("post_attention_layernorm"), c.hidden_size, c.rms_norm_eps)?,
-            });
+            layers.push(Self::load_layer(c, i, m.pp(format!("layers.{i}")))?);
         }
-        let norm = RmsNorm::load(m.pp("norm"), c.hidden_size, c.rms_norm_eps)?;
-        let lm_head = if vb.contains_tensor("lm_head.weight") {
-            linear(vb.pp("lm_head"), c.hidden_size, c.vocab_size, false)?
+        let norm = RmsNorm::load(m.pp("norm"), c.hidden_size, c)?;
+        let lm_head = if vb.contains_tensor(&format!("{head_name}.weight")) {
+            linear(vb.pp(head_name), c.hidden_size, c.vocab_size, false)?
         } else if c.tie_word_embeddings {
             Proj::Dense(Linear::new(embed_w, None))
         } else {
-            candle_core::bail!("lm_head.weight is missing and tie_word_embeddings is false")
+            candle_core::bail!("{head_name}.weight is missing and tie_word_embeddings is false")
         };
-        let (cos, sin) = rope_tables(&config, &device, dtype)?;
-        Ok(Self { cos, sin, config, embed, layers, norm, lm_head, rope_interleaved: false, device, dtype })
+        let ropes = rope_tables(c, &device, dtype)?;
+        Ok(Self { ropes, config, embed, layers, norm, lm_head, rope_interleaved: false, device, dtype })
+    }
+
+    fn load_layer(c: &ModelConfig, i: usize, l: VarBuilder) -> candle_core::Result<Layer> {
+        let a = l.pp("self_attn");
+        let (q_out, kv_out) = (c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let qkv = match c.family {
+            Family::Phi3 => Qkv::Fused(linear(a.pp("qkv_proj"), c.hidden_size, q_out + 2 * kv_out, c.qkv_bias)?),
+            _ => Qkv::Separate {
+                q: linear(a.pp("q_proj"), c.hidden_size, q_out, c.qkv_bias)?,
+                k: linear(a.pp("k_proj"), c.hidden_size, kv_out, c.qkv_bias)?,
+                v: linear(a.pp("v_proj"), c.hidden_size, kv_out, c.qkv_bias)?,
+            },
+        };
+        let (q_norm, k_norm) = if c.qk_norm {
+            (Some(RmsNorm::load(a.pp("q_norm"), c.head_dim, c)?), Some(RmsNorm::load(a.pp("k_norm"), c.head_dim, c)?))
+        } else {
+            (None, None)
+        };
+        let sliding = c.sliding_layers[i];
+        let rope = match (c.rope_layers[i], sliding && c.sliding_rope.is_some()) {
+            (false, _) => None,
+            (true, false) => Some(0),
+            (true, true) => Some(1),
+        };
+        let attn = Attention {
+            qkv,
+            o: linear(a.pp("o_proj"), q_out, c.hidden_size, c.o_bias)?,
+            q_norm,
+            k_norm,
+            sinks: if c.attention_sinks { Some(a.get(c.num_heads, "sinks")?) } else { None },
+            heads: c.num_heads,
+            kv_heads: c.num_kv_heads,
+            head_dim: c.head_dim,
+            rope,
+        };
+        let mlp = match (&c.moe, c.moe_layers[i]) {
+            (Some(moe), true) => {
+                // Mixtral's checkpoints name the block `block_sparse_moe`; transformers 5 saves `mlp`.
+                let block = if c.family == Family::Mixtral && l.contains_tensor("block_sparse_moe.gate.weight") {
+                    l.pp("block_sparse_moe")
+                } else {
+                    l.pp("mlp")
+                };
+                Mlp::Experts(Experts::load(c, moe, block)?)
+            }
+            _ => {
+                let m = l.pp("mlp");
+                let (h, inter) = (c.hidden_size, c.intermediate_size);
+                let gate_up = match c.family {
+                    Family::Phi3 => GateUp::Fused(linear(m.pp("gate_up_proj"), h, 2 * inter, c.mlp_bias)?),
+                    _ => GateUp::Separate {
+                        gate: linear(m.pp("gate_proj"), h, inter, c.mlp_bias)?,
+                        up: linear(m.pp("up_proj"), h, inter, c.mlp_bias)?,
+                    },
+                };
+                Mlp::Gated { gate_up, down: linear(m.pp("down_proj"), inter, h, c.mlp_bias)?, act: c.activation }
+            }
+        };
+        let h = c.hidden_size;
+        let (mlp_norm_name, sandwich) = match c.sandwich_norms {
+            true => ("pre_feedforward_layernorm", true),
+            false => ("post_attention_layernorm", false),
+        };
+        Ok(Layer {
+            attn,
+            mlp,
+            sliding,
+            attn_norm: RmsNorm::load(l.pp("input_layernorm"), h, c)?,
+            attn_out_norm: if sandwich { Some(RmsNorm::load(l.pp("post_attention_layernorm"), h, c)?) } else { None },
+            mlp_norm: RmsNorm::load(l.pp(mlp_norm_name), h, c)?,
+            mlp_out_norm: if sandwich { Some(RmsNorm::load(l.pp("post_feedforward_layernorm"), h, c)?) } else { None },
+        })
     }
 
     /// Builds the decoder from a GGUF file's tensors (llama.cpp names); projections stay
@@ -216,9 +313,7 @@ impl Decoder {
                 Ok(Proj::Quant(QMatMul::from_qtensor(get(&format!("blk.{i}.{n}.weight"))?)?))
             };
             let attn = Attention {
-                q: q("attn_q")?,
-                k: q("attn_k")?,
-                v: q("attn_v")?,
+                qkv: Qkv::Separate { q: q("attn_q")?, k: q("attn_k")?, v: q("attn_v")? },
                 o: q("attn_output")?,
                 q_norm: None,
                 k_norm: None,
@@ -226,29 +321,35 @@ impl Decoder {
                 heads: c.num_heads,
                 kv_heads: c.num_kv_heads,
                 head_dim: c.head_dim,
+                rope: Some(0),
             };
-            let mlp = Mlp::Gated { gate: q("ffn_gate")?, up: q("ffn_up")?, down: q("ffn_down")? };
+            let mlp = Mlp::Gated {
+                gate_up: GateUp::Separate { gate: q("ffn_gate")?, up: q("ffn_up")? },
+                down: q("ffn_down")?,
+                act: Activation::Silu,
+            };
             let mut norm = |n: &str| -> candle_core::Result<RmsNorm> {
-                Ok(RmsNorm { weight: dense(get(&format!("blk.{i}.{n}.weight"))?)?, eps: c.rms_norm_eps })
+                Ok(RmsNorm { weight: dense(get(&format!("blk.{i}.{n}.weight"))?)?, eps: c.rms_norm_eps, in_f32: false })
             };
             layers.push(Layer {
                 attn,
                 mlp,
                 sliding: false,
-                input_norm: norm("attn_norm")?,
-                post_norm: norm("ffn_norm")?,
+                attn_norm: norm("attn_norm")?,
+                attn_out_norm: None,
+                mlp_norm: norm("ffn_norm")?,
+                mlp_out_norm: None,
             });
         }
-        let norm = RmsNorm { weight: dense(get("output_norm.weight")?)?, eps: c.rms_norm_eps };
+        let norm = RmsNorm { weight: dense(get("output_norm.weight")?)?, eps: c.rms_norm_eps, in_f32: false };
         let lm_head = if content.tensor_infos.contains_key("output.weight") {
             Proj::Quant(QMatMul::from_qtensor(get("output.weight")?)?)
         } else {
             Proj::Dense(Linear::new(embed_w, None))
         };
-        let (cos, sin) = rope_tables(&config, device, DType::F32)?;
+        let ropes = rope_tables(c, device, DType::F32)?;
         Ok(Self {
-            cos,
-            sin,
+            ropes,
             config,
             embed,
             layers,
@@ -260,15 +361,25 @@ impl Decoder {
         })
     }
 
+    /// Whether a decode step at `positions` (one per sequence) takes some sequence past
+    /// LongRoPE's original context: its cached keys were rotated with the short factors, and
+    /// transformers then recomputes the whole sequence with the long ones.
+    pub fn crosses_rope_switch(&self, positions: &[Vec<u32>]) -> bool {
+        self.ropes
+            .iter()
+            .filter_map(RopeTables::long_after)
+            .any(|limit| positions.iter().flatten().any(|&p| p as usize == limit))
+    }
+
     /// Runs `ids` (batch, new_len) through the model, appending to `cache`.
     ///
-    /// `positions` (batch, new_len) are each token's position in its own sequence; `mask`
-    /// (batch, total_len) marks real tokens (1) and padding (0) over the cache and the new
+    /// `positions` (batch × new_len) are each token's position in its own sequence; `mask`
+    /// (batch × total_len) marks real tokens (1) and padding (0) over the cache and the new
     /// tokens. Returns the logits of the last new position of each sequence: (batch, vocab).
     pub fn forward(
         &self,
         ids: &Tensor,
-        positions: &Tensor,
+        positions: &[Vec<u32>],
         mask: &[Vec<u8>],
         cache: &mut KvCache,
     ) -> candle_core::Result<Tensor> {
@@ -280,19 +391,29 @@ impl Decoder {
             Some(w) if self.layers.iter().any(|l| l.sliding) => Some(self.attention_bias(mask, b, t, past, Some(w))?),
             _ => None,
         };
-        let flat_pos = positions.flatten_all()?;
-        let cos = self.cos.index_select(&flat_pos, 0)?.reshape((b, t, self.config.head_dim / 2))?;
-        let sin = self.sin.index_select(&flat_pos, 0)?.reshape((b, t, self.config.head_dim / 2))?;
+        let rotations =
+            self.ropes.iter().map(|r| r.gather(positions, &self.device)).collect::<candle_core::Result<Vec<_>>>()?;
         let mut x = self.embed.forward(ids)?;
+        if let Some(scale) = self.config.embedding_scale {
+            // transformers scales by a float32 √hidden cast to the weights' dtype.
+            x = x.affine(f64::from(scale as f32), 0.0)?;
+        }
         for (i, layer) in self.layers.iter().enumerate() {
-            let h = layer.input_norm.forward(&x)?;
+            let h = layer.attn_norm.forward(&x)?;
             let bias = match (&windowed, layer.sliding) {
                 (Some(w), true) => w,
                 _ => &full,
             };
-            let a = self.attend(&layer.attn, &h, &cos, &sin, bias, &mut cache.layers[i])?;
+            let rotation = layer.attn.rope.map(|r| &rotations[r]);
+            let mut a = self.attend(&layer.attn, &h, rotation, bias, &mut cache.layers[i])?;
+            if let Some(n) = &layer.attn_out_norm {
+                a = n.forward(&a)?;
+            }
             x = (x + a)?;
-            let m = layer.mlp.forward(&layer.post_norm.forward(&x)?)?;
+            let mut m = layer.mlp.forward(&layer.mlp_norm.forward(&x)?)?;
+            if let Some(n) = &layer.mlp_out_norm {
+                m = n.forward(&m)?;
+            }
             x = (x + m)?;
         }
         let last = x.narrow(1, t - 1, 1)?.squeeze(1)?.contiguous()?;
@@ -341,19 +462,44 @@ impl Decoder {
         Tensor::from_vec(data, (b, 1, t, total), &self.device)?.to_dtype(self.dtype)
     }
 
+    /// Rotates the leading `rotary_dim` dimensions of each head of `x` (b, heads, t, head_dim).
+    fn rotate(&self, x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+        let head_dim = x.dim(3)?;
+        let rotary_dim = 2 * cos.dim(2)?;
+        let rope = |x: &Tensor| {
+            if self.rope_interleaved {
+                candle_nn::rotary_emb::rope_i(x, cos, sin)
+            } else {
+                candle_nn::rotary_emb::rope(x, cos, sin)
+            }
+        };
+        if rotary_dim == head_dim {
+            return rope(x);
+        }
+        let turned = rope(&x.narrow(3, 0, rotary_dim)?.contiguous()?)?;
+        Tensor::cat(&[&turned, &x.narrow(3, rotary_dim, head_dim - rotary_dim)?], 3)?.contiguous()
+    }
+
     fn attend(
         &self,
         a: &Attention,
         h: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        rotation: Option<&(Tensor, Tensor)>,
         bias: &Tensor,
         cache: &mut Option<(Tensor, Tensor)>,
     ) -> candle_core::Result<Tensor> {
         let (b, t, _) = h.dims3()?;
-        let q = a.q.forward(h)?.reshape((b, t, a.heads, a.head_dim))?;
-        let k = a.k.forward(h)?.reshape((b, t, a.kv_heads, a.head_dim))?;
-        let v = a.v.forward(h)?.reshape((b, t, a.kv_heads, a.head_dim))?;
+        let (q, k, v) = match &a.qkv {
+            Qkv::Separate { q, k, v } => (q.forward(h)?, k.forward(h)?, v.forward(h)?),
+            Qkv::Fused(p) => {
+                let all = p.forward(h)?;
+                let (q_out, kv_out) = (a.heads * a.head_dim, a.kv_heads * a.head_dim);
+                (all.narrow(2, 0, q_out)?, all.narrow(2, q_out, kv_out)?, all.narrow(2, q_out + kv_out, kv_out)?)
+            }
+        };
+        let q = q.reshape((b, t, a.heads, a.head_dim))?;
+        let k = k.reshape((b, t, a.kv_heads, a.head_dim))?;
+        let v = v.reshape((b, t, a.kv_heads, a.head_dim))?;
         let (q, k) = match (&a.q_norm, &a.k_norm) {
             (Some(qn), Some(kn)) => (qn.forward(&q)?, kn.forward(&k)?),
             _ => (q, k),
@@ -361,10 +507,9 @@ impl Decoder {
         let q = q.transpose(1, 2)?.contiguous()?;
         let k = k.transpose(1, 2)?.contiguous()?;
         let v = v.transpose(1, 2)?.contiguous()?;
-        let (q, k) = if self.rope_interleaved {
-            (candle_nn::rotary_emb::rope_i(&q, cos, sin)?, candle_nn::rotary_emb::rope_i(&k, cos, sin)?)
-        } else {
-            (candle_nn::rotary_emb::rope(&q, cos, sin)?, candle_nn::rotary_emb::rope(&k, cos, sin)?)
+        let (q, k) = match rotation {
+            Some(r) => (self.rotate(&q, r)?, self.rotate(&k, r)?),
+            None => (q, k),
         };
         let (k, v) = match cache.take() {
             Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
@@ -383,8 +528,7 @@ impl Decoder {
         } else {
             (k, v)
         };
-        let scale = 1.0 / (a.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(bias)?;
+        let scores = (q.matmul(&k.t()?.contiguous()?)? * self.config.attention_scale)?.broadcast_add(bias)?;
         let probs = match &a.sinks {
             None => candle_nn::ops::softmax_last_dim(&scores)?,
             Some(sinks) => {
@@ -402,21 +546,12 @@ impl Decoder {
     }
 }
 
-/// Longest context the rotary tables cover.
-pub const MAX_POSITIONS: usize = 131_072;
-
-/// cos and sin of every position × frequency: (max_positions, head_dim / 2).
-fn rope_tables(c: &ModelConfig, device: &Device, dtype: DType) -> candle_core::Result<(Tensor, Tensor)> {
-    let inv: Vec<f32> = c.inv_freq().into_iter().map(|f| f as f32).collect();
-    // Capped so that a config claiming an absurd context cannot allocate gigabytes; prompts
-    // longer than the table are refused by the engine, which checks against the same cap.
-    let positions = c.max_position_embeddings.clamp(1, MAX_POSITIONS);
-    let inv = Tensor::from_vec(inv, (1, c.head_dim / 2), device)?;
-    let t = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?.reshape((positions, 1))?;
-    let freqs = t.matmul(&inv)?;
-    // YaRN scales cos and sin, hence q·k, by its attention factor (1 otherwise).
-    let factor = c.rope_attention_factor();
-    Ok(((freqs.cos()? * factor)?.to_dtype(dtype)?, (freqs.sin()? * factor)?.to_dtype(dtype)?))
+/// The full layers' tables and, where the config has them, the sliding layers'.
+fn rope_tables(c: &ModelConfig, device: &Device, dtype: DType) -> candle_core::Result<Vec<RopeTables>> {
+    std::iter::once(&c.rope)
+        .chain(c.sliding_rope.as_ref())
+        .map(|r| RopeTables::new(r, c.max_position_embeddings, device, dtype))
+        .collect()
 }
 
 /// Logits as rows of f32, for sampling.

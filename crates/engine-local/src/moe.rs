@@ -1,25 +1,46 @@
-//! gpt-oss' mixture of experts: a router picks each token's top-k experts, softmax over their
-//! logits weighs them, and each expert is a SwiGLU MLP with biases whose gate and up
-//! projections are interleaved in one matrix and clamped.
+//! Mixtures of experts: a router picks each token's experts and weighs them, each expert is a
+//! gated MLP, and the weighted outputs are summed. gpt-oss routes the top-k logits through a
+//! softmax and runs SwiGLU experts with biases whose gate and up projections are interleaved in
+//! one matrix and clamped (stored as MXFP4 in its checkpoints); Qwen3-MoE and Mixtral softmax
+//! over all experts, keep the k most probable (renormalised) and run plain SiLU-gated experts.
 
 use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use super::config::{ModelConfig, MoeConfig, WeightsFormat};
+use super::config::{ExpertKind, ModelConfig, MoeConfig, Routing, WeightsFormat};
 use super::mxfp4::PackedExperts;
 
-/// transformers' `GptOssExperts.alpha`: the GLU is `gate · σ(alpha · gate)`.
-const GLU_ALPHA: f64 = 1.702;
-
-/// Expert weights.
+/// gpt-oss' expert weights.
 #[derive(Debug, Clone)]
-enum ExpertWeights {
+enum SwiGluWeights {
     /// Each expert's weight as `(out, in)`: `gate_up` (experts, 2·intermediate, hidden), `down`
     /// (experts, hidden, intermediate); a product is `x · W[e]ᵀ`, whose rows are contiguous dot
     /// products (measured twice as fast at decode as transformers' (in, out) layout).
     Dense { gate_up: Tensor, down: Tensor },
     /// Packed MXFP4 on the host, each expert's rows `(out, in)` (CPU only).
     Mxfp4 { gate_up: PackedExperts, down: PackedExperts },
+}
+
+/// One SiLU-gated expert, each weight `(out, in)`.
+#[derive(Debug, Clone)]
+struct SiluExpert {
+    gate: Tensor,
+    up: Tensor,
+    down: Tensor,
+}
+
+/// Every expert of a layer.
+#[derive(Debug, Clone)]
+enum ExpertSet {
+    SwiGlu {
+        weights: SwiGluWeights,
+        /// (experts, 2·intermediate) and (experts, hidden).
+        gate_up_bias: Tensor,
+        down_bias: Tensor,
+        limit: f64,
+        alpha: f64,
+    },
+    SiluGated(Vec<SiluExpert>),
 }
 
 /// Tokens from which one expert's product unpacks its weight and uses candle's matmul: below
@@ -29,20 +50,45 @@ const UNPACK_FROM_TOKENS: usize = 64;
 #[derive(Debug, Clone)]
 pub struct Experts {
     router: Linear,
-    weights: ExpertWeights,
-    /// (experts, 2·intermediate) and (experts, hidden).
-    gate_up_bias: Tensor,
-    down_bias: Tensor,
+    experts: ExpertSet,
     config: MoeConfig,
 }
 
 impl Experts {
-    /// Loads `mlp.router` and `mlp.experts` from `vb` (at the layer's `mlp`).
+    /// Loads the router and the experts from `vb` (the layer's `mlp`, or Mixtral's
+    /// `block_sparse_moe`).
     pub fn load(c: &ModelConfig, moe: &MoeConfig, vb: VarBuilder) -> candle_core::Result<Self> {
-        let (e, h, i) = (moe.num_experts, c.hidden_size, c.intermediate_size);
+        let (e, h) = (moe.num_experts, c.hidden_size);
+        let (experts, router) = match moe.expert {
+            ExpertKind::ClampedSwiGlu { limit, alpha } => {
+                let experts = Self::load_swiglu(c, moe, &vb, limit, alpha)?;
+                // After the experts, so that an expert count that does not match the weights is
+                // named by the experts' own tensors.
+                let r = vb.pp("router");
+                (experts, Linear::new(r.get((e, h), "weight")?, Some(r.get(e, "bias")?)))
+            }
+            ExpertKind::SiluGated => {
+                let experts = Self::load_silu(c, moe, &vb)?;
+                let router = vb.pp("gate").get((e, h), "weight").map_err(|err| {
+                    candle_core::Error::msg(format!("the router does not match num_experts = {e}: {err}"))
+                })?;
+                (experts, Linear::new(router, None))
+            }
+        };
+        Ok(Self { router, experts, config: moe.clone() })
+    }
+
+    fn load_swiglu(
+        c: &ModelConfig,
+        moe: &MoeConfig,
+        vb: &VarBuilder,
+        limit: f64,
+        alpha: f64,
+    ) -> candle_core::Result<ExpertSet> {
+        let (e, h, i) = (moe.num_experts, c.hidden_size, moe.expert_intermediate_size);
         let x = vb.pp("experts");
         let weights = match c.weights_format {
-            WeightsFormat::Dense => ExpertWeights::Dense {
+            WeightsFormat::Dense => SwiGluWeights::Dense {
                 // transformers keeps them as (experts, in, out).
                 gate_up: x.get((e, h, 2 * i), "gate_up_proj")?.transpose(1, 2)?.contiguous()?,
                 down: x.get((e, i, h), "down_proj")?.transpose(1, 2)?.contiguous()?,
@@ -51,27 +97,68 @@ impl Experts {
                 let gate_up = packed(&x, "gate_up_proj", (e, 2 * i, h))?;
                 let down = packed(&x, "down_proj", (e, h, i))?;
                 if vb.device().is_cpu() {
-                    ExpertWeights::Mxfp4 { gate_up, down }
+                    SwiGluWeights::Mxfp4 { gate_up, down }
                 } else {
                     // No packed kernel for GPUs yet: unpack once at load, to the model's dtype.
-                    ExpertWeights::Dense {
+                    SwiGluWeights::Dense {
                         gate_up: unpacked(&gate_up, vb.device(), vb.dtype())?,
                         down: unpacked(&down, vb.device(), vb.dtype())?,
                     }
                 }
             }
         };
-        // After the experts, so that an expert count that does not match the weights is named
-        // by the experts' own tensors.
-        let r = vb.pp("router");
-        let router = Linear::new(r.get((e, h), "weight")?, Some(r.get(e, "bias")?));
-        Ok(Self {
-            router,
+        Ok(ExpertSet::SwiGlu {
             weights,
             gate_up_bias: x.get((e, 2 * i), "gate_up_proj_bias")?,
             down_bias: x.get((e, h), "down_proj_bias")?,
-            config: moe.clone(),
+            limit,
+            alpha,
         })
+    }
+
+    /// SiLU-gated experts, stored one by one as the Hub's checkpoints do (Qwen3-MoE's
+    /// `experts.N.{gate,up,down}_proj`, Mixtral's `experts.N.{w1,w3,w2}`), or stacked as
+    /// transformers 5 saves them (`experts.gate_up_proj` (experts, 2·inter, hidden) with gate
+    /// rows first, `experts.down_proj` (experts, hidden, inter)).
+    fn load_silu(c: &ModelConfig, moe: &MoeConfig, vb: &VarBuilder) -> candle_core::Result<ExpertSet> {
+        let (e, h, i) = (moe.num_experts, c.hidden_size, moe.expert_intermediate_size);
+        let x = vb.pp("experts");
+        if x.contains_tensor("gate_up_proj") {
+            let shape_err = |err: candle_core::Error| {
+                candle_core::Error::msg(format!(
+                    "stacked experts do not match num_experts = {e}, moe_intermediate_size = {i}: {err}"
+                ))
+            };
+            let gate_up = x.get((e, 2 * i, h), "gate_up_proj").map_err(shape_err)?;
+            let down = x.get((e, h, i), "down_proj").map_err(shape_err)?;
+            return (0..e)
+                .map(|j| {
+                    let both = gate_up.i(j)?;
+                    Ok(SiluExpert { gate: both.narrow(0, 0, i)?, up: both.narrow(0, i, i)?, down: down.i(j)? })
+                })
+                .collect::<candle_core::Result<Vec<_>>>()
+                .map(ExpertSet::SiluGated);
+        }
+        let (gate, up, down) =
+            if x.contains_tensor("0.w1.weight") { ("w1", "w3", "w2") } else { ("gate_proj", "up_proj", "down_proj") };
+        let stored = (0..).take_while(|j| x.contains_tensor(&format!("{j}.{gate}.weight"))).count();
+        if stored != e {
+            candle_core::bail!(
+                "the checkpoint holds {stored} experts ({}.N.{gate}.weight) where config.json says num_experts = {e}",
+                vb.prefix()
+            );
+        }
+        (0..e)
+            .map(|j| {
+                let one = x.pp(j);
+                Ok(SiluExpert {
+                    gate: one.pp(gate).get((i, h), "weight")?,
+                    up: one.pp(up).get((i, h), "weight")?,
+                    down: one.pp(down).get((h, i), "weight")?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()
+            .map(ExpertSet::SiluGated)
     }
 
     /// `x`: (batch, len, hidden) → the same shape.
@@ -79,10 +166,14 @@ impl Experts {
         let (b, t, h) = x.dims3()?;
         let flat = x.reshape((b * t, h))?;
         let logits: Vec<Vec<f32>> = self.router.forward(&flat)?.to_dtype(DType::F32)?.to_vec2()?;
-        let routes = route(&logits, self.config.experts_per_token);
+        let k = self.config.experts_per_token;
+        let routes = match self.config.routing {
+            Routing::TopKSoftmax => route(&logits, k),
+            Routing::SoftmaxTopK { renormalize } => route_by_probability(&logits, k, renormalize),
+        };
         let mut out = flat.zeros_like()?;
         // Experts in ascending order, each adding its tokens' weighted outputs, as transformers
-        // does on CPU (the order fixes the float sums).
+        // does (the order fixes the float sums).
         for expert in 0..self.config.num_experts {
             let (tokens, weights): (Vec<u32>, Vec<f32>) = routes
                 .iter()
@@ -104,46 +195,82 @@ impl Experts {
 
     /// One expert on `rows` (m, hidden).
     fn expert_forward(&self, expert: usize, rows: &Tensor) -> candle_core::Result<Tensor> {
-        let gate_up = self.product(expert, rows, true)?.broadcast_add(&self.gate_up_bias.i(expert)?.unsqueeze(0)?)?;
-        let (m, two_i) = gate_up.dims2()?;
-        // Interleaved: gate at even columns, up at odd.
-        let pairs = gate_up.reshape((m, two_i / 2, 2))?;
-        let limit = self.config.swiglu_limit;
-        let gate = pairs.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?.minimum(limit)?;
-        let up = pairs.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?.clamp(-limit, limit)?;
-        let glu = (&gate * candle_nn::ops::sigmoid(&(&gate * GLU_ALPHA)?)?)?;
-        let hidden = ((up + 1.0)? * glu)?;
-        self.product(expert, &hidden, false)?.broadcast_add(&self.down_bias.i(expert)?.unsqueeze(0)?)
-    }
-
-    /// `x` through expert `expert`'s gate-up (`first`) or down weight.
-    fn product(&self, expert: usize, x: &Tensor, first: bool) -> candle_core::Result<Tensor> {
-        match &self.weights {
-            ExpertWeights::Dense { gate_up, down } => x.matmul(&if first { gate_up } else { down }.i(expert)?.t()?),
-            ExpertWeights::Mxfp4 { gate_up, down } => {
-                let w = if first { gate_up } else { down };
-                let m = x.dim(0)?;
-                if m >= UNPACK_FROM_TOKENS {
-                    // One expert unpacked at a time, for this product only.
-                    let dense = Tensor::from_vec(w.dequantize(expert), (w.rows, w.cols), x.device())?;
-                    return x.matmul(&dense.to_dtype(x.dtype())?.t()?);
-                }
-                let xs: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-                let y = w.matmul_t(expert, &xs, m);
-                Tensor::from_vec(y, (m, w.rows), x.device())?.to_dtype(x.dtype())
+        match &self.experts {
+            ExpertSet::SiluGated(all) => {
+                let e = &all[expert];
+                let gate = rows.matmul(&e.gate.t()?)?;
+                let up = rows.matmul(&e.up.t()?)?;
+                (candle_nn::ops::silu(&gate)? * up)?.matmul(&e.down.t()?)
+            }
+            ExpertSet::SwiGlu { weights, gate_up_bias, down_bias, limit, alpha } => {
+                let gate_up = swiglu_product(weights, expert, rows, true)?
+                    .broadcast_add(&gate_up_bias.i(expert)?.unsqueeze(0)?)?;
+                let (m, two_i) = gate_up.dims2()?;
+                // Interleaved: gate at even columns, up at odd.
+                let pairs = gate_up.reshape((m, two_i / 2, 2))?;
+                let gate = pairs.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?.minimum(*limit)?;
+                let up = pairs.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?.clamp(-limit, *limit)?;
+                let glu = (&gate * candle_nn::ops::sigmoid(&(&gate * *alpha)?)?)?;
+                let hidden = ((up + 1.0)? * glu)?;
+                swiglu_product(weights, expert, &hidden, false)?.broadcast_add(&down_bias.i(expert)?.unsqueeze(0)?)
             }
         }
     }
 
     /// Bytes the expert weights take in memory.
     pub fn weight_bytes(&self) -> usize {
-        match &self.weights {
-            ExpertWeights::Dense { gate_up, down } => {
+        match &self.experts {
+            ExpertSet::SwiGlu { weights: SwiGluWeights::Dense { gate_up, down }, .. } => {
                 (gate_up.elem_count() + down.elem_count()) * gate_up.dtype().size_in_bytes()
             }
-            ExpertWeights::Mxfp4 { gate_up, down } => gate_up.packed_bytes() + down.packed_bytes(),
+            ExpertSet::SwiGlu { weights: SwiGluWeights::Mxfp4 { gate_up, down }, .. } => {
+                gate_up.packed_bytes() + down.packed_bytes()
+            }
+            ExpertSet::SiluGated(all) => all
+                .iter()
+                .map(|e| {
+                    (e.gate.elem_count() + e.up.elem_count() + e.down.elem_count()) * e.gate.dtype().size_in_bytes()
+                })
+                .sum(),
         }
     }
+}
+
+/// `x` through gpt-oss expert `expert`'s gate-up (`first`) or down weight.
+fn swiglu_product(weights: &SwiGluWeights, expert: usize, x: &Tensor, first: bool) -> candle_core::Result<Tensor> {
+    match weights {
+        SwiGluWeights::Dense { gate_up, down } => x.matmul(&if first { gate_up } else { down }.i(expert)?.t()?),
+        SwiGluWeights::Mxfp4 { gate_up, down } => {
+            let w = if first { gate_up } else { down };
+            let m = x.dim(0)?;
+            if m >= UNPACK_FROM_TOKENS {
+                // One expert unpacked at a time, for this product only.
+                let dense = Tensor::from_vec(w.dequantize(expert), (w.rows, w.cols), x.device())?;
+                return x.matmul(&dense.to_dtype(x.dtype())?.t()?);
+            }
+            let xs: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            let y = w.matmul_t(expert, &xs, m);
+            Tensor::from_vec(y, (m, w.rows), x.device())?.to_dtype(x.dtype())
+        }
+    }
+}
+
+/// Each token's experts and their weights as Qwen3-MoE and Mixtral route: a float32 softmax
+/// over every expert, the `k` most probable (chosen as torch's CPU `topk` chooses them), divided
+/// by their sum when `renormalize`.
+pub fn route_by_probability(logits: &[Vec<f32>], k: usize, renormalize: bool) -> Vec<Vec<(usize, f32)>> {
+    logits
+        .iter()
+        .map(|row| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let exps: Vec<f32> = row.iter().map(|x| (x - max).exp()).collect();
+            let sum: f32 = exps.iter().sum();
+            let probs: Vec<f32> = exps.iter().map(|x| x / sum).collect();
+            let top = torch_cpu_topk(&probs, k);
+            let kept: f32 = top.iter().map(|&e| probs[e]).sum();
+            top.iter().map(|&e| (e, if renormalize { probs[e] / kept } else { probs[e] })).collect()
+        })
+        .collect()
 }
 
 /// Each token's experts and their weights: the `k` largest logits, chosen as torch's CPU
@@ -316,6 +443,22 @@ mod tests {
         assert_eq!(r[0].iter().map(|(e, _)| *e).collect::<Vec<_>>(), vec![0, 1]);
         let w0 = 1.0 / (1.0 + (-2f32).exp());
         assert!((r[0][0].1 - w0).abs() < 1e-6 && (r[0][1].1 - (1.0 - w0)).abs() < 1e-6, "{:?}", r[0]);
+    }
+
+    #[test]
+    fn probability_routing_keeps_the_most_probable_and_renormalises_when_asked() {
+        let logits = vec![vec![0.0f32, 2.0, 1.0, -1.0]];
+        let z: f32 = [0.0f32, 2.0, 1.0, -1.0].iter().map(|x| (x - 2.0).exp()).sum();
+        let p = |x: f32| (x - 2.0).exp() / z;
+        let plain = route_by_probability(&logits, 2, false);
+        assert_eq!(plain[0].iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert!((plain[0][0].1 - p(2.0)).abs() < 1e-6 && (plain[0][1].1 - p(1.0)).abs() < 1e-6);
+        let renormalised = route_by_probability(&logits, 2, true);
+        let sum = p(2.0) + p(1.0);
+        assert!((renormalised[0][0].1 - p(2.0) / sum).abs() < 1e-6, "{renormalised:?}");
+        // Renormalised top-k of a softmax is the softmax of the top-k logits (Mixtral's two forms).
+        let topk_first = route(&logits, 2);
+        assert!((topk_first[0][0].1 - renormalised[0][0].1).abs() < 1e-6);
     }
 
     /// torch 2.15's CPU topk on four experts, two of them tied, one other above them
