@@ -9,6 +9,7 @@ use candle_nn::{Linear, VarBuilder};
 
 use super::config::{ExpertKind, ModelConfig, MoeConfig, Routing, WeightsFormat};
 use super::mxfp4::PackedExperts;
+use super::mxfp4::device::DeviceExperts;
 
 /// gpt-oss' expert weights.
 #[derive(Debug, Clone)]
@@ -17,8 +18,11 @@ enum SwiGluWeights {
     /// (experts, hidden, intermediate); a product is `x · W[e]ᵀ`, whose rows are contiguous dot
     /// products (measured twice as fast at decode as transformers' (in, out) layout).
     Dense { gate_up: Tensor, down: Tensor },
-    /// Packed MXFP4 on the host, each expert's rows `(out, in)` (CPU only).
+    /// Packed MXFP4 on the host, each expert's rows `(out, in)`, multiplied by the threaded CPU
+    /// product.
     Mxfp4 { gate_up: PackedExperts, down: PackedExperts },
+    /// Packed MXFP4 on a GPU, multiplied by the engine's CUDA kernels.
+    Mxfp4Device { gate_up: DeviceExperts, down: DeviceExperts },
 }
 
 /// One SiLU-gated expert, each weight `(out, in)`.
@@ -99,10 +103,9 @@ impl Experts {
                 if vb.device().is_cpu() {
                     SwiGluWeights::Mxfp4 { gate_up, down }
                 } else {
-                    // No packed kernel for GPUs yet: unpack once at load, to the model's dtype.
-                    SwiGluWeights::Dense {
-                        gate_up: unpacked(&gate_up, vb.device(), vb.dtype())?,
-                        down: unpacked(&down, vb.device(), vb.dtype())?,
+                    SwiGluWeights::Mxfp4Device {
+                        gate_up: DeviceExperts::upload(&gate_up, vb.device())?,
+                        down: DeviceExperts::upload(&down, vb.device())?,
                     }
                 }
             }
@@ -226,6 +229,9 @@ impl Experts {
             ExpertSet::SwiGlu { weights: SwiGluWeights::Mxfp4 { gate_up, down }, .. } => {
                 gate_up.packed_bytes() + down.packed_bytes()
             }
+            ExpertSet::SwiGlu { weights: SwiGluWeights::Mxfp4Device { gate_up, down }, .. } => {
+                gate_up.packed_bytes() + down.packed_bytes()
+            }
             ExpertSet::SiluGated(all) => all
                 .iter()
                 .map(|e| {
@@ -240,6 +246,7 @@ impl Experts {
 fn swiglu_product(weights: &SwiGluWeights, expert: usize, x: &Tensor, first: bool) -> candle_core::Result<Tensor> {
     match weights {
         SwiGluWeights::Dense { gate_up, down } => x.matmul(&if first { gate_up } else { down }.i(expert)?.t()?),
+        SwiGluWeights::Mxfp4Device { gate_up, down } => if first { gate_up } else { down }.matmul_t(expert, x),
         SwiGluWeights::Mxfp4 { gate_up, down } => {
             let w = if first { gate_up } else { down };
             let m = x.dim(0)?;
@@ -427,15 +434,15 @@ fn packed(vb: &VarBuilder, name: &str, shape: (usize, usize, usize)) -> candle_c
     PackedExperts::new(name, blocks, &blocks_shape, scales, &scales_shape, shape).map_err(candle_core::Error::msg)
 }
 
-/// All experts unpacked, in the dense layout (experts, out, in).
-fn unpacked(w: &PackedExperts, device: &Device, dtype: DType) -> candle_core::Result<Tensor> {
-    let all: Vec<f32> = (0..w.experts).flat_map(|e| w.dequantize(e)).collect();
-    Tensor::from_vec(all, (w.experts, w.rows, w.cols), device)?.to_dtype(dtype)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// All experts unpacked, in the dense layout (experts, out, in).
+    fn unpacked(w: &PackedExperts, device: &Device, dtype: DType) -> candle_core::Result<Tensor> {
+        let all: Vec<f32> = (0..w.experts).flat_map(|e| w.dequantize(e)).collect();
+        Tensor::from_vec(all, (w.experts, w.rows, w.cols), device)?.to_dtype(dtype)
+    }
 
     #[test]
     fn routing_softmaxes_the_top_k() {
@@ -490,8 +497,7 @@ mod tests {
         assert_eq!(torch_cpu_topk(&[0.1, f32::NAN, 0.5], 2), vec![1, 2]);
     }
 
-    /// The unpacked experts (what a GPU gets) are the dense checkpoint's: the fixture's MXFP4
-    /// experts unpack to exactly its dense tensors.
+    /// The fixture's MXFP4 experts unpack to exactly its dense checkpoint's tensors.
     #[test]
     fn unpacked_mxfp4_experts_equal_the_dense_checkpoints_tensors() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-gpt-oss");

@@ -123,3 +123,32 @@ fn unsupported_leaderboard_architectures_point_at_vllm() {
         assert!(err.contains(class) && err.contains(what) && err.contains("BENCHMARK_BACKEND=vllm"), "{err}");
     }
 }
+
+/// Every architecture runs in bfloat16 and float16 on the CPU, its first-step logits close to
+/// float32's (within the halves' precision: their 8- and 11-bit mantissas over a few layers).
+#[test]
+fn every_architecture_runs_in_half_precision_close_to_float32() {
+    for name in [
+        "tiny-llama",
+        "tiny-gpt-oss",
+        "tiny-qwen3-moe",
+        "tiny-mixtral",
+        "tiny-phi3",
+        "tiny-smollm3",
+        "tiny-gemma3",
+        "tiny-gemma3-mm",
+    ] {
+        let dir = fixture_named(name);
+        let case = &cases_at(&dir)[3];
+        let want = first_logits(&engine_at(&dir), &case.input_ids);
+        let scale = want.iter().map(|x| x.abs()).fold(0f32, f32::max);
+        for (dtype, tolerance) in [("bfloat16", 0.08), ("float16", 0.02)] {
+            let e = engine_with(&dir, dtype);
+            let got = first_logits(&e, &case.input_ids);
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst <= tolerance * scale, "{name} in {dtype}: logits differ by {worst} (largest logit {scale})");
+            let out = e.generate(std::slice::from_ref(&case.prompt), &fixed(8)).expect("generate");
+            assert_eq!(out.requests[0].output_ids.len(), 8, "{name} in {dtype}");
+        }
+    }
+}

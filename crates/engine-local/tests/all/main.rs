@@ -3,6 +3,7 @@
 
 mod architectures;
 mod gpt_oss;
+mod gpu;
 mod llama;
 
 use energy_star_engine::GenerationParams;
@@ -20,9 +21,14 @@ pub fn fixture() -> std::path::PathBuf {
 }
 
 pub fn engine_at(dir: &std::path::Path) -> CandleEngine {
+    engine_with(dir, "float32")
+}
+
+/// The model at `dir` on the CPU in `dtype`.
+pub fn engine_with(dir: &std::path::Path, dtype: &str) -> CandleEngine {
     let spec =
-        LocalSpec { model: dir.display().to_string(), device: "cpu".into(), dtype: "float32".into(), processor: None };
-    CandleEngine::open(&spec, &|_: &str| None).unwrap_or_else(|e| panic!("{} loads: {e}", dir.display()))
+        LocalSpec { model: dir.display().to_string(), device: "cpu".into(), dtype: dtype.into(), processor: None };
+    CandleEngine::open(&spec, &|_: &str| None).unwrap_or_else(|e| panic!("{} loads in {dtype}: {e}", dir.display()))
 }
 
 pub fn engine() -> CandleEngine {

@@ -11,6 +11,11 @@
 //! gpt-oss-120b's experts fit one 80 GB GPU. Products decode one row at a time into a small
 //! buffer that feeds a dot product with every token, so no dequantized matrix is ever held.
 
+pub mod device;
+
+#[cfg(feature = "cuda")]
+mod cuda;
+
 /// The 16 E2M1 values, by code: sign bit 3, exponent bits 2–1, mantissa bit 0.
 pub const FP4_VALUES: [f32; 16] =
     [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0];
