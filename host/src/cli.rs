@@ -304,6 +304,9 @@ pub struct GenerateArgs {
     pub temperature: f32,
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
+    /// With --sample: only the K most probable tokens (after the temperature, before top-p).
+    #[arg(long, value_name = "K")]
+    pub top_k: Option<u32>,
     /// Cut prompts that do not fit the context (keeping their beginning).
     #[arg(long)]
     pub truncate: bool,

@@ -34,6 +34,7 @@ pub fn command(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         do_sample: args.sample,
         temperature: args.temperature,
         top_p: args.top_p,
+        top_k: args.top_k,
         seed: args.seed,
         truncate: args.truncate,
     };

@@ -11,7 +11,7 @@ fn builtins_are_listed_with_kind_version_api_and_origin() {
     for (kind, name) in BUILTIN_PLUGINS {
         let p = listed(&list, kind, name).unwrap_or_else(|| panic!("{kind} {name} missing: {list:?}"));
         assert_eq!(p["origin"], "built-in");
-        assert_eq!(p["api_version"], "0.2.3");
+        assert_eq!(p["api_version"], "0.2.4");
         assert!(!p["version"].as_str().expect("version").is_empty());
     }
     assert_eq!(
@@ -22,7 +22,7 @@ fn builtins_are_listed_with_kind_version_api_and_origin() {
     assert!(
         table.contains("NAME")
             && table.contains("ORIGIN")
-            && table.contains("API versions accepted: 0.1.0, 0.2.0, 0.2.1, 0.2.2, 0.2.3"),
+            && table.contains("API versions accepted: 0.1.0, 0.2.0, 0.2.1, 0.2.2, 0.2.3, 0.2.4"),
         "{table}"
     );
 }
@@ -122,7 +122,11 @@ fn plugin_for_another_api_version_is_skipped_by_name() {
     let plugins = folder_with(&[(&g.wrong_api_summarizer, "future.wasm")]);
     skipped_then_refused_when_strict(
         plugins.path(),
-        &["future.wasm", "was built for energy-star plugin API 9.0.0", "accepts 0.1.0, 0.2.0, 0.2.1, 0.2.2, 0.2.3"],
+        &[
+            "future.wasm",
+            "was built for energy-star plugin API 9.0.0",
+            "accepts 0.1.0, 0.2.0, 0.2.1, 0.2.2, 0.2.3, 0.2.4",
+        ],
     );
 }
 

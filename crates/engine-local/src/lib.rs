@@ -49,6 +49,21 @@ pub struct CandleEngine {
     pub load_s: f64,
 }
 
+/// A prompt as text (tokenized with the tokenizer's special tokens) or as token ids (used as
+/// given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptInput {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
+/// The model's chat template: where it was found and its text's SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatTemplateInfo {
+    pub origin: String,
+    pub sha256: String,
+}
+
 /// A chat rendered through the model's template and tokenized.
 #[derive(Debug, Clone)]
 pub struct ChatPrompt {
@@ -273,6 +288,38 @@ impl CandleEngine {
             template_sha256: template.sha256(),
             template_origin: template.origin.clone(),
         })
+    }
+
+    /// The model's chat template, if it has one; an error when the one it names cannot be read.
+    pub fn chat_template_info(&self) -> Result<Option<ChatTemplateInfo>, InferenceError> {
+        match &self.chat_template {
+            Ok(t) => Ok(t.as_ref().map(|t| ChatTemplateInfo { origin: t.origin.clone(), sha256: t.sha256() })),
+            Err(e) => Err(InferenceError::Tokenizer { model: self.model_name.clone(), why: e.clone() }),
+        }
+    }
+
+    /// Generates for prompts given as text or token ids, mixed in one batch. A text prompt
+    /// seeds its sampling by its text, an ids prompt by its ids.
+    pub fn generate_prompts(
+        &self,
+        prompts: &[PromptInput],
+        params: &GenerationParams,
+    ) -> Result<BatchOutcome, InferenceError> {
+        let mut labels = Vec::with_capacity(prompts.len());
+        let mut encoded = Vec::with_capacity(prompts.len());
+        for p in prompts {
+            match p {
+                PromptInput::Text(t) => {
+                    encoded.push(self.encode(t, true)?);
+                    labels.push(t.clone());
+                }
+                PromptInput::Ids(ids) => {
+                    labels.push(format!("{ids:?}"));
+                    encoded.push(ids.clone());
+                }
+            }
+        }
+        self.generate_ids(&labels, encoded, params)
     }
 
     /// Generates for `prompts` together: left-padded, masked, with a KV cache.

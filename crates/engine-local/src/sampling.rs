@@ -11,6 +11,7 @@ pub struct Sampler {
     greedy: bool,
     temperature: f32,
     top_p: f32,
+    top_k: Option<usize>,
     rng: StdRng,
 }
 
@@ -26,6 +27,7 @@ impl Sampler {
             greedy: !p.do_sample || p.temperature <= 0.0,
             temperature: p.temperature.max(1e-6),
             top_p: p.top_p.clamp(0.0, 1.0),
+            top_k: p.top_k.filter(|k| *k > 0).map(|k| k as usize),
             rng: StdRng::seed_from_u64(seed),
         }
     }
@@ -42,6 +44,10 @@ impl Sampler {
             .filter(|(_, p)| *p > 0.0)
             .collect();
         probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // transformers' order: temperature, then top-k, then top-p over what top-k kept.
+        if let Some(k) = self.top_k {
+            probs.truncate(k);
+        }
         let total: f64 = probs.iter().map(|p| p.1).sum();
         let mut kept = Vec::new();
         let mut cum = 0.0;
@@ -100,5 +106,18 @@ mod tests {
         let narrow = GenerationParams { top_p: 0.01, ..p };
         let mut s = Sampler::new(&narrow, "x");
         assert!((0..50).all(|_| s.pick(&logits) == 1), "top-p 0.01 keeps only the best token");
+    }
+
+    #[test]
+    fn top_k_keeps_the_k_most_probable_before_top_p() {
+        let logits = [1.0f32, 1.2, 0.8, 1.1, 0.9];
+        let p = GenerationParams { do_sample: true, top_k: Some(2), seed: Some(3), ..Default::default() };
+        let mut s = Sampler::new(&p, "x");
+        let seen: std::collections::BTreeSet<u32> = (0..200).map(|_| s.pick(&logits)).collect();
+        assert_eq!(seen, [1, 3].into_iter().collect(), "only the two most probable");
+        // Top-p applies to what top-k kept: of the two, 1 holds more than 50 %.
+        let both = GenerationParams { top_p: 0.5, ..p };
+        let mut s = Sampler::new(&both, "x");
+        assert!((0..50).all(|_| s.pick(&logits) == 1));
     }
 }

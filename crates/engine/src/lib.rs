@@ -21,6 +21,9 @@ pub struct GenerationParams {
     pub do_sample: bool,
     pub temperature: f32,
     pub top_p: f32,
+    /// Sample among the k most probable tokens only (transformers' `top_k`, applied after the
+    /// temperature and before top-p); none keeps all.
+    pub top_k: Option<u32>,
     pub seed: Option<u64>,
     /// Truncate prompts that do not fit the context (keeping their beginning) instead of failing.
     pub truncate: bool,
@@ -35,6 +38,7 @@ impl Default for GenerationParams {
             do_sample: false,
             temperature: 1.0,
             top_p: 1.0,
+            top_k: None,
             seed: None,
             truncate: false,
         }

@@ -4,16 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use energy_star_engine::{self as engine, InferenceError as EngineError};
-use energy_star_engine_local::{CandleEngine, LocalSpec};
+use energy_star_engine_local::{CandleEngine, LocalSpec, PromptInput};
 use energy_star_engine_remote::load::{LoadLimits as HostLimits, LoadProfile as HostProfile, StopReason as HostStop};
 use energy_star_engine_remote::request::{BodyOptions, FailureKind as HostFailure, TokenSource as HostTokens};
 use energy_star_engine_remote::{Api, RemoteEngine as Remote, RemoteSpec};
 use wasmtime::component::Resource;
 
 use crate::wit::latest::backend::energy_star::plugin::inference::{
-    BatchOutcome, ChatMessage, ChatPrompt, EngineInfo, FailureKind, GenerationParams, Host, HostLocalEngine,
-    HostRemoteEngine, LoadLimits, LoadOutcome, LoadProfile, LocalEngineSpec, RemoteApi, RemoteEngineSpec, RequestError,
-    RequestOutcome, StopReason,
+    BatchOutcome, ChatMessage, ChatPrompt, ChatTemplateInfo, EngineInfo, FailureKind, GenerationParams, Host,
+    HostLocalEngine, HostRemoteEngine, LoadLimits, LoadOutcome, LoadProfile, LocalEngineSpec, Prompt, RemoteApi,
+    RemoteEngineSpec, RequestError, RequestOutcome, SamplingOptions, StopReason,
 };
 use crate::wit::latest::backend::energy_star::plugin::types::{Device, Dtype, Error, FinishReason, TokenCountSource};
 use energy_star_results::records::ChatTemplateUse;
@@ -42,6 +42,7 @@ pub(crate) fn host_params(p: &GenerationParams) -> engine::GenerationParams {
         do_sample: p.do_sample,
         temperature: p.temperature,
         top_p: p.top_p,
+        top_k: None,
         seed: p.seed,
         truncate: p.truncate,
     }
@@ -326,11 +327,33 @@ impl HostLocalEngine for InferenceView<'_> {
         prompts: Vec<Vec<u32>>,
         params: GenerationParams,
     ) -> Result<BatchOutcome, Error> {
+        let prompts: Vec<Prompt> = prompts.into_iter().map(Prompt::Ids).collect();
+        self.generate(engine, prompts, params, SamplingOptions { top_k: None })
+    }
+
+    fn chat_template(&mut self, engine: Resource<LocalEngine>) -> Result<Option<ChatTemplateInfo>, Error> {
+        let info = self.local(&engine)?.chat_template_info().map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(info.map(|t| ChatTemplateInfo { origin: t.origin, sha256: t.sha256 }))
+    }
+
+    fn generate(
+        &mut self,
+        engine: Resource<LocalEngine>,
+        prompts: Vec<Prompt>,
+        params: GenerationParams,
+        options: SamplingOptions,
+    ) -> Result<BatchOutcome, Error> {
         check_interrupted()?;
         let start_ns = self.clock.now_ns();
-        // Sampling seeds per prompt come from its label; ids stand for the text here.
-        let labels: Vec<String> = prompts.iter().map(|ids| format!("{ids:?}")).collect();
-        let out = self.local(&engine)?.generate_ids(&labels, prompts, &host_params(&params)).map_err(engine_error)?;
+        let prompts: Vec<PromptInput> = prompts
+            .into_iter()
+            .map(|p| match p {
+                Prompt::Text(t) => PromptInput::Text(t),
+                Prompt::Ids(ids) => PromptInput::Ids(ids),
+            })
+            .collect();
+        let params = engine::GenerationParams { top_k: options.top_k, ..host_params(&params) };
+        let out = self.local(&engine)?.generate_prompts(&prompts, &params).map_err(engine_error)?;
         Ok(self.batch_outcome(out, start_ns))
     }
 

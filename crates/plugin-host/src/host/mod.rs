@@ -1,4 +1,4 @@
-//! The host side of the backend world's imports (API 0.2.3), one file per WIT interface.
+//! The host side of the backend world's imports (API 0.2.4), one file per WIT interface.
 //!
 //! A backend's run is given a [`HostServices`]: the run's capabilities (its meter, results
 //! folder, environment, and the grant of models, datasets and endpoints its plan declared).

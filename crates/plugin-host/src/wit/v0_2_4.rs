@@ -1,14 +1,14 @@
-//! Bindings of API 0.2.3 (`wit/energy-star-plugin@0.2.3`), the one the host implements
-//! (`crate::host`). Resources are mapped to the host's own types. They serve 0.2.0 to 0.2.2
-//! plugins too: 0.2.1 to 0.2.3 only add imports (interfaces, and methods of the local engine),
-//! and wasmtime matches `@0.2.0` to `@0.2.2` names to `@0.2.3` ones (semver-compatible), for
+//! Bindings of API 0.2.4 (`wit/energy-star-plugin@0.2.4`), the one the host implements
+//! (`crate::host`). Resources are mapped to the host's own types. They serve 0.2.0 to 0.2.3
+//! plugins too: 0.2.1 to 0.2.4 only add imports (interfaces, and methods of the local engine),
+//! and wasmtime matches `@0.2.0` to `@0.2.3` names to `@0.2.4` ones (semver-compatible), for
 //! the host's imports and for the plugin's exports alike.
 
 /// The `backend-plugin` world.
 pub mod backend {
     wasmtime::component::bindgen!({
         world: "backend-plugin",
-        path: "../../wit/energy-star-plugin@0.2.3",
+        path: "../../wit/energy-star-plugin@0.2.4",
         with: {
             "energy-star:plugin/meter.window": crate::host::meter::MeterWindow,
             "energy-star:plugin/inference.local-engine": crate::host::inference::LocalEngine,
@@ -21,7 +21,7 @@ pub mod backend {
 pub mod summarizer {
     wasmtime::component::bindgen!({
         world: "summarizer-plugin",
-        path: "../../wit/energy-star-plugin@0.2.3",
+        path: "../../wit/energy-star-plugin@0.2.4",
     });
 }
 
@@ -44,10 +44,10 @@ use backend::energy_star::plugin::types as wit_types;
 use backend::exports::energy_star::plugin::backend as wit_backend;
 use summarizer::exports::energy_star::plugin::summarizer as wit_summarizer;
 
-/// A summarizer of API 0.2.0 to 0.2.3.
+/// A summarizer of API 0.2.0 to 0.2.4.
 pub(crate) struct Summarizer(pub(crate) summarizer::SummarizerPluginPre<PluginState>);
 
-/// A backend of API 0.2.0 to 0.2.3.
+/// A backend of API 0.2.0 to 0.2.4.
 pub(crate) struct Backend(pub(crate) backend::BackendPluginPre<PluginState>);
 
 impl Summarizer {

@@ -4,6 +4,7 @@
 //! [`provenance`]), the pieces of the reports, and the run facts the host keeps ([`facts`]).
 
 pub mod facts;
+pub mod prompt_format;
 pub mod serving;
 
 use energy_star_plugin_sdk::backend::host::carbon::{CarbonSettings, GridIntensity, IntensityBasis};
@@ -359,9 +360,8 @@ pub struct Settings {
 pub struct Reader<'a> {
     /// The backend's name, for errors.
     pub backend: &'a str,
-    /// Its default for max/min new tokens when the config sets neither (optimum-benchmark:
-    /// 100; ai_energy_benchmarks' path: 10).
-    pub default_tokens: u32,
+    /// How it reads max/min new tokens.
+    pub tokens: TokenRule,
     /// Whether it can run `scenario.reasoning=true` (it applies the model's chat template, or
     /// the server does).
     pub reasoning: bool,
@@ -371,6 +371,18 @@ pub struct Reader<'a> {
     /// Whether it repeats its measured passes for `scenario.iterations`; one that cannot refuses
     /// iterations above 1 rather than run once and say nothing.
     pub repeats: bool,
+}
+
+/// How a backend reads `scenario.generate_kwargs.max_new_tokens` / `min_new_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRule {
+    /// optimum-benchmark's: the two equal (one given copies to the other, different ones are
+    /// refused), `default` for both when neither is given.
+    Equal { default: u32 },
+    /// AI Energy Score's wrapper around ai_energy_benchmarks (`reasoning_helpers.py`): each
+    /// from the config, else 8192 and 1 when `scenario.reasoning_params` enable reasoning, else
+    /// 10 and 10; min may be below max (the batch runner's reasoning rows: 8192 and 1).
+    AiEnergyScore,
 }
 
 /// `backend.device_ids` as configs write it: `0`, `"0, 1, 2"`, `[0, 1]`, or null (GPU 0).
@@ -430,7 +442,7 @@ impl Settings {
 
     /// Reads and checks the config; a refusal names the key at fault.
     pub fn read(cfg: &Value, reader: Reader<'_>) -> Result<Self, ConfigError> {
-        let Reader { backend, default_tokens, reasoning, loads_weights, repeats } = reader;
+        let Reader { backend, tokens, reasoning, loads_weights, repeats } = reader;
         let mut notes = Vec::new();
         let model = match get(cfg, "backend.model") {
             Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
@@ -469,30 +481,13 @@ impl Settings {
             return Err(refuse(
                 "scenario.reasoning",
                 format!(
-                    "scenario.reasoning=true needs the model's chat template, which the {backend} backend does not apply yet (ai_energy_benchmarks formats reasoning prompts per model family); set scenario.reasoning=false, or use BENCHMARK_BACKEND=optimum (the model's own template on the local engine) or BENCHMARK_BACKEND=vllm"
+                    "scenario.reasoning=true needs the model's chat template, which the {backend} backend does not apply; set scenario.reasoning=false, or use BENCHMARK_BACKEND=optimum or pytorch (the local engine) or BENCHMARK_BACKEND=vllm"
                 ),
             ));
         }
         let kw = "scenario.generate_kwargs";
-        let max = int_at(cfg, &format!("{kw}.max_new_tokens"))?;
-        let min = int_at(cfg, &format!("{kw}.min_new_tokens"))?;
-        let (max, min) = match (max, min) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(refuse(
-                    kw,
-                    format!(
-                        "{kw}: min_new_tokens ({b}) and max_new_tokens ({a}) differ; optimum-benchmark refuses that (\"non-deterministic behavior\") because it makes energy per token depend on when the model stops"
-                    ),
-                ));
-            }
-            (Some(a), _) | (None, Some(a)) => (a, a),
-            (None, None) => {
-                notes.push(format!(
-                    "no generate_kwargs: {default_tokens} new tokens per prompt (the backend's default)"
-                ));
-                (i64::from(default_tokens), i64::from(default_tokens))
-            }
-        };
+        let params = reasoning_params(cfg)?;
+        let (max, min) = new_tokens(cfg, tokens, &params, &mut notes)?;
         if !(1..=i64::from(u32::MAX)).contains(&max) {
             return Err(refuse(
                 &format!("{kw}.max_new_tokens"),
@@ -558,10 +553,64 @@ impl Settings {
             iterations: iterations(cfg, backend, repeats)?,
             prefix: str_at(cfg, "scenario.dataset_prefix1").unwrap_or_default(),
             reasoning: bool_at(cfg, "scenario.reasoning").unwrap_or(false),
-            reasoning_params: reasoning_params(cfg)?,
+            reasoning_params: params,
             notes,
         })
     }
+}
+
+/// (max, min) new tokens under `rule`, noting defaults taken.
+fn new_tokens(
+    cfg: &Value,
+    rule: TokenRule,
+    params: &Map<String, Value>,
+    notes: &mut Vec<String>,
+) -> Result<(i64, i64), ConfigError> {
+    let kw = "scenario.generate_kwargs";
+    let max = int_at(cfg, &format!("{kw}.max_new_tokens"))?;
+    let min = int_at(cfg, &format!("{kw}.min_new_tokens"))?;
+    let (max, min) = match rule {
+        TokenRule::Equal { default } => match (max, min) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(refuse(
+                    kw,
+                    format!(
+                        "{kw}: min_new_tokens ({b}) and max_new_tokens ({a}) differ; optimum-benchmark refuses that (\"non-deterministic behavior\") because it makes energy per token depend on when the model stops"
+                    ),
+                ));
+            }
+            (Some(a), _) | (None, Some(a)) => (a, a),
+            (None, None) => {
+                notes.push(format!("no generate_kwargs: {default} new tokens per prompt (the backend's default)"));
+                (i64::from(default), i64::from(default))
+            }
+        },
+        TokenRule::AiEnergyScore => {
+            let reasoning = prompt_format::reasoning_enabled(params);
+            let (dmax, dmin, why) = if reasoning {
+                (8192, 1, "scenario.reasoning_params enable reasoning")
+            } else {
+                (10, 10, "no reasoning params enable reasoning")
+            };
+            if max.is_none() || min.is_none() {
+                notes.push(format!(
+                    "{why}: AI Energy Score's defaults {} (max_new_tokens {dmax}, min_new_tokens {dmin} where not given)",
+                    if reasoning { "for reasoning" } else { "without reasoning" }
+                ));
+            }
+            // A defaulted min never exceeds the max given (upstream ignores min altogether).
+            let max = max.unwrap_or(dmax);
+            let min = min.unwrap_or(dmin.min(max));
+            if min > max {
+                return Err(refuse(
+                    &format!("{kw}.min_new_tokens"),
+                    format!("{kw}.min_new_tokens ({min}) is above max_new_tokens ({max})"),
+                ));
+            }
+            (max, min.max(0))
+        }
+    };
+    Ok((max, min))
 }
 
 /// `scenario.reasoning_params`: a map (or nothing).

@@ -33,7 +33,13 @@ fn w(name: &str, gpu: Option<f64>, cpu: f64) -> WindowReading {
 }
 
 fn optimum() -> Reader<'static> {
-    Reader { backend: "optimum", default_tokens: 100, reasoning: false, loads_weights: true, repeats: true }
+    Reader {
+        backend: "optimum",
+        tokens: TokenRule::Equal { default: 100 },
+        reasoning: false,
+        loads_weights: true,
+        repeats: true,
+    }
 }
 
 #[test]
@@ -158,6 +164,33 @@ fn settings_follow_optimum_benchmark_rules() {
     let mut none = cfg;
     none["scenario"]["generate_kwargs"] = json!({});
     assert_eq!(Settings::read(&none, optimum()).expect("default").max_new_tokens, 100);
+}
+
+/// AI Energy Score's token budget for the ai_energy_benchmarks path: set by the reasoning
+/// params (not by `scenario.reasoning`), min below max allowed, each given value kept.
+#[test]
+fn ai_energy_scores_token_budget_follows_its_reasoning_params() {
+    let aes = Reader { backend: "pytorch", tokens: TokenRule::AiEnergyScore, reasoning: true, ..optimum() };
+    let read = |scenario: Value| {
+        let cfg = json!({"backend": {"model": "m"}, "scenario": scenario});
+        Settings::read(&cfg, aes).map(|s| (s.max_new_tokens, s.min_new_tokens))
+    };
+    let d = json!({"dataset_name": "d"});
+    assert_eq!(read(d.clone()).expect("off"), (10, 10));
+    let on = json!({"dataset_name": "d", "reasoning": true, "reasoning_params": {"reasoning_effort": "high"}});
+    assert_eq!(read(on).expect("on"), (8192, 1));
+    let off = json!({"dataset_name": "d", "reasoning": true, "reasoning_params": {"reasoning_effort": "off"}});
+    assert_eq!(read(off).expect("effort off"), (10, 10));
+    let batch_row = json!({"dataset_name": "d", "reasoning": true, "reasoning_params": {"enable_thinking": true},
+        "generate_kwargs": {"max_new_tokens": 8192, "min_new_tokens": 1}});
+    assert_eq!(read(batch_row).expect("the batch runner's reasoning row"), (8192, 1));
+    let max_only = json!({"dataset_name": "d", "generate_kwargs": {"max_new_tokens": 50}});
+    assert_eq!(read(max_only).expect("max only"), (50, 10));
+    let short = json!({"dataset_name": "d", "generate_kwargs": {"max_new_tokens": 4}});
+    assert_eq!(read(short).expect("a defaulted min follows a smaller max"), (4, 4));
+    let inverted = json!({"dataset_name": "d", "generate_kwargs": {"max_new_tokens": 5, "min_new_tokens": 9}});
+    let err = read(inverted).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("scenario.generate_kwargs.min_new_tokens"), "{}", err.message);
 }
 
 fn unknown_carbon() -> CarbonSettings {

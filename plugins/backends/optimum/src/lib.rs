@@ -23,7 +23,9 @@
 //! One difference: the model is loaded before the dataset is tokenized (optimum loads a
 //! separate tokenizer first); the report keeps optimum's key order.
 
-use energy_star_backend_common::{Energy, Reader, Settings, derived_provenance, efficiency, facts, phase, provenance};
+use energy_star_backend_common::{
+    Energy, Reader, Settings, TokenRule, derived_provenance, efficiency, facts, phase, provenance,
+};
 use energy_star_plugin_sdk::backend::host::inference::{
     self, BatchOutcome, ChatMessage, GenerationParams, LocalEngine, LocalEngineSpec,
 };
@@ -37,8 +39,13 @@ use serde_json::{Map, Value, json};
 
 struct Optimum;
 
-const READER: Reader<'static> =
-    Reader { backend: "optimum", default_tokens: 100, reasoning: true, loads_weights: true, repeats: true };
+const READER: Reader<'static> = Reader {
+    backend: "optimum",
+    tokens: TokenRule::Equal { default: 100 },
+    reasoning: true,
+    loads_weights: true,
+    repeats: true,
+};
 
 /// optimum-benchmark's cap on a reasoning prompt's length plus its new tokens.
 const REASONING_MAX_LENGTH: u32 = 2048;

@@ -2,21 +2,30 @@
 //! host's local engine, with its report keys so AI Energy Score's tools read it unchanged.
 //!
 //! The workload as ai_energy_benchmarks runs it: the dataset and the model load outside the
-//! meter; one window covers the whole prompt loop; no warmup; sampling at temperature 0.7 and
-//! top-p 0.9 (its hard-coded values) unless `generate_kwargs.do_sample=false`; 10 new tokens
-//! when the config gives none; the loop stops after 3 consecutive failures. Differences, all
-//! in the report: `scenario.input_shapes.batch_size` is honoured (the original ignores it),
-//! `min_new_tokens` is honoured (the original ignores it, so lengths vary), and carbon figures
-//! are null (energy-star has no grid-intensity data and invents none).
+//! meter; one window covers the whole prompt loop; no warmup; sampling at temperature 0.7,
+//! top-p 0.9 and top-k 50 (its hard-coded values) unless `generate_kwargs.do_sample=false`;
+//! AI Energy Score's token budget (10 new tokens, or 8192 with min 1 when the reasoning params
+//! enable reasoning); the loop stops after 3 consecutive failures. Each row is formatted as
+//! upstream formats it for the model's family, in both modes (`prompt_format`): the model's
+//! chat template for formatter-less and Qwen/Hunyuan models (with `enable_thinking`), Harmony
+//! text written by hand for gpt-oss, `/think` or `<think>` where the family wants them, the row
+//! alone otherwise; `scenario.reasoning_params` count only with `scenario.reasoning`.
+//! Differences, all in the report: `scenario.input_shapes.batch_size` is honoured (the original
+//! ignores it), `min_new_tokens` is honoured (the original ignores it), TTFT is the engine's
+//! measured prefill (the original estimates it), and carbon figures come from the host's
+//! settings.
 //!
 //! Per-phase energy is added in the `energy_star` block: the loop's energy split between
 //! prefill and decode in proportion to the engine's time in each, labelled as attributed.
 //! Ctrl-C stops the loop at the next batch; the report then covers the prompts done, marked
 //! incomplete.
 
-use energy_star_backend_common::{Energy, Reader, Settings, facts, provenance};
-use energy_star_plugin_sdk::backend::host::inference::{self, GenerationParams, LocalEngineSpec};
-use energy_star_plugin_sdk::backend::host::types::TokenCountSource;
+use energy_star_backend_common::prompt_format::{self, TOP_K};
+use energy_star_backend_common::{Energy, Reader, Settings, TokenRule, facts, provenance, refuse};
+use energy_star_plugin_sdk::backend::host::inference::{
+    self, ChatMessage, GenerationParams, LocalEngine, LocalEngineSpec, Prompt, SamplingOptions,
+};
+use energy_star_plugin_sdk::backend::host::types::{Error, TokenCountSource};
 use energy_star_plugin_sdk::backend::host::{carbon, datasets, log, machine};
 use energy_star_plugin_sdk::backend::{
     self as sdk, BackendInfo, ConfigError, Guest, PrepareRequest, RequestCounts, RunOutput, RunPlan, RunRequest,
@@ -29,8 +38,13 @@ struct Pytorch;
 /// ai_energy_benchmarks' fail-fast rule.
 const MAX_CONSECUTIVE_FAILURES: u32 = 3;
 
-const READER: Reader<'static> =
-    Reader { backend: "pytorch", default_tokens: 10, reasoning: false, loads_weights: true, repeats: false };
+const READER: Reader<'static> = Reader {
+    backend: "pytorch",
+    tokens: TokenRule::AiEnergyScore,
+    reasoning: true,
+    loads_weights: true,
+    repeats: false,
+};
 
 #[derive(Default)]
 struct Tally {
@@ -46,6 +60,42 @@ struct Tally {
     stopped_early: bool,
     /// Why the loop stopped before the last prompt (Ctrl-C), when it did.
     interrupted: bool,
+    /// Template kwargs the model's template never read.
+    unused_kwargs: Vec<String>,
+}
+
+/// How rows become model input for this run (`prompt_format`).
+struct Format {
+    /// `reasoning_params` as upstream's backend receives them (with `scenario.reasoning` only).
+    params: Option<serde_json::Map<String, Value>>,
+    /// The template's kwargs when rows go through the model's chat template.
+    chat_kwargs: Option<serde_json::Map<String, Value>>,
+}
+
+impl Format {
+    /// One batch of rows as prompts for the engine.
+    fn prompts(&self, engine: &LocalEngine, model: &str, rows: &[String], t: &mut Tally) -> Result<Vec<Prompt>, Error> {
+        let Some(kwargs) = &self.chat_kwargs else {
+            return Ok(rows
+                .iter()
+                .map(|r| Prompt::Text(prompt_format::text(model, r, self.params.as_ref())))
+                .collect());
+        };
+        let kwargs_json = Value::Object(kwargs.clone()).to_string();
+        rows.iter()
+            .map(|row| {
+                let chat = engine
+                    .apply_chat_template(&[ChatMessage { role: "user".into(), content: row.clone() }], &kwargs_json)?;
+                for k in chat.unused_kwargs {
+                    if !t.unused_kwargs.contains(&k) {
+                        log::log(log::Level::Warn, &format!("the chat template never reads the kwarg {k}"));
+                        t.unused_kwargs.push(k);
+                    }
+                }
+                Ok(Prompt::Ids(chat.input_ids))
+            })
+            .collect()
+    }
 }
 
 fn settings(config_json: &str) -> Result<(Value, Settings), ConfigError> {
@@ -69,6 +119,16 @@ impl Guest for Pytorch {
     fn prepare(req: PrepareRequest) -> Result<RunPlan, ConfigError> {
         let (_, s) = settings(&req.config_json)?;
         s.engine_dtype()?;
+        let applied = prompt_format::applied_params(s.reasoning, &s.reasoning_params);
+        if let Some(key) = prompt_format::unknown_param(&s.model, applied) {
+            return Err(refuse(
+                &format!("scenario.reasoning_params.{key}"),
+                format!(
+                    "scenario.reasoning_params.{key}: ai_energy_benchmarks passes unknown reasoning params of a model without a prompt format to generate(), which fails every prompt; it knows {}",
+                    prompt_format::KNOWN_PARAMS.join(", ")
+                ),
+            ));
+        }
         Ok(RunPlan {
             models: std::iter::once(s.model.clone()).chain(s.processor.clone()).collect(),
             datasets: vec![s.dataset.clone()],
@@ -103,16 +163,41 @@ impl Guest for Pytorch {
             processor: s.processor.clone(),
         })
         .map_err(|e| sdk::describe(&e))?;
+        let applied = prompt_format::applied_params(s.reasoning, &s.reasoning_params).cloned();
+        let template = engine.chat_template().map_err(|e| sdk::describe(&e))?;
+        let use_chat = prompt_format::uses_chat_template(&s.model, template.is_some());
+        let format = Format {
+            chat_kwargs: use_chat.then(|| prompt_format::template_kwargs(&s.model, applied.as_ref())),
+            params: applied,
+        };
+        let family = prompt_format::family(&s.model);
+        let formatter = family.and_then(|f| f.formatter).map(prompt_format::Formatter::name);
+        log::log(
+            log::Level::Info,
+            &format!(
+                "prompt format: family {}, formatter {}, {}",
+                family.map_or("none", |f| f.name),
+                formatter.unwrap_or("none"),
+                match (&format.chat_kwargs, &template) {
+                    (Some(k), Some(t)) =>
+                        format!("the model's chat template ({}) with {}", t.origin, Value::Object(k.clone())),
+                    _ => "text (the tokenizer adds its special tokens)".into(),
+                }
+            ),
+        );
+        let (temperature, top_p) =
+            if sampling { prompt_format::sampling(&s.model, format.params.as_ref()) } else { (1.0, 1.0) };
         let params = GenerationParams {
             max_new_tokens: s.max_new_tokens,
             min_new_tokens: s.min_new_tokens,
             ignore_eos: false,
             do_sample: sampling,
-            temperature: if sampling { 0.7 } else { 1.0 },
-            top_p: if sampling { 0.9 } else { 1.0 },
+            temperature,
+            top_p,
             seed: Some(s.seed),
             truncate: s.truncation,
         };
+        let options = SamplingOptions { top_k: sampling.then_some(TOP_K) };
         let total = prompts.len() as u64;
         // Announced once the window is open, as every phase is: a Ctrl-C after this line
         // keeps a report of the prompts done.
@@ -122,7 +207,10 @@ impl Guest for Pytorch {
             let mut consecutive = 0;
             log::progress("inference", 0, Some(total), "prompts");
             for batch in prompts.chunks(s.batch_size as usize) {
-                match engine.generate_batch(batch, params) {
+                let out = format
+                    .prompts(&engine, &s.model, batch, &mut t)
+                    .and_then(|inputs| engine.generate(&inputs, params, options));
+                match out {
                     Ok(out) => {
                         consecutive = 0;
                         t.prefill_s += out.prefill_ns as f64 / 1e9;
@@ -237,11 +325,21 @@ impl Guest for Pytorch {
                     "prefill": {"engine_s": tally.prefill_s, "gpu_wh": share(tally.prefill_s, e.gpu_kwh), "cpu_wh": share(tally.prefill_s, e.cpu_kwh), "ram_wh": share(tally.prefill_s, e.ram_kwh)},
                     "decode": {"engine_s": tally.decode_s, "gpu_wh": share(tally.decode_s, e.gpu_kwh), "cpu_wh": share(tally.decode_s, e.cpu_kwh), "ram_wh": share(tally.decode_s, e.ram_kwh)},
                 },
-                "generation": {"max_new_tokens": s.max_new_tokens, "min_new_tokens": s.min_new_tokens, "do_sample": sampling, "temperature": params.temperature, "top_p": params.top_p, "seed": s.seed, "batch_size": s.batch_size},
+                "generation": {"max_new_tokens": s.max_new_tokens, "min_new_tokens": s.min_new_tokens, "do_sample": sampling, "temperature": params.temperature, "top_p": params.top_p, "top_k": options.top_k, "seed": s.seed, "batch_size": s.batch_size},
+                "prompt_format": {
+                    "family": family.map(|f| f.name),
+                    "formatter": formatter,
+                    "path": if format.chat_kwargs.is_some() { "chat_template" } else { "text" },
+                    "chat_template": template.as_ref().filter(|_| format.chat_kwargs.is_some()).map(|t| json!({"origin": t.origin, "sha256": t.sha256})),
+                    "template_kwargs": format.chat_kwargs,
+                    "unused_template_kwargs": tally.unused_kwargs,
+                    "reasoning_params_applied": format.params,
+                },
                 "differences_from_ai_energy_benchmarks": [
                     "batch_size is honoured (the original sends prompts one at a time)",
                     "min_new_tokens is honoured (the original ignores it)",
-                    "top_k 50 is not applied (top-p 0.9 and temperature 0.7 are)",
+                    "avg_time_to_first_token is the engine's measured prefill time (the original estimates latency / completion tokens)",
+                    "prompts that do not fit the context are cut to context - max_new_tokens when scenario.truncation is on (the original cuts text prompts to the tokenizer's model_max_length and never cuts templated ones)",
                     "device_map is recorded as configured (default auto); the local engine places the whole model on one device",
                     energy_star_backend_common::carbon_difference(&carbon),
                 ],

@@ -16,7 +16,7 @@
 //! Policy lives here; the host does the HTTP, the timing and the metering.
 
 use energy_star_backend_common::serving::{self, ServingConfig, ServingMetrics, Timed};
-use energy_star_backend_common::{Energy, Reader, Settings, facts, provenance};
+use energy_star_backend_common::{Energy, Reader, Settings, TokenRule, facts, provenance};
 use energy_star_plugin_sdk::backend::host::inference::{
     self, GenerationParams, LoadLimits, LoadOutcome, LoadProfile, RateProfile, RemoteApi, RemoteEngine,
     RemoteEngineSpec, StopReason,
@@ -101,7 +101,13 @@ fn plan(config_json: &str, settings: &[(String, String)]) -> Result<Plan, Config
     // The server applies the chat template and any reasoning.
     let s = Settings::read(
         &local_view,
-        Reader { backend: "vllm", default_tokens: 10, reasoning: true, loads_weights: false, repeats: false },
+        Reader {
+            backend: "vllm",
+            tokens: TokenRule::AiEnergyScore,
+            reasoning: true,
+            loads_weights: false,
+            repeats: false,
+        },
     )?;
     let sc = ServingConfig::read(&cfg)?;
     let reasoning = energy_star_backend_common::bool_at(&cfg, "scenario.reasoning");
