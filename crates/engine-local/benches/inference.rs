@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench -p energy-star-engine-local --bench inference` (about 2 minutes; writes a 540 MB model
 //! to a temporary folder). With `ENERGY_STAR_BENCH_MODELS="LABEL=DIR;LABEL=DIR"` it benches only
-//! those folders (the side-by-side script `benches/gpt_oss_side_by_side.py` sets it).
+//! those folders (the side-by-side script `benches/decoders_side_by_side.py` sets it), and
+//! `ENERGY_STAR_BENCH_DTYPE` picks the dtype (default float32).
 
 use std::path::Path;
 use std::time::Instant;
@@ -15,9 +16,9 @@ use energy_star_engine_local::{CandleEngine, LocalSpec};
 const PROMPT_TOKENS: usize = 32;
 const NEW_TOKENS: u32 = 32;
 
-fn bench(label: &str, dir: &Path) {
+fn bench(label: &str, dir: &Path, dtype: &str) {
     let spec =
-        LocalSpec { model: dir.display().to_string(), device: "cpu".into(), dtype: "float32".into(), processor: None };
+        LocalSpec { model: dir.display().to_string(), device: "cpu".into(), dtype: dtype.into(), processor: None };
     let t = Instant::now();
     let engine = CandleEngine::open(&spec, &|_: &str| None).expect("model loads");
     let load_s = t.elapsed().as_secs_f64();
@@ -95,23 +96,25 @@ fn smollm2_shapes(dir: &Path) {
 }
 
 fn main() {
+    let dtype = std::env::var("ENERGY_STAR_BENCH_DTYPE").unwrap_or_else(|_| "float32".into());
+    println!("dtype: {dtype}");
     println!("| model | batch | prompt tokens | new tokens | prefill tokens/s | decode tokens/s | load |");
     println!("|---|---|---|---|---|---|---|");
     if let Ok(list) = std::env::var("ENERGY_STAR_BENCH_MODELS") {
         for entry in list.split(';').filter(|e| !e.trim().is_empty()) {
             let (label, dir) = entry.rsplit_once('=').expect("ENERGY_STAR_BENCH_MODELS entries are LABEL=DIR");
-            bench(label.trim(), Path::new(dir.trim()));
+            bench(label.trim(), Path::new(dir.trim()), &dtype);
         }
         return;
     }
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
-    bench("tiny-llama fixture (hidden 64, 2 layers)", &fixtures.join("tiny-llama"));
-    bench("tiny-gpt-oss fixture (MXFP4)", &fixtures.join("tiny-gpt-oss"));
-    bench("tiny-gpt-oss fixture (dense f32)", &fixtures.join("tiny-gpt-oss/dense"));
+    bench("tiny-llama fixture (hidden 64, 2 layers)", &fixtures.join("tiny-llama"), &dtype);
+    bench("tiny-gpt-oss fixture (MXFP4)", &fixtures.join("tiny-gpt-oss"), &dtype);
+    bench("tiny-gpt-oss fixture (dense f32)", &fixtures.join("tiny-gpt-oss/dense"), &dtype);
     let toy = tempfile::tempdir().expect("tmp");
     energy_star_engine_local::toy::write(toy.path()).expect("toy");
-    bench("energy-star/toy-llama (offline default, 9.8 M)", toy.path());
+    bench("energy-star/toy-llama (offline default, 9.8 M)", toy.path(), &dtype);
     let dir = tempfile::tempdir().expect("tmp");
     smollm2_shapes(dir.path());
-    bench("random weights, SmolLM2-135M shapes (135 M)", dir.path());
+    bench("random weights, SmolLM2-135M shapes (135 M)", dir.path(), &dtype);
 }
