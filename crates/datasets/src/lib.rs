@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use thiserror::Error;
 
+mod imagefolder;
+
 use energy_star_hub::select::DATA_EXTENSIONS as EXTENSIONS;
 use energy_star_hub::{cached_snapshot, hub_cache, looks_like_hub_id};
 
@@ -44,6 +46,62 @@ pub struct DatasetRows {
     pub source: String,
     pub columns: Vec<String>,
     pub rows: Vec<Vec<String>>,
+}
+
+/// One value of a dataset row, typed as far as a task needs: text, or a file's contents as
+/// Hugging Face stores an `Image` (or `Audio`) feature (a struct of `bytes` and `path`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    /// Strings, and other scalars as their JSON text.
+    Text(String),
+    /// A file: its bytes when the row holds them; else `path`, resolved against the data
+    /// file's folder, says where to read them.
+    File {
+        bytes: Option<Vec<u8>>,
+        path: Option<String>,
+    },
+}
+
+impl Cell {
+    /// The cell as text (what a text column gives a backend): a file cell gives its path.
+    pub fn text(&self) -> String {
+        match self {
+            Cell::Null => String::new(),
+            Cell::Text(t) => t.clone(),
+            Cell::File { path, .. } => path.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Empty as optimum-benchmark's filter sees it (`example[column] != ""`): null, or empty
+    /// text; a file cell is never empty.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Cell::Null => true,
+            Cell::Text(t) => t.is_empty(),
+            Cell::File { .. } => false,
+        }
+    }
+
+    /// The file's bytes, read from `path` when the row does not hold them.
+    pub fn file_bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+        match self {
+            Cell::File { bytes: Some(b), .. } => Ok(std::borrow::Cow::Borrowed(b)),
+            Cell::File { bytes: None, path: Some(p) } | Cell::Text(p) if !p.is_empty() => {
+                std::fs::read(p).map(std::borrow::Cow::Owned).map_err(|e| format!("{p}: {e}"))
+            }
+            Cell::Null => Err("the cell is empty".into()),
+            _ => Err("the cell holds neither bytes nor a file path".into()),
+        }
+    }
+}
+
+/// Rows of typed cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub source: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Cell>>,
 }
 
 fn ext(p: &Path) -> Option<&str> {
@@ -112,16 +170,57 @@ pub fn locate(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Resu
     Ok(files)
 }
 
-/// Loads the rows of `spec`'s columns.
+/// Loads the rows of `spec`'s columns as text.
 pub fn load(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Result<DatasetRows, DatasetError> {
     if spec.name == TOY_PROMPTS {
         return builtin_prompts(spec);
     }
-    let files = locate(spec, env)?;
-    let mut rows = Vec::new();
+    let t = load_table(spec, env)?;
+    Ok(DatasetRows {
+        source: t.source,
+        columns: t.columns,
+        rows: t.rows.iter().map(|r| r.iter().map(Cell::text).collect()).collect(),
+    })
+}
+
+/// Loads the rows of `spec`'s columns as typed cells: data files, or a folder of images (each
+/// row an `image` file and, for images in class folders, a `label`, as `datasets`' imagefolder
+/// reads them).
+pub fn load_table(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Result<Table, DatasetError> {
+    if spec.name == TOY_PROMPTS {
+        let rows = builtin_prompts(spec)?;
+        return Ok(Table {
+            source: rows.source,
+            columns: rows.columns,
+            rows: rows.rows.into_iter().map(|r| r.into_iter().map(Cell::Text).collect()).collect(),
+        });
+    }
+    let files = match locate(spec, env) {
+        Ok(files) => files,
+        Err(e) => match imagefolder::rows(&locate_root(&spec.name, env)?, &spec.split) {
+            Some(records) => return select(spec, vec![(PathBuf::from(&spec.name), records)]),
+            None => return Err(e),
+        },
+    };
+    let mut read = Vec::new();
     let want = spec.num_samples;
+    let mut count = 0;
     for f in &files {
         let records = read_file(f)?;
+        count += records.len();
+        read.push((f.clone(), records));
+        if want.is_some_and(|n| count >= n) {
+            break;
+        }
+    }
+    select(spec, read)
+}
+
+/// `spec`'s columns of the records read, checked, cut to `num_samples`.
+fn select(spec: &DatasetSpec, read: Vec<(PathBuf, Vec<Record>)>) -> Result<Table, DatasetError> {
+    let mut rows = Vec::new();
+    let want = spec.num_samples;
+    for (_, records) in &read {
         if let Some(first) = records.first() {
             for c in &spec.columns {
                 if !first.contains_key(c) {
@@ -136,7 +235,7 @@ pub fn load(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Result
             }
         }
         for r in records {
-            rows.push(spec.columns.iter().map(|c| value_text(r.get(c))).collect::<Vec<_>>());
+            rows.push(spec.columns.iter().map(|c| r.get(c).cloned().unwrap_or(Cell::Null)).collect::<Vec<_>>());
             if want.is_some_and(|n| rows.len() >= n) {
                 break;
             }
@@ -150,8 +249,8 @@ pub fn load(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Result
     {
         return Err(DatasetError::TooFew { name: spec.name.clone(), rows: rows.len(), wanted: n });
     }
-    Ok(DatasetRows {
-        source: files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
+    Ok(Table {
+        source: read.iter().map(|(f, _)| f.display().to_string()).collect::<Vec<_>>().join(", "),
         columns: spec.columns.clone(),
         rows,
     })
@@ -159,8 +258,11 @@ pub fn load(spec: &DatasetSpec, env: &impl Fn(&str) -> Option<String>) -> Result
 
 /// The project's own prompt set, built into the binary.
 fn builtin_prompts(spec: &DatasetSpec) -> Result<DatasetRows, DatasetError> {
-    let records: Vec<Record> =
-        PROMPTS_JSONL.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()?.as_object().cloned()).collect();
+    let records: Vec<Record> = PROMPTS_JSONL
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?.as_object().cloned())
+        .map(|o| json_record(o, Path::new(".")))
+        .collect();
     for c in &spec.columns {
         if c != "text" {
             return Err(DatasetError::NoColumn {
@@ -177,21 +279,44 @@ fn builtin_prompts(spec: &DatasetSpec) -> Result<DatasetRows, DatasetError> {
     Ok(DatasetRows {
         source: "built-in prompt set (crates/datasets/assets/prompts.jsonl)".into(),
         columns: spec.columns.clone(),
-        rows: records.iter().take(n).map(|r| spec.columns.iter().map(|c| value_text(r.get(c))).collect()).collect(),
+        rows: records
+            .iter()
+            .take(n)
+            .map(|r| spec.columns.iter().map(|c| r.get(c).map(Cell::text).unwrap_or_default()).collect())
+            .collect(),
     })
 }
 
-fn value_text(v: Option<&Value>) -> String {
+type Record = std::collections::BTreeMap<String, Cell>;
+
+/// A JSON value as a cell: an object with `bytes` or `path` (an image as `datasets` writes it
+/// to JSON) is a file whose path is resolved against `base`, the data file's folder.
+fn json_cell(v: Value, base: &Path) -> Cell {
     match v {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
+        Value::Null => Cell::Null,
+        Value::String(s) => Cell::Text(s),
+        Value::Object(o) if o.contains_key("path") || o.contains_key("bytes") => Cell::File {
+            bytes: None,
+            path: o.get("path").and_then(Value::as_str).map(|p| base.join(p).display().to_string()),
+        },
+        other => Cell::Text(other.to_string()),
     }
 }
 
-type Record = serde_json::Map<String, Value>;
+fn json_record(o: serde_json::Map<String, Value>, base: &Path) -> Record {
+    o.into_iter().map(|(k, v)| (k, json_cell(v, base))).collect()
+}
 
 fn read_file(path: &Path) -> Result<Vec<Record>, DatasetError> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    if ext(path) == Some("parquet") {
+        return read_parquet(path, base).map_err(|why| DatasetError::Read { path: path.to_path_buf(), why });
+    }
+    Ok(read_json_like(path)?.into_iter().map(|r| json_record(r, base)).collect())
+}
+
+/// JSONL, JSON and CSV files as JSON objects.
+fn read_json_like(path: &Path) -> Result<Vec<serde_json::Map<String, Value>>, DatasetError> {
     let err = |why: String| DatasetError::Read { path: path.to_path_buf(), why };
     match ext(path) {
         Some("jsonl") => {
@@ -250,37 +375,60 @@ fn read_file(path: &Path) -> Result<Vec<Record>, DatasetError> {
                 })
                 .collect()
         }
-        Some("parquet") => read_parquet(path).map_err(err),
         _ => Err(err("unsupported file type".into())),
     }
 }
 
-fn read_parquet(path: &Path) -> Result<Vec<Record>, String> {
+fn read_parquet(path: &Path, base: &Path) -> Result<Vec<Record>, String> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
-    use parquet::record::Field;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let reader = SerializedFileReader::new(file).map_err(|e| format!("not a readable Parquet file: {e}"))?;
     let rows = reader.get_row_iter(None).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for row in rows {
         let row = row.map_err(|e| format!("{e} (energy-star reads uncompressed and snappy Parquet)"))?;
-        let mut rec = Record::new();
-        for (name, field) in row.get_column_iter() {
-            let v = match field {
-                Field::Null => Value::Null,
-                Field::Str(s) => Value::String(s.clone()),
-                Field::Bool(b) => Value::Bool(*b),
-                Field::Int(i) => Value::from(*i),
-                Field::Long(i) => Value::from(*i),
-                Field::Double(d) => Value::from(*d),
-                Field::Float(f) => Value::from(f64::from(*f)),
-                other => Value::String(other.to_string()),
-            };
-            rec.insert(name.clone(), v);
-        }
-        out.push(rec);
+        out.push(row.get_column_iter().map(|(name, field)| (name.clone(), parquet_cell(field, base))).collect());
     }
     Ok(out)
+}
+
+/// A Parquet value as a cell: Hugging Face's `Image`/`Audio` features are a struct of `bytes`
+/// (binary) and `path` (string).
+fn parquet_cell(field: &parquet::record::Field, base: &Path) -> Cell {
+    use parquet::record::Field;
+    match field {
+        Field::Null => Cell::Null,
+        Field::Str(s) => Cell::Text(s.clone()),
+        Field::Bool(b) => Cell::Text(b.to_string()),
+        Field::Int(i) => Cell::Text(i.to_string()),
+        Field::Long(i) => Cell::Text(i.to_string()),
+        Field::Double(d) => Cell::Text(Value::from(*d).to_string()),
+        Field::Float(f) => Cell::Text(Value::from(f64::from(*f)).to_string()),
+        Field::Bytes(b) => Cell::File { bytes: Some(b.data().to_vec()), path: None },
+        Field::Group(g) => {
+            let mut bytes = None;
+            let mut file = None;
+            let mut is_file = false;
+            for (name, f) in g.get_column_iter() {
+                match (name.as_str(), f) {
+                    ("bytes", Field::Bytes(b)) => (bytes, is_file) = (Some(b.data().to_vec()), true),
+                    ("bytes", Field::Null) | ("path", Field::Null) => is_file = true,
+                    ("path", Field::Str(p)) => (file, is_file) = (Some(p.clone()), true),
+                    _ => {}
+                }
+            }
+            if !is_file {
+                return Cell::Text(field.to_string());
+            }
+            // A path beside the bytes names where they came from; alone, a file to read.
+            let path = match (&bytes, file) {
+                (None, Some(p)) => Some(base.join(p).display().to_string()),
+                (_, p) => p,
+            };
+            Cell::File { bytes, path }
+        }
+        other => Cell::Text(other.to_string()),
+    }
 }
 
 #[cfg(test)]

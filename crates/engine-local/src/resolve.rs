@@ -41,6 +41,20 @@ pub fn locate_gguf(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result
 
 /// Resolves `model` (a folder, or a hub id) to its files.
 pub fn resolve(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<ModelFiles, String> {
+    let dir = model_dir(model, env)?;
+    let need = |name: &str| -> Result<PathBuf, String> {
+        let p = dir.join(name);
+        if p.is_file() { Ok(p) } else { Err(format!("{} has no {name}", dir.display())) }
+    };
+    let config = need("config.json")?;
+    let tokenizer = need("tokenizer.json")?;
+    let generation_config = Some(dir.join("generation_config.json")).filter(|p| p.is_file());
+    let weights = weights(&dir)?;
+    Ok(ModelFiles { dir, config, generation_config, tokenizer, weights })
+}
+
+/// The folder of `model`: itself, the toy model's, or its snapshot in the hub cache.
+pub fn model_dir(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<PathBuf, String> {
     let path = Path::new(model);
     let dir = if model == crate::toy::TOY_MODEL {
         crate::toy::ensure(env)?
@@ -69,13 +83,11 @@ pub fn resolve(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Mod
             (false, _) => return Err(format!("model folder {model} does not exist")),
         }
     };
-    let need = |name: &str| -> Result<PathBuf, String> {
-        let p = dir.join(name);
-        if p.is_file() { Ok(p) } else { Err(format!("{} has no {name}", dir.display())) }
-    };
-    let config = need("config.json")?;
-    let tokenizer = need("tokenizer.json")?;
-    let generation_config = Some(dir.join("generation_config.json")).filter(|p| p.is_file());
+    Ok(dir)
+}
+
+/// The safetensors files of a model folder: one, or the shards its index names.
+pub fn weights(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let single = dir.join("model.safetensors");
     let index = dir.join("model.safetensors.index.json");
     let weights = if single.is_file() {
@@ -97,7 +109,7 @@ pub fn resolve(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Mod
     } else {
         return Err(format!("{} has no model.safetensors or model.safetensors.index.json", dir.display()));
     };
-    Ok(ModelFiles { dir, config, generation_config, tokenizer, weights })
+    Ok(weights)
 }
 
 #[cfg(test)]
