@@ -49,6 +49,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "plugins",
     "measure",
     "generate",
+    "predict",
     "report",
     "compare",
     "bundle",
@@ -99,6 +100,8 @@ pub enum Command {
     Measure(MeasureArgs),
     /// Generate with a model, to check it before a long run.
     Generate(GenerateArgs),
+    /// Run a non-generative task's model on inputs, as transformers' pipelines answer.
+    Predict(PredictArgs),
     /// Write report.html (and figures/*.svg) about a results folder.
     Report(ReportArgs),
     /// Do runs differ beyond noise? Means, 95 % intervals and Welch's difference per phase.
@@ -274,6 +277,39 @@ pub struct BatchArgs {
     /// Overrides added to every run, after `--`.
     #[arg(last = true, value_name = "OVERRIDE")]
     pub overrides: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Model folder or Hugging Face id (from the local cache).
+    #[arg(long)]
+    pub model: String,
+    /// text-classification, sentence-similarity, question-answering, image-classification or
+    /// object-detection.
+    #[arg(long)]
+    pub task: String,
+    /// JSONL, one input a line: `text`; `sentence1`, `sentence2`; `question`, `context`; `image`
+    /// (a file path, relative to the JSONL's folder).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub inputs: PathBuf,
+    /// Inputs per forward pass (padded together).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub batch_size: usize,
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
+    pub device: String,
+    /// float32, bfloat16, float16 or auto.
+    #[arg(long, default_value = "auto", value_name = "D")]
+    pub dtype: String,
+    /// Object detection: keep boxes scoring above this.
+    #[arg(long, default_value_t = 0.5, value_name = "S")]
+    pub threshold: f32,
+    /// Random weights from config.json with this seed (backend.no_weights), instead of the
+    /// model's.
+    #[arg(long, value_name = "SEED")]
+    pub random_weights: Option<u64>,
+    /// One JSON line per input (answer and raw outputs); without it, a line of text each.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

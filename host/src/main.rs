@@ -35,6 +35,7 @@ mod generate;
 mod label;
 mod measure;
 mod plugins;
+mod predict;
 mod rate;
 mod report;
 mod run;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         Command::Plugins(args) => plugins::command(&cli.plugins, args),
         Command::Measure(args) => measure::command(&args),
         Command::Generate(args) => generate::command(&args),
+        Command::Predict(args) => predict::command(&args),
         Command::Report(args) => report::command(&args),
         Command::Compare(args) => compare::command(&args),
         Command::Bundle(args) => bundle::command(&args),

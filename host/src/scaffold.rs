@@ -1,6 +1,6 @@
 //! `energy-star plugins new NAME --kind backend|summarizer`: a plugin crate that builds at
 //! once. It carries its own copy of the guest SDK, of the shared names (`energy-star-types`)
-//! and of the WIT files (the SDK's: API 0.2.4), so it needs nothing of this repository: `cargo build
+//! and of the WIT files (the SDK's: API 0.2.5), so it needs nothing of this repository: `cargo build
 //! --release --target wasm32-wasip2` and drop the `.wasm` into a plugin folder.
 
 use std::path::{Path, PathBuf};

@@ -1,12 +1,12 @@
-//! Plugins of older APIs keep working on this host (0.2.4): every built-in plugin as built at
+//! Plugins of older APIs keep working on this host (0.2.5): every built-in plugin as built at
 //! 0.1.0 (`tests/fixtures/plugins-0.1.0`, built at efaa97b, the last commit of 0.1.0), at 0.2.0
 //! (`tests/fixtures/plugins-0.2.0`, built at 68c2446), at 0.2.1
 //! (`tests/fixtures/plugins-0.2.1`, built at 8cc9a68), at 0.2.2 (`tests/fixtures/plugins-0.2.2`,
-//! built at 310a814) and at 0.2.3 (`tests/fixtures/plugins-0.2.3`, built at 639d6ed), dropped
-//! into a plugin folder, replaces today's built-in and gives the same figures; and a test guest
-//! built today from the frozen 0.1.0 WIT (`tests/guests/echo-backend`) runs. 0.2.0 to 0.2.3
-//! plugins load through 0.2.4's bindings (wasmtime's semver-compatible names): nothing adapts
-//! them.
+//! built at 310a814), at 0.2.3 (`tests/fixtures/plugins-0.2.3`, built at 639d6ed) and at 0.2.4
+//! (`tests/fixtures/plugins-0.2.4`, built at c6d4220), dropped into a plugin folder, replaces
+//! today's built-in and gives the same figures; and a test guest built today from the frozen
+//! 0.1.0 WIT (`tests/guests/echo-backend`) runs. 0.2.0 to 0.2.4 plugins load through 0.2.5's
+//! bindings (wasmtime's semver-compatible names): nothing adapts them.
 
 use std::path::{Path, PathBuf};
 
@@ -111,7 +111,7 @@ fn the_0_1_0_backends_run_the_offline_default() {
 }
 
 #[test]
-fn the_0_2_0_builtins_load_through_0_2_4s_bindings_and_give_the_same_figures() {
+fn the_0_2_0_builtins_load_through_0_2_5s_bindings_and_give_the_same_figures() {
     let old = plugins_of("0.2.0");
     let dirs = old.path().to_str().expect("utf-8");
     assert_every_builtin_is_replaced(dirs, "0.2.0");
@@ -141,7 +141,7 @@ fn the_0_2_0_backends_run_without_the_carbon_import_and_the_host_still_knows_the
 }
 
 #[test]
-fn the_0_2_1_builtins_load_through_0_2_4s_bindings_and_give_the_same_figures() {
+fn the_0_2_1_builtins_load_through_0_2_5s_bindings_and_give_the_same_figures() {
     let old = plugins_of("0.2.1");
     let dirs = old.path().to_str().expect("utf-8");
     assert_every_builtin_is_replaced(dirs, "0.2.1");
@@ -169,7 +169,7 @@ fn a_0_2_1_backend_runs_without_the_machine_import_and_the_record_still_describe
 }
 
 #[test]
-fn the_0_2_2_builtins_load_through_0_2_4s_bindings_and_give_the_same_figures() {
+fn the_0_2_2_builtins_load_through_0_2_5s_bindings_and_give_the_same_figures() {
     let old = plugins_of("0.2.2");
     let dirs = old.path().to_str().expect("utf-8");
     assert_every_builtin_is_replaced(dirs, "0.2.2");
@@ -193,7 +193,7 @@ fn a_0_2_2_backend_runs_without_the_chat_template_methods_and_still_describes_th
 }
 
 #[test]
-fn the_0_2_3_builtins_load_through_0_2_4s_bindings_and_give_the_same_figures() {
+fn the_0_2_3_builtins_load_through_0_2_5s_bindings_and_give_the_same_figures() {
     let old = plugins_of("0.2.3");
     let dirs = old.path().to_str().expect("utf-8");
     assert_every_builtin_is_replaced(dirs, "0.2.3");
@@ -222,4 +222,21 @@ fn a_0_2_3_backend_runs_reasoning_through_its_chat_template_methods() {
     );
     let record = read_json(&r.join("run_record.json"));
     assert_eq!(record["chat_templates"][0]["origin"], "chat_template.jinja", "{record}");
+}
+
+#[test]
+fn the_0_2_4_builtins_load_through_0_2_5s_bindings_and_give_the_same_figures() {
+    let old = plugins_of("0.2.4");
+    let dirs = old.path().to_str().expect("utf-8");
+    assert_every_builtin_is_replaced(dirs, "0.2.4");
+    for (report, total) in [
+        ("optimum/aienergyscore-results_benchmark_report.json", "133.71\n"),
+        ("ai_energy_benchmarks/SYNTHETIC_vllm_benchmark_report.json", "5.98\n"),
+    ] {
+        assert_eq!(total_of(old.path(), &sample(report)), total, "0.2.4 on {report}");
+    }
+    // Its pytorch backend still formats prompts through the 0.2.4 methods.
+    let (_cwd, r) = old_backend_run(old.path(), "0.2.4", "pytorch", &[]);
+    let additions = read_json(&r.join("energy_star_report.json"));
+    assert_eq!(additions["run"]["prompt_format"]["path"], "text", "{additions}");
 }

@@ -11,7 +11,7 @@ fn builtins_are_listed_with_kind_version_api_and_origin() {
     for (kind, name) in BUILTIN_PLUGINS {
         let p = listed(&list, kind, name).unwrap_or_else(|| panic!("{kind} {name} missing: {list:?}"));
         assert_eq!(p["origin"], "built-in");
-        assert_eq!(p["api_version"], "0.2.4");
+        assert_eq!(p["api_version"], "0.2.5");
         assert!(!p["version"].as_str().expect("version").is_empty());
     }
     assert_eq!(
@@ -22,7 +22,7 @@ fn builtins_are_listed_with_kind_version_api_and_origin() {
     assert!(
         table.contains("NAME")
             && table.contains("ORIGIN")
-            && table.contains("API versions accepted: 0.1.0, 0.2.0, 0.2.1, 0.2.2, 0.2.3, 0.2.4"),
+            && table.contains("API versions accepted: 0.1.0, 0.2.0, 0.2.1, 0.2.2, 0.2.3, 0.2.4, 0.2.5"),
         "{table}"
     );
 }
@@ -125,7 +125,7 @@ fn plugin_for_another_api_version_is_skipped_by_name() {
         &[
             "future.wasm",
             "was built for energy-star plugin API 9.0.0",
-            "accepts 0.1.0, 0.2.0, 0.2.1, 0.2.2, 0.2.3, 0.2.4",
+            "accepts 0.1.0, 0.2.0, 0.2.1, 0.2.2, 0.2.3, 0.2.4, 0.2.5",
         ],
     );
 }

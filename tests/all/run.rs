@@ -289,6 +289,18 @@ fn bad_scenario_settings_are_clear_errors() {
     // Everything the config decides is checked by the backend's `prepare`, before the results
     // folder is created or changed.
     for backend in ["optimum", "pytorch"] {
+        // optimum runs the forward tasks on the local engine; the pytorch backend runs text
+        // generation only, as ai_energy_benchmarks does.
+        let task = match backend {
+            "optimum" => (
+                "backend.task=automatic-speech-recognition",
+                "backend.task=automatic-speech-recognition is not supported",
+            ),
+            _ => (
+                "backend.task=image-classification",
+                "backend.task=image-classification is not supported by the pytorch backend",
+            ),
+        };
         let tokens = match backend {
             // optimum-benchmark refuses min and max that differ; ai_energy_benchmarks' path takes
             // a min below the max (AI Energy Score's reasoning rows: 8192 and 1), not above.
@@ -300,7 +312,7 @@ fn bad_scenario_settings_are_clear_errors() {
         for (bad, says) in [
             tokens,
             ("scenario.input_shapes.batch_size=0", "batch_size = 0"),
-            ("backend.task=image-classification", "backend.task=image-classification is not supported"),
+            task,
             ("scenario.num_samples=abc", "scenario.num_samples = \"abc\" must be an integer"),
             ("backend.torch_dtype=float8", "backend.torch_dtype = \"float8\""),
         ] {

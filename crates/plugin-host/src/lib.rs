@@ -4,8 +4,8 @@
 //! A plugin is a WebAssembly component that exports one interface of the `energy-star:plugin`
 //! WIT package: `summarizer` (report → unified summary) or `backend` (runs a benchmark through
 //! the host's capabilities). The host reads which, and the API version, from the export's
-//! versioned name; it accepts API 0.2.0 to 0.2.4 (served by 0.2.4's bindings: 0.2.1 to 0.2.4
-//! only add) and 0.1.0, which it adapts to 0.2.4 when it loads them.
+//! versioned name; it accepts API 0.2.0 to 0.2.5 (served by 0.2.5's bindings: 0.2.1 to 0.2.5
+//! only add) and 0.1.0, which it adapts to 0.2.5 when it loads them.
 //!
 //! Rooms: [`discovery`] (folders, precedence, broken files), [`plugin`] (loading and the
 //! typed calls), [`runtime`] (engine, linkers, limits, compile cache, the call hook), [`wit`]

@@ -1,6 +1,6 @@
 //! A loaded plugin and the typed calls into it. Calls take and give host types, whatever API
 //! version the plugin was built for: the version is resolved once, when the plugin is loaded,
-//! into a [`Calls`] implementation (`crate::wit::v0_2_4`, for 0.2.0 to 0.2.4, or the 0.1.0 adapter).
+//! into a [`Calls`] implementation (`crate::wit::v0_2_5`, for 0.2.0 to 0.2.5, or the 0.1.0 adapter).
 
 use std::sync::Arc;
 

@@ -20,7 +20,7 @@ use crate::error::{PluginError, StopReason, classify};
 use crate::host::HostServices;
 use crate::plugin::Calls;
 use crate::state::{self, PluginState};
-use crate::wit::{ACCEPTED_API_VERSIONS, PACKAGE, v0_1_0, v0_2_4};
+use crate::wit::{ACCEPTED_API_VERSIONS, PACKAGE, v0_1_0, v0_2_5};
 
 /// Longest a plugin may compute in its start function and `info` during discovery.
 pub const INFO_TIME_LIMIT: Duration = Duration::from_secs(5);
@@ -65,9 +65,9 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 /// Owns the engine and the linkers; cheap to share by reference across calls.
 pub struct PluginRuntime {
     engine: Engine,
-    /// Backends of API 0.2.0 to 0.2.4: WASI (no timers) and the 0.2.4 host interfaces.
+    /// Backends of API 0.2.0 to 0.2.5: WASI (no timers) and the 0.2.5 host interfaces.
     backend_linker: Linker<PluginState>,
-    /// Backends of API 0.1.0: WASI (no timers) and the 0.1.0 interfaces, adapted to 0.2.4's.
+    /// Backends of API 0.1.0: WASI (no timers) and the 0.1.0 interfaces, adapted to 0.2.5's.
     backend_v0_1_linker: Linker<PluginState>,
     /// Summarizers of either version import nothing of the host's.
     summarizer_linker: Linker<PluginState>,
@@ -241,8 +241,8 @@ impl PluginRuntime {
             }
             (PluginKind::Summarizer, false) => {
                 let pre = self.summarizer_linker.instantiate_pre(component).map_err(link_err)?;
-                let pre = v0_2_4::summarizer::SummarizerPluginPre::new(pre).map_err(link_err)?;
-                Calls::Summarizer(Arc::new(v0_2_4::Summarizer(pre)))
+                let pre = v0_2_5::summarizer::SummarizerPluginPre::new(pre).map_err(link_err)?;
+                Calls::Summarizer(Arc::new(v0_2_5::Summarizer(pre)))
             }
             (PluginKind::Backend, true) => {
                 let pre = self.backend_v0_1_linker.instantiate_pre(component).map_err(link_err)?;
@@ -251,8 +251,8 @@ impl PluginRuntime {
             }
             (PluginKind::Backend, false) => {
                 let pre = self.backend_linker.instantiate_pre(component).map_err(link_err)?;
-                let pre = v0_2_4::backend::BackendPluginPre::new(pre).map_err(link_err)?;
-                Calls::Backend(Arc::new(v0_2_4::Backend(pre)))
+                let pre = v0_2_5::backend::BackendPluginPre::new(pre).map_err(link_err)?;
+                Calls::Backend(Arc::new(v0_2_5::Backend(pre)))
             }
         })
     }
@@ -340,15 +340,16 @@ fn forbid_timers(linker: &mut Linker<PluginState>) -> Result<(), PluginError> {
     Ok(())
 }
 
-/// The 0.2.4 host interfaces, each on its narrow view.
+/// The 0.2.5 host interfaces, each on its narrow view.
 fn link_latest_backend(l: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    use v0_2_4::backend::energy_star::plugin as api;
+    use v0_2_5::backend::energy_star::plugin as api;
     api::types::add_to_linker::<PluginState, state::Log>(l, PluginState::log_view)?;
     api::log::add_to_linker::<PluginState, state::Log>(l, PluginState::log_view)?;
     api::clock::add_to_linker::<PluginState, state::Clock>(l, PluginState::clock_view)?;
     api::meter::add_to_linker::<PluginState, state::Meter>(l, PluginState::meter_view)?;
     api::inference::add_to_linker::<PluginState, state::Inference>(l, PluginState::inference_view)?;
     api::datasets::add_to_linker::<PluginState, state::Datasets>(l, PluginState::datasets_view)?;
+    api::tasks::add_to_linker::<PluginState, state::Tasks>(l, PluginState::tasks_view)?;
     api::results::add_to_linker::<PluginState, state::Results>(l, PluginState::results_view)?;
     api::carbon::add_to_linker::<PluginState, state::Carbon>(l, PluginState::carbon_view)?;
     api::machine::add_to_linker::<PluginState, state::Machine>(l, PluginState::machine_view)?;

@@ -11,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::error::StopReason;
 use crate::host::{
     CarbonView, ClockView, DatasetsView, HostServices, InferenceView, LogView, MachineView, MeterView, ResultsView,
+    TasksView,
 };
 use crate::wit::v0_1_0::LegacyHandles;
 
@@ -107,7 +108,13 @@ impl PluginState {
 
     pub(crate) fn datasets_view(&mut self) -> DatasetsView<'_> {
         self.in_host_import = true;
-        DatasetsView { grant: self.services.grant.as_ref(), env: &self.services.env }
+        DatasetsView { grant: self.services.grant.as_ref(), env: &self.services.env, table: &mut self.table }
+    }
+
+    pub(crate) fn tasks_view(&mut self) -> TasksView<'_> {
+        self.in_host_import = true;
+        let clock = self.services.clock();
+        TasksView { grant: self.services.grant.as_ref(), env: &self.services.env, clock, table: &mut self.table }
     }
 
     pub(crate) fn results_view(&mut self) -> ResultsView<'_> {
@@ -146,6 +153,10 @@ impl HasData for Inference {
 pub(crate) struct Datasets;
 impl HasData for Datasets {
     type Data<'a> = DatasetsView<'a>;
+}
+pub(crate) struct Tasks;
+impl HasData for Tasks {
+    type Data<'a> = TasksView<'a>;
 }
 pub(crate) struct Results;
 impl HasData for Results {

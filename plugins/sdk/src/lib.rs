@@ -1,5 +1,5 @@
 //! The energy-star plugin SDK: write a backend or a summarizer in Rust against the plugin API
-//! (WIT package `energy-star:plugin@0.2.4`, in `wit/`), build it for `wasm32-wasip2`, drop the
+//! (WIT package `energy-star:plugin@0.2.5`, in `wit/`), build it for `wasm32-wasip2`, drop the
 //! `.wasm` into a plugin folder. The built-in plugins are written on it too.
 //!
 //! ```ignore
@@ -28,7 +28,7 @@ pub use energy_star_types as types;
 pub use summarizer::export_summarizer;
 
 /// The API version these bindings speak; the host refuses plugins of versions it does not list.
-pub const API_VERSION: &str = "0.2.4";
+pub const API_VERSION: &str = "0.2.5";
 
 /// The `summarizer-plugin` world: implement [`summarizer::Guest`], then
 /// `energy_star_plugin_sdk::export_summarizer!(YourType);`.
@@ -63,9 +63,12 @@ pub mod backend {
     /// What the host lends a backend: log, clock, meter, inference, datasets, results, the
     /// grid's carbon intensity (0.2.1), the machine's description (0.2.2), chat templates and
     /// token-id batches on the local engine (0.2.3), the template's presence, mixed batches and
-    /// top-k (0.2.4), and the shared types.
+    /// top-k (0.2.4), tables of typed rows and the non-generative tasks (0.2.5), and the shared
+    /// types.
     pub mod host {
-        pub use super::energy_star::plugin::{carbon, clock, datasets, inference, log, machine, meter, results, types};
+        pub use super::energy_star::plugin::{
+            carbon, clock, datasets, inference, log, machine, meter, results, tasks, types,
+        };
     }
 
     use host::meter::WindowReading;

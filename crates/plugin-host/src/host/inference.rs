@@ -79,7 +79,7 @@ fn finish_reason(text: &str) -> FinishReason {
     }
 }
 
-fn dtype_name(d: Dtype) -> &'static str {
+pub(crate) fn dtype_name(d: Dtype) -> &'static str {
     match d {
         Dtype::Auto => "auto",
         Dtype::Float32 => "float32",

@@ -1,4 +1,4 @@
-//! The host side of the backend world's imports (API 0.2.4), one file per WIT interface.
+//! The host side of the backend world's imports (API 0.2.5), one file per WIT interface.
 //!
 //! A backend's run is given a [`HostServices`]: the run's capabilities (its meter, results
 //! folder, environment, and the grant of models, datasets and endpoints its plan declared).
@@ -17,6 +17,7 @@ pub mod log;
 pub mod machine;
 pub mod meter;
 pub mod results;
+pub mod tasks;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -224,10 +225,20 @@ pub struct InferenceView<'a> {
     pub chat_templates: &'a mut Vec<ChatTemplateUse>,
 }
 
-/// `datasets`' view.
+/// `datasets`' view: the grant, the environment and the table for tables.
 pub struct DatasetsView<'a> {
     pub grant: Option<&'a Grant>,
     pub env: &'a Env,
+    pub table: &'a mut ResourceTable,
+}
+
+/// `tasks`' view: the grant, the environment, the clock and the table for processors,
+/// prepared rows and models (and the tables they read).
+pub struct TasksView<'a> {
+    pub grant: Option<&'a Grant>,
+    pub env: &'a Env,
+    pub clock: HostClock,
+    pub table: &'a mut ResourceTable,
 }
 
 /// `results`' view.

@@ -1,18 +1,22 @@
-//! Bindings of API 0.2.4 (`wit/energy-star-plugin@0.2.4`), the one the host implements
-//! (`crate::host`). Resources are mapped to the host's own types. They serve 0.2.0 to 0.2.3
-//! plugins too: 0.2.1 to 0.2.4 only add imports (interfaces, and methods of the local engine),
-//! and wasmtime matches `@0.2.0` to `@0.2.3` names to `@0.2.4` ones (semver-compatible), for
-//! the host's imports and for the plugin's exports alike.
+//! Bindings of API 0.2.5 (`wit/energy-star-plugin@0.2.5`), the one the host implements
+//! (`crate::host`). Resources are mapped to the host's own types. They serve 0.2.0 to 0.2.4
+//! plugins too: 0.2.1 to 0.2.5 only add imports (interfaces, resources, and methods of the
+//! local engine), and wasmtime matches `@0.2.0` to `@0.2.4` names to `@0.2.5` ones
+//! (semver-compatible), for the host's imports and for the plugin's exports alike.
 
 /// The `backend-plugin` world.
 pub mod backend {
     wasmtime::component::bindgen!({
         world: "backend-plugin",
-        path: "../../wit/energy-star-plugin@0.2.4",
+        path: "../../wit/energy-star-plugin@0.2.5",
         with: {
             "energy-star:plugin/meter.window": crate::host::meter::MeterWindow,
             "energy-star:plugin/inference.local-engine": crate::host::inference::LocalEngine,
             "energy-star:plugin/inference.remote-engine": crate::host::inference::RemoteEngine,
+            "energy-star:plugin/datasets.table": crate::host::datasets::Table,
+            "energy-star:plugin/tasks.processor": crate::host::tasks::TaskProcessor,
+            "energy-star:plugin/tasks.prepared": crate::host::tasks::PreparedRows,
+            "energy-star:plugin/tasks.model": crate::host::tasks::TaskModel,
         },
     });
 }
@@ -21,7 +25,7 @@ pub mod backend {
 pub mod summarizer {
     wasmtime::component::bindgen!({
         world: "summarizer-plugin",
-        path: "../../wit/energy-star-plugin@0.2.4",
+        path: "../../wit/energy-star-plugin@0.2.5",
     });
 }
 
@@ -44,10 +48,10 @@ use backend::energy_star::plugin::types as wit_types;
 use backend::exports::energy_star::plugin::backend as wit_backend;
 use summarizer::exports::energy_star::plugin::summarizer as wit_summarizer;
 
-/// A summarizer of API 0.2.0 to 0.2.4.
+/// A summarizer of API 0.2.0 to 0.2.5.
 pub(crate) struct Summarizer(pub(crate) summarizer::SummarizerPluginPre<PluginState>);
 
-/// A backend of API 0.2.0 to 0.2.4.
+/// A backend of API 0.2.0 to 0.2.5.
 pub(crate) struct Backend(pub(crate) backend::BackendPluginPre<PluginState>);
 
 impl Summarizer {

@@ -351,9 +351,31 @@ pub struct Settings {
     pub reasoning: bool,
     /// `scenario.reasoning_params`: the template's keyword arguments (`reasoning_effort`, ...).
     pub reasoning_params: Map<String, Value>,
+    /// `backend.task` (text-generation unless the config says).
+    pub task: String,
+    /// `backend.no_weights`: random weights from the model's config.
+    pub no_weights: bool,
+    /// The columns the non-generative tasks read (`scenario.*_column_name`, optimum-benchmark's
+    /// defaults).
+    pub columns: TaskColumnNames,
     /// Notes on defaults taken, for the report.
     pub notes: Vec<String>,
 }
+
+/// `scenario.image_column_name` and the others, with optimum-benchmark's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskColumnNames {
+    pub image: String,
+    pub question: String,
+    pub context: String,
+    pub sentence1: String,
+    pub sentence2: String,
+}
+
+/// The non-generative tasks optimum-benchmark's energy_star scenario runs as one `forward` pass
+/// (and energy-star's local engine runs).
+pub const FORWARD_TASKS: &[&str] =
+    &["text-classification", "sentence-similarity", "question-answering", "image-classification", "object-detection"];
 
 /// What [`Settings::read`] is told about the backend reading them.
 #[derive(Debug, Clone, Copy)]
@@ -371,6 +393,8 @@ pub struct Reader<'a> {
     /// Whether it repeats its measured passes for `scenario.iterations`; one that cannot refuses
     /// iterations above 1 rather than run once and say nothing.
     pub repeats: bool,
+    /// Whether it runs the non-generative tasks ([`FORWARD_TASKS`]).
+    pub forward_tasks: bool,
 }
 
 /// How a backend reads `scenario.generate_kwargs.max_new_tokens` / `min_new_tokens`.
@@ -442,7 +466,7 @@ impl Settings {
 
     /// Reads and checks the config; a refusal names the key at fault.
     pub fn read(cfg: &Value, reader: Reader<'_>) -> Result<Self, ConfigError> {
-        let Reader { backend, tokens, reasoning, loads_weights, repeats } = reader;
+        let Reader { backend, tokens, reasoning, loads_weights, repeats, forward_tasks } = reader;
         let mut notes = Vec::new();
         let model = match get(cfg, "backend.model") {
             Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
@@ -463,10 +487,22 @@ impl Settings {
         if let Some(t) = get(cfg, "backend.task").filter(|v| !v.is_null()) {
             match t.as_str() {
                 Some("text-generation" | "text2text-generation") => {}
-                Some(t) => {
+                Some(t) if forward_tasks && FORWARD_TASKS.contains(&t) => {}
+                Some(t) if FORWARD_TASKS.contains(&t) => {
                     return Err(refuse(
                         "backend.task",
-                        format!("backend.task={t} is not supported by the {backend} backend yet (text-generation is)"),
+                        format!(
+                            "backend.task={t} is not supported by the {backend} backend (ai_energy_benchmarks runs text generation only); BENCHMARK_BACKEND=optimum runs {t} on the local engine"
+                        ),
+                    ));
+                }
+                Some(t) => {
+                    let also = if forward_tasks { format!(", {}", FORWARD_TASKS.join(", ")) } else { String::new() };
+                    return Err(refuse(
+                        "backend.task",
+                        format!(
+                            "backend.task={t} is not supported by the {backend} backend yet (text-generation{also} are)"
+                        ),
                     ));
                 }
                 None => {
@@ -487,7 +523,10 @@ impl Settings {
         }
         let kw = "scenario.generate_kwargs";
         let params = reasoning_params(cfg)?;
-        let (max, min) = new_tokens(cfg, tokens, &params, &mut notes)?;
+        let task = str_at(cfg, "backend.task").unwrap_or_else(|| "text-generation".into());
+        // A forward task generates nothing: its token settings are not read.
+        let (max, min) =
+            if FORWARD_TASKS.contains(&task.as_str()) { (1, 1) } else { new_tokens(cfg, tokens, &params, &mut notes)? };
         if !(1..=i64::from(u32::MAX)).contains(&max) {
             return Err(refuse(
                 &format!("{kw}.max_new_tokens"),
@@ -554,6 +593,15 @@ impl Settings {
             prefix: str_at(cfg, "scenario.dataset_prefix1").unwrap_or_default(),
             reasoning: bool_at(cfg, "scenario.reasoning").unwrap_or(false),
             reasoning_params: params,
+            task,
+            no_weights: bool_at(cfg, "backend.no_weights").unwrap_or(false),
+            columns: TaskColumnNames {
+                image: str_at(cfg, "scenario.image_column_name").unwrap_or_else(|| "image".into()),
+                question: str_at(cfg, "scenario.question_column_name").unwrap_or_else(|| "question".into()),
+                context: str_at(cfg, "scenario.context_column_name").unwrap_or_else(|| "context".into()),
+                sentence1: str_at(cfg, "scenario.sentence1_column_name").unwrap_or_else(|| "sentence1".into()),
+                sentence2: str_at(cfg, "scenario.sentence2_column_name").unwrap_or_else(|| "sentence2".into()),
+            },
             notes,
         })
     }

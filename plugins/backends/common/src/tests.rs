@@ -39,6 +39,7 @@ fn optimum() -> Reader<'static> {
         reasoning: false,
         loads_weights: true,
         repeats: true,
+        forward_tasks: false,
     }
 }
 

@@ -1,5 +1,6 @@
-//! Backend `optimum`: optimum-benchmark's `energy_star` scenario for text generation, on the
-//! host's local engine and meter, written in optimum-benchmark's `main` report shape.
+//! Backend `optimum`: optimum-benchmark's `energy_star` scenario for text generation and the
+//! non-generative tasks (`forward`), on the host's local engine and meter, written in
+//! optimum-benchmark's `main` report shape.
 //!
 //! Phases, as optimum-benchmark runs them: `load_dataset`, `preprocess_dataset` and
 //! `load_model` are metered; a warmup (one full generate on the first batch, then
@@ -23,8 +24,10 @@
 //! One difference: the model is loaded before the dataset is tokenized (optimum loads a
 //! separate tokenizer first); the report keeps optimum's key order.
 
+mod forward;
+
 use energy_star_backend_common::{
-    Energy, Reader, Settings, TokenRule, derived_provenance, efficiency, facts, phase, provenance,
+    Energy, FORWARD_TASKS, Reader, Settings, TokenRule, derived_provenance, efficiency, facts, phase, provenance,
 };
 use energy_star_plugin_sdk::backend::host::inference::{
     self, BatchOutcome, ChatMessage, GenerationParams, LocalEngine, LocalEngineSpec,
@@ -45,6 +48,7 @@ const READER: Reader<'static> = Reader {
     reasoning: true,
     loads_weights: true,
     repeats: true,
+    forward_tasks: true,
 };
 
 /// optimum-benchmark's cap on a reasoning prompt's length plus its new tokens.
@@ -318,8 +322,8 @@ fn note_warnings(warnings: &mut Vec<String>, w: &WindowReading) {
     }
 }
 
-/// The report, its config and the facts, from what was measured.
-fn build(s: &Settings, cfg: &Value, m: &Measured, stop: Option<&Stop>) -> (Value, Value, RunFacts) {
+/// The report and the facts, from what was measured.
+fn build(s: &Settings, m: &Measured, stop: Option<&Stop>) -> (Value, RunFacts) {
     let gpu_used = s.gpu_used();
     let mut facts = facts::empty(s.gpus());
     let mut report = serde_json::Map::new();
@@ -460,22 +464,26 @@ fn build(s: &Settings, cfg: &Value, m: &Measured, stop: Option<&Stop>) -> (Value
             "warnings": warnings,
         }),
     );
+    (Value::Object(report), facts)
+}
+
+/// optimum-benchmark's `benchmark_config.json`: the config as run, and the machine.
+fn benchmark_config(s: &Settings, cfg: &Value, engine_notes: &[String]) -> Value {
     // optimum-benchmark's EnergyStarConfig has no `iterations` (energy-star's repeat count);
     // it is kept in energy-star's own file.
     let mut scenario = cfg.get("scenario").cloned().unwrap_or(Value::Null);
     if let Value::Object(sc) = &mut scenario {
         sc.remove("iterations");
     }
-    let config = json!({
+    json!({
         "name": s.name,
         "backend": cfg.get("backend"),
         "scenario": scenario,
         "launcher": cfg.get("launcher"),
-        "environment": environment(&m.engine_notes, &s.model),
+        "environment": environment(engine_notes, &s.model),
         "print_report": cfg.get("print_report"),
         "log_report": cfg.get("log_report"),
-    });
-    (Value::Object(report), config, facts)
+    })
 }
 
 /// optimum-benchmark's `environment`: the machine keys as upstream writes them on the same
@@ -533,7 +541,7 @@ impl Guest for Optimum {
         BackendInfo {
             name: "optimum".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "optimum-benchmark's energy_star scenario (load, prefill, generate; decode = generate - prefill) on the host's local engine; optimum report".into(),
+            description: "optimum-benchmark's energy_star scenario (load, prefill, generate; decode = generate - prefill; or one forward pass for the non-generative tasks) on the host's local engine; optimum report".into(),
             report_format: "optimum".into(),
             required_settings: Vec::new(),
         }
@@ -542,6 +550,12 @@ impl Guest for Optimum {
     fn prepare(req: PrepareRequest) -> Result<RunPlan, ConfigError> {
         let (_, s) = settings(&req.config_json)?;
         s.engine_dtype()?;
+        if s.reasoning && FORWARD_TASKS.contains(&s.task.as_str()) {
+            return Err(energy_star_backend_common::refuse(
+                "scenario.reasoning",
+                format!("scenario.reasoning applies to text generation, not backend.task={}", s.task),
+            ));
+        }
         Ok(RunPlan {
             models: std::iter::once(s.model.clone()).chain(s.processor.clone()).collect(),
             datasets: vec![s.dataset.clone()],
@@ -561,16 +575,36 @@ impl Guest for Optimum {
         if let Err(e) = meter::devices() {
             log::log(log::Level::Warn, &format!("energy meter: {}", sdk::describe(&e)));
         }
-        let mut m = Measured::default();
-        let stop = work(&s, &mut m).err();
-        if let Some(st) = &stop {
-            log::log(log::Level::Warn, &st.reason);
-            // Nothing finished: there is nothing to report, only the failure.
-            if m.load_dataset.is_none() {
-                return Err(st.reason.clone());
+        let (report, config, mut facts) = if FORWARD_TASKS.contains(&s.task.as_str()) {
+            let mut m = forward::Measured::default();
+            let stop = forward::work(&s, &mut m).err();
+            if let Some(st) = &stop {
+                log::log(log::Level::Warn, &st.reason);
+                // Nothing finished: there is nothing to report, only the failure.
+                if !m.started() {
+                    return Err(st.reason.clone());
+                }
             }
-        }
-        let (report, config, mut facts) = build(&s, &cfg, &m, stop.as_ref());
+            let (mut phases, facts, block) = forward::build(&s, &m, stop.as_ref());
+            let notes: Vec<String> = block["engine"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            phases.insert("energy_star".into(), block);
+            (Value::Object(phases), benchmark_config(&s, &cfg, &notes), facts)
+        } else {
+            let mut m = Measured::default();
+            let stop = work(&s, &mut m).err();
+            if let Some(st) = &stop {
+                log::log(log::Level::Warn, &st.reason);
+                // Nothing finished: there is nothing to report, only the failure.
+                if m.load_dataset.is_none() {
+                    return Err(st.reason.clone());
+                }
+            }
+            let (report, facts) = build(&s, &m, stop.as_ref());
+            (report, benchmark_config(&s, &cfg, &m.engine_notes), facts)
+        };
         // Upstream's files carry upstream's keys only; energy-star's additions go beside them.
         let (report, mut additions) = energy_star_backend_common::split_additions(report);
         if let Some(why) = energy_star_backend_common::unmetered_gpu_reason(&report) {

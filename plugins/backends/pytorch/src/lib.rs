@@ -44,6 +44,7 @@ const READER: Reader<'static> = Reader {
     reasoning: true,
     loads_weights: true,
     repeats: false,
+    forward_tasks: false,
 };
 
 #[derive(Default)]

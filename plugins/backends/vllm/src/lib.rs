@@ -107,6 +107,7 @@ fn plan(config_json: &str, settings: &[(String, String)]) -> Result<Plan, Config
             reasoning: true,
             loads_weights: false,
             repeats: false,
+            forward_tasks: false,
         },
     )?;
     let sc = ServingConfig::read(&cfg)?;
