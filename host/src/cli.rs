@@ -138,6 +138,10 @@ pub struct FetchArgs {
     /// Exactly these files of the repo instead (a GGUF file, say); repeatable.
     #[arg(long = "file", value_name = "PATH")]
     pub files: Vec<String>,
+    /// A model's config, tokenizer or image processor without its weights: what a run with
+    /// backend.no_weights=true reads.
+    #[arg(long, conflicts_with_all = ["dataset", "files"])]
+    pub no_weights: bool,
     /// What was fetched, as JSON.
     #[arg(long)]
     pub json: bool,

@@ -28,6 +28,7 @@ pub fn command(args: &FetchArgs) -> anyhow::Result<ExitCode> {
     let selection = match (kind, args.files.is_empty()) {
         (_, false) => Selection::Files(args.files.clone()),
         (RepoKind::Model, true) if gguf.is_some() => Selection::Gguf(gguf.map(|(_, f)| f).unwrap_or_default()),
+        (RepoKind::Model, true) if args.no_weights => Selection::ModelWithoutWeights,
         (RepoKind::Model, true) => Selection::Model,
         (RepoKind::Dataset, true) => {
             Selection::Dataset { config: args.config.clone().unwrap_or_default(), split: args.split.clone() }
@@ -74,16 +75,41 @@ fn fetch_with_progress(settings: &HubSettings, repo: &RepoRef, selection: &Selec
 }
 
 /// Fetches what a run's plan names from the Hub (ids not in the cache, or a branch that may
-/// have moved), before the run starts, and says where each came from.
-pub fn plan_sources(plan: &RunPlan, env: &impl Fn(&str) -> Option<String>) -> Result<Vec<SourceRecord>, HubError> {
-    let models = plan.models.iter().map(|m| (RepoKind::Model, m));
-    let datasets = plan.datasets.iter().map(|d| (RepoKind::Dataset, d));
-    models.chain(datasets).map(|(kind, name)| source(kind, name, env)).collect()
+/// have moved), before the run starts, and says where each came from. `weights`: whether the
+/// models' weights are read (not with `backend.no_weights`).
+pub fn plan_sources(
+    plan: &RunPlan,
+    weights: bool,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<SourceRecord>, HubError> {
+    let model = if weights { Wanted::Model } else { Wanted::ModelWithoutWeights };
+    let models = plan.models.iter().map(|m| (model, m));
+    let datasets = plan.datasets.iter().map(|d| (Wanted::Dataset, d));
+    models.chain(datasets).map(|(wanted, name)| source(wanted, name, env)).collect()
+}
+
+/// What a run or a command reads of a repo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    Model,
+    /// Config and processor: random weights are built from them.
+    ModelWithoutWeights,
+    Dataset,
+}
+
+impl Wanted {
+    fn kind(self) -> RepoKind {
+        match self {
+            Wanted::Model | Wanted::ModelWithoutWeights => RepoKind::Model,
+            Wanted::Dataset => RepoKind::Dataset,
+        }
+    }
 }
 
 /// Where a model or dataset named `name` comes from, fetched from the Hub first when it is a
 /// Hub id: built in, a local path, or the Hub.
-pub fn source(kind: RepoKind, name: &str, env: &impl Fn(&str) -> Option<String>) -> Result<SourceRecord, HubError> {
+pub fn source(wanted: Wanted, name: &str, env: &impl Fn(&str) -> Option<String>) -> Result<SourceRecord, HubError> {
+    let kind = wanted.kind();
     let record = |origin, path: Option<String>| SourceRecord {
         kind: kind.name().into(),
         name: name.to_string(),
@@ -116,6 +142,7 @@ pub fn source(kind: RepoKind, name: &str, env: &impl Fn(&str) -> Option<String>)
     // datasets have one split).
     let selection = match (kind, gguf) {
         (RepoKind::Model, Some((_, file))) => Selection::Gguf(file),
+        (RepoKind::Model, None) if wanted == Wanted::ModelWithoutWeights => Selection::ModelWithoutWeights,
         (RepoKind::Model, None) => Selection::Model,
         (RepoKind::Dataset, _) => Selection::Dataset { config: String::new(), split: None },
     };

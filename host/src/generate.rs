@@ -25,7 +25,7 @@ pub fn command(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         processor: None,
     };
     let env = |k: &str| std::env::var(k).ok();
-    crate::fetch::source(energy_star_hub::RepoKind::Model, &spec.model, &env)?;
+    crate::fetch::source(crate::fetch::Wanted::Model, &spec.model, &env)?;
     let engine = CandleEngine::open(&spec, &env)?;
     let params = GenerationParams {
         max_new_tokens: args.max_new_tokens,

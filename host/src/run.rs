@@ -257,13 +257,14 @@ pub fn carbon_settings(
 
 /// Checks a run plan before anything is touched: every model and dataset is there (fetched
 /// into the Hugging Face cache first when the plan names a Hub id, so no download is ever
-/// metered), every endpoint is a setting the user gave, and a summarizer reads the report
+/// metered; a model's weights only when they are read), every endpoint is a setting the user gave, and a summarizer reads the report
 /// format. Says where each model and dataset came from.
 fn check_plan(
     plan: &RunPlan,
     backend: &Plugin,
     plugins: &PluginSet,
     settings: &[(String, String)],
+    weights: bool,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<SourceRecord>, RunError> {
     let refuse = |why: String| RunError::Plan { backend: backend.meta.name.clone(), why };
@@ -289,7 +290,7 @@ fn check_plan(
     if !backend.declares_its_plan() {
         return Ok(Vec::new());
     }
-    let sources = crate::fetch::plan_sources(plan, env).map_err(RunError::Fetch)?;
+    let sources = crate::fetch::plan_sources(plan, weights, env).map_err(RunError::Fetch)?;
     for m in &plan.models {
         // A GGUF file is a file (by path, or `ORG/NAME/FILE.gguf` in the cache), not a folder.
         if energy_star_engine_local::resolve::is_gguf(m) {
@@ -300,7 +301,7 @@ fn check_plan(
             }
             continue;
         }
-        energy_star_engine_local::resolve::resolve(m, env).map_err(refuse)?;
+        energy_star_engine_local::resolve::check_model_folder(m, weights, env).map_err(refuse)?;
     }
     for d in &plan.datasets {
         energy_star_datasets::locate_root(d, env).map_err(|e| refuse(e.to_string()))?;
@@ -444,7 +445,10 @@ pub fn run(
     let dir = results_dir(args);
     check_results_folder(&dir, rt)?;
     // Last of the checks: it may download (into the Hub cache, never the results folder).
-    let sources = check_plan(&plan, backend, plugins, &settings, &env)?;
+    // `backend.no_weights` (random weights from the config) needs no weights fetched: the
+    // upstream task configs set it, and many of their models store only pickled weights.
+    let weights = cfg.get("backend.no_weights").and_then(serde_json::Value::as_bool) != Some(true);
+    let sources = check_plan(&plan, backend, plugins, &settings, weights, &env)?;
 
     // From here on the results folder is touched.
     results::ensure_dir(&dir)?;

@@ -53,6 +53,29 @@ pub fn resolve(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<Mod
     Ok(ModelFiles { dir, config, generation_config, tokenizer, weights })
 }
 
+/// Checks that `model`'s folder holds what an engine reads, without opening it: config.json,
+/// one processor file (a tokenizer or an image processor: the engine that opens it says which
+/// it needs), and the weights unless `weights` is false (random ones for `no_weights`). The
+/// same rule the Hub fetch selects files by.
+pub fn check_model_folder(
+    model: &str,
+    weights: bool,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<PathBuf, String> {
+    let dir = model_dir(model, env)?;
+    if !dir.join("config.json").is_file() {
+        return Err(format!("{} has no config.json", dir.display()));
+    }
+    let processors = energy_star_hub::select::PROCESSOR_FILES;
+    if !processors.iter().any(|f| dir.join(f).is_file()) {
+        return Err(format!("{} has none of {} to prepare inputs with", dir.display(), processors.join(", ")));
+    }
+    if weights {
+        self::weights(&dir)?;
+    }
+    Ok(dir)
+}
+
 /// The folder of `model`: itself, the toy model's, or its snapshot in the hub cache.
 pub fn model_dir(model: &str, env: &impl Fn(&str) -> Option<String>) -> Result<PathBuf, String> {
     let path = Path::new(model);

@@ -17,9 +17,12 @@ use crate::{HubError, HubSettings, RepoKind, RepoRef, cached_snapshot};
 /// What to take from a repo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
-    /// What the engine reads: config, generation config, tokenizer files, chat template, the
-    /// safetensors weights (one file, or the index and the shards it names).
+    /// What the engines read: config, generation config, tokenizer or image processor files,
+    /// chat template, the safetensors weights (one file, or the index and the shards it names).
     Model,
+    /// [`Selection::Model`] without the weights: what a model with random weights
+    /// (`backend.no_weights`) is built from.
+    ModelWithoutWeights,
     /// The data files of a split, or of every split when `split` is `None`.
     Dataset { config: String, split: Option<String> },
     /// These files exactly.
@@ -155,9 +158,8 @@ pub fn fetch(
     let paths: Vec<&str> = safe.iter().map(|s| s.rfilename.as_str()).collect();
     let cache = RepoCache::new(&settings.cache, &repo.cache_folder());
     let (first, weights) = match selection {
-        Selection::Model => {
-            let (files, w) = select::model_files(&paths, &repo.id, &job.commit)?;
-            (files, Some(w))
+        Selection::Model | Selection::ModelWithoutWeights => {
+            select::model_files(&paths, &repo.id, &job.commit, *selection == Selection::Model)?
         }
         Selection::Dataset { config, split } => {
             let files = match split {
@@ -216,9 +218,10 @@ pub fn fetch(
 fn complete(snapshot: &Path, selection: &Selection) -> bool {
     let is_file = |f: &str| snapshot.join(f).is_file();
     match selection {
+        Selection::ModelWithoutWeights => is_file("config.json") && select::PROCESSOR_FILES.iter().any(|f| is_file(f)),
         Selection::Model => {
             is_file("config.json")
-                && is_file("tokenizer.json")
+                && select::PROCESSOR_FILES.iter().any(|f| is_file(f))
                 && (is_file(select::SAFETENSORS)
                     || std::fs::read_to_string(snapshot.join(select::SAFETENSORS_INDEX))
                         .ok()

@@ -6,18 +6,28 @@ use crate::HubError;
 /// Data files a dataset split can be read from.
 pub const DATA_EXTENSIONS: &[&str] = &["jsonl", "json", "csv", "parquet"];
 
-/// The small files the engine and the tools read beside the weights: config, generation
-/// defaults, the tokenizer, chat templates, image processors.
+/// The small files the engines and the tools read beside the weights: config, generation
+/// defaults, the tokenizer (a fast tokenizer, or BERT's WordPiece vocabulary), chat templates,
+/// image processors, sentence-transformers' pooling.
 pub const MODEL_METADATA: &[&str] = &[
     "config.json",
     "generation_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    "vocab.txt",
     "chat_template.jinja",
     "chat_template.json",
     "preprocessor_config.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
 ];
+
+/// Files a model's inputs can be prepared from; a model needs one: a fast tokenizer, a
+/// WordPiece vocabulary (the task engine builds BERT's tokenizer from it, as transformers
+/// does), or an image processor.
+pub const PROCESSOR_FILES: &[&str] = &["tokenizer.json", "vocab.txt", "preprocessor_config.json"];
 
 pub const SAFETENSORS: &str = "model.safetensors";
 pub const SAFETENSORS_INDEX: &str = "model.safetensors.index.json";
@@ -85,9 +95,15 @@ pub enum Weights {
     Sharded,
 }
 
-/// The model files to fetch first (all but the shards), and how its weights are stored. A
-/// repo without what the engine reads is refused by name, before a byte is fetched.
-pub fn model_files(paths: &[&str], repo: &str, commit: &str) -> Result<(Vec<String>, Weights), HubError> {
+/// The model files to fetch first (all but the shards), and how its weights are stored, or
+/// none when `weights` is false (`backend.no_weights` builds random ones from the config). A
+/// repo without what the engines read is refused by name, before a byte is fetched.
+pub fn model_files(
+    paths: &[&str],
+    repo: &str,
+    commit: &str,
+    weights: bool,
+) -> Result<(Vec<String>, Option<Weights>), HubError> {
     let has = |f: &str| paths.contains(&f);
     let missing = |file: &str, hint: String| HubError::FileNotFound {
         repo: repo.into(),
@@ -98,18 +114,22 @@ pub fn model_files(paths: &[&str], repo: &str, commit: &str) -> Result<(Vec<Stri
     if !has("config.json") {
         return Err(missing("config.json", " (energy-star's engine reads a transformers config.json)".into()));
     }
-    if !has("tokenizer.json") {
+    if !PROCESSOR_FILES.iter().any(|f| has(f)) {
         let others: Vec<&str> =
-            ["tokenizer.model", "vocab.json", "vocab.txt", "spiece.model"].into_iter().filter(|f| has(f)).collect();
+            ["tokenizer.model", "vocab.json", "spiece.model"].into_iter().filter(|f| has(f)).collect();
         return Err(missing(
             "tokenizer.json",
             format!(
-                " (the engine reads a fast tokenizer's tokenizer.json{}; set backend.processor= to a repo or folder that has one)",
+                " (the engines read a fast tokenizer's tokenizer.json, a WordPiece vocab.txt or an image processor's preprocessor_config.json{}; set backend.processor= to a repo or folder that has one)",
                 if others.is_empty() { String::new() } else { format!(", the repo has only {}", others.join(", ")) }
             ),
         ));
     }
-    let weights = if has(SAFETENSORS) {
+    let mut files: Vec<String> = MODEL_METADATA.iter().filter(|f| has(f)).map(|f| f.to_string()).collect();
+    if !weights {
+        return Ok((files, None));
+    }
+    let stored = if has(SAFETENSORS) {
         Weights::Single
     } else if has(SAFETENSORS_INDEX) {
         Weights::Sharded
@@ -127,7 +147,7 @@ pub fn model_files(paths: &[&str], repo: &str, commit: &str) -> Result<(Vec<Stri
         return Err(missing(
             "model.safetensors",
             format!(
-                " or {SAFETENSORS_INDEX} (energy-star reads safetensors weights; {})",
+                " or {SAFETENSORS_INDEX} (energy-star reads safetensors weights; {}; backend.no_weights=true needs none)",
                 if other.is_empty() {
                     "the repo has no weights at its top level".to_string()
                 } else {
@@ -136,9 +156,8 @@ pub fn model_files(paths: &[&str], repo: &str, commit: &str) -> Result<(Vec<Stri
             ),
         ));
     };
-    let mut files: Vec<String> = MODEL_METADATA.iter().filter(|f| has(f)).map(|f| f.to_string()).collect();
-    files.push(if weights == Weights::Single { SAFETENSORS } else { SAFETENSORS_INDEX }.to_string());
-    Ok((files, weights))
+    files.push(if stored == Weights::Single { SAFETENSORS } else { SAFETENSORS_INDEX }.to_string());
+    Ok((files, Some(stored)))
 }
 
 /// The shard files an index names, each a plain file name beside the index.
@@ -195,14 +214,27 @@ mod tests {
             "original/model.safetensors",
             "README.md",
         ];
-        let (files, w) = model_files(&repo, "o/m", "c").expect("selects");
-        assert_eq!(w, Weights::Sharded);
+        let (files, w) = model_files(&repo, "o/m", "c", true).expect("selects");
+        assert_eq!(w, Some(Weights::Sharded));
         assert_eq!(files, ["config.json", "generation_config.json", "tokenizer.json", SAFETENSORS_INDEX]);
-        let err = model_files(&["config.json", "tokenizer.model"], "o/m", "c").unwrap_err().to_string();
+        let err = model_files(&["config.json", "tokenizer.model"], "o/m", "c", true).unwrap_err().to_string();
         assert!(err.contains("no tokenizer.json") && err.contains("tokenizer.model"), "{err}");
-        let err =
-            model_files(&["config.json", "tokenizer.json", "pytorch_model.bin"], "o/m", "c").unwrap_err().to_string();
-        assert!(err.contains("pytorch_model.bin"), "{err}");
+        let old = ["config.json", "vocab.txt", "tokenizer_config.json", "pytorch_model.bin"];
+        let err = model_files(&old, "o/m", "c", true).unwrap_err().to_string();
+        assert!(err.contains("pytorch_model.bin") && err.contains("no_weights"), "{err}");
+        // Random weights need the config and the processor only: an old BERT repo (a WordPiece
+        // vocabulary, pickled weights) or a ViT one (an image processor) is enough.
+        assert_eq!(
+            model_files(&old, "o/m", "c", false).expect("no weights"),
+            (vec!["config.json".to_string(), "tokenizer_config.json".into(), "vocab.txt".into()], None)
+        );
+        let vit = ["config.json", "preprocessor_config.json", "pytorch_model.bin", "tf_model.h5"];
+        assert_eq!(model_files(&vit, "o/m", "c", false).expect("vit").0, ["config.json", "preprocessor_config.json"]);
+        let st = ["config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json", "model.safetensors"];
+        assert_eq!(
+            model_files(&st, "o/m", "c", true).expect("sentence-transformers").0,
+            ["config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json", SAFETENSORS]
+        );
         assert_eq!(
             index_shards(r#"{"weight_map": {"a": "s2.safetensors", "b": "s1.safetensors", "c": "s1.safetensors"}}"#),
             Ok(vec!["s1.safetensors".to_string(), "s2.safetensors".to_string()])

@@ -480,3 +480,30 @@ fn a_gguf_file_is_fetched_with_the_tokenizer_beside_it() {
     );
     assert!(!hub.requests().iter().any(|r| r.path.contains("Q8_0")), "only the file named");
 }
+
+#[test]
+fn random_weights_fetch_the_config_and_processor_only() {
+    // An old BERT-style repo as many task models are: a WordPiece vocabulary and pickled weights.
+    let old = MockRepo::new(
+        Kind::Model,
+        "org/old-bert",
+        vec![
+            f("config.json", br#"{"model_type": "bert"}"#.to_vec()),
+            f("vocab.txt", b"[PAD]\n[UNK]\n".to_vec()),
+            f("tokenizer_config.json", b"{}".to_vec()),
+            f("pytorch_model.bin", noise(9, 400_000)),
+        ],
+    );
+    let hub = MockHub::start(vec![old, sharded_model()], None).expect("mock hub");
+    let cache = tempfile::tempdir().expect("tmp");
+    let s = settings(&hub, cache.path());
+    let got = fetch(&s, &model("org/old-bert"), &Selection::ModelWithoutWeights, &Silent).expect("no weights");
+    let names: Vec<&str> = got.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(names, ["config.json", "tokenizer_config.json", "vocab.txt"]);
+    assert!(got.bytes_downloaded < 1000, "{}", got.bytes_downloaded);
+    // With weights, the same repo is refused by name before a byte of it is fetched.
+    let err = fetch(&s, &model("org/old-bert"), &Selection::Model, &Silent).unwrap_err().to_string();
+    assert!(err.contains("pytorch_model.bin") && err.contains("no_weights"), "{err}");
+    let got = fetch(&s, &model("org/tiny"), &Selection::ModelWithoutWeights, &Silent).expect("no shards");
+    assert!(got.files.iter().all(|f| !f.path.ends_with(".safetensors")), "{:?}", got.files);
+}
