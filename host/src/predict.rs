@@ -16,6 +16,7 @@ use energy_star_tasks::{
 use serde_json::{Value, json};
 
 use crate::cli::PredictArgs;
+use crate::fetch::Wanted;
 
 /// One line of the inputs file, checked against the task.
 struct Line {
@@ -80,7 +81,8 @@ pub fn command(args: &PredictArgs) -> anyhow::Result<ExitCode> {
     })?;
     let lines = read_lines(&args.inputs, task)?;
     let env = |k: &str| std::env::var(k).ok();
-    crate::fetch::source(energy_star_hub::RepoKind::Model, &args.model, &env)?;
+    let wanted = if args.random_weights.is_some() { Wanted::ModelWithoutWeights } else { Wanted::Model };
+    crate::fetch::source(wanted, &args.model, &env)?;
     let processor = Processor::open(&args.model, None, task, &env)?;
     let model = TaskModel::open(
         &TaskModelSpec {
@@ -133,6 +135,8 @@ fn answer_batch(processor: &Processor, model: &TaskModel, chunk: &[Line], thresh
             }
             LineInput::Image(p) => {
                 let bytes = std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                // Named by its file here: the processor only knows its place in the batch.
+                energy_star_tasks::pixels::Rgb::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
                 inputs.push(TaskInput::Image(bytes));
             }
             LineInput::Question { .. } => unreachable_question()?,

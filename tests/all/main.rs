@@ -21,4 +21,5 @@ mod run; // backend selection, required settings, the run's results folder
 mod sandbox; // traps, endless loops, memory, malformed data, no ambient access
 mod serving; // the vllm backend against the mock OpenAI server: metrics, faults, Ctrl-C
 mod summarize; // every shared sample, units, wrappers, bad reports
+mod tasks; // the five forward tasks' configs end to end offline, their bad inputs, `predict`
 mod upstream; // optimum-benchmark's own classes and AI Energy Score's fields on energy-star's files (ignored unless .ci/run installs them)

@@ -505,6 +505,57 @@ mod tests {
         }
     }
 
+    fn fixture(p: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(p)
+    }
+
+    #[test]
+    fn image_columns_as_datasets_writes_them_read_back_as_files() {
+        // images.parquet was written by `datasets` 5.2 with an Image feature: a struct of the
+        // file's bytes and its name.
+        let s = spec(&fixture("images/images.parquet").display().to_string(), &["image", "label", "file"], None);
+        let t = load_table(&s, &none).expect("parquet");
+        assert_eq!(t.rows.len(), 7);
+        for row in &t.rows {
+            let name = row[2].text();
+            assert_eq!(
+                row[0].file_bytes().expect("bytes").as_ref(),
+                std::fs::read(fixture("images").join(&name)).expect("file")
+            );
+            assert_eq!(row[0].text(), name, "the struct's path");
+            assert!(!row[0].is_empty());
+        }
+        assert_eq!(t.rows.iter().map(|r| r[1].text()).collect::<Vec<_>>(), ["0", "1", "2", "0", "1", "2", "0"]);
+        // The text view of the same table (what `load` gives a text column) is the path.
+        assert_eq!(load(&s, &none).expect("rows").rows[0][0], "rgb-97x61.png");
+    }
+
+    #[test]
+    fn an_image_folder_is_a_dataset_with_labels_from_class_folders() {
+        let d = tempfile::tempdir().expect("tmp");
+        for (class, file) in [("cat", "b.png"), ("cat", "a.jpg"), ("dog", "c.webp")] {
+            std::fs::create_dir_all(d.path().join("train").join(class)).expect("mkdir");
+            std::fs::write(d.path().join("train").join(class).join(file), file).expect("w");
+        }
+        std::fs::write(d.path().join("train/cat/notes.txt"), "not an image").expect("w");
+        std::fs::write(d.path().join("train/cat/.hidden.png"), "hidden").expect("w");
+        let t = load_table(&spec(&d.path().display().to_string(), &["image", "label"], None), &none).expect("folder");
+        let got: Vec<(String, String)> = t
+            .rows
+            .iter()
+            .map(|r| (String::from_utf8(r[0].file_bytes().expect("read").into_owned()).expect("utf-8"), r[1].text()))
+            .collect();
+        let want = [("a.jpg", "cat"), ("b.png", "cat"), ("c.webp", "dog")].map(|(a, b)| (a.to_string(), b.to_string()));
+        assert_eq!(got, want);
+        let err = load_table(&spec(&d.path().display().to_string(), &["img"], None), &none).unwrap_err().to_string();
+        assert!(err.contains("no column \"img\"") && err.contains("image, label"), "{err}");
+        // JSON rows may name image files relative to themselves.
+        std::fs::write(d.path().join("rows.jsonl"), "{\"image\": {\"path\": \"train/dog/c.webp\"}}\n").expect("w");
+        let t = load_table(&spec(&d.path().join("rows.jsonl").display().to_string(), &["image"], None), &none)
+            .expect("jsonl");
+        assert_eq!(t.rows[0][0].file_bytes().expect("read").as_ref(), b"c.webp");
+    }
+
     #[test]
     fn parquet_files_are_read() {
         use parquet::data_type::ByteArrayType;

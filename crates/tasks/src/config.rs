@@ -5,7 +5,10 @@ use serde_json::Value;
 
 use super::{Task, TaskError};
 
-/// The models the task engine runs, by `architectures[0]` (or `model_type`).
+/// The models the task engine runs. As optimum-benchmark builds them (`AutoModelFor<Task>`
+/// from the config), the task and the config's `model_type` choose the class, whatever
+/// `architectures` names: a BERT checkpoint runs question answering as
+/// `BertForQuestionAnswering`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
     BertForSequenceClassification,
@@ -19,32 +22,43 @@ pub enum Architecture {
 }
 
 impl Architecture {
-    /// Class names and the task each serves.
-    pub const ALL: &[(Architecture, &'static str, Task)] = &[
-        (Architecture::BertForSequenceClassification, "BertForSequenceClassification", Task::TextClassification),
+    /// Class names, their `model_type` and the task each serves.
+    pub const ALL: &[(Architecture, &'static str, &'static str, Task)] = &[
+        (
+            Architecture::BertForSequenceClassification,
+            "BertForSequenceClassification",
+            "bert",
+            Task::TextClassification,
+        ),
         (
             Architecture::DistilBertForSequenceClassification,
             "DistilBertForSequenceClassification",
+            "distilbert",
             Task::TextClassification,
         ),
-        (Architecture::BertModel, "BertModel", Task::SentenceSimilarity),
-        (Architecture::BertForQuestionAnswering, "BertForQuestionAnswering", Task::QuestionAnswering),
-        (Architecture::ElectraForQuestionAnswering, "ElectraForQuestionAnswering", Task::QuestionAnswering),
-        (Architecture::ViTForImageClassification, "ViTForImageClassification", Task::ImageClassification),
-        (Architecture::DetrForObjectDetection, "DetrForObjectDetection", Task::ObjectDetection),
+        (Architecture::BertModel, "BertModel", "bert", Task::SentenceSimilarity),
+        (Architecture::BertForQuestionAnswering, "BertForQuestionAnswering", "bert", Task::QuestionAnswering),
+        (Architecture::ElectraForQuestionAnswering, "ElectraForQuestionAnswering", "electra", Task::QuestionAnswering),
+        (Architecture::ViTForImageClassification, "ViTForImageClassification", "vit", Task::ImageClassification),
+        (Architecture::DetrForObjectDetection, "DetrForObjectDetection", "detr", Task::ObjectDetection),
     ];
 
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(a, _, _)| *a == self).map_or("?", |(_, n, _)| n)
+        Self::ALL.iter().find(|(a, ..)| *a == self).map_or("?", |(_, n, ..)| n)
     }
 
     pub fn task(self) -> Task {
-        Self::ALL.iter().find(|(a, _, _)| *a == self).map_or(Task::TextClassification, |(_, _, t)| *t)
+        Self::ALL.iter().find(|(a, ..)| *a == self).map_or(Task::TextClassification, |(.., t)| *t)
     }
 
-    /// Those that serve `task`, for errors.
-    pub fn for_task(task: Task) -> Vec<&'static str> {
-        Self::ALL.iter().filter(|(_, _, t)| *t == task).map(|(_, n, _)| *n).collect()
+    /// Those that serve `task`, as `model_type (Class)`, for errors.
+    pub fn for_task(task: Task) -> Vec<String> {
+        Self::ALL.iter().filter(|(.., t)| *t == task).map(|(_, n, m, _)| format!("{m} ({n})")).collect()
+    }
+
+    /// The class `AutoModelFor<task>` builds for `model_type`.
+    pub fn of(model_type: &str, task: Task) -> Option<Architecture> {
+        Self::ALL.iter().find(|(_, _, m, t)| *m == model_type && *t == task).map(|(a, ..)| *a)
     }
 }
 
@@ -122,23 +136,32 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    pub fn parse(text: &str) -> Result<Self, TaskError> {
+    /// Reads `text` for `task`; `model` names the model in errors.
+    pub fn parse(text: &str, task: Task, model: &str) -> Result<Self, TaskError> {
         let v: Value =
             serde_json::from_str(text).map_err(|e| TaskError::Config(format!("config.json is not valid JSON: {e}")))?;
         let class = v.get("architectures").and_then(|a| a.get(0)).and_then(Value::as_str);
-        let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
-        let architecture = match class {
-            Some(c) => Architecture::ALL.iter().find(|(_, n, _)| *n == c).map(|(a, _, _)| *a),
-            // sentence-transformers' folders of a bare BERT name no class.
-            None if model_type == "bert" => Some(Architecture::BertModel),
-            None => None,
-        }
-        .ok_or_else(|| TaskError::Unsupported {
-            what: class.unwrap_or(model_type).to_string(),
-            supported: Architecture::ALL.iter().map(|(_, n, _)| *n).collect::<Vec<_>>().join(", "),
+        // A config without `model_type` (rare, old) is known by its class.
+        let model_type = match v.get("model_type").and_then(Value::as_str) {
+            Some(m) => m.to_string(),
+            None => class
+                .and_then(|c| Architecture::ALL.iter().find(|(_, n, ..)| *n == c))
+                .map(|(_, _, m, _)| m.to_string())
+                .unwrap_or_default(),
+        };
+        let architecture = Architecture::of(&model_type, task).ok_or_else(|| TaskError::NoModel {
+            model: model.to_string(),
+            found: match (model_type.as_str(), class) {
+                ("", None) => "config.json names no model_type or architectures".to_string(),
+                ("", Some(c)) => format!("{c} (no model_type)"),
+                (m, Some(c)) => format!("model_type {m:?} ({c})"),
+                (m, None) => format!("model_type {m:?}"),
+            },
+            task: task.name(),
+            supported: Architecture::for_task(task).join(", "),
         })?;
         let labels = labels(&v);
-        Ok(Self { architecture, fields: Fields { defaults: defaults(model_type), v }, labels })
+        Ok(Self { architecture, fields: Fields { defaults: defaults(&model_type), v }, labels })
     }
 }
 

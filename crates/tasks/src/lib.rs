@@ -77,10 +77,8 @@ impl Task {
 pub enum TaskError {
     #[error("config: {0}")]
     Config(String),
-    #[error("{what} is not a model the task engine runs; it runs {supported}")]
-    Unsupported { what: String, supported: String },
-    #[error("model {model} is a {architecture}, which serves {serves}, not {task}; for {task}: {supported}")]
-    WrongTask { model: String, architecture: &'static str, serves: &'static str, task: &'static str, supported: String },
+    #[error("model {model}: {found} has no {task} model in the task engine; {task} runs {supported}")]
+    NoModel { model: String, found: String, task: &'static str, supported: String },
     #[error("processor: {0}")]
     Processor(String),
     #[error("row {row}: {why}")]
@@ -189,19 +187,9 @@ fn read(path: &Path) -> Result<String, TaskError> {
     })
 }
 
-/// The config of `dir`, checked against `task`.
+/// The config of `dir`, read for `task`.
 fn checked_config(model: &str, dir: &Path, task: Task) -> Result<ModelConfig, TaskError> {
-    let config = ModelConfig::parse(&read(&dir.join("config.json"))?)?;
-    if config.architecture.task() != task {
-        return Err(TaskError::WrongTask {
-            model: model.to_string(),
-            architecture: config.architecture.name(),
-            serves: config.architecture.task().name(),
-            task: task.name(),
-            supported: Architecture::for_task(task).join(", "),
-        });
-    }
-    Ok(config)
+    ModelConfig::parse(&read(&dir.join("config.json"))?, task, model)
 }
 
 impl Processor {
@@ -412,7 +400,11 @@ impl TaskModel {
             }
         };
         let labels = config.labels.len();
-        let wrap = |e: candle_core::Error| merr(format!("weights do not match config.json: {e}"));
+        // A model's own checks of its config are messages; anything else is the weights.
+        let wrap = |e: candle_core::Error| match e {
+            candle_core::Error::Msg(m) => merr(format!("config.json: {}", m.trim_start_matches("config: "))),
+            other => merr(format!("weights do not match config.json: {other}")),
+        };
         let model = match config.architecture {
             Architecture::ViTForImageClassification => {
                 Model::Vit(vit::Vit::load(&config.fields, labels, vb).map_err(wrap)?)

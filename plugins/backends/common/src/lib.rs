@@ -524,6 +524,16 @@ impl Settings {
         let kw = "scenario.generate_kwargs";
         let params = reasoning_params(cfg)?;
         let task = str_at(cfg, "backend.task").unwrap_or_else(|| "text-generation".into());
+        if loads_weights && !FORWARD_TASKS.contains(&task.as_str()) && bool_at(cfg, "backend.no_weights") == Some(true)
+        {
+            return Err(refuse(
+                "backend.no_weights",
+                format!(
+                    "backend.no_weights=true: the local engine generates text from real weights only (random weights are built for {}); set backend.no_weights=false",
+                    FORWARD_TASKS.join(", ")
+                ),
+            ));
+        }
         // A forward task generates nothing: its token settings are not read.
         let (max, min) =
             if FORWARD_TASKS.contains(&task.as_str()) { (1, 1) } else { new_tokens(cfg, tokens, &params, &mut notes)? };

@@ -135,7 +135,8 @@ fn settings_follow_optimum_benchmark_rules() {
     bad["backend"]["task"] = json!("image-classification");
     let err = Settings::read(&bad, Reader { backend: "vllm", ..optimum() }).unwrap_err();
     assert!(
-        err.message.contains("not supported by the vllm backend") && !err.message.contains("local engine"),
+        err.message.contains("not supported by the vllm backend")
+            && err.message.contains("BENCHMARK_BACKEND=optimum runs"),
         "{}",
         err.message
     );
@@ -162,9 +163,19 @@ fn settings_follow_optimum_benchmark_rules() {
     assert_eq!(Settings::read(&pinned, served).expect("served").model, "m");
     pinned["backend"]["model"] = json!("m@v1");
     assert_eq!(Settings::read(&pinned, optimum()).unwrap_err().key.as_deref(), Some("backend.model_kwargs.revision"));
-    let mut none = cfg;
+    let mut none = cfg.clone();
     none["scenario"]["generate_kwargs"] = json!({});
     assert_eq!(Settings::read(&none, optimum()).expect("default").max_new_tokens, 100);
+    // Random weights are built for the forward tasks; text generation on the local engine needs
+    // real ones, and a served model's weights are the server's business.
+    let mut random = cfg;
+    random["backend"]["no_weights"] = json!(true);
+    let err = Settings::read(&random, optimum()).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("backend.no_weights"));
+    assert!(Settings::read(&random, served).is_ok());
+    random["backend"]["task"] = json!("text-classification");
+    let s = Settings::read(&random, Reader { forward_tasks: true, ..optimum() }).expect("forward task");
+    assert!(s.no_weights && s.task == "text-classification");
 }
 
 /// AI Energy Score's token budget for the ai_energy_benchmarks path: set by the reasoning
