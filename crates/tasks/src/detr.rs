@@ -7,10 +7,10 @@
 //! box heads (a 3-layer MLP, sigmoid: cx, cy, w, h relative to the image).
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Embedding, Linear, VarBuilder};
+use candle_nn::{Conv2d, Conv2dConfig, Embedding, VarBuilder};
 
 use super::config::Fields;
-use super::layers::{LayerNorm, linear};
+use super::layers::{LayerNorm, Linear, linear};
 use super::resnet::{ResNet, ResNetShape};
 
 #[derive(Debug, Clone)]

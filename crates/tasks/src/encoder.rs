@@ -4,10 +4,10 @@
 //! them.
 
 use candle_core::{D, DType, Module, Tensor};
-use candle_nn::{Embedding, Linear, VarBuilder};
+use candle_nn::{Embedding, VarBuilder};
 
 use super::config::{Architecture, Fields};
-use super::layers::{LayerNorm, linear};
+use super::layers::{LayerNorm, Linear, gelu_erf, linear};
 
 /// Which parameter names the family uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,9 +19,8 @@ enum Family {
 
 #[derive(Debug, Clone)]
 struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// Query, key and value projections as one.
+    qkv: Linear,
     o: Linear,
     attn_norm: LayerNorm,
     up: Linear,
@@ -136,9 +135,11 @@ impl Encoder {
                     let l = base.pp(format!("transformer.layer.{i}"));
                     let a = l.pp("attention");
                     Layer {
-                        q: linear(a.pp("q_lin"), hidden, hidden)?,
-                        k: linear(a.pp("k_lin"), hidden, hidden)?,
-                        v: linear(a.pp("v_lin"), hidden, hidden)?,
+                        qkv: Linear::fused(&[
+                            linear(a.pp("q_lin"), hidden, hidden)?,
+                            linear(a.pp("k_lin"), hidden, hidden)?,
+                            linear(a.pp("v_lin"), hidden, hidden)?,
+                        ])?,
                         o: linear(a.pp("out_lin"), hidden, hidden)?,
                         attn_norm: LayerNorm::load(l.pp("sa_layer_norm"), hidden, eps)?,
                         up: linear(l.pp("ffn.lin1"), hidden, inter)?,
@@ -150,9 +151,11 @@ impl Encoder {
                     let l = base.pp(format!("encoder.layer.{i}"));
                     let s = l.pp("attention.self");
                     Layer {
-                        q: linear(s.pp("query"), hidden, hidden)?,
-                        k: linear(s.pp("key"), hidden, hidden)?,
-                        v: linear(s.pp("value"), hidden, hidden)?,
+                        qkv: Linear::fused(&[
+                            linear(s.pp("query"), hidden, hidden)?,
+                            linear(s.pp("key"), hidden, hidden)?,
+                            linear(s.pp("value"), hidden, hidden)?,
+                        ])?,
                         o: linear(l.pp("attention.output.dense"), hidden, hidden)?,
                         attn_norm: LayerNorm::load(l.pp("attention.output.LayerNorm"), hidden, eps)?,
                         up: linear(l.pp("intermediate.dense"), hidden, inter)?,
@@ -236,14 +239,15 @@ impl Encoder {
         let split = |y: Tensor| -> candle_core::Result<Tensor> {
             y.reshape((b, t, self.heads, d))?.transpose(1, 2)?.contiguous()
         };
-        let q = split(l.q.forward(x)?)?;
-        let k = split(l.k.forward(x)?)?;
-        let v = split(l.v.forward(x)?)?;
+        let qkv = l.qkv.forward(x)?;
+        let q = split(qkv.narrow(D::Minus1, 0, h)?)?;
+        let k = split(qkv.narrow(D::Minus1, h, h)?)?;
+        let v = split(qkv.narrow(D::Minus1, 2 * h, h)?)?;
         let scores = (q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?.broadcast_add(bias)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
         let a = l.attn_norm.forward(&(l.o.forward(&ctx)? + x)?)?;
-        let f = l.down.forward(&l.up.forward(&a)?.gelu_erf()?)?;
+        let f = l.down.forward(&gelu_erf(&l.up.forward(&a)?)?)?;
         l.out_norm.forward(&(f + a)?)
     }
 

@@ -1,11 +1,50 @@
 //! Small layers the task models share.
 
-use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Shape, Tensor};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+
+/// A dense layer with its bias. Inputs of any rank run as one 2-D matrix product over all their
+/// rows: candle's own `Linear` broadcasts the weight into one product per batch row.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    inner: candle_nn::Linear,
+    out: usize,
+}
 
 /// A dense layer with its bias, `weight` (out, in).
 pub fn linear(vb: VarBuilder, inp: usize, out: usize) -> candle_core::Result<Linear> {
-    Ok(Linear::new(vb.get((out, inp), "weight")?, Some(vb.get(out, "bias")?)))
+    Ok(Linear { inner: candle_nn::Linear::new(vb.get((out, inp), "weight")?, Some(vb.get(out, "bias")?)), out })
+}
+
+impl Linear {
+    /// One layer computing `parts` side by side (their outputs concatenated): a query, key and
+    /// value projection of the same input as one matrix product.
+    pub fn fused(parts: &[Linear]) -> candle_core::Result<Linear> {
+        let weights: Vec<&Tensor> = parts.iter().map(|p| p.inner.weight()).collect();
+        let biases = parts.iter().map(|p| p.inner.bias().cloned()).collect::<Option<Vec<Tensor>>>();
+        let bias = match biases {
+            Some(b) => Some(Tensor::cat(&b, 0)?),
+            None => None,
+        };
+        let out = parts.iter().map(|p| p.out).sum();
+        Ok(Linear { inner: candle_nn::Linear::new(Tensor::cat(&weights, 0)?, bias), out })
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims();
+        if dims.len() <= 2 {
+            return self.inner.forward(x);
+        }
+        let (lead, last) = dims.split_at(dims.len() - 1);
+        let rows: usize = lead.iter().product();
+        let y = self.inner.forward(&x.reshape((rows, last[0]))?)?;
+        let mut shape = lead.to_vec();
+        shape.push(self.out);
+        y.reshape(shape)
+    }
 }
 
 /// LayerNorm with weight and bias; older BERT checkpoints name them `gamma` and `beta`.
@@ -28,5 +67,74 @@ impl LayerNorm {
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.inner.forward(x)
+    }
+}
+
+/// GELU with the exact erf (transformers' "gelu"). On the CPU in float32 it runs on rayon's
+/// threads with candle's own erf, so its values are `Tensor::gelu_erf`'s: candle runs that op on
+/// one thread, which made it a third of a small encoder's time.
+pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        x.contiguous()?.apply_op1_no_bwd(&ParallelGeluErf)
+    } else {
+        x.gelu_erf()
+    }
+}
+
+struct ParallelGeluErf;
+
+/// Elements per task: large enough that scheduling is noise.
+const GELU_CHUNK: usize = 1 << 14;
+
+fn gelu_erf_f32(v: f32) -> f32 {
+    (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * v
+}
+
+impl CustomOp1 for ParallelGeluErf {
+    fn name(&self) -> &'static str {
+        "parallel-gelu-erf"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(all), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
+            candle_core::bail!("parallel gelu: a contiguous float32 tensor is expected");
+        };
+        let src = &all[start..end];
+        let mut out = vec![0f32; src.len()];
+        out.par_chunks_mut(GELU_CHUNK).zip(src.par_chunks(GELU_CHUNK)).for_each(|(o, i)| {
+            for (o, &x) in o.iter_mut().zip(i) {
+                *o = gelu_erf_f32(x);
+            }
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn parallel_gelu_and_flattened_linear_match_candles_own() {
+        let x = Tensor::randn(0f32, 3.0, (3, 5, 40_000), &Device::Cpu).expect("randn");
+        let ours: Vec<f32> = gelu_erf(&x).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).expect("ours");
+        let candle: Vec<f32> = x.gelu_erf().and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).expect("candle");
+        assert_eq!(ours, candle, "bit for bit");
+        // A transposed (non-contiguous) input.
+        let t = x.transpose(0, 1).expect("t");
+        assert_eq!(
+            gelu_erf(&t).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).expect("ours"),
+            t.gelu_erf().and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).expect("candle")
+        );
+        let w = Tensor::randn(0f32, 1.0, (7, 16), &Device::Cpu).expect("w");
+        let b = Tensor::randn(0f32, 1.0, 7, &Device::Cpu).expect("b");
+        let ours = Linear { inner: candle_nn::Linear::new(w.clone(), Some(b.clone())), out: 7 };
+        let theirs = candle_nn::Linear::new(w, Some(b));
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 4, 16), &Device::Cpu).expect("x");
+        let (a, c) = (ours.forward(&x).expect("ours"), theirs.forward(&x).expect("candle"));
+        assert_eq!(a.dims(), c.dims());
+        let d = (a - c).and_then(|d| d.abs()).and_then(|d| d.max_all()).and_then(|d| d.to_scalar::<f32>()).expect("d");
+        assert!(d < 1e-5, "{d}");
     }
 }

@@ -7,9 +7,9 @@
 //! The distribution, by name (transformers' `_init_weights` of these models, with a fixed
 //! standard deviation): normalisation weights (`*norm*`, `*LayerNorm*`, batch norms' `weight`)
 //! 1; biases and batch norms' `running_mean` 0; `running_var` 1; every other tensor normal
-//! with mean 0 and standard deviation 0.02 (`initializer_range`). Energy does not depend on
-//! the values, only on the shapes; answers of such a model are meaningless, and the report
-//! says the weights were random.
+//! with mean 0 and standard deviation 0.02 (`initializer_range`). The work a forward pass does
+//! is set by the shapes (values move a GPU's power only slightly); answers of such a model are
+//! meaningless, and the report says the weights were random.
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;

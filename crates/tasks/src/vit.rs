@@ -4,17 +4,16 @@
 //! attention.query`, ...) or as transformers 5 names them (`layers.N.attention.q_proj`, `mlp.fc1`).
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
 use super::config::Fields;
-use super::layers::{LayerNorm, linear};
+use super::layers::{LayerNorm, Linear, gelu_erf, linear};
 
 #[derive(Debug, Clone)]
 struct Layer {
     norm1: LayerNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// Query, key and value projections as one.
+    qkv: Linear,
     o: Linear,
     norm2: LayerNorm,
     fc1: Linear,
@@ -59,9 +58,11 @@ impl Vit {
                 let l = vit.pp(format!("layers.{i}"));
                 Layer {
                     norm1: LayerNorm::load(l.pp("layernorm_before"), h, eps)?,
-                    q: linear(l.pp("attention.q_proj"), h, h)?,
-                    k: linear(l.pp("attention.k_proj"), h, h)?,
-                    v: linear(l.pp("attention.v_proj"), h, h)?,
+                    qkv: Linear::fused(&[
+                        linear(l.pp("attention.q_proj"), h, h)?,
+                        linear(l.pp("attention.k_proj"), h, h)?,
+                        linear(l.pp("attention.v_proj"), h, h)?,
+                    ])?,
                     o: linear(l.pp("attention.o_proj"), h, h)?,
                     norm2: LayerNorm::load(l.pp("layernorm_after"), h, eps)?,
                     fc1: linear(l.pp("mlp.fc1"), h, inter)?,
@@ -71,9 +72,11 @@ impl Vit {
                 let l = vit.pp(format!("encoder.layer.{i}"));
                 Layer {
                     norm1: LayerNorm::load(l.pp("layernorm_before"), h, eps)?,
-                    q: linear(l.pp("attention.attention.query"), h, h)?,
-                    k: linear(l.pp("attention.attention.key"), h, h)?,
-                    v: linear(l.pp("attention.attention.value"), h, h)?,
+                    qkv: Linear::fused(&[
+                        linear(l.pp("attention.attention.query"), h, h)?,
+                        linear(l.pp("attention.attention.key"), h, h)?,
+                        linear(l.pp("attention.attention.value"), h, h)?,
+                    ])?,
                     o: linear(l.pp("attention.output.dense"), h, h)?,
                     norm2: LayerNorm::load(l.pp("layernorm_after"), h, eps)?,
                     fc1: linear(l.pp("intermediate.dense"), h, inter)?,
@@ -120,11 +123,13 @@ impl Vit {
         let split = |z: Tensor| -> candle_core::Result<Tensor> {
             z.reshape((b, t, self.heads, d))?.transpose(1, 2)?.contiguous()
         };
-        let (q, k, v) = (split(l.q.forward(&y)?)?, split(l.k.forward(&y)?)?, split(l.v.forward(&y)?)?);
+        let qkv = l.qkv.forward(&y)?;
+        let part = |i: usize| split(qkv.narrow(2, i * h, h)?);
+        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
         let probs = candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?.contiguous()?)? / (d as f64).sqrt())?)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
         let x = (l.o.forward(&ctx)? + x)?;
-        let y = l.fc2.forward(&l.fc1.forward(&l.norm2.forward(&x)?)?.gelu_erf()?)?;
+        let y = l.fc2.forward(&gelu_erf(&l.fc1.forward(&l.norm2.forward(&x)?)?)?)?;
         y + x
     }
 }
