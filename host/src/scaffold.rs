@@ -20,6 +20,7 @@ const SDK_FILES: &[(&str, &str)] = &[
     ("sdk/wit/machine.wit", include_str!("../../plugins/sdk/wit/machine.wit")),
     ("sdk/wit/meter.wit", include_str!("../../plugins/sdk/wit/meter.wit")),
     ("sdk/wit/summarizer.wit", include_str!("../../plugins/sdk/wit/summarizer.wit")),
+    ("sdk/wit/tasks.wit", include_str!("../../plugins/sdk/wit/tasks.wit")),
     ("sdk/wit/types.wit", include_str!("../../plugins/sdk/wit/types.wit")),
     ("sdk/wit/worlds.wit", include_str!("../../plugins/sdk/wit/worlds.wit")),
 ];
@@ -363,5 +364,19 @@ mod tests {
         );
         assert!(root.join("sdk/wit/worlds.wit").exists());
         assert!(scaffold(d.path(), "my_tool", "summarizer").unwrap_err().contains("exists already"));
+    }
+
+    #[test]
+    fn every_wit_file_of_the_sdk_is_copied() {
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk/wit");
+        let mut files: Vec<String> = std::fs::read_dir(&sdk)
+            .expect("sdk wit")
+            .map(|e| format!("sdk/wit/{}", e.expect("entry").file_name().to_string_lossy()))
+            .collect();
+        files.sort();
+        let mut copied: Vec<String> =
+            SDK_FILES.iter().map(|(p, _)| p.to_string()).filter(|p| p.starts_with("sdk/wit/")).collect();
+        copied.sort();
+        assert_eq!(copied, files, "a new interface of the API must be in SDK_FILES");
     }
 }
