@@ -7,10 +7,10 @@
 //! box heads (a 3-layer MLP, sigmoid: cx, cy, w, h relative to the image).
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Embedding, VarBuilder};
+use candle_nn::{Embedding, VarBuilder};
 
 use super::config::Fields;
-use super::layers::{LayerNorm, Linear, linear};
+use super::layers::{Conv, LayerNorm, Linear, linear};
 use super::resnet::{ResNet, ResNetShape};
 
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ struct DecoderLayer {
 #[derive(Debug, Clone)]
 pub struct Detr {
     backbone: ResNet,
-    projection: Conv2d,
+    projection: Conv,
     queries: Embedding,
     encoder: Vec<EncoderLayer>,
     decoder: Vec<DecoderLayer>,
@@ -184,11 +184,7 @@ impl Detr {
         let shape = if random { configured_backbone_shape(f)? } else { ResNetShape::from_weights(&backbone_vb)? };
         let backbone = ResNet::load(&shape, backbone_vb)?;
         let p = m.pp("input_projection");
-        let projection = Conv2d::new(
-            p.get((d, shape.out_channels(), 1, 1), "weight")?,
-            Some(p.get(d, "bias")?),
-            Conv2dConfig::default(),
-        );
+        let projection = Conv::new(p.get((d, shape.out_channels(), 1, 1), "weight")?, Some(p.get(d, "bias")?), 1, 0)?;
         let queries = Embedding::new(m.pp("query_position_embeddings").get((num_queries, d), "weight")?, d);
         let (enc_heads, dec_heads) = (cfg("encoder_attention_heads")?, cfg("decoder_attention_heads")?);
         let (enc_ffn, dec_ffn) = (cfg("encoder_ffn_dim")?, cfg("decoder_ffn_dim")?);

@@ -6,9 +6,10 @@
 //! own ResNet does (`embedder.embedder.convolution`, `encoder.stages.0.layers.0.layer.0`,
 //! `shortcut`).
 
-use candle_core::{DType, Tensor};
+use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
-use rayon::prelude::*;
+
+use super::layers::Conv;
 
 /// A frozen batch norm as a scale and a shift per channel.
 fn frozen_batch_norm(vb: VarBuilder, channels: usize) -> candle_core::Result<(Tensor, Tensor)> {
@@ -26,10 +27,7 @@ fn frozen_batch_norm(vb: VarBuilder, channels: usize) -> candle_core::Result<(Te
 /// differently, within 1e-6 relative).
 #[derive(Debug, Clone)]
 struct ConvBn {
-    weight: Tensor,
-    bias: Tensor,
-    kernel: usize,
-    stride: usize,
+    conv: Conv,
 }
 
 impl ConvBn {
@@ -45,61 +43,12 @@ impl ConvBn {
         let w = conv.get((out, inp, kernel, kernel), "weight")?;
         let (scale, shift) = frozen_batch_norm(bn, out)?;
         let weight = w.broadcast_mul(&scale.reshape((out, 1, 1, 1))?)?;
-        Ok(Self { weight, bias: shift.reshape((1, out, 1, 1))?, kernel, stride })
+        Ok(Self { conv: Conv::new(weight, Some(shift), stride, kernel / 2)? })
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = if self.kernel == 1 && self.stride == 1 {
-            // Channels-first, an image already is (channels, pixels): a 1×1 convolution is one
-            // matrix product per image, without candle's im2col copies.
-            let (b, c, h, w) = x.dims4()?;
-            let out = self.weight.dim(0)?;
-            let kernel = self.weight.reshape((out, c))?.broadcast_left(b)?;
-            kernel.matmul(&x.reshape((b, c, h * w))?)?.reshape((b, out, h, w))?
-        } else if x.device().is_cpu() && x.dtype() == DType::F32 {
-            conv2d_cpu(x, &self.weight, self.stride, self.kernel / 2)?
-        } else {
-            x.conv2d(&self.weight, self.kernel / 2, self.stride, 1, 1)?
-        };
-        y.broadcast_add(&self.bias)
+        self.conv.forward(x)
     }
-}
-
-/// A k×k convolution of float32 images on the CPU as im2col and one matrix product per image:
-/// the columns `(channel, ky, kx) × output pixel` are gathered on rayon's threads (candle's own
-/// CPU convolution spent a third of DETR's time in a scalar gather), then multiplied by the
-/// kernel as `(out, c·k·k)`, which gives channels-first output directly.
-fn conv2d_cpu(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> candle_core::Result<Tensor> {
-    let (b, c, h, w) = x.dims4()?;
-    let (out, wc, k, k2) = weight.dims4()?;
-    if wc != c || k != k2 {
-        candle_core::bail!("convolution of {c} channels with a kernel of shape {:?}", weight.dims());
-    }
-    let oh = (h + 2 * padding - k) / stride + 1;
-    let ow = (w + 2 * padding - k) / stride + 1;
-    let kernel = weight.reshape((out, c * k * k))?;
-    let pixels = x.flatten_all()?.to_vec1::<f32>()?;
-    let mut outputs = Vec::with_capacity(b);
-    for image in pixels.chunks_exact(c * h * w) {
-        let mut cols = vec![0f32; c * k * k * oh * ow];
-        cols.par_chunks_mut(oh * ow).enumerate().for_each(|(row, col)| {
-            let (ci, ky, kx) = (row / (k * k), (row / k) % k, row % k);
-            let plane = &image[ci * h * w..(ci + 1) * h * w];
-            for oy in 0..oh {
-                let Some(iy) = (oy * stride + ky).checked_sub(padding).filter(|&iy| iy < h) else { continue };
-                let src = &plane[iy * w..(iy + 1) * w];
-                let dst = &mut col[oy * ow..(oy + 1) * ow];
-                for (ox, d) in dst.iter_mut().enumerate() {
-                    if let Some(ix) = (ox * stride + kx).checked_sub(padding).filter(|&ix| ix < w) {
-                        *d = src[ix];
-                    }
-                }
-            }
-        });
-        let cols = Tensor::from_vec(cols, (c * k * k, oh * ow), x.device())?;
-        outputs.push(kernel.matmul(&cols)?.reshape((out, oh, ow))?);
-    }
-    Tensor::stack(&outputs, 0)
 }
 
 #[derive(Debug, Clone)]
@@ -295,25 +244,4 @@ fn max_pool_3x3_s2(x: &Tensor) -> candle_core::Result<Tensor> {
     let neg = Tensor::full(f32::NEG_INFINITY, (b, c, h + 2, 1), x.device())?.to_dtype(x.dtype())?;
     let x = Tensor::cat(&[&neg, &x, &neg], 3)?;
     x.max_pool2d_with_stride(3, 2)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::Device;
-
-    #[test]
-    fn the_gathered_convolution_equals_candles() {
-        for (c, h, w, out, k, stride) in
-            [(3, 17, 23, 5, 7, 2), (4, 9, 8, 6, 3, 1), (4, 10, 13, 3, 3, 2), (2, 5, 5, 2, 1, 2)]
-        {
-            let x = Tensor::randn(0f32, 1.0, (2, c, h, w), &Device::Cpu).expect("x");
-            let wt = Tensor::randn(0f32, 1.0, (out, c, k, k), &Device::Cpu).expect("w");
-            let ours = conv2d_cpu(&x, &wt, stride, k / 2).expect("ours");
-            let candle = x.conv2d(&wt, k / 2, stride, 1, 1).expect("candle");
-            assert_eq!(ours.dims(), candle.dims(), "{c} {h}x{w} k{k} s{stride}");
-            let d = (ours - candle).and_then(|d| d.abs()).and_then(|d| d.max_all()).and_then(|d| d.to_scalar::<f32>());
-            assert!(d.expect("diff") < 1e-4, "{c} {h}x{w} k{k} s{stride}");
-        }
-    }
 }

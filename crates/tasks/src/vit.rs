@@ -4,10 +4,10 @@
 //! attention.query`, ...) or as transformers 5 names them (`layers.N.attention.q_proj`, `mlp.fc1`).
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::config::Fields;
-use super::layers::{LayerNorm, Linear, gelu_erf, linear};
+use super::layers::{Conv, LayerNorm, Linear, gelu_erf, linear};
 
 #[derive(Debug, Clone)]
 struct Layer {
@@ -22,7 +22,7 @@ struct Layer {
 
 #[derive(Debug, Clone)]
 pub struct Vit {
-    patch: Conv2d,
+    patch: Conv,
     cls: Tensor,
     positions: Tensor,
     layers: Vec<Layer>,
@@ -48,9 +48,8 @@ impl Vit {
         let vit = vb.pp("vit");
         let e = vit.pp("embeddings");
         let patches = (image / patch) * (image / patch);
-        let conv_cfg = Conv2dConfig { stride: patch, ..Default::default() };
         let p = e.pp("patch_embeddings.projection");
-        let patch_conv = Conv2d::new(p.get((h, channels, patch, patch), "weight")?, Some(p.get(h, "bias")?), conv_cfg);
+        let patch_conv = Conv::new(p.get((h, channels, patch, patch), "weight")?, Some(p.get(h, "bias")?), patch, 0)?;
         let new_names = vit.contains_tensor("layers.0.layernorm_before.weight");
         let mut layers = Vec::with_capacity(n);
         for i in 0..n {
