@@ -44,8 +44,9 @@ pub fn config_json() -> String {
     .to_string()
 }
 
-fn normal(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
-    // Box-Muller: two uniforms give two normals.
+/// `n` normals of mean 0 and standard deviation `std` from `rng` (Box-Muller: two uniforms give
+/// two normals). Random weights elsewhere (the task engine's `no_weights`) draw the same way.
+pub fn normal(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
     let mut out = Vec::with_capacity(n + 1);
     while out.len() < n {
         let u1: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);

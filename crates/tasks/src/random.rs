@@ -13,8 +13,9 @@
 
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
+use energy_star_engine_local::toy::normal;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 /// The standard deviation of random weights.
 pub const WEIGHT_STD: f32 = 0.02;
@@ -76,20 +77,6 @@ impl SimpleBackend for RandomWeights {
     fn contains_tensor(&self, _name: &str) -> bool {
         true
     }
-}
-
-/// Box-Muller pairs of standard normals, scaled.
-fn normal(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
-    let mut out = Vec::with_capacity(n + 1);
-    while out.len() < n {
-        let u1: f32 = rng.random::<f32>().max(f32::MIN_POSITIVE);
-        let u2: f32 = rng.random::<f32>();
-        let r = (-2.0 * u1.ln()).sqrt() * std;
-        out.push(r * (2.0 * std::f32::consts::PI * u2).cos());
-        out.push(r * (2.0 * std::f32::consts::PI * u2).sin());
-    }
-    out.truncate(n);
-    out
 }
 
 #[cfg(test)]
