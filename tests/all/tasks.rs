@@ -26,7 +26,7 @@ const TASKS: [(&str, &str, &str, u64); 5] = [
     ("sentence_similarity", "tiny-minilm", "datasets/sentence_similarity.jsonl", 5),
     ("question_answering", "tiny-electra-qa", "datasets/extractive_qa.jsonl", 5),
     ("image_classification", "tiny-vit", "images/images.parquet", 7),
-    ("object_detection", "tiny-detr/hf-backbone", "images", 7),
+    ("object_detection", "tiny-detr", "images", 7),
 ];
 
 #[test]

@@ -114,7 +114,7 @@ pub struct Detr {
 /// The backbone's shape when there are no weights to read it from: timm's by name
 /// (`backbone: resnet50`), or transformers' ResNet from `backbone_config` (`embedding_size`,
 /// `hidden_sizes`, `depths`).
-fn configured_backbone_shape(f: &Fields) -> candle_core::Result<ResNetShape> {
+fn configured_backbone_shape(f: &Fields, model_dir: &std::path::Path) -> candle_core::Result<ResNetShape> {
     let timm_name =
         f.v.get("backbone_config").filter(|b| b.get("model_type").and_then(|t| t.as_str()) == Some("timm_backbone"));
     if let Some(bc) = f.v.get("backbone_config").filter(|b| b.is_object() && timm_name.is_none()) {
@@ -146,17 +146,61 @@ fn configured_backbone_shape(f: &Fields) -> candle_core::Result<ResNetShape> {
         Some(n) => n,
         None => f.str_or("backbone", "resnet50"),
     };
+    if let Some(folder) = name.strip_prefix("local-dir:") {
+        return timm_folder_shape(&model_dir.join(folder));
+    }
     ResNetShape::timm(name).ok_or_else(|| {
         candle_core::Error::Msg(format!(
-            "backbone {name:?}: random weights need a backbone named resnet50 or resnet101, or a transformers backbone_config"
+            "backbone {name:?}: random weights need a backbone named resnet50 or resnet101, a timm folder (local-dir:), or a transformers backbone_config"
         ))
     })
 }
 
+/// A timm backbone kept in a folder beside the model (`backbone: local-dir:NAME`, how a config
+/// names a shrunk timm ResNet): its `config.json` names the architecture and `model_args`
+/// (`layers`: blocks per stage, `channels`: bottleneck widths, `stem_width`).
+fn timm_folder_shape(folder: &std::path::Path) -> candle_core::Result<ResNetShape> {
+    let path = folder.join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| candle_core::Error::Msg(format!("timm backbone {}: {e}", path.display())))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| candle_core::Error::Msg(format!("timm backbone {} is not JSON: {e}", path.display())))?;
+    let arch = v.get("architecture").and_then(|a| a.as_str()).unwrap_or("");
+    let mut shape = ResNetShape::timm(arch).ok_or_else(|| {
+        candle_core::Error::Msg(format!(
+            "timm backbone {}: architecture {arch:?} (resnet50, resnet101 are read)",
+            path.display()
+        ))
+    })?;
+    let args = v.get("model_args");
+    let list = |k: &str| -> Option<Vec<usize>> {
+        args?.get(k)?.as_array()?.iter().map(|x| x.as_u64().map(|x| x as usize)).collect()
+    };
+    if let Some(layers) = list("layers") {
+        shape.depths = layers;
+    }
+    if let Some(channels) = list("channels") {
+        shape.widths = channels;
+    }
+    if let Some(stem) = args.and_then(|a| a.get("stem_width")).and_then(|s| s.as_u64()) {
+        shape.stem = stem as usize;
+    }
+    if shape.depths.len() != shape.widths.len() {
+        candle_core::bail!("timm backbone {}: model_args layers and channels differ in length", path.display());
+    }
+    Ok(shape)
+}
+
 impl Detr {
-    /// `random`: the weights are drawn (no_weights), so the backbone's shape comes from the
-    /// config; otherwise from the weights themselves.
-    pub fn load(f: &Fields, labels: usize, vb: VarBuilder, random: bool) -> candle_core::Result<Self> {
+    /// `random_in`: the model's folder when the weights are drawn (no_weights), so the
+    /// backbone's shape comes from the config (and a timm folder beside it); otherwise from the
+    /// weights themselves.
+    pub fn load(
+        f: &Fields,
+        labels: usize,
+        vb: VarBuilder,
+        random_in: Option<&std::path::Path>,
+    ) -> candle_core::Result<Self> {
         let cfg = |k: &str| f.usize(k).map_err(|e| candle_core::Error::Msg(e.to_string()));
         let d = cfg("d_model")?;
         let num_queries = cfg("num_queries")?;
@@ -181,7 +225,10 @@ impl Detr {
             .map(|p| m.pp(p))
             .find(|b| b.contains_tensor("conv1.weight") || b.contains_tensor("embedder.embedder.convolution.weight"))
             .unwrap_or_else(|| m.pp("backbone.conv_encoder.model"));
-        let shape = if random { configured_backbone_shape(f)? } else { ResNetShape::from_weights(&backbone_vb)? };
+        let shape = match random_in {
+            Some(dir) => configured_backbone_shape(f, dir)?,
+            None => ResNetShape::from_weights(&backbone_vb)?,
+        };
         let backbone = ResNet::load(&shape, backbone_vb)?;
         let p = m.pp("input_projection");
         let projection = Conv::new(p.get((d, shape.out_channels(), 1, 1), "weight")?, Some(p.get(d, "bias")?), 1, 0)?;

@@ -410,7 +410,8 @@ impl TaskModel {
                 Model::Vit(vit::Vit::load(&config.fields, labels, vb).map_err(wrap)?)
             }
             Architecture::DetrForObjectDetection => Model::Detr(Box::new(
-                detr::Detr::load(&config.fields, labels, vb, spec.random_weights.is_some()).map_err(wrap)?,
+                detr::Detr::load(&config.fields, labels, vb, spec.random_weights.map(|_| dir.as_path()))
+                    .map_err(wrap)?,
             )),
             arch => Model::Encoder(Encoder::load(arch, &config.fields, labels, vb).map_err(wrap)?),
         };
