@@ -11,6 +11,7 @@ pub mod config;
 pub mod model;
 pub mod moe;
 pub mod mxfp4;
+pub mod quant;
 pub mod resolve;
 pub mod rope;
 pub mod sampling;

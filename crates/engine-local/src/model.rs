@@ -14,6 +14,7 @@ use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::config::{Activation, Family, ModelConfig};
 use super::moe::Experts;
+use super::quant::Q4_1Linear;
 use super::rope::RopeTables;
 
 pub use super::rope::MAX_POSITIONS;
@@ -46,11 +47,13 @@ impl RmsNorm {
     }
 }
 
-/// A projection: dense (safetensors) or quantized (GGUF, kept quantized in memory).
+/// A projection: dense (safetensors) or quantized (GGUF, kept quantized in memory: candle's
+/// kernels, or energy-star's for the types candle multiplies with a scalar loop).
 #[derive(Debug, Clone)]
 enum Proj {
     Dense(Linear),
     Quant(QMatMul),
+    Q4_1(Q4_1Linear),
 }
 
 impl Proj {
@@ -58,6 +61,34 @@ impl Proj {
         match self {
             Proj::Dense(l) => l.forward(x),
             Proj::Quant(q) => q.forward(x),
+            Proj::Q4_1(q) => q.forward(x),
+        }
+    }
+
+    /// A GGUF weight as stored, multiplied by the fastest kernel this device has for its type.
+    fn quantized(q: QTensor, device: &Device) -> candle_core::Result<Self> {
+        if device.is_cpu()
+            && let Some(l) = Q4_1Linear::from_qtensor(&q)?
+        {
+            return Ok(Proj::Q4_1(l));
+        }
+        Ok(Proj::Quant(QMatMul::from_qtensor(q)?))
+    }
+}
+
+/// The token embedding: a dense table, or a GGUF table kept quantized (rows dequantized as they
+/// are looked up), which a tied output projection then shares.
+#[derive(Debug, Clone)]
+enum TokenEmbedding {
+    Dense(Embedding),
+    Quant(QMatMul),
+}
+
+impl TokenEmbedding {
+    fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            TokenEmbedding::Dense(e) => e.forward(ids),
+            TokenEmbedding::Quant(q) => q.embedding(ids),
         }
     }
 }
@@ -73,6 +104,19 @@ fn linear(vb: VarBuilder, inp: usize, out: usize, bias: bool) -> candle_core::Re
 enum Qkv {
     Separate { q: Proj, k: Proj, v: Proj },
     Fused(Proj),
+}
+
+impl Qkv {
+    /// Three projections, stacked into one where energy-star's kernels hold them (one product,
+    /// one quantization of the activations).
+    fn of(q: Proj, k: Proj, v: Proj) -> Self {
+        if let (Proj::Q4_1(a), Proj::Q4_1(b), Proj::Q4_1(c)) = (&q, &k, &v)
+            && let Some(all) = Q4_1Linear::stack(&[a, b, c])
+        {
+            return Qkv::Fused(Proj::Q4_1(all));
+        }
+        Qkv::Separate { q, k, v }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +139,18 @@ struct Attention {
 enum GateUp {
     Separate { gate: Proj, up: Proj },
     Fused(Proj),
+}
+
+impl GateUp {
+    /// Gate and up, stacked into one where energy-star's kernels hold them.
+    fn of(gate: Proj, up: Proj) -> Self {
+        if let (Proj::Q4_1(g), Proj::Q4_1(u)) = (&gate, &up)
+            && let Some(both) = Q4_1Linear::stack(&[g, u])
+        {
+            return GateUp::Fused(Proj::Q4_1(both));
+        }
+        GateUp::Separate { gate, up }
+    }
 }
 
 /// The feed-forward half of a layer.
@@ -157,7 +213,7 @@ struct Layer {
 /// A loaded decoder.
 pub struct Decoder {
     pub config: ModelConfig,
-    embed: Embedding,
+    embed: TokenEmbedding,
     layers: Vec<Layer>,
     norm: RmsNorm,
     lm_head: Proj,
@@ -205,7 +261,7 @@ impl Decoder {
         let dtype = vb.dtype();
         let (m, head_name) = text_tower(&vb)?;
         let embed_w = m.pp("embed_tokens").get((c.vocab_size, c.hidden_size), "weight")?;
-        let embed = Embedding::new(embed_w.clone(), c.hidden_size);
+        let embed = TokenEmbedding::Dense(Embedding::new(embed_w.clone(), c.hidden_size));
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
             layers.push(Self::load_layer(c, i, m.pp(format!("layers.{i}")))?);
@@ -305,15 +361,16 @@ impl Decoder {
         let c = &config;
         let mut get = |name: &str| -> candle_core::Result<QTensor> { content.tensor(r, name, device) };
         let dense = |q: QTensor| q.dequantize(device);
-        let embed_w = dense(get("token_embd.weight")?)?;
-        let embed = Embedding::new(embed_w.clone(), c.hidden_size);
+        // As llama.cpp: the table stays quantized, and a tied output projection multiplies by it.
+        let embed_table = QMatMul::from_qtensor(get("token_embd.weight")?)?;
+        let embed = TokenEmbedding::Quant(embed_table.clone());
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
             let mut q = |n: &str| -> candle_core::Result<Proj> {
-                Ok(Proj::Quant(QMatMul::from_qtensor(get(&format!("blk.{i}.{n}.weight"))?)?))
+                Proj::quantized(get(&format!("blk.{i}.{n}.weight"))?, device)
             };
             let attn = Attention {
-                qkv: Qkv::Separate { q: q("attn_q")?, k: q("attn_k")?, v: q("attn_v")? },
+                qkv: Qkv::of(q("attn_q")?, q("attn_k")?, q("attn_v")?),
                 o: q("attn_output")?,
                 q_norm: None,
                 k_norm: None,
@@ -324,7 +381,7 @@ impl Decoder {
                 rope: Some(0),
             };
             let mlp = Mlp::Gated {
-                gate_up: GateUp::Separate { gate: q("ffn_gate")?, up: q("ffn_up")? },
+                gate_up: GateUp::of(q("ffn_gate")?, q("ffn_up")?),
                 down: q("ffn_down")?,
                 act: Activation::Silu,
             };
@@ -343,9 +400,9 @@ impl Decoder {
         }
         let norm = RmsNorm { weight: dense(get("output_norm.weight")?)?, eps: c.rms_norm_eps, in_f32: false };
         let lm_head = if content.tensor_infos.contains_key("output.weight") {
-            Proj::Quant(QMatMul::from_qtensor(get("output.weight")?)?)
+            Proj::quantized(get("output.weight")?, device)?
         } else {
-            Proj::Dense(Linear::new(embed_w, None))
+            Proj::Quant(embed_table)
         };
         let ropes = rope_tables(c, device, DType::F32)?;
         Ok(Self {
